@@ -1,0 +1,1 @@
+"""Kernel side: bcc C programs, loader, ring-buffer reader, in-kernel syscall filter."""

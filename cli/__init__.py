@@ -1,0 +1,1 @@
+"""Command-line shell: parses arguments, calls one core function, renders the result."""

@@ -1,0 +1,9 @@
+"""`falconet artifact` commands."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    return None

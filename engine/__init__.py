@@ -1,0 +1,1 @@
+"""Detection engine: Falco rules language, rulesets, event sources, outputs."""

@@ -1,0 +1,1 @@
+"""What to install and when: configuration, indexes, solver, lock file, install, follow."""

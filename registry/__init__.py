@@ -1,0 +1,1 @@
+"""OCI distribution: references, client + auth, falcoctl artifacts, indexes, layouts, signatures."""
