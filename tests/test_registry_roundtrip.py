@@ -79,6 +79,8 @@ def test_rulesfile_roundtrip_reads_metadata_from_yaml(registry, tmp_path: Path) 
         ],
         "requirements": [{"name": "engine_version_semver", "version": "0.26.0"}],
     }
+    assert config.name == "my-rules"
+    assert config.requirements[0].name == "engine_version_semver"
     manifest = resolved.manifest_json
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert manifest["config"]["mediaType"] == "application/vnd.cncf.falco.rulesfile.config.v1+json"
