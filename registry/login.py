@@ -37,7 +37,9 @@ def check_host(host: str) -> str:
 def verify_basic(host: str, username: str, password: str, options: ClientOptions) -> None:
     """GET /v2/ with these credentials only (never the stored ones); AuthError if refused."""
     if not username or not password:
-        raise AuthError("a username and a password are required", hint="pass -u and --password-stdin")
+        raise AuthError(
+            "a username and a password are required", hint="pass -u and --password-stdin"
+        )
     client = RegistryClient(host, options.with_credentials(username, password))
     try:
         client.ping()
