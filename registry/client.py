@@ -164,7 +164,7 @@ class RegistryClient:
                         f"{error} (gave up after {attempt + 1} attempts)",
                         hint="the registry or the network is unstable; try again later",
                     ) from error
-                self._sleep_before_retry(attempt, None, str(error))
+                self.sleep_before_retry(attempt, None, str(error))
                 attempt += 1
                 continue
             if response.status_code == 401 and not auth_retried:
@@ -178,12 +178,12 @@ class RegistryClient:
                 if wait is not None and wait > self.options.retry_after_max:
                     return response
                 response.close()
-                self._sleep_before_retry(attempt, wait, f"HTTP {response.status_code}")
+                self.sleep_before_retry(attempt, wait, f"HTTP {response.status_code}")
                 attempt += 1
                 continue
             return response
 
-    def _sleep_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
+    def sleep_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
         if retry_after is not None:
             delay = retry_after
         else:
