@@ -75,7 +75,12 @@ def _settings() -> list[Setting]:
         ),
         Setting("artifact.platform", "str", "", "os/arch of plugins to install; default host."),
         Setting("artifact.no_verify", "bool", False, "Skip signature verification (warned)."),
-        Setting("artifact.install.refs", "list", [], "Refs `artifact install` uses with no args."),
+        Setting(
+            "artifact.install.refs",
+            "list",
+            ["falconet-rules"],
+            "Refs `artifact install` uses with no args (default: the embedded feed).",
+        ),
         Setting(
             "artifact.install.rulesfiles_dir",
             "str",
