@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.artifact",
     "cli.commands.run",
     "cli.commands.key",
+    "cli.commands.signing",
 ]
 
 

@@ -113,7 +113,7 @@ def sign_artifact(
     layers = _existing_layers(store, tag)
     for index, layer in enumerate(layers):
         if _same_signature(store, layer, public_key, root_digest, annotations):
-            log.info(
+            log.debug(
                 "%s@%s is already signed by %s (layer %d)", reference, root_digest, key_id, index
             )
             return SignResult(
@@ -132,7 +132,7 @@ def sign_artifact(
     )
     manifest = simplesigning.signature_manifest(config, layers)
     pushed = store.push_manifest(manifest, simplesigning.OCI_MANIFEST_MEDIA_TYPE, tag=tag)
-    log.info("signed %s@%s with %s as layer %d of %s", reference, root_digest, key_id,
+    log.debug("signed %s@%s with %s as layer %d of %s", reference, root_digest, key_id,
              len(layers) - 1, tag)  # fmt: skip
     return SignResult(
         str(reference), root_digest, tag, pushed.digest, key_id, len(layers) - 1, len(layers),
@@ -236,7 +236,7 @@ def _check_layer(
     digest = str(layer.get("digest", ""))
 
     def failed(reason: str) -> tuple[LayerCheck, None]:
-        log.info("signature layer %d (%s): %s", index, digest, reason)
+        log.debug("signature layer %d (%s): %s", index, digest, reason)
         return LayerCheck(index, digest, False, reason), None
 
     annotations = layer.get("annotations") or {}
