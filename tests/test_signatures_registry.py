@@ -383,3 +383,23 @@ def test_malformed_key_files(cli, artifact, key, tmp_path) -> None:
         USAGE,
         "not a public key",
     )
+
+
+# --- verdicts the install flow reports without failing ---
+
+
+def test_verdicts_that_do_not_fail(artifact, key, caplog) -> None:
+    from registry.errors import VerificationError
+    from registry.signatures import Policy, verify_artifact
+
+    reference = parse_reference(artifact.ref)
+    verify = lambda policy: verify_artifact(artifact.store, reference, artifact.digest, policy)  # noqa: E731
+    assert verify(Policy()).verdict == "unverified"
+    assert verify(Policy(skip=True)).verdict == "skipped"
+    assert "skipped" in caplog.text
+    optional = verify(Policy(key_ref=str(key.public), require=False, origin="test"))
+    assert optional.verdict == "unsigned" and optional.key_fingerprint == key.fingerprint
+    with pytest.raises(VerificationError, match="is not signed"):
+        verify(Policy(key_ref=str(key.public), require=True))
+    keyless = verify(Policy(keyless={"certificate-identity": "x"}))
+    assert keyless.verdict == "unverified" and "keyless" in keyless.reason
