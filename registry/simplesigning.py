@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from registry.digests import digest_bytes
 from registry.keys import PrivateKey, PublicKey
 
 SIGNATURE_TYPE = "cosign container image signature"
@@ -54,10 +54,6 @@ def signature_tag(digest: str) -> str:
     if not hex_digest:
         raise ValueError(f"not a digest: {digest!r}")
     return f"{algorithm}-{hex_digest}.sig"
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def build_payload(
@@ -120,7 +116,7 @@ def decode_signature(annotation: str) -> bytes:
 def signature_layer(payload: bytes, der_signature: bytes) -> dict[str, Any]:
     return {
         "mediaType": SIMPLESIGNING_MEDIA_TYPE,
-        "digest": sha256_digest(payload),
+        "digest": digest_bytes(payload),
         "size": len(payload),
         "annotations": {SIGNATURE_ANNOTATION: encode_signature(der_signature)},
     }
@@ -144,7 +140,7 @@ def signature_manifest(config: bytes, layers: list[dict[str, Any]]) -> bytes:
         "mediaType": OCI_MANIFEST_MEDIA_TYPE,
         "config": {
             "mediaType": OCI_CONFIG_MEDIA_TYPE,
-            "digest": sha256_digest(config),
+            "digest": digest_bytes(config),
             "size": len(config),
         },
         "layers": layers,

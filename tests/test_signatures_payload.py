@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry import keys, simplesigning
+from registry.digests import digest_bytes
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 DIGEST = "sha256:" + "ab" * 32
@@ -107,10 +108,8 @@ def test_signature_manifest_layout() -> None:
     manifest = json.loads(simplesigning.signature_manifest(config, layers))
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert manifest["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
-    assert manifest["config"]["digest"] == simplesigning.sha256_digest(config)
-    assert [layer["digest"] for layer in manifest["layers"]] == [
-        simplesigning.sha256_digest(p) for p in payloads
-    ]
+    assert manifest["config"]["digest"] == digest_bytes(config)
+    assert [layer["digest"] for layer in manifest["layers"]] == [digest_bytes(p) for p in payloads]
     assert json.loads(config)["rootfs"]["diff_ids"] == [layer["digest"] for layer in layers]
     for layer, payload in zip(manifest["layers"], payloads, strict=True):
         assert layer["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
