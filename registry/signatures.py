@@ -19,6 +19,7 @@ from registry.digests import digest_bytes
 from registry.errors import DigestMismatchError, NotFoundError, VerificationError
 from registry.keys import PrivateKey, PublicKey, fingerprint, read_public_key
 from registry.simplesigning import PayloadError
+from registry.tags import signature_tag
 
 if TYPE_CHECKING:
     from registry.reference import Reference
@@ -107,7 +108,7 @@ def sign_artifact(
     duplicate detection), so re-running a release job does not grow the manifest."""
     from registry.store import Descriptor
 
-    tag = simplesigning.signature_tag(root_digest)
+    tag = signature_tag(root_digest)
     public_key = private_key.public_key()
     key_id = fingerprint(public_key)
     layers = _existing_layers(store, tag)
@@ -154,7 +155,7 @@ def verify_artifact(
         return _without_key(reference, root_digest, policy, base)
     public_key = read_public_key(policy.key_ref)
     key_id = fingerprint(public_key)
-    tag = simplesigning.signature_tag(root_digest)
+    tag = signature_tag(root_digest)
     manifest = _fetch_signature_manifest(store, tag)
     if manifest is None:
         return _without_signature(reference, root_digest, policy, tag, key_id, base)

@@ -48,14 +48,6 @@ class PayloadError(ValueError):
     """The payload bytes are not a simple-signing document."""
 
 
-def signature_tag(digest: str) -> str:
-    """`sha256:<hex>` -> `sha256-<hex>.sig`, cosign's tag for the signatures of that digest."""
-    algorithm, _, hex_digest = digest.partition(":")
-    if not hex_digest:
-        raise ValueError(f"not a digest: {digest!r}")
-    return f"{algorithm}-{hex_digest}.sig"
-
-
 def build_payload(
     docker_reference: str, manifest_digest: str, annotations: Mapping[str, str] | None = None
 ) -> bytes:

@@ -39,12 +39,6 @@ def test_parse_payload_refuses_non_payloads(data: bytes) -> None:
         simplesigning.parse_payload(data)
 
 
-def test_signature_tag() -> None:
-    assert simplesigning.signature_tag(DIGEST) == "sha256-" + "ab" * 32 + ".sig"
-    with pytest.raises(ValueError):
-        simplesigning.signature_tag("latest")
-
-
 def test_signature_checks_fail_on_every_alteration() -> None:
     key, other = keys.generate_private_key(), keys.generate_private_key()
     payload = simplesigning.build_payload("r/x", DIGEST)

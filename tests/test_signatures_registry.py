@@ -19,6 +19,7 @@ from registry.digests import digest_bytes
 from registry.options import ClientOptions
 from registry.reference import parse_reference
 from registry.store import OCI_INDEX, OCI_MANIFEST, ArtifactStore, Descriptor, open_store
+from registry.tags import signature_tag
 from tests.support.registry_server import RegistryServer
 
 pytestmark = pytest.mark.registry
@@ -94,7 +95,7 @@ def cli(run_cli) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 def _signature_manifest(artifact: Artifact) -> dict[str, Any]:
-    data, _ = artifact.store.fetch_manifest(simplesigning.signature_tag(artifact.digest))
+    data, _ = artifact.store.fetch_manifest(signature_tag(artifact.digest))
     return json.loads(data)
 
 
@@ -117,7 +118,7 @@ def _replace_signature(
     artifact.store.push_manifest(
         simplesigning.signature_manifest(config, layers),
         OCI_MANIFEST,
-        tag=simplesigning.signature_tag(artifact.digest),
+        tag=signature_tag(artifact.digest),
     )
 
 
@@ -229,7 +230,7 @@ def test_signing_an_image_index_signs_the_index_digest(cli, registry, key) -> No
     pushed = store.push_manifest(json.dumps(index).encode(), OCI_INDEX, tag="0.1.0")
     plugin = Artifact(ref, pushed.digest, store)
     _sign(cli, plugin, key)
-    assert simplesigning.signature_tag(pushed.digest) in store.list_tags()
+    assert signature_tag(pushed.digest) in store.list_tags()
     assert json.loads(_verify(cli, plugin, key).stdout)["payload_digest"] == pushed.digest
 
 
@@ -367,7 +368,7 @@ def test_wrong_passphrase_refuses_and_writes_nothing(cli, artifact, key) -> None
         env={"FALCONET_KEY_PASSWORD": "not it"},
     )  # fmt: skip
     _assert_refused(result, USAGE, "wrong passphrase")
-    assert simplesigning.signature_tag(artifact.digest) not in artifact.store.list_tags()
+    assert signature_tag(artifact.digest) not in artifact.store.list_tags()
 
 
 def test_malformed_key_files(cli, artifact, key, tmp_path) -> None:
@@ -376,7 +377,7 @@ def test_malformed_key_files(cli, artifact, key, tmp_path) -> None:
     _assert_refused(
         cli("artifact", "sign", artifact.ref, "--key", str(broken)), USAGE, "no PEM block"
     )
-    assert simplesigning.signature_tag(artifact.digest) not in artifact.store.list_tags()
+    assert signature_tag(artifact.digest) not in artifact.store.list_tags()
     _sign(cli, artifact, key)
     _assert_refused(
         cli("artifact", "verify", artifact.ref, "--key", str(key.private)),
