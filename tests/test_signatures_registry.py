@@ -4,11 +4,14 @@ can be wrong, each refused with its own message and exit status."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -404,3 +407,57 @@ def test_verdicts_that_do_not_fail(artifact, key, caplog) -> None:
         verify(Policy(key_ref=str(key.public), require=True))
     keyless = verify(Policy(keyless={"certificate-identity": "x"}))
     assert keyless.verdict == "unverified" and "keyless" in keyless.reason
+
+
+# --- where keys and artifacts can live ---
+
+
+def test_sign_and_verify_in_an_oci_layout(run_cli, key, tmp_path) -> None:
+    layout = tmp_path / "layout"
+    ref = f"oci-layout:{layout}:1.0.0"
+    pushed = _push_manifest(open_store(parse_reference(ref)), "1.0.0", b"offline feed")
+    env = {"FALCONET_KEY_PASSWORD": PASSWORD}
+    signed = run_cli("artifact", "sign", ref, "--key", str(key.private), env=env)
+    assert signed.returncode == 0, signed.stderr
+    assert signature_tag(pushed.digest) in open_store(parse_reference(ref)).list_tags()
+    result = run_cli("artifact", "verify", ref, "--key", str(key.public), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["payload_digest"] == pushed.digest
+
+
+@pytest.fixture
+def key_server(key: KeyPair) -> Iterator[str]:
+    """A loopback HTTP server publishing the public key, as a project's website would."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(key.public.parent))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_public_key_from_a_url(cli, artifact, key, key_server) -> None:
+    _sign(cli, artifact, key)
+    result = cli("artifact", "verify", artifact.ref, "--key", f"{key_server}/{key.public.name}")
+    assert result.returncode == 0, result.stderr
+    missing = cli("artifact", "verify", artifact.ref, "--key", f"{key_server}/absent.pub")
+    _assert_refused(missing, 5, "HTTP 404")
+
+
+def test_verify_over_tls_with_the_ca_from_falconet_yaml(
+    run_cli, registry_factory, key, falconet_home
+) -> None:
+    server = registry_factory(tls=True)
+    assert server.ca is not None
+    ref = f"{server.host}/rules/tls:1.0.0"
+    store = open_store(parse_reference(ref), ClientOptions(ca_file=server.ca.ca_cert))
+    _push_manifest(store, "1.0.0", b"over tls")
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"registries:\n  '{server.host}':\n    ca_file: {server.ca.ca_cert}\n")
+    env = {"FALCONET_KEY_PASSWORD": PASSWORD}
+    assert run_cli("artifact", "sign", ref, "--key", str(key.private), env=env).returncode == 0
+    result = run_cli("artifact", "verify", ref, "--key", str(key.public))
+    assert result.returncode == 0, result.stderr
