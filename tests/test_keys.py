@@ -6,15 +6,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import pty
+import select
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cli.passphrase import PASSPHRASE_ENV_VARS
 from registry import keys
+from tests.conftest import REPO_ROOT
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 
@@ -181,3 +188,55 @@ def test_public_key_from_inline_pem_and_missing_file(tmp_path: Path) -> None:
     assert keys.fingerprint(keys.read_public_key(inline)) == files.fingerprint
     with pytest.raises(keys.KeyFormatError, match="does not exist"):
         keys.read_public_key(str(tmp_path / "absent.pub"))
+
+
+def _run_on_a_terminal(
+    args: list[str], answers: list[bytes], env: dict[str, str]
+) -> tuple[int, bytes]:
+    """Run the CLI with a pseudo-terminal as its controlling terminal (getpass reads /dev/tty),
+    answering each password prompt in turn."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child: the pty is its controlling terminal and stdio
+        os.execve(sys.executable, [sys.executable, "-m", "cli", *args], env)
+    transcript = b""
+    pending = list(answers)
+    while True:
+        if not select.select([fd], [], [], 30)[0]:  # a prompt we do not answer: fail, not hang
+            os.kill(pid, signal.SIGKILL)
+            break
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        transcript += chunk
+        if pending and transcript.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0) + b"\n")
+            transcript += b"\n"
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), transcript
+
+
+def _terminal_env(falconet_home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PASSPHRASE_ENV_VARS}
+    env.update(PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(falconet_home))
+    return env
+
+
+def test_interactive_prompt_asks_twice(tmp_path: Path, falconet_home: Path) -> None:
+    prefix = str(tmp_path / "tty")
+    env = _terminal_env(falconet_home)
+    status, transcript = _run_on_a_terminal(
+        ["key", "generate", "--output-prefix", prefix], [b"typed", b"typed"], env
+    )
+    assert status == 0, transcript
+    assert transcript.count(b"Enter password for private key") == 2
+    keys.read_private_key(tmp_path / "tty.key", lambda: b"typed")
+
+    status, transcript = _run_on_a_terminal(
+        ["key", "generate", "--output-prefix", str(tmp_path / "typo")], [b"one", b"two"], env
+    )
+    assert status == 2 and b"do not match" in transcript
+    assert not (tmp_path / "typo.key").exists()
