@@ -211,7 +211,7 @@ def _run_on_a_terminal(
         if not chunk:
             break
         transcript += chunk
-        if pending and transcript.rstrip().endswith(b":"):
+        if pending and chunk.rstrip().endswith(b":"):
             os.write(fd, pending.pop(0) + b"\n")
             transcript += b"\n"
     _, status = os.waitpid(pid, 0)
