@@ -422,7 +422,9 @@ def test_sign_and_verify_in_an_oci_layout(run_cli, key, tmp_path) -> None:
     assert signature_tag(pushed.digest) in open_store(parse_reference(ref)).list_tags()
     result = run_cli("artifact", "verify", ref, "--key", str(key.public), "-o", "json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["payload_digest"] == pushed.digest
+    report = json.loads(result.stdout)
+    assert report["payload_digest"] == pushed.digest
+    assert report["identity"] == "layout"  # the layout's name: a docker reference cosign parses
 
 
 @pytest.fixture
