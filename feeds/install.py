@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from feeds.transaction import (
     Plan,
     commit,
     discard,
+    fsync_tree,
     recover,
     staging_dir,
     sweep_stale_staging,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ARTIFACT_TYPES = ("rulesfile", "plugin", "asset")
+FETCH_CONCURRENCY = 4
 
 
 class InstallError(FeedsError):
@@ -206,11 +209,7 @@ def _action(installed: InstalledArtifact | None, version: str, digest: str) -> s
 
 
 def _files_intact(record: InstalledArtifact) -> bool:
-    for item in record.files:
-        path = Path(item.path)
-        if not path.is_file() or sha256_file(path) != item.sha256:
-            return False
-    return True
+    return all(item.unchanged_on_disk() for item in record.files)
 
 
 def _refuse_disallowed(candidates: list[_Candidate], allowed: list[str]) -> None:
@@ -245,12 +244,28 @@ def _apply(
     plan = Plan()
     work = Path(tempfile.mkdtemp(prefix="falconet-pull-"))
     try:
+        to_fetch = []
         for candidate in candidates:
             if candidate.planned.action == "keep":
                 record = state.get(candidate.planned.name)
                 candidate.planned.files = [f.path for f in record.files] if record else []
+            else:
+                to_fetch.append(candidate)
+        # Fetching, hashing and inflating release the GIL: artifacts are staged concurrently.
+        with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
+            futures = [pool.submit(_stage, c, dirs, work, state) for c in to_fetch]
+        failure: BaseException | None = None
+        for future in futures:  # merge every success first, so a failure discards them all
+            if future.exception() is not None:
+                failure = failure or future.exception()
                 continue
-            _stage(candidate, dirs, work, plan, state)
+            staged_plan = future.result()
+            plan.moves += staged_plan.moves
+            plan.deletes += staged_plan.deletes
+            plan.records += staged_plan.records
+            plan.staging_dirs += staged_plan.staging_dirs
+        if failure is not None:
+            raise failure
         _refuse_file_clashes(plan)
         if validator is not None:
             staged_rules = [
@@ -266,9 +281,7 @@ def _apply(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _stage(
-    candidate: _Candidate, dirs: InstallDirs, work: Path, plan: Plan, state: StateStore
-) -> None:
+def _stage(candidate: _Candidate, dirs: InstallDirs, work: Path, state: StateStore) -> Plan:
     from registry.artifacts import pull_artifact
     from registry.extract import extract_targz
 
@@ -279,15 +292,23 @@ def _stage(
     planned.downloaded_blobs = pulled.downloaded_blobs
     target_dir = dirs.for_type(planned.type)
     stage = staging_dir(target_dir)
-    plan.staging_dirs.append(str(stage))
+    plan = Plan(staging_dirs=[str(stage)])
     relative: list[Path] = []
-    for archive in pulled.files:
-        relative += extract_targz(archive, stage)
+    try:
+        for archive in pulled.files:
+            relative += extract_targz(archive, stage)
+        fsync_tree(stage)  # durable before the journal makes the commit irrevocable
+    except BaseException:
+        discard(plan)
+        raise
     files: list[InstalledFile] = []
     for rel in relative:
         source, target = stage / rel, target_dir / rel
         plan.moves.append(Move(str(source), str(target)))
-        files.append(InstalledFile(str(target), sha256_file(source)))
+        stat = source.stat()  # rename keeps size and mtime
+        files.append(
+            InstalledFile(str(target), sha256_file(source), stat.st_size, stat.st_mtime_ns)
+        )
     previous = state.get(planned.name)
     if previous is not None:
         plan.deletes += [f.path for f in previous.files]
@@ -304,6 +325,7 @@ def _stage(
         verification=planned.verification,
     )
     plan.records.append(record.to_dict())
+    return plan
 
 
 def _refuse_file_clashes(plan: Plan) -> None:
@@ -339,7 +361,7 @@ def uninstall(context: FeedsContext, name: str) -> InstalledArtifact:
         plan = Plan(removed_records=[name])
         for item in record.files:
             path = Path(item.path)
-            if path.is_file() and sha256_file(path) != item.sha256:
+            if path.is_file() and not item.unchanged_on_disk():
                 log.warning("keeping %s: it was changed after install", path)
                 continue
             plan.deletes.append(item.path)

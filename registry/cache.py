@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from registry.digests import write_verified
+from registry.digests import FILE_MODE, write_verified
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def copy_atomically(source: Path, dest: Path) -> None:
     tmp = Path(tmp_name)
     try:
         shutil.copyfile(source, tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import email.utils
 import errno
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -73,13 +74,15 @@ class RegistryClient:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
+        self.verify: bool | str = True
         if options.insecure_skip_tls_verify:
             import urllib3
 
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            self.session.verify = False
+            self.verify = False
         elif options.ca_file is not None:
-            self.session.verify = str(options.ca_file)
+            self.verify = str(options.ca_file)
         if options.client_cert is not None:
             self.session.cert = (
                 (str(options.client_cert), str(options.client_key))
@@ -102,6 +105,7 @@ class RegistryClient:
         return self._send_once(method, url, timeout=self.timeout, **kwargs)
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
         try:
             return self.session.request(method, url, **kwargs)
         except requests.exceptions.SSLError as error:
@@ -160,7 +164,7 @@ class RegistryClient:
                         f"{error} (gave up after {attempt + 1} attempts)",
                         hint="the registry or the network is unstable; try again later",
                     ) from error
-                self._sleep_before_retry(attempt, None, str(error))
+                self.sleep_before_retry(attempt, None, str(error))
                 attempt += 1
                 continue
             if response.status_code == 401 and not auth_retried:
@@ -174,12 +178,12 @@ class RegistryClient:
                 if wait is not None and wait > self.options.retry_after_max:
                     return response
                 response.close()
-                self._sleep_before_retry(attempt, wait, f"HTTP {response.status_code}")
+                self.sleep_before_retry(attempt, wait, f"HTTP {response.status_code}")
                 attempt += 1
                 continue
             return response
 
-    def _sleep_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
+    def sleep_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
         if retry_after is not None:
             delay = retry_after
         else:
@@ -228,8 +232,18 @@ class _TransientError(Exception):
     """A failure worth retrying (reset, timeout); becomes NetworkError when retries run out."""
 
 
+_REASON_RE = re.compile(
+    r"(certificate verify failed[^()'\"]*|wrong version number|"
+    r"Connection reset by peer|Read timed out|Connection aborted)"
+)
+
+
 def _short(error: BaseException) -> str:
+    """The telling part of urllib3's long nested messages, e.g. 'certificate verify failed'."""
     text = str(error)
+    match = _REASON_RE.search(text)
+    if match:
+        return match.group(1).strip().rstrip(":")
     return text if len(text) < 200 else text[:200] + "..."
 
 

@@ -18,6 +18,16 @@ from registry.errors import DigestMismatchError
 CHUNK_SIZE = 1 << 20
 
 
+def _file_mode() -> int:
+    """0666 minus the umask: what open() would give, where mkstemp gives 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def digest_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -70,6 +80,7 @@ def write_verified(
                 hint="the registry or the layout holds corrupted or tampered data; "
                 "nothing was written",
             )
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
-_HOST_RE = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def parse_reference(text: str) -> Reference:
             "short names are resolved through indexes by `artifact` commands",
         )
     host, rest = text.split("/", 1)
-    if not _HOST_RE.match(host):
+    if not HOST_RE.match(host):
         raise ReferenceError_(f"invalid registry host {host!r} in {text!r}")
     rest, digest = _split_digest(rest)
     repository, tag = _split_tag(rest)

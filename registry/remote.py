@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
@@ -26,6 +27,7 @@ from registry.store import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 TAG_PAGE_SIZE = 1000
@@ -98,16 +100,20 @@ class RemoteRepository:
 
     def fetch_manifest(self, tag_or_digest: str) -> tuple[bytes, Descriptor]:
         what = f"manifest {self._what(tag_or_digest)}"
-        response = self.client.request(
-            "GET",
-            f"{self._path}/manifests/{tag_or_digest}",
-            scope=self._pull_scope,
-            headers={"Accept": ACCEPT_MANIFESTS},
-            stream=True,
-        )
-        self.client.check(response, what)
-        with response:
-            data = _read_limited(response, MAX_MANIFEST_SIZE, what)
+
+        def get() -> tuple[bytes, requests.Response]:
+            response = self.client.request(
+                "GET",
+                f"{self._path}/manifests/{tag_or_digest}",
+                scope=self._pull_scope,
+                headers={"Accept": ACCEPT_MANIFESTS},
+                stream=True,
+            )
+            self.client.check(response, what)
+            with response:
+                return _read_limited(response, MAX_MANIFEST_SIZE, what), response
+
+        data, response = self._retrying_transfer(what, get)
         digest = digest_bytes(data)
         if tag_or_digest.startswith("sha256:"):
             verify_bytes(data, tag_or_digest, what)
@@ -178,34 +184,39 @@ class RemoteRepository:
                 self.stats.bytes_downloaded += len(chunk)
                 yield chunk
 
-    def fetch_blob(self, descriptor: Descriptor, dest_path: Path) -> bool:
-        """Stream the blob to dest (verified, atomic). Returns True when it was downloaded."""
-        what = f"blob {descriptor.digest} of {self.reference.locator}"
+    def _retrying_transfer(self, what: str, transfer: Callable[[], T]) -> T:
+        """Run a streamed transfer again from the start when the connection breaks mid-way."""
         for attempt in range(self.options.max_retries + 1):
             try:
-                downloaded = fetch_through_cache(
-                    self.cache,
-                    descriptor.digest,
-                    descriptor.size,
-                    dest_path,
-                    lambda: self._blob_chunks(descriptor),
-                    what,
-                )
+                return transfer()
             except _STREAM_ERRORS as error:
                 if attempt >= self.options.max_retries:
                     raise NetworkError(
-                        f"{what}: transfer failed: {error}",
+                        f"{what}: transfer failed after {attempt + 1} attempts: {error}",
                         hint="the registry or the network is unstable; nothing was written",
                     ) from error
-                log.info("%s: transfer interrupted (%s); retrying", what, error)
-                self.client._sleep_before_retry(attempt, None, "transfer interrupted")
-                continue
-            if downloaded:
-                self.stats.blobs_downloaded += 1
-            else:
-                self.stats.blobs_from_cache += 1
-            return downloaded
+                self.client.sleep_before_retry(attempt, None, f"{what}: transfer interrupted")
         raise AssertionError("unreachable")
+
+    def fetch_blob(self, descriptor: Descriptor, dest_path: Path) -> bool:
+        """Stream the blob to dest (verified, atomic). Returns True when it was downloaded."""
+        what = f"blob {descriptor.digest} of {self.reference.locator}"
+        downloaded = self._retrying_transfer(
+            what,
+            lambda: fetch_through_cache(
+                self.cache,
+                descriptor.digest,
+                descriptor.size,
+                dest_path,
+                lambda: self._blob_chunks(descriptor),
+                what,
+            ),
+        )
+        if downloaded:
+            self.stats.blobs_downloaded += 1
+        else:
+            self.stats.blobs_from_cache += 1
+        return downloaded
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int) -> bytes:
         what = f"blob {descriptor.digest} of {self.reference.locator}"
@@ -216,7 +227,7 @@ class RemoteRepository:
             verify_bytes(data, descriptor.digest, what)
             self.stats.blobs_from_cache += 1
             return data
-        data = b"".join(self._blob_chunks(descriptor))
+        data = self._retrying_transfer(what, lambda: b"".join(self._blob_chunks(descriptor)))
         if len(data) != descriptor.size:
             raise DigestMismatchError(f"{what}: got {len(data)} bytes, expected {descriptor.size}")
         verify_bytes(data, descriptor.digest, what)
@@ -273,12 +284,9 @@ def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
         raise RegistryError(f"{what} is {declared} bytes, over the {limit}-byte manifest limit")
     parts: list[bytes] = []
     total = 0
-    try:
-        for chunk in response.iter_content(64 * 1024):
-            total += len(chunk)
-            if total > limit:
-                raise RegistryError(f"{what} is over the {limit}-byte manifest limit")
-            parts.append(chunk)
-    except _STREAM_ERRORS as error:
-        raise NetworkError(f"{what}: transfer failed: {error}") from error
+    for chunk in response.iter_content(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise RegistryError(f"{what} is over the {limit}-byte manifest limit")
+        parts.append(chunk)
     return b"".join(parts)
