@@ -520,3 +520,25 @@ def test_push_with_a_wrong_passphrase_pushes_nothing(cli, registry, key, tmp_pat
     store = open_store(parse_reference(ref), ClientOptions(plain_http=True))
     with pytest.raises(NotFoundError):
         store.resolve("1.0.0")
+
+
+def test_signatures_verify_after_a_mirror(
+    cli, run_cli, artifact, key, registry_factory, tmp_path
+) -> None:
+    from registry.mirror import mirror
+
+    _sign(cli, artifact, key)
+    second = registry_factory()
+    destinations = [
+        f"{second.host}/mirror/app:1.0.0",
+        f"oci-layout:{tmp_path / 'airgap'}:1.0.0",
+    ]
+    for destination in destinations:
+        target = open_store(parse_reference(destination), ClientOptions(plain_http=True))
+        mirror(artifact.store, target)
+        result = cli("artifact", "verify", destination, "--key", str(key.public), "-o", "json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["payload_digest"] == artifact.digest
+        # The identity still names the source repository; it is reported, not compared.
+        assert report["identity"] == artifact.ref.rsplit(":", 1)[0]
