@@ -215,7 +215,7 @@ def _without_signature(
     if policy.require:
         raise VerificationError(
             f"{reference}@{root_digest} is not signed: no {tag} in {reference.locator} "
-            f"(required by {policy.origin})",
+            f"(policy: {policy.origin})",
             "sign it with `falconet artifact sign`, or install from a source that publishes "
             "signatures",
         )
