@@ -28,6 +28,7 @@ from feeds.errors import ConfigError, NotFoundError, RequirementUnmetError, Reso
 from feeds.requirements import EngineVersions, Unmet, unmet_requirements
 from feeds.versions import (
     ANY,
+    CARET,
     Version,
     VersionRange,
     compatible_range,
@@ -147,6 +148,7 @@ class Solver:
         pins: Mapping[str, VersionRange] | None = None,
         pre: bool = False,
         max_steps: int = DEFAULT_MAX_STEPS,
+        policy: str = CARET,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -159,6 +161,7 @@ class Solver:
         self.pins = dict(pins or {})
         self.pre = pre
         self.max_steps = max_steps
+        self.policy = policy
         self.steps = 0
         self._configs: dict[tuple[str, Version], ConfigLike] = {}
         self._unmet: dict[tuple[str, Version], list[Unmet]] = {}
@@ -235,7 +238,7 @@ class Solver:
 
     def _dependency_range(self, obligation: _Obligation, name: str, text: str) -> VersionRange:
         try:
-            return compatible_range(text)
+            return compatible_range(text, self.policy)
         except ConfigError:
             raise ResolutionError(
                 f"invalid artifact config: {obligation.chain} depends on {name} {text!r}, "
@@ -469,9 +472,10 @@ def resolve(
     provided: Mapping[str, str] | None = None,
     pins: Mapping[str, VersionRange] | None = None,
     pre: bool = False,
+    policy: str = CARET,
 ) -> Resolution:
     """Resolve `requests` against `catalog` (see Solver for the semantics)."""
-    solver = Solver(catalog, engine, installed, provided, pins, pre)
+    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy)
     resolution = solver.solve(requests)
     log.debug("resolved %d artifacts in %d steps", len(resolution.selected), solver.steps)
     return resolution

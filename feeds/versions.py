@@ -181,12 +181,25 @@ def tilde_ceiling(version: Version, components: int = 3) -> Version:
     return Version(version.major, version.minor + 1, 0)
 
 
-def compatible_range(version_text: str, what: str = "dependency version") -> VersionRange:
-    """What a dependency `name:version` in an artifact config allows: `^version` (caret).
+CARET = "caret"
+SAME_MAJOR = "major"
 
-    falcoctl installs exactly the tag named; falconet takes the newest compatible release.
+
+def compatible_range(
+    version_text: str, policy: str = CARET, what: str = "dependency version"
+) -> VersionRange:
+    """What a dependency `name:version` in an artifact config allows.
+
+    CARET (`^version`): same major, for 0.x the same minor. SAME_MAJOR: Falco's own plugin
+    check and falcoctl's rule (0.7.1 satisfies 0.6.0). falcoctl installs exactly the tag named;
+    falconet takes the newest release the policy allows.
     """
     version = parse_version(version_text, what)
+    if policy == SAME_MAJOR:
+        ceiling = Version(version.major + 1, 0, 0)
+        return VersionRange(
+            f">={version_text} (same major)", (_Bound(">=", version), _Bound("<", ceiling))
+        )
     ceiling = caret_ceiling(version, _component_count(version_text))
     return VersionRange(f"^{version_text}", (_Bound(">=", version), _Bound("<", ceiling)))
 
