@@ -296,7 +296,10 @@ class Solver:
     def _all_constraints(self, state: _State, name: str) -> tuple[Constraint, ...]:
         constraints = state.constraints.get(name, ())
         if name in self.pins:
-            constraints = (*constraints, Constraint(self.pins[name], "locked in falconet.lock"))
+            constraints = (
+                *constraints,
+                Constraint(self.pins[name], f"falconet.lock pins {name} {self.pins[name]}"),
+            )
         return constraints
 
     def _versions(self, name: str) -> dict[Version, str]:
