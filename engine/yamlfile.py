@@ -98,7 +98,7 @@ def position(node: Node | None) -> Position:
 
 
 def is_null(node: Node | None) -> bool:
-    return isinstance(node, ScalarNode) and node.style is None and node.value in _NULL_SCALARS
+    return isinstance(node, ScalarNode) and not node.style and node.value in _NULL_SCALARS
 
 
 def get(node: Node, key: str) -> Node | None:
