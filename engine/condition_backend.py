@@ -5,7 +5,7 @@ them goes through these few functions, so the loader does not depend on their in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from engine.condition.ast import (
@@ -22,6 +22,8 @@ from engine.condition.ast import (
     Value,
     to_text,
 )
+from engine.condition.compiler import CompiledCondition
+from engine.condition.compiler import compile_condition as compile_expr
 from engine.condition.errors import ConditionCompileError, ConditionSyntaxError
 from engine.condition.parser import parse
 from engine.errors import EngineError
@@ -72,9 +74,8 @@ def field_is_valid(source: str, text: str) -> bool:
     return all(fields.split(f.name) is not None for f in fields_of(expr))
 
 
-def compile_condition(expr: Expr, fields: FieldCatalog) -> Callable[[Any], bool]:
-    from engine.condition.compiler import compile_condition as compile_expr
-
+def compile_condition(expr: Expr, fields: FieldCatalog) -> CompiledCondition:
+    """The compiled condition: `.evaluate(event) -> bool`, `.warnings` (message, position)."""
     return compile_expr(expr, fields)
 
 

@@ -29,7 +29,14 @@ from engine.rule_collector import Collector, compatible_with
 from engine.rule_compiler import CompiledList, CompiledMacro, CompileOutput, RuleCompiler
 from engine.rule_items import PluginRequirement
 from engine.rule_reader import RulesReader
-from engine.ruleset import CompiledRule
+from engine.ruleset import (
+    CompiledRule,
+    EventTypeOf,
+    Matching,
+    Rulesets,
+    SelectionStep,
+    build_rulesets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,3 +230,24 @@ class Validation:
 def validate_rules_files(paths: Iterable[str | Path]) -> Validation:
     loaded = load_rules_files(paths)
     return Validation(loaded, loaded.unmet_plugin_requirements(versions.plugin_versions()))
+
+
+def _event_type_extractor(source: str) -> EventTypeOf | None:
+    fields = condition_backend.catalog_for(source)
+    if fields is None or fields.spec("evt.type") is None:
+        return None
+    _, extract = fields.extractor("evt.type")
+    return extract
+
+
+def rulesets_for(
+    loaded: LoadedRules,
+    steps: Sequence[SelectionStep] = (),
+    min_priority: str = "Debug",
+    matching: Matching = "first",
+) -> Rulesets:
+    """The per-source rulesets of loaded rules, with falco.yaml's selection applied; syscall
+    events are dispatched by their evt.type."""
+    sources = {rule.source for rule in loaded.rules}
+    extractors = {s: e for s in sources if (e := _event_type_extractor(s)) is not None}
+    return build_rulesets(loaded.rules, steps, min_priority, matching, extractors)

@@ -267,7 +267,7 @@ class RuleCompiler:
         expr = self._resolve(expr, condition, None, info.context)
         self._warn_condition(expr, condition, info.condition_context)
         try:
-            matches = backend.compile_condition(expr, catalog)
+            compiled = backend.compile_condition(expr, catalog)
         except backend.ConditionCompileError as error:
             context = condition_context(info.condition_context, condition, error.position or 0)
             if info.skip_if_unknown_filter and _is_unknown_filter_error(error.message):
@@ -276,7 +276,13 @@ class RuleCompiler:
             raise RuleLoadError(
                 ErrorCode.LOAD_ERR_COMPILE_CONDITION, error.message, context
             ) from None
-        return expr, matches
+        for warning in compiled.warnings:
+            self.result.add_warning(
+                WarningCode.LOAD_COMPILE_CONDITION,
+                warning.message,
+                condition_context(info.condition_context, condition, warning.position),
+            )
+        return expr, compiled.evaluate
 
     def _warn_condition(self, expr: Expr, condition: str, parent: Context) -> None:
         """Falco's filter_warning_resolver: unsafe <NA> checks and deprecated fields."""
