@@ -96,7 +96,8 @@ def test_large_list_and_deep_condition_load() -> None:
     deep = "(" * 200 + "proc.name = x" + ")" * 200
     text = (
         f"- list: many\n  items: [{items}]\n"
-        f"- rule: big\n  desc: d\n  condition: evt.type = execve and proc.name in (many) and {deep}\n"
+        "- rule: big\n  desc: d\n"
+        f"  condition: evt.type = execve and proc.name in (many) and {deep}\n"
         "  output: o\n  priority: INFO\n"
     )
     loaded = load_contents([("big.yaml", text)], use_cache=False)
