@@ -5,7 +5,8 @@ them goes through these few functions, so the loader does not depend on their in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.condition.ast import (
@@ -43,6 +44,7 @@ __all__ = [
     "known_sources",
     "output_fields",
     "parse",
+    "parse_cached",
     "to_text",
 ]
 
@@ -74,21 +76,52 @@ def field_is_valid(source: str, text: str) -> bool:
     return all(fields.split(f.name) is not None for f in fields_of(expr))
 
 
+def parse_cached(text: str) -> Expr:
+    """Parse, remembering results: Falco recompiles the whole collection after each file, so
+    the same conditions come back once per file loaded (ASTs are immutable, safe to share)."""
+    return _remember(_parsed, text, lambda: parse(text))
+
+
 def compile_condition(expr: Expr, fields: FieldCatalog) -> CompiledCondition:
-    """The compiled condition: `.evaluate(event) -> bool`, `.warnings` (message, position)."""
-    return compile_expr(expr, fields)
+    """The compiled condition: `.evaluate(event) -> bool`, `.warnings` (message, position).
+    Identical expanded conditions of a source are compiled once."""
+    key = (fields.source, id(fields), expr)
+    return _remember(_compiled, key, lambda: (fields, compile_expr(expr, fields)))[1]
 
 
 def event_types(expr: Expr) -> frozenset[str] | None:
     from engine.condition.evttypes import event_types as derive
 
-    return derive(expr)
+    return _remember(_event_types, expr, lambda: derive(expr))
 
 
 def compile_output(text: str, fields: FieldCatalog) -> Any:
     from engine.output import compile_output as compile_format
 
-    return compile_format(text, fields)
+    key = (fields.source, id(fields), text)
+    return _remember(_outputs, key, lambda: (fields, compile_format(text, fields)))[1]
+
+
+# Bounded memo tables. Compiled values hold their catalog, so an id() in a key is never reused
+# while the entry lives.
+_MEMO_SIZE = 8192
+_parsed: dict[Any, Any] = {}
+_compiled: dict[Any, Any] = {}
+_event_types: dict[Any, Any] = {}
+_outputs: dict[Any, Any] = {}
+_memo_lock = threading.Lock()
+
+
+def _remember(table: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    with _memo_lock:
+        if key in table:
+            return table[key]
+    value = make()  # errors propagate and are not remembered
+    with _memo_lock:
+        if len(table) >= _MEMO_SIZE:
+            table.pop(next(iter(table)))
+        table[key] = value
+    return value
 
 
 def _children(expr: Expr) -> Iterable[Expr]:

@@ -128,7 +128,7 @@ class RuleCompiler:
             condition, used = substitute_list(condition, compiled.name, compiled.items)
             compiled.used |= used
         try:
-            return backend.parse(condition), condition
+            return backend.parse_cached(condition), condition
         except backend.ConditionSyntaxError as error:
             raise RuleLoadError(
                 ErrorCode.LOAD_ERR_COMPILE_CONDITION,
