@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.registry",
     "cli.commands.artifact",
     "cli.commands.run",
+    "cli.commands.compliance",
 ]
 
 

@@ -65,8 +65,9 @@ class Catalogue:
             if wanted in {_fold(framework.id), *(_fold(a) for a in framework.aliases)}:
                 return framework
         known = list(self.frameworks)
-        close = difflib.get_close_matches(name.lower(), known, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known frameworks: {', '.join(known)}"
+        by_name = {_fold(a): f.id for f in self.frameworks.values() for a in (f.id, *f.aliases)}
+        close = difflib.get_close_matches(wanted, list(by_name), n=1)
+        hint = f"did you mean {by_name[close[0]]}?" if close else f"known: {', '.join(known)}"
         raise UnknownFrameworkError(f"unknown compliance framework {name!r}", hint)
 
 

@@ -19,3 +19,7 @@ class RulesFileError(ConfigError):
 
 class RulesFileNotFoundError(NotFoundError):
     """A rules file given by the user does not exist."""
+
+
+class SelectionError(ConfigError):
+    """Selection criteria given by the user are invalid (priority, maturity, control prefix)."""
