@@ -157,11 +157,11 @@ def _parse_mitre(tag: str, catalogue: Catalogue) -> ParsedTag | None:
         if control is None:
             reason = f"{match['name']!r} is not an ATT&CK tactic or technique name"
             return ParsedTag(tag, "unrecognised", MITRE, style="mitre-name", reason=reason)
-        return ParsedTag(tag, "control", MITRE, control, "mitre-name")
+        return ParsedTag(tag, "control", MITRE, control, "mitre-name", known=True)
     if _HYPHENATED_WORDS.fullmatch(tag):
         control = _mitre_ids_by_name(catalogue).get(tag.replace("-", "_"))
         if control and control.startswith("T"):
-            return ParsedTag(tag, "control", MITRE, control, "attack-technique-name")
+            return ParsedTag(tag, "control", MITRE, control, "attack-technique-name", known=True)
     return None
 
 
