@@ -348,7 +348,10 @@ class IndexStore:
                 if source.origin != "default":
                     raise
                 source.error = str(error)
-                log.warning("default index %s unavailable: %s", source.name, error)
+                quiet = "retried after" in source.error
+                (log.debug if quiet else log.warning)(
+                    "default index %s unavailable: %s", source.name, error
+                )
         return self.sources
 
     # -- cache
@@ -379,7 +382,20 @@ class IndexStore:
             source.entries = parse_index(cache_file.read_text(), source.url, source.name)
             source.updated = meta.get("updated", "")
             return
-        text, meta = self._fetch_http(source, cache_file, meta)
+        if not force and not cache_file.is_file() and _recently_failed(meta):
+            # An offline machine: do not retry (or warn) on every command.
+            raise IndexNetworkError(
+                f"index {source.name} unavailable: {meta['error']} "
+                "(retried after 10 minutes or `falconet index update`)"
+            )
+        try:
+            text, meta = self._fetch_http(source, cache_file, meta)
+        except IndexNetworkError as error:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            meta_file.write_text(
+                json.dumps({**meta, "failed_at": time.time(), "error": str(error)})
+            )
+            raise
         source.entries = parse_index(text, source.url, source.name)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp")
@@ -439,6 +455,13 @@ class IndexStore:
             f"cannot find {name} among the configured indexes",
             "see `falconet artifact list`, or use a full reference host/repository:tag",
         )
+
+
+FAILURE_BACKOFF_SECONDS = 600.0
+
+
+def _recently_failed(meta: dict[str, Any]) -> bool:
+    return time.time() - float(meta.get("failed_at", 0)) < FAILURE_BACKOFF_SECONDS
 
 
 def _short(error: Exception) -> str:

@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from feeds.transaction import (
     Plan,
     commit,
     discard,
+    fsync_tree,
     recover,
     staging_dir,
     sweep_stale_staging,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ARTIFACT_TYPES = ("rulesfile", "plugin", "asset")
+FETCH_CONCURRENCY = 4
 
 
 class InstallError(FeedsError):
@@ -136,6 +139,8 @@ def install(
     platform: str | None = None,
     dry_run: bool = False,
     validator: Validator | None = None,
+    no_verify: bool = False,
+    require_signature: bool = False,
 ) -> InstallReport:
     refs = refs or list(context.config["artifact.install.refs"])
     if not refs:
@@ -152,7 +157,10 @@ def install(
     with InstallLock(state_dir):
         sweep_stale_staging(dirs.all())
         state = StateStore(state_dir)
-        candidates = [_plan_one(context, text, state, platform) for text in refs]
+        no_verify = no_verify or bool(context.config["artifact.no_verify"])
+        candidates = [
+            _plan_one(context, text, state, platform, no_verify, require_signature) for text in refs
+        ]
         _refuse_disallowed(candidates, allowed)
         _refuse_duplicates(candidates)
         report = InstallReport([c.planned for c in candidates], dry_run, recovered)
@@ -163,7 +171,12 @@ def install(
 
 
 def _plan_one(
-    context: FeedsContext, text: str, state: StateStore, platform: str | None
+    context: FeedsContext,
+    text: str,
+    state: StateStore,
+    platform: str | None,
+    no_verify: bool,
+    require_signature: bool,
 ) -> _Candidate:
     from registry.artifacts import fetch_config
     from registry.reference import parse_reference
@@ -191,7 +204,40 @@ def _plan_one(
         installed_version=installed.version if installed else None,
         platform=resolved.platform,
     )
+    planned.verification = _verify(context, user_ref, store, planned, no_verify, require_signature)
     return _Candidate(planned, user_ref, store, resolved, config)
+
+
+def _verify(
+    context: FeedsContext,
+    user_ref: UserRef,
+    store: ArtifactStore,
+    planned: PlannedArtifact,
+    no_verify: bool,
+    require_signature: bool,
+) -> dict[str, Any]:
+    """Check the signature of the exact root digest that is then downloaded, before any blob
+    is fetched. Raises VerificationError when a policy is not met."""
+    from feeds.verify_policy import config_verify, resolve_policy
+    from registry.signatures import UNVERIFIED, verify_artifact
+
+    signature = user_ref.entry.signature if user_ref.entry else None
+    policy = resolve_policy(
+        user_ref.full,
+        signature,
+        config_verify(context.config),
+        no_verify=no_verify,
+        require_signature=require_signature,
+    )
+    result = verify_artifact(store, store.reference, planned.digest, policy)
+    if result.verdict == UNVERIFIED:
+        log.warning("%s is unverified: %s", planned.ref, result.reason or "no policy applies")
+    return {
+        "verdict": result.verdict,
+        "key_fingerprint": result.key_fingerprint,
+        "policy": result.policy_origin,
+        "reason": result.reason,
+    }
 
 
 def _action(installed: InstalledArtifact | None, version: str, digest: str) -> str:
@@ -206,11 +252,7 @@ def _action(installed: InstalledArtifact | None, version: str, digest: str) -> s
 
 
 def _files_intact(record: InstalledArtifact) -> bool:
-    for item in record.files:
-        path = Path(item.path)
-        if not path.is_file() or sha256_file(path) != item.sha256:
-            return False
-    return True
+    return all(item.unchanged_on_disk() for item in record.files)
 
 
 def _refuse_disallowed(candidates: list[_Candidate], allowed: list[str]) -> None:
@@ -245,12 +287,28 @@ def _apply(
     plan = Plan()
     work = Path(tempfile.mkdtemp(prefix="falconet-pull-"))
     try:
+        to_fetch = []
         for candidate in candidates:
             if candidate.planned.action == "keep":
                 record = state.get(candidate.planned.name)
                 candidate.planned.files = [f.path for f in record.files] if record else []
+            else:
+                to_fetch.append(candidate)
+        # Fetching, hashing and inflating release the GIL: artifacts are staged concurrently.
+        with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
+            futures = [pool.submit(_stage, c, dirs, work, state) for c in to_fetch]
+        failure: BaseException | None = None
+        for future in futures:  # merge every success first, so a failure discards them all
+            if future.exception() is not None:
+                failure = failure or future.exception()
                 continue
-            _stage(candidate, dirs, work, plan, state)
+            staged_plan = future.result()
+            plan.moves += staged_plan.moves
+            plan.deletes += staged_plan.deletes
+            plan.records += staged_plan.records
+            plan.staging_dirs += staged_plan.staging_dirs
+        if failure is not None:
+            raise failure
         _refuse_file_clashes(plan)
         if validator is not None:
             staged_rules = [
@@ -266,9 +324,7 @@ def _apply(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _stage(
-    candidate: _Candidate, dirs: InstallDirs, work: Path, plan: Plan, state: StateStore
-) -> None:
+def _stage(candidate: _Candidate, dirs: InstallDirs, work: Path, state: StateStore) -> Plan:
     from registry.artifacts import pull_artifact
     from registry.extract import extract_targz
 
@@ -279,15 +335,23 @@ def _stage(
     planned.downloaded_blobs = pulled.downloaded_blobs
     target_dir = dirs.for_type(planned.type)
     stage = staging_dir(target_dir)
-    plan.staging_dirs.append(str(stage))
+    plan = Plan(staging_dirs=[str(stage)])
     relative: list[Path] = []
-    for archive in pulled.files:
-        relative += extract_targz(archive, stage)
+    try:
+        for archive in pulled.files:
+            relative += extract_targz(archive, stage)
+        fsync_tree(stage)  # durable before the journal makes the commit irrevocable
+    except BaseException:
+        discard(plan)
+        raise
     files: list[InstalledFile] = []
     for rel in relative:
         source, target = stage / rel, target_dir / rel
         plan.moves.append(Move(str(source), str(target)))
-        files.append(InstalledFile(str(target), sha256_file(source)))
+        stat = source.stat()  # rename keeps size and mtime
+        files.append(
+            InstalledFile(str(target), sha256_file(source), stat.st_size, stat.st_mtime_ns)
+        )
     previous = state.get(planned.name)
     if previous is not None:
         plan.deletes += [f.path for f in previous.files]
@@ -304,6 +368,7 @@ def _stage(
         verification=planned.verification,
     )
     plan.records.append(record.to_dict())
+    return plan
 
 
 def _refuse_file_clashes(plan: Plan) -> None:
@@ -339,7 +404,7 @@ def uninstall(context: FeedsContext, name: str) -> InstalledArtifact:
         plan = Plan(removed_records=[name])
         for item in record.files:
             path = Path(item.path)
-            if path.is_file() and sha256_file(path) != item.sha256:
+            if path.is_file() and not item.unchanged_on_disk():
                 log.warning("keeping %s: it was changed after install", path)
                 continue
             plan.deletes.append(item.path)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from feeds.errors import ConfigError
 from feeds.indexes import IndexEntry, IndexStore
+from registry.reference import is_full_reference
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -35,30 +36,22 @@ class UserRef:
         return f"{self.locator}:{self.tag or 'latest'}"
 
 
-def is_full_reference(text: str) -> bool:
-    if text.startswith("oci-layout:"):
-        return True
-    head = text.split("/", 1)[0]
-    return "/" in text and ("." in head or ":" in head or head == "localhost")
-
-
 def split_tag_digest(rest: str) -> tuple[str, str | None, str | None]:
-    """`repo[:tag][@digest]` -> (repo, tag, digest); a ':' inside the last path component only."""
-    digest = None
+    """`name[:tag][@digest-or-range]` -> (name, tag, the part after @)."""
+    at = None
     if "@" in rest:
-        rest, digest = rest.split("@", 1)
+        rest, at = rest.split("@", 1)
     tag = None
-    last = rest.rsplit("/", 1)[-1]
-    if ":" in last:
+    if ":" in rest:
         rest, tag = rest.rsplit(":", 1)
-    return rest, tag, digest
+    return rest, tag, at
 
 
 def parse_user_ref(text: str, indexes: IndexStore | None) -> UserRef:
     text = text.strip()
     if not text:
         raise ConfigError("empty reference", "give an index name or host/repository[:tag]")
-    if is_full_reference(text):
+    if is_full_reference(text):  # from registry.reference
         return _full(text)
     name, tag, at = split_tag_digest(text)
     if not _NAME.match(name):
@@ -66,30 +59,32 @@ def parse_user_ref(text: str, indexes: IndexStore | None) -> UserRef:
             f"invalid reference {text!r}",
             "use an index name (falco-rules:5) or host/repository:tag",
         )
+    digest, version_range = (at, None) if at and _DIGEST.match(at) else (None, at)
+    if at and at.startswith("sha256:") and not digest:
+        raise ConfigError(f"invalid digest in {text!r}", "digests are sha256:<64 hex>")
+    if tag and version_range:
+        raise ConfigError(f"{text!r} has both a tag and a version range", "give one of them")
     if indexes is None:
         raise ConfigError(
             f"{text!r} is an index name but no index is configured",
             "use a full reference host/repository:tag",
         )
     entry = indexes.find(name)
-    digest, version_range = (at, None) if at and _DIGEST.match(at) else (None, at)
-    if at and at.startswith("sha256:") and not digest:
-        raise ConfigError(f"invalid digest in {text!r}", "digests are sha256:<64 hex>")
-    if tag and version_range:
-        raise ConfigError(f"{text!r} has both a tag and a version range", "give one of them")
     return UserRef(text, entry.locator, tag, digest, version_range, entry)
 
 
 def _full(text: str) -> UserRef:
-    if text.startswith("oci-layout:"):
-        body = text[len("oci-layout:") :]
-        locator, tag, digest = split_tag_digest(body)
-        locator = "oci-layout:" + locator
-    else:
-        locator, tag, digest = split_tag_digest(text)
+    from registry.reference import parse_reference
+
     version_range = None
-    if digest and not _DIGEST.match(digest):
-        if digest.startswith("sha256:"):
-            raise ConfigError(f"invalid digest in {text!r}", "digests are sha256:<64 hex>")
-        digest, version_range = None, digest
-    return UserRef(text, locator, tag, digest, version_range)
+    head, at, tail = text.rpartition("@")
+    if at and not tail.startswith("sha256:"):
+        text, version_range = head, tail  # host/repo@^5.1: a range, resolved by the solver
+    reference = parse_reference(text)
+    return UserRef(
+        text if not version_range else f"{text}@{version_range}",
+        reference.locator,
+        reference.tag,
+        reference.digest,
+        version_range,
+    )

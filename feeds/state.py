@@ -18,6 +18,23 @@ from typing import Any
 class InstalledFile:
     path: str  # absolute path of the installed file
     sha256: str
+    # Size and mtime at install: an unchanged stat means the content need not be re-hashed.
+    size: int | None = None
+    mtime_ns: int | None = None
+
+    def unchanged_on_disk(self) -> bool:
+        """True when the file is still exactly as installed (stat first, hash when in doubt)."""
+        import os
+
+        from feeds.install import sha256_file
+
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        if stat.st_size == self.size and stat.st_mtime_ns == self.mtime_ns:
+            return True
+        return sha256_file(Path(self.path)) == self.sha256
 
 
 @dataclass
