@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,33 @@ def test_docker_config_lookup_honours_docker_config_env(
     )
     other = load_credentials("other.example", options)
     assert other is not None and other.username == "u"
+
+
+def test_oauth_client_credentials(run_cli, token_registry, falconet_home: Path, tmp_path) -> None:
+    service = token_registry.token_service
+    assert service is not None
+    stored = falconet_home / "config" / "clientcredentials.json"
+    args = ("registry", "auth", "oauth", token_registry.host, "--token-url", service.realm,
+            "--client-id", USER, "--scopes",
+            "repository:oauth/rules:pull,repository:oauth/rules:push")  # fmt: skip
+    wrong = run_cli(*args, "--client-secret", "wrong")
+    assert wrong.returncode == 4, wrong.stderr
+    assert "refused the client credentials" in wrong.stderr
+    assert not stored.exists()
+
+    right = run_cli(*args, "--client-secret", PASSWORD)
+    assert right.returncode == 0, right.stderr
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    saved = json.loads(stored.read_text())[token_registry.host]
+    assert saved["TokenURL"] == service.realm and saved["Scopes"] == [
+        "repository:oauth/rules:pull",
+        "repository:oauth/rules:push",
+    ]
+
+    rules = tmp_path / "o.yaml"
+    rules.write_text("- rule: r\n")
+    pushed = run_cli(
+        "registry", "push", f"{token_registry.host}/oauth/rules:1.0.0", str(rules),
+        "--type", "rulesfile", "--version", "1.0.0", "--plain-http",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr

@@ -107,6 +107,14 @@ def push(
     name: Annotated[
         str | None, typer.Option("--name", help="Artifact name (default: last repo element).")
     ] = None,
+    annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation",
+            help="Manifest annotation KEY=VALUE (repeatable); `created=...` sets "
+            "org.opencontainers.image.created (none by default: reproducible digests).",
+        ),
+    ] = None,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     cert: CertFile = None,
@@ -120,7 +128,13 @@ def push(
 ) -> None:
     """Push a rulesfile, plugin or asset in falcoctl's format."""
     from cli.render import emit_json, emit_text
-    from registry.artifacts import PushSpec, parse_dependency, parse_requirement, push_artifact
+    from registry.artifacts import (
+        PushSpec,
+        parse_annotations,
+        parse_dependency,
+        parse_requirement,
+        push_artifact,
+    )
 
     spec = PushSpec(
         artifact_type=artifact_type,
@@ -133,6 +147,7 @@ def push(
         tags=tag or (),
         add_floating_tags=add_floating_tags,
         annotation_source=annotation_source,
+        annotations=parse_annotations(annotation or ()),
     )
     store = _store(
         reference,

@@ -103,15 +103,30 @@ class TokenService:
 
             def do_GET(self) -> None:
                 query = {k: v[-1] for k, v in parse_qs(urlparse(self.path).query).items()}
+                self._answer(query, "token")
+
+            def do_POST(self) -> None:
+                """OAuth2 client-credentials grant (the client id/secret are USER/PASSWORD)."""
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if form.get("grant_type") != "client_credentials":
+                    self._deny(400)
+                    return
+                self._answer(form, "access_token")
+
+            def _deny(self, status: int) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _answer(self, query: dict[str, str], field: str) -> None:
                 service.requests.append(query)
                 if self.headers.get("Authorization") != expected:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self._deny(401)
                     return
                 body = json.dumps(
                     {
-                        "token": service.issue(query.get("scope", "")),
+                        field: service.issue(query.get("scope", "")),
                         "expires_in": service.lifetime,
                     }
                 ).encode()
