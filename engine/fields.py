@@ -171,3 +171,18 @@ def _load_builtin_sources() -> None:
     except ModuleNotFoundError as error:  # pragma: no cover - during early development
         if error.name != "engine.sources":
             raise
+
+
+def any_of(extractor: Extractor) -> Extractor:
+    """Mark the extractor of a non-list field that yields a tuple of candidate values: a check on
+    it holds when it holds for any candidate (Falco's `proc.aname` without an index)."""
+
+    def candidates(event: Any) -> Any:
+        return extractor(event)
+
+    candidates.any_of = True  # type: ignore[attr-defined]
+    return candidates
+
+
+def is_any_of(extractor: Extractor) -> bool:
+    return bool(getattr(extractor, "any_of", False))

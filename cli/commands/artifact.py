@@ -65,6 +65,12 @@ def install(
         typer.Option("--allowed-types", help="rulesfile,plugin,asset (repeat or comma list)"),
     ] = None,
     platform: Platform = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
+    ] = False,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; write nothing.")
     ] = False,
@@ -82,16 +88,32 @@ def install(
     context = _context(plain_http, ca_file, insecure, {"artifact.install.state_dir": state_dir})
     dirs = install_dirs_from(context, rulesfiles_dir, plugins_dir, assets_dir)
     report = run_install(
-        context, list(refs or []), dirs, allowed_types=types, platform=platform, dry_run=dry_run
+        context,
+        list(refs or []),
+        dirs,
+        allowed_types=types,
+        platform=platform,
+        dry_run=dry_run,
+        no_verify=no_verify,
+        require_signature=require_signature,
     )
     if output == "json":
         emit_json(report.to_json())
         return
+    headers = ["artifact", "version", "digest", "action", "signature", "reason", "files"]
     rows = [
-        (a.name, a.version, a.digest[:19], a.action, a.reason, ", ".join(a.files))
+        (
+            a.name,
+            a.version,
+            a.digest[:19],
+            a.action,
+            a.verification.get("verdict", ""),
+            a.reason,
+            ", ".join(a.files),
+        )
         for a in report.artifacts
     ]
-    emit_text(table(["artifact", "version", "digest", "action", "reason", "files"], rows))
+    emit_text(table(headers, rows))
     if dry_run:
         emit_text("dry run: nothing was written")
 
