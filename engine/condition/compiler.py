@@ -31,7 +31,7 @@ from engine.condition.operators import (
 from engine.condition.parser import supported_field_transformers
 from engine.condition.values import parse_value, type_name, unhex
 from engine.errors import UnknownFieldError
-from engine.fields import FieldCatalog, is_any_of
+from engine.fields import FieldCatalog, is_any_of, text_renderer
 
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
@@ -76,6 +76,33 @@ def compile_condition(node: ast.Expr, catalog: FieldCatalog) -> CompiledConditio
         fields=frozenset(compiler.fields),
         warnings=tuple(compiler.warnings),
         source="\n".join(compiler.sources),
+    )
+
+
+@dataclass(frozen=True)
+class CompiledValue:
+    """A field or transformer compiled for extraction (output formats use this)."""
+
+    extract: Callable[[Any], Any]
+    type: str
+    is_list: bool
+    fields: frozenset[str]
+    to_text: Callable[[Any], str] | None = None
+
+
+def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> CompiledValue:
+    """Compile `proc.name`, `proc.aname[2]`, `tolower(fd.name)`... into an extractor."""
+    compiler = _Compiler(catalog)
+    operand = compiler.operand(node)
+    to_text = None
+    if isinstance(node, ast.Field):
+        to_text = text_renderer(compiler.namespace[operand.code.removesuffix("(e)")])
+    return CompiledValue(
+        extract=compiler.evaluator(operand),
+        type=operand.type,
+        is_list=operand.is_list,
+        fields=frozenset(compiler.fields),
+        to_text=to_text,
     )
 
 

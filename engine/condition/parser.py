@@ -95,6 +95,13 @@ def parse(text: str, max_depth: int = MAX_DEPTH) -> ast.Expr:
     return _Parser(text, max_depth).parse()
 
 
+def parse_field_or_transformer(text: str) -> tuple[ast.Field | ast.Transformer, int]:
+    """Parse a field or transformer at the start of `text` (output formats use this);
+    return it and the index just past it. Raise ConditionSyntaxError when there is none."""
+    parser = _Parser(text, MAX_DEPTH)
+    return parser.parse_field_or_transformer(), parser.pos
+
+
 class _Parser:
     def __init__(self, text: str, max_depth: int) -> None:
         self.full_length = len(text)
@@ -126,6 +133,19 @@ class _Parser:
         result = self.parse_or()
         if self.pos != self.full_length:
             raise self.error(f"unexpected token after '{self.last_token}', expecting 'or', 'and'")
+        return result
+
+    def parse_field_or_transformer(self) -> ast.Field | ast.Transformer:
+        self.enter()
+        start = self.pos
+        if self.lex_regex(_RGX_FIELD_NAME):
+            result: ast.Field | ast.Transformer = self.parse_field_remainder(self.last_token, start)
+        elif self.lex_any_str(FIELD_TRANSFORMERS):
+            self.lex_blank()
+            result = self.parse_transformer_remainder(self.last_token[:-1], start)
+        else:
+            raise self.error(f"unexpected token after '{self.last_token}")
+        self.leave()
         return result
 
     # -- boolean structure ---------------------------------------------------------------------
