@@ -20,7 +20,7 @@ def provided_plugins() -> dict[str, str]:
 
 
 # Source modules register themselves on import; keep this list sorted.
-SOURCE_MODULES: list[str] = []
+SOURCE_MODULES: list[str] = ["engine.sources.syscall"]
 
 
 def _import_sources() -> None:
