@@ -25,6 +25,7 @@ TAG_PREFIX = {
     "nis2": "NIS2_",
     "dora": "DORA_",
 }
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ATTACK_ID = re.compile(r"TA\d{4}|T\d{4}(\.\d{3})?")
 
 FIXTURE_RULES = """
@@ -77,7 +78,7 @@ def rule_tags(paths: list[str]) -> dict[str, list[str]]:
     """name -> tags of rule definitions (PyYAML, independent of falconet's reader)."""
     tags: dict[str, list[str]] = {}
     for path in paths:
-        for item in yaml.safe_load(Path(path).read_text()) or []:
+        for item in yaml.load(Path(path).read_text(), Loader=SAFE_LOADER) or []:
             if isinstance(item, dict) and "rule" in item and "condition" in item:
                 tags[item["rule"]] = [str(t) for t in item.get("tags") or []]
     return tags
@@ -86,7 +87,7 @@ def rule_tags(paths: list[str]) -> dict[str, list[str]]:
 def effective_tags(paths: list[str], overlay_text: str) -> dict[str, set[str]]:
     """Tags each rule has once the overlay is applied (append)."""
     tags = {name: set(t) for name, t in rule_tags(paths).items()}
-    for entry in yaml.safe_load(overlay_text) or []:
+    for entry in yaml.load(overlay_text, Loader=SAFE_LOADER) or []:
         tags[entry["rule"]].update(entry["tags"])
     return tags
 
