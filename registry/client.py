@@ -142,8 +142,13 @@ class RegistryClient:
         body: BodyFactory | None = None,
         params: Mapping[str, str] | None = None,
         stream: bool = False,
+        retry: bool = True,
     ) -> requests.Response:
-        """Send with auth and bounded retries; return the final response (any status)."""
+        """Send with auth and bounded retries; return the final response (any status).
+
+        With retry=False a reset raises TransientNetworkError and a 5xx/429 is returned as is,
+        for callers that must restart a larger unit (an upload session) themselves.
+        """
         if not url.startswith(("http://", "https://")):
             url = self.base_url + url
         attempt = 0
@@ -165,6 +170,8 @@ class RegistryClient:
                     allow_redirects=True,
                 )
             except _TransientError as error:
+                if not retry:
+                    raise TransientNetworkError(str(error)) from error
                 if attempt >= self.options.max_retries:
                     raise NetworkError(
                         f"{error} (gave up after {attempt + 1} attempts)",
@@ -179,7 +186,11 @@ class RegistryClient:
                 self.auth.on_challenge(challenge, scope)
                 auth_retried = True
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < self.options.max_retries:
+            if (
+                retry
+                and response.status_code in RETRY_STATUSES
+                and attempt < self.options.max_retries
+            ):
                 wait = _retry_after(response) if response.status_code in (429, 503) else None
                 if wait is not None and wait > self.options.retry_after_max:
                     return response
@@ -236,6 +247,10 @@ class RegistryClient:
 
 class _TransientError(Exception):
     """A failure worth retrying (reset, timeout); becomes NetworkError when retries run out."""
+
+
+class TransientNetworkError(NetworkError):
+    """A reset or timeout reported to a caller that retries a larger unit itself."""
 
 
 _REASON_RE = re.compile(
