@@ -27,6 +27,8 @@ from registry.options import ClientOptions
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Registries whose API lives on another host than the name users write.
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 BodyFactory = Callable[[], bytes | Iterable[bytes] | Any]
 
 
@@ -68,7 +70,7 @@ class RegistryClient:
         self.registry = registry
         self.options = options
         scheme = "http" if options.uses_plain_http(registry) else "https"
-        self.base_url = f"{scheme}://{registry}"
+        self.base_url = f"{scheme}://{API_HOSTS.get(registry, registry)}"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = options.user_agent
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)

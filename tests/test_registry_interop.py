@@ -180,3 +180,13 @@ def test_mirror_registry_to_registry_with_plugin_index(registry_factory, tmp_pat
     )
     assert pulled.digest == pushed.digest
     assert pulled.platform == "linux/arm64"
+
+
+def test_mirror_one_tag_under_the_destination_tag(registry, tmp_path: Path) -> None:
+    pushed = _push_rules(f"{registry.host}/one/rules:1.0.0", tmp_path)
+    result = mirror(
+        open_store(parse_reference(f"{registry.host}/one/rules:1.0.0"), PLAIN),
+        open_store(parse_reference(f"oci-layout:{tmp_path / 'l'}:stable")),
+    )
+    assert result.tags == [("stable", pushed.digest)]
+    assert open_store(parse_reference(f"oci-layout:{tmp_path / 'l'}")).list_tags() == ["stable"]
