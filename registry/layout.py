@@ -71,6 +71,12 @@ class LayoutStore:
     def _initialise(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         marker = self.root / LAYOUT_FILE
+        if not marker.exists() and any(self.root.iterdir()):
+            # Never turn an unrelated directory (say, /etc/falco) into a layout by accident.
+            raise RegistryError(
+                f"{self.root} is not an OCI image layout and is not empty",
+                hint="push to a new or empty directory, or to an existing layout",
+            )
         if not marker.exists():
             _write_atomically(marker, json.dumps(LAYOUT_VERSION).encode())
 
