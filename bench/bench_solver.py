@@ -3,20 +3,25 @@
 1. resolution over a synthetic in-memory index of 200 artifacts x 30 versions with random
    dependencies (caret constraints, some alternatives), 20 top-level requests (goal <= 0.5 s),
    plus a variant whose newest versions conflict so the solver must backtrack;
-2. the registry-backed catalog over a loopback docker-registry (30 repositories x 4 versions):
-   the same resolution with tag lists fetched one at a time (1 worker) and concurrently
-   (8 workers), side by side, with the request counts that show each list is fetched once.
+2. the registry-backed catalog over a loopback docker-registry (30 repositories x 4 versions),
+   reached through a local proxy that delays every request by 25 ms (a registry one WAN round
+   trip away; loopback alone hides what concurrency buys): the same resolution with one worker
+   (tag lists and configs fetched one at a time) and with 8 workers, side by side, with the
+   request counts that show each tag list is fetched once per run.
 
 Run: .venv/bin/python bench/bench_solver.py   (part 2 needs docker-registry: make install)
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +45,44 @@ from registry.store import open_store  # noqa: E402
 from tests.support.registry_server import RegistryServer  # noqa: E402
 
 RUNS = 5
+REQUEST_DELAY_SECONDS = 0.025
+
+
+class DelayingProxy:
+    """Forwards TCP to the registry, holding each client->server chunk for the delay."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, delayed: bool) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if delayed:
+                    time.sleep(self.delay)
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def synthetic_versions(rng: random.Random, count: int) -> list[str]:
@@ -129,14 +172,14 @@ def publish_small(server: RegistryServer, work: Path, repos: int, versions: int)
             push_artifact(open_store(ref, options), spec)
 
 
-def resolve_over_registry(server: RegistryServer, work: Path, workers: int) -> tuple[float, str]:
+def resolve_over_registry(host: str, work: Path, workers: int) -> tuple[float, str]:
     options = ClientOptions(plain_http=True, cache_dir=work / f"cache-{workers}")
 
     def open_repository(locator: str):
         return open_store(parse_reference(f"{locator}:latest"), options)
 
     with RegistryCatalog(
-        lambda name: f"{server.host}/bench/{name}", open_repository, workers=workers
+        lambda name: f"{host}/bench/{name}", open_repository, workers=workers
     ) as catalog:
         start = time.perf_counter()
         resolution = Solver(catalog).solve([Request("art000")])
@@ -149,16 +192,23 @@ def resolve_over_registry(server: RegistryServer, work: Path, workers: int) -> t
 
 
 def part_two() -> None:
-    print("2. registry-backed catalog over a loopback docker-registry (30 repos x 4 versions)")
+    delay_ms = REQUEST_DELAY_SECONDS * 1000
+    print(
+        f"2. registry-backed catalog, loopback docker-registry behind a {delay_ms:.0f} ms "
+        "per-request proxy (30 repos x 4 versions)"
+    )
     work = Path(tempfile.mkdtemp(prefix="falconet-bench-solver-"))
     server = RegistryServer(work / "registry").start()
     try:
         publish_small(server, work, repos=30, versions=4)
-        sequential, counts = resolve_over_registry(server, work, workers=1)
-        concurrent, _ = resolve_over_registry(server, work, workers=8)
+        address, port = server.host.rsplit(":", 1)
+        proxy = DelayingProxy((address, int(port)), REQUEST_DELAY_SECONDS)
+        sequential, counts = resolve_over_registry(proxy.host, work, workers=1)
+        concurrent, _ = resolve_over_registry(proxy.host, work, workers=8)
         # A second pair, in the other order, so neither side profits from a warmer server.
-        concurrent = min(concurrent, resolve_over_registry(server, work, workers=8)[0])
-        sequential = min(sequential, resolve_over_registry(server, work, workers=1)[0])
+        concurrent = min(concurrent, resolve_over_registry(proxy.host, work, workers=8)[0])
+        sequential = min(sequential, resolve_over_registry(proxy.host, work, workers=1)[0])
+        proxy.close()
         print(f"  1 worker : {sequential:.3f} s ({counts}; best of 2)")
         print(f"  8 workers: {concurrent:.3f} s (best of 2)")
         print(f"  ratio concurrent/sequential: {concurrent / sequential:.2f}")
