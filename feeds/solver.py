@@ -165,6 +165,7 @@ class Solver:
         pre: bool = False,
         max_steps: int = DEFAULT_MAX_STEPS,
         policy: str = CARET,
+        prefer: Mapping[str, Version] | None = None,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -175,6 +176,8 @@ class Solver:
             if (parsed := try_parse_version(text)) is not None
         }
         self.pins = dict(pins or {})
+        # Versions tried first when allowed (falconet.lock): reproducible, never a conflict.
+        self.prefer = dict(prefer or {})
         self.pre = pre
         self.max_steps = max_steps
         self.policy = policy
@@ -327,7 +330,9 @@ class Solver:
         for constraint in constraints:
             frame.conflict |= constraint.causes
         found = False
-        for version in self._candidates_for(name, tuple(c.range for c in constraints)):
+        for version in self._ordered(
+            name, self._candidates_for(name, tuple(c.range for c in constraints))
+        ):
             config = self._config(name, version)
             if self._unmet_for(name, version, config):
                 continue
@@ -347,6 +352,12 @@ class Solver:
             yield branch
         if not found:
             self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
+
+    def _ordered(self, name: str, candidates: list[Version]) -> list[Version]:
+        preferred = self.prefer.get(name)
+        if preferred is None or preferred not in candidates:
+            return candidates
+        return [preferred, *(v for v in candidates if v != preferred)]
 
     def _all_constraints(self, state: _State, name: str) -> tuple[Constraint, ...]:
         constraints = state.constraints.get(name, ())
@@ -531,9 +542,10 @@ def resolve(
     pins: Mapping[str, VersionRange] | None = None,
     pre: bool = False,
     policy: str = CARET,
+    prefer: Mapping[str, Version] | None = None,
 ) -> Resolution:
     """Resolve `requests` against `catalog` (see Solver for the semantics)."""
-    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy)
+    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy, prefer=prefer)
     resolution = solver.solve(requests)
     log.debug("resolved %d artifacts in %d steps", len(resolution.selected), solver.steps)
     return resolution
