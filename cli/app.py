@@ -35,6 +35,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.run",
     "cli.commands.key",
     "cli.commands.signing",
+    "cli.commands.resolve",
 ]
 
 

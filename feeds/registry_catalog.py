@@ -48,6 +48,7 @@ class RegistryCatalog:
         self._stores: dict[str, ArtifactStore] = {}
         self._tags: dict[str, Future[dict[Version, str]]] = {}
         self._configs: dict[tuple[str, Version], Future[_Fetched]] = {}
+        self._fixed: dict[str, tuple[Version, str]] = {}
         self.tag_list_requests = 0
         self.config_requests = 0
 
@@ -84,7 +85,23 @@ class RegistryCatalog:
 
     def versions(self, name: str) -> dict[Version, str]:
         self.prefetch([name])
-        return self._tags[name].result()
+        versions = self._tags[name].result()
+        fixed = self._fixed.get(name)
+        return {**versions, fixed[0]: fixed[1]} if fixed else versions
+
+    def add_fixed(self, name: str, target: str) -> Version:
+        """A reference by tag (`falco-rules:5`, `:latest`) or digest: its config decides the
+        version, which becomes a candidate even if no release tag names it."""
+        from feeds.versions import parse_version
+
+        config, resolved = self._fetch_config(name, target)
+        version = parse_version(config.version, f"{name}:{target} config version")
+        done: Future[_Fetched] = Future()
+        done.set_result((config, resolved))
+        with self._lock:
+            self._fixed[name] = (version, target)
+            self._configs[(name, version)] = done
+        return version
 
     def _config_future(
         self, name: str, version: Version, versions: dict[Version, str]
@@ -123,4 +140,6 @@ class RegistryCatalog:
     def reference(self, name: str, version: Version) -> str:
         locator = self.store(name).reference.locator
         digest = self.digest(name, version)
+        if digest is None and self.versions(name)[version].startswith("sha256:"):
+            digest = self.versions(name)[version]
         return f"{locator}@{digest}" if digest else f"{locator}:{self.versions(name)[version]}"
