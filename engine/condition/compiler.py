@@ -20,11 +20,12 @@ from engine.condition.errors import ConditionCompileError
 from engine.condition.operators import (
     CMPOP_NAMES,
     SET_OPS,
+    cached_path_matcher,
     comparability_error,
     compile_glob,
     compile_regex,
     in_network,
-    path_prefix_set,
+    network_matcher,
     scalar_comparator,
     split_operator,
 )
@@ -313,8 +314,10 @@ class _Compiler:
         guard = f"({variable} := {x}) is not None and "
         if base in SET_OPS or base == "pmatch":
             if base == "pmatch":
-                prefixes = path_prefix_set(constants)
-                return f"({guard}{self.bind(prefixes.match, 'p')}({variable}))"
+                matcher = cached_path_matcher(constants)
+                return f"({guard}{self.bind(matcher, 'p')}({variable}))"
+            if left.type == "ipnet":
+                return self.guarded_call(variable, x, network_matcher(constants))
             if left.type in _EQ_ONLY_TYPES:
                 compare = scalar_comparator("=", left.type)
                 networks = tuple(constants)
@@ -326,8 +329,10 @@ class _Compiler:
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
-            predicate = scalar_comparator(base, "ipnet")
-            return f"({guard}{self.bind(predicate, 'p')}({variable}, {self.bind(constant, 'c')}))"
+            inside = network_matcher([constant])
+            if base == "=":
+                return self.guarded_call(variable, x, inside)
+            return self.guarded_call(variable, x, lambda value: not inside(value))
         c = self.bind(constant, "c")
         inline = {
             "=": f"({x} == {c})",
