@@ -395,3 +395,18 @@ def test_deeply_nested_condition_compiles() -> None:
 def test_generated_source_is_inspectable() -> None:
     compiled = compile_condition(parse("test.str = a or test.int > 3"), CATALOG)
     assert "==" in compiled.source and ">" in compiled.source
+
+
+def test_field_specific_value_checks_reject_constants_at_compile_time() -> None:
+    from engine.fields import FieldCatalog, FieldSpec, with_value_check
+
+    def known_event(text: str) -> None:
+        if text not in ("open", "execve"):
+            raise ValueError(f"unknown event type {text}")
+
+    catalog = FieldCatalog("checked")
+    catalog.add_simple(FieldSpec("evt.type", "string"), with_value_check(lambda e: e, known_event))
+    compile_condition(parse("evt.type in (open, execve)"), catalog)
+    with pytest.raises(ConditionCompileError) as info:
+        compile_condition(parse("evt.type in (open, list_a)"), catalog)
+    assert (info.value.message, info.value.position) == ("unknown event type list_a", 12)

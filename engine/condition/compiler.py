@@ -32,7 +32,7 @@ from engine.condition.operators import (
 from engine.condition.parser import supported_field_transformers
 from engine.condition.values import parse_value, type_name, unhex
 from engine.errors import UnknownFieldError
-from engine.fields import FieldCatalog, is_any_of, text_renderer
+from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
 
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
@@ -117,6 +117,7 @@ class _Operand:
     name: str
     no_rhs: bool = False
     any_of: bool = False  # the value is a tuple of candidates; any may satisfy the check
+    check_value: Callable[[str], None] | None = None  # field-specific constant validation
 
 
 class _Compiler:
@@ -202,7 +203,15 @@ class _Compiler:
             raise ConditionCompileError(str(error), node.pos) from None
         self.fields.add(name)
         code = f"{self.bind(extractor, 'x')}(e)"
-        return _Operand(code, spec.type, spec.is_list, spec.name, spec.no_rhs, is_any_of(extractor))
+        return _Operand(
+            code,
+            spec.type,
+            spec.is_list,
+            spec.name,
+            spec.no_rhs,
+            is_any_of(extractor),
+            value_check(extractor),
+        )
 
     def _transformer_support(self, node: ast.Expr, operand: _Operand) -> None:
         spec = self.catalog.spec(operand.name)
@@ -284,6 +293,11 @@ class _Compiler:
         )
         for value in raw:
             self.add_value_warnings(base, value, node.right.pos)
+            if left.check_value is not None:
+                try:
+                    left.check_value(value)
+                except ValueError as error:
+                    raise ConditionCompileError(str(error), node.right.pos) from None
         constants = [self.constant(base, left.type, value, node.right.pos) for value in raw]
         variable = self.bind(None, "v")
         if left.is_list:
