@@ -410,3 +410,19 @@ def test_field_specific_value_checks_reject_constants_at_compile_time() -> None:
     with pytest.raises(ConditionCompileError) as info:
         compile_condition(parse("evt.type in (open, list_a)"), catalog)
     assert (info.value.message, info.value.position) == ("unknown event type list_a", 12)
+
+
+TRANSFORMER_DATA = json.loads((DATA / "transformer_cases.json").read_text())
+TRANSFORMER_EVENT = {
+    name: tuple(value) if isinstance(value, list) else value
+    for name, value in TRANSFORMER_DATA["event"].items()
+}
+
+
+@pytest.mark.parametrize(("condition", "expected"), TRANSFORMER_DATA["cases"])
+def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | None) -> None:
+    if expected is None:
+        with pytest.raises(ConditionError):
+            compile_condition(parse(condition), CATALOG)
+        return
+    assert compile_condition(parse(condition), CATALOG)(TRANSFORMER_EVENT) is expected
