@@ -224,6 +224,7 @@ def test_operator_semantics(condition: str, event: dict[str, Any], expected: boo
         ('concat(test.str, "-", test.str2) = a-b', {"test_str": "a", "test_str2": "b"}, True),
         ('join(",", test.list) = "a,b"', {"test_list": ["a", "b"]}, True),
         ('join(",", (test.str, "x")) = "s,x"', {"test_str": "s"}, True),
+        ('join(",", (test.str, "x")) exists', {}, False),  # one missing element: no list
         ('getopt(test.list, "nt:")[t] = v', {"test_list": ["-n", "-t", "v"]}, True),
         ('getopt(test.list, "nt:")[t] = v', {"test_list": ["-ntv"]}, True),
         ('getopt(test.list, "nt:")[n] = n', {"test_list": ["-n", "x"]}, True),

@@ -245,12 +245,12 @@ class _Compiler:
         parts = [self.operand(child) for child in children]
         evaluators = [(self.evaluator(p), p.is_list) for p in parts]
 
-        def extract(event: Any) -> tuple[Any, ...]:
+        def extract(event: Any) -> tuple[Any, ...] | None:
             values: list[Any] = []
             for evaluate, is_list in evaluators:
                 value = evaluate(event)
                 if value is None:
-                    continue
+                    return None  # as libsinsp's list_check: one missing element, no list
                 if is_list:
                     values.extend(value)
                 else:
