@@ -97,9 +97,13 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
     operand = compiler.operand(node)
     to_text = None
     if isinstance(node, ast.Field):
-        to_text = text_renderer(compiler.namespace[operand.code.removesuffix("(e)")])
+        # A plain field is its extractor: no generated code in between.
+        extract = compiler.namespace[operand.code.removesuffix("(e)")]
+        to_text = text_renderer(extract)
+    else:
+        extract = compiler.evaluator(operand)
     return CompiledValue(
-        extract=compiler.evaluator(operand),
+        extract=extract,
         type=operand.type,
         is_list=operand.is_list,
         fields=frozenset(compiler.fields),
@@ -439,13 +443,14 @@ class _Compiler:
                 )
             )
         stripped = "".join(value.split())
-        if stripped and self.catalog.split(stripped) is not None:
+        # Field names always hold a dot, transformers end with ')': skip the lookups otherwise.
+        if "." in stripped and self.catalog.split(stripped) is not None:
             self.warnings.append(
                 CompileWarning(
                     f"'{value}' may be a valid field misused as a const string value", position
                 )
             )
-        for name in supported_field_transformers(True):
+        for name in supported_field_transformers(True) if stripped.endswith(")") else ():
             if (
                 len(stripped) >= len(name) + 2
                 and stripped.startswith(name + "(")
