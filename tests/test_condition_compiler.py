@@ -427,3 +427,33 @@ def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | 
             compile_condition(parse(condition), CATALOG)
         return
     assert compile_condition(parse(condition), CATALOG)(TRANSFORMER_EVENT) is expected
+
+
+# libsinsp test/filter_op_numeric_compare.ut.cpp: evt.cpu = 1 (test.int), evt.rawarg.res = -22
+# (test.int2), fd.num = -1 (test.fd).
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("test.int < 300", True),
+        ("test.int > 300", False),
+        ("test.int < 2", True),
+        ("test.int > -500", True),
+        ("test.int < 500", True),
+        ("test.int <= 500", True),
+        ("test.int <= 1025", True),
+        ("test.int >= 1025", False),
+        ("test.int2 > 0", False),
+        ("test.int2 < 0", True),
+        ("test.int2 > 4294967295", False),
+        ("test.int2 < -1", True),
+        ("test.int2 > -65535", True),
+        ("test.fd >= 0", False),
+        ("test.fd > 0", False),
+        ("test.fd < 0", True),
+        ("test.fd > 4294967295", False),
+        ("test.fd < -1", False),
+        ("test.fd > -65535", True),
+    ],
+)
+def test_upstream_signed_numeric_compare(condition: str, expected: bool) -> None:
+    assert run(condition, test_int=1, test_int2=-22, test_fd=-1) is expected
