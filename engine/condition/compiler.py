@@ -157,11 +157,8 @@ class _Compiler:
                 return "(" + joiner.join(self.expr(c, nesting + 1) for c in children) + ")"
             case ast.Not(child):
                 return f"(not {self.expr(child, nesting + 1)})"
-            case ast.UnaryCheck(left, _op):
-                operand = self.operand(left)
-                return f"({operand.code} is not None)"
-            case ast.BinaryCheck():
-                return self.binary_check(node)
+            case ast.UnaryCheck() | ast.BinaryCheck():
+                return self.check(node)
             case ast.MacroRef(name):
                 raise ConditionCompileError(
                     f"filter error: unexpected identifier '{name}'", node.pos
@@ -170,6 +167,15 @@ class _Compiler:
             "sinsp_filter_compiler: unexpected standalone value expression in filter AST",
             getattr(node, "pos", None),
         )
+
+    def check(self, node: ast.UnaryCheck | ast.BinaryCheck) -> str:
+        """A check's code. Errors point at the check, as libsinsp's compiler reports them."""
+        try:
+            if isinstance(node, ast.UnaryCheck):
+                return f"({self.operand(node.left).code} is not None)"
+            return self.binary_check(node)
+        except ConditionCompileError as error:
+            raise ConditionCompileError(error.message, node.pos, error.hint) from None
 
     # -- operands ------------------------------------------------------------------------------
 
