@@ -100,6 +100,8 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
         # A plain field is its extractor: no generated code in between.
         extract = compiler.namespace[operand.code.removesuffix("(e)")]
         to_text = text_renderer(extract)
+        if operand.any_of:
+            extract = _first_candidate(extract)
     else:
         extract = compiler.evaluator(operand)
     return CompiledValue(
@@ -109,6 +111,16 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
         fields=frozenset(compiler.fields),
         to_text=to_text,
     )
+
+
+def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
+
+    def first(event: Any) -> Any:
+        candidates = extract(event)
+        return candidates[0] if candidates else None
+
+    return first
 
 
 @dataclass
