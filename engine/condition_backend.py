@@ -180,4 +180,4 @@ def condition_warnings(expr: Expr, deprecated: Iterable[str]) -> tuple[bool, set
 
 def output_fields(compiled_output: Any) -> list[str]:
     """The %fields of a compiled output format, in order of appearance."""
-    return list(compiled_output.field_names())
+    return list(compiled_output.field_names)
