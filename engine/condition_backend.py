@@ -35,6 +35,7 @@ __all__ = [
     "ConditionSyntaxError",
     "OutputError",
     "catalog_for",
+    "clear_memo",
     "compile_condition",
     "compile_output",
     "condition_warnings",
@@ -110,6 +111,13 @@ _compiled: dict[Any, Any] = {}
 _event_types: dict[Any, Any] = {}
 _outputs: dict[Any, Any] = {}
 _memo_lock = threading.Lock()
+
+
+def clear_memo() -> None:
+    """Forget every remembered parse/compile (benchmarks measure cold compilation with it)."""
+    with _memo_lock:
+        for table in (_parsed, _compiled, _event_types, _outputs):
+            table.clear()
 
 
 def _remember(table: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
