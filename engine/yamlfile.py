@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-try:  # libyaml's composer is several times faster on the large upstream files
-    from yaml import CSafeLoader as _Loader
+# The base loaders resolve no implicit tags (tags are ignored here anyway), and libyaml's
+# composer is several times faster on the large upstream files.
+try:
+    from yaml import CBaseLoader as _Loader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+    from yaml import BaseLoader as _Loader  # type: ignore[assignment]
 
 __all__ = [
     "MappingNode",
@@ -105,10 +107,14 @@ def get(node: Node, key: str) -> Node | None:
     """`node[key]` for a mapping (the first entry with that key, as yaml-cpp finds it)."""
     if not isinstance(node, MappingNode):
         return None
-    for key_node, value_node in node.value:
-        if isinstance(key_node, ScalarNode) and key_node.value == key:
-            return value_node
-    return None
+    index = getattr(node, "_falconet_index", None)
+    if index is None:
+        index = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode):
+                index.setdefault(key_node.value, value_node)
+        node._falconet_index = index  # nodes are never modified after composition
+    return index.get(key)
 
 
 def keys(node: Node) -> list[tuple[str, Node]]:
