@@ -189,3 +189,46 @@ def test_list_with_tag_filter(run_cli: CliRunner, tmp_path: Path) -> None:
     refused = run_cli("rules", "list", invalid)
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"error: invalid rules file {invalid}: LOAD_ERR_YAML_VALIDATE")
+
+
+def test_unmet_plugin_requirement_exit_status(run_cli: CliRunner, tmp_path: Path) -> None:
+    needs = write(
+        tmp_path,
+        "needs.yaml",
+        "- required_plugin_versions:\n  - name: nosuchplugin\n    version: 1.2.0\n"
+        "    alternatives:\n    - name: nosuchplugin-eks\n      version: 0.1.0\n",
+    )
+    done = run_cli("rules", "validate", needs)
+    assert done.returncode == 7
+    assert done.stdout == f"{needs}: Ok\n"
+    assert done.stderr.startswith(
+        "error: Plugin requirement not satisfied, must load one of: nosuchplugin (>= 1.2.0), "
+        "nosuchplugin-eks (>= 0.1.0)\nhint: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("provided", "satisfied"),
+    [
+        ({"k8saudit": "0.18.0"}, True),
+        ({"k8saudit": "0.19.3"}, True),
+        ({"k8saudit": "0.17.9"}, False),
+        ({"k8saudit": "1.18.0"}, False),  # another major version is not compatible
+        ({"k8saudit-gke": "0.9.0"}, True),  # any alternative satisfies the entry
+        ({}, False),
+    ],
+)
+def test_plugin_requirement_semantics(provided: dict[str, str], satisfied: bool) -> None:
+    from engine.loader import load_contents
+
+    loaded = load_contents(
+        [
+            (
+                "req.yaml",
+                "- required_plugin_versions:\n  - name: k8saudit\n    version: 0.18.0\n"
+                "    alternatives:\n    - name: k8saudit-gke\n      version: 0.9.0\n",
+            )
+        ],
+        use_cache=False,
+    )
+    assert (loaded.unmet_plugin_requirements(provided) == []) is satisfied
