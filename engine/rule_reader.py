@@ -303,10 +303,13 @@ def _exceptions(
 class RulesReader:
     """Reads one file's content into a collector, recording messages in `result`."""
 
-    def __init__(self, collector: Collector, result: LoadResult, content: str) -> None:
+    def __init__(
+        self, collector: Collector, result: LoadResult, content: str, check_schema: bool = False
+    ) -> None:
         self.collector = collector
         self.result = result
         self.content = content
+        self.check_schema = check_schema
         self.file_context = Context.for_file(result.name)
 
     def read(self) -> bool:
@@ -316,6 +319,10 @@ class RulesReader:
             context = self.file_context.child(error.position, ItemType.VALUE_FOR)
             self.result.add_error(ErrorCode.LOAD_ERR_YAML_PARSE, str(error), context)
             return False
+        if self.check_schema:
+            from engine.rule_schema_check import schema_statuses
+
+            self.result.schema_statuses = schema_statuses(documents)
         for document in documents:
             if document is None or yamlfile.is_null(document):
                 continue

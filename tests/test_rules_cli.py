@@ -232,3 +232,18 @@ def test_plugin_requirement_semantics(provided: dict[str, str], satisfied: bool)
         use_cache=False,
     )
     assert (loaded.unmet_plugin_requirements(provided) == []) is satisfied
+
+
+def test_validate_reports_schema_status_like_falco(run_cli: CliRunner, tmp_path: Path) -> None:
+    good = write(tmp_path, "good.yaml", "- list: l\n  items: [a, 1]\n")
+    odd = write(tmp_path, "odd.yaml", "- list: l\n  items: [a]\n  override_written_wrong: {}\n")
+    done = run_cli("rules", "validate", good, odd, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout)["falco_load_results"]
+    assert (first["schema_valid"], first["schema_warnings"]) == (True, [])
+    assert second["successful"] is True  # schema problems are never fatal
+    assert second["schema_valid"] is False
+    assert second["schema_warnings"] == [
+        "failed for <root>[0]: Additional properties are not allowed "
+        "('override_written_wrong' was unexpected)"
+    ]

@@ -87,10 +87,13 @@ def _errors(loaded: Any) -> list[str]:
 
 def test_stable_incubating_sandbox_load_together(shared_dir: Path) -> None:
     _need_sources("syscall")
+    from engine.loader import load_rules_files
+
     rules_dir = shared_dir / "upstream-rules"
     paths = [rules_dir / STABLE, rules_dir / INCUBATING, rules_dir / SANDBOX]
-    loaded = _load(paths)
+    loaded = load_rules_files(paths, use_cache=False, check_schema=True)
     assert _errors(loaded) == []
+    assert [r.schema_statuses for r in loaded.results] == [["ok"]] * 3
     counted = _count_items(paths)
     assert len(loaded.rules) == len(counted["rule"]) == 93
     assert set(loaded.macros) == counted["macro"]
