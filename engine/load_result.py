@@ -294,8 +294,9 @@ class LoadResult:
         return f"{self.name}: Ok" + (", with warnings" if self.warnings else "")
 
     def as_verbose_text(self, contents: dict[str, str]) -> str:
-        """Falco's verbose result text (what `falco -V` prints for a file)."""
-        out = [self.summary() + "\n"]
+        """Falco's verbose result text (what `falco -V` prints for a file): the summary line,
+        then each section after a newline; no newline at the end of a bare summary."""
+        out = [self.summary()]
         if self.schema_statuses is not None and not self.schema_valid:
             out.append(f"\n{len(self.schema_statuses)} Schema warnings:\n")
             out.extend(f"------\n{w}\n" for w in self.schema_statuses)

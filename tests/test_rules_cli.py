@@ -247,3 +247,31 @@ def test_validate_reports_schema_status_like_falco(run_cli: CliRunner, tmp_path:
         "failed for <root>[0]: Additional properties are not allowed "
         "('override_written_wrong' was unexpected)"
     ]
+
+
+def test_validate_text_is_falco_verbose_format(run_cli: CliRunner, tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.yaml", "- list: ok\n  items: []\n\n- macro: broken\n")
+    empty = write(tmp_path, "empty.yaml", "")
+    done = run_cli("rules", "validate", bad, empty)
+    assert done.returncode == 1
+    assert done.stdout == (
+        f"{bad}: Invalid\n"
+        "1 Schema warnings:\n"
+        "------\n"
+        "failed for <root>[1]: 'condition' is a required property\n"
+        "------\n"
+        "\n"
+        "1 Errors:\n"
+        f"In rules content: ({bad}:0:0)\n"
+        f"    macro 'broken': ({bad}:3:2)\n"
+        "------\n"
+        "- macro: broken\n"
+        "  ^\n"
+        "------\n"
+        "LOAD_ERR_YAML_VALIDATE (Error validating internal structure of YAML file): "
+        "Item has no mapping for key 'condition'\n"
+        "\n"
+        f"{empty}: Ok, with warnings\n"
+    )
+    # The list read before the error stays collected (as in Falco) and is unused.
+    assert "LOAD_UNUSED_LIST (Unused list)" in done.stderr
