@@ -36,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.key",
     "cli.commands.signing",
     "cli.commands.rules",
+    "cli.commands.compliance",
 ]
 
 

@@ -86,12 +86,14 @@ def _quoted_list(values: list[str]) -> str:
 _TRANSFORMERS_TEXT = _quoted_list(supported_field_transformers(True))
 
 
+# Each unit of parser depth costs about one Python frame: make room for Falco's 1000 levels
+# (plus the caller's frames) once, at import, rather than in the middle of a caller's work.
+if sys.getrecursionlimit() < MAX_DEPTH + 2000:
+    sys.setrecursionlimit(MAX_DEPTH + 2000)
+
+
 def parse(text: str, max_depth: int = MAX_DEPTH) -> ast.Expr:
     """Parse a whole condition; raise ConditionSyntaxError (message, 0-based position)."""
-    # Each nesting level costs about one Python frame per depth unit; leave room for callers.
-    wanted = max_depth + 2000
-    if sys.getrecursionlimit() < wanted:
-        sys.setrecursionlimit(wanted)
     return _Parser(text, max_depth).parse()
 
 
