@@ -224,6 +224,7 @@ def test_operator_semantics(condition: str, event: dict[str, Any], expected: boo
         ('concat(test.str, "-", test.str2) = a-b', {"test_str": "a", "test_str2": "b"}, True),
         ('join(",", test.list) = "a,b"', {"test_list": ["a", "b"]}, True),
         ('join(",", (test.str, "x")) = "s,x"', {"test_str": "s"}, True),
+        ('join(",", (test.str, "x")) exists', {}, False),  # one missing element: no list
         ('getopt(test.list, "nt:")[t] = v', {"test_list": ["-n", "-t", "v"]}, True),
         ('getopt(test.list, "nt:")[t] = v', {"test_list": ["-ntv"]}, True),
         ('getopt(test.list, "nt:")[n] = n', {"test_list": ["-n", "x"]}, True),
@@ -395,3 +396,34 @@ def test_deeply_nested_condition_compiles() -> None:
 def test_generated_source_is_inspectable() -> None:
     compiled = compile_condition(parse("test.str = a or test.int > 3"), CATALOG)
     assert "==" in compiled.source and ">" in compiled.source
+
+
+def test_field_specific_value_checks_reject_constants_at_compile_time() -> None:
+    from engine.fields import FieldCatalog, FieldSpec, with_value_check
+
+    def known_event(text: str) -> None:
+        if text not in ("open", "execve"):
+            raise ValueError(f"unknown event type {text}")
+
+    catalog = FieldCatalog("checked")
+    catalog.add_simple(FieldSpec("evt.type", "string"), with_value_check(lambda e: e, known_event))
+    compile_condition(parse("evt.type in (open, execve)"), catalog)
+    with pytest.raises(ConditionCompileError) as info:
+        compile_condition(parse("evt.type in (open, list_a)"), catalog)
+    assert (info.value.message, info.value.position) == ("unknown event type list_a", 12)
+
+
+TRANSFORMER_DATA = json.loads((DATA / "transformer_cases.json").read_text())
+TRANSFORMER_EVENT = {
+    name: tuple(value) if isinstance(value, list) else value
+    for name, value in TRANSFORMER_DATA["event"].items()
+}
+
+
+@pytest.mark.parametrize(("condition", "expected"), TRANSFORMER_DATA["cases"])
+def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | None) -> None:
+    if expected is None:
+        with pytest.raises(ConditionError):
+            compile_condition(parse(condition), CATALOG)
+        return
+    assert compile_condition(parse(condition), CATALOG)(TRANSFORMER_EVENT) is expected

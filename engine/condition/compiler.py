@@ -20,18 +20,19 @@ from engine.condition.errors import ConditionCompileError
 from engine.condition.operators import (
     CMPOP_NAMES,
     SET_OPS,
+    cached_path_matcher,
     comparability_error,
     compile_glob,
     compile_regex,
     in_network,
-    path_prefix_set,
+    network_matcher,
     scalar_comparator,
     split_operator,
 )
 from engine.condition.parser import supported_field_transformers
 from engine.condition.values import parse_value, type_name, unhex
 from engine.errors import UnknownFieldError
-from engine.fields import FieldCatalog, is_any_of, text_renderer
+from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
 
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
@@ -116,6 +117,7 @@ class _Operand:
     name: str
     no_rhs: bool = False
     any_of: bool = False  # the value is a tuple of candidates; any may satisfy the check
+    check_value: Callable[[str], None] | None = None  # field-specific constant validation
 
 
 class _Compiler:
@@ -201,7 +203,15 @@ class _Compiler:
             raise ConditionCompileError(str(error), node.pos) from None
         self.fields.add(name)
         code = f"{self.bind(extractor, 'x')}(e)"
-        return _Operand(code, spec.type, spec.is_list, spec.name, spec.no_rhs, is_any_of(extractor))
+        return _Operand(
+            code,
+            spec.type,
+            spec.is_list,
+            spec.name,
+            spec.no_rhs,
+            is_any_of(extractor),
+            value_check(extractor),
+        )
 
     def _transformer_support(self, node: ast.Expr, operand: _Operand) -> None:
         spec = self.catalog.spec(operand.name)
@@ -235,12 +245,12 @@ class _Compiler:
         parts = [self.operand(child) for child in children]
         evaluators = [(self.evaluator(p), p.is_list) for p in parts]
 
-        def extract(event: Any) -> tuple[Any, ...]:
+        def extract(event: Any) -> tuple[Any, ...] | None:
             values: list[Any] = []
             for evaluate, is_list in evaluators:
                 value = evaluate(event)
                 if value is None:
-                    continue
+                    return None  # as libsinsp's list_check: one missing element, no list
                 if is_list:
                     values.extend(value)
                 else:
@@ -283,6 +293,11 @@ class _Compiler:
         )
         for value in raw:
             self.add_value_warnings(base, value, node.right.pos)
+            if left.check_value is not None:
+                try:
+                    left.check_value(value)
+                except ValueError as error:
+                    raise ConditionCompileError(str(error), node.right.pos) from None
         constants = [self.constant(base, left.type, value, node.right.pos) for value in raw]
         variable = self.bind(None, "v")
         if left.is_list:
@@ -313,8 +328,10 @@ class _Compiler:
         guard = f"({variable} := {x}) is not None and "
         if base in SET_OPS or base == "pmatch":
             if base == "pmatch":
-                prefixes = path_prefix_set(constants)
-                return f"({guard}{self.bind(prefixes.match, 'p')}({variable}))"
+                matcher = cached_path_matcher(constants)
+                return f"({guard}{self.bind(matcher, 'p')}({variable}))"
+            if left.type == "ipnet":
+                return self.guarded_call(variable, x, network_matcher(constants))
             if left.type in _EQ_ONLY_TYPES:
                 compare = scalar_comparator("=", left.type)
                 networks = tuple(constants)
@@ -326,8 +343,10 @@ class _Compiler:
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
-            predicate = scalar_comparator(base, "ipnet")
-            return f"({guard}{self.bind(predicate, 'p')}({variable}, {self.bind(constant, 'c')}))"
+            inside = network_matcher([constant])
+            if base == "=":
+                return self.guarded_call(variable, x, inside)
+            return self.guarded_call(variable, x, lambda value: not inside(value))
         c = self.bind(constant, "c")
         inline = {
             "=": f"({x} == {c})",
