@@ -31,7 +31,7 @@ class SockTuple(NamedTuple):
     path: str | None = None  # unix sockets
 
 
-_INT_FORMATS: dict[str, str] = {
+INT_FORMATS: dict[str, str] = {
     "INT8": "<b",
     "INT16": "<h",
     "INT32": "<i",
@@ -65,7 +65,7 @@ _INT_FORMATS: dict[str, str] = {
     "IPV4ADDR": "<I",
     "DOUBLE": "<d",
 }
-_UNPACKERS = {name: struct.Struct(fmt).unpack_from for name, fmt in _INT_FORMATS.items()}
+_UNPACKERS = {name: struct.Struct(fmt).unpack_from for name, fmt in INT_FORMATS.items()}
 STRING_TYPES = frozenset({"CHARBUF", "FSPATH", "FSRELPATH"})
 
 
@@ -129,7 +129,7 @@ def _fdlist(raw: bytes) -> tuple[tuple[int, int], ...]:
 def decode(ptype: str, raw: bytes) -> Any:
     unpack = _UNPACKERS.get(ptype)
     if unpack is not None:
-        if len(raw) < struct.calcsize(_INT_FORMATS[ptype]):
+        if len(raw) < struct.calcsize(INT_FORMATS[ptype]):
             return None
         value = unpack(raw)[0]
         if ptype == "IPV4ADDR":
@@ -153,3 +153,54 @@ def decode(ptype: str, raw: bytes) -> Any:
         if len(raw) == 16:
             return ipaddress.IPv6Address(raw)
     return bytes(raw)  # BYTEBUF, DYN and anything else stays raw
+
+
+def _int_decoder(ptype: str) -> Any:
+    size = struct.calcsize(INT_FORMATS[ptype])
+    signed = INT_FORMATS[ptype][1].islower()
+    from_bytes = int.from_bytes
+
+    def decode_int(raw: bytes) -> int | None:
+        if len(raw) != size:
+            return decode(ptype, raw)
+        return from_bytes(raw, "little", signed=signed)
+
+    return decode_int
+
+
+def _text_decoder(raw: bytes) -> str:
+    if raw[-1:] == b"\0":
+        raw = raw[:-1]
+    if b"\0" in raw:
+        raw = raw.split(b"\0", 1)[0]
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def value_decoder(ptype: str) -> Any:
+    """The fastest decoder of one parameter type (same results as decode())."""
+    if ptype in INT_FORMATS and ptype not in ("IPV4ADDR", "DOUBLE"):
+        return _int_decoder(ptype)
+    if ptype in STRING_TYPES:
+        return _text_decoder
+    if ptype in ("BYTEBUF", "DYN"):
+        return bytes
+    return lambda raw: decode(ptype, raw)
+
+
+def compile_params_decoder(names_types: tuple[tuple[str, str], ...]) -> Any:
+    """A function (data, count) -> {name: value} for scap-layout parameters: `count` u16
+    lengths, then the values back to back. Extra parameters beyond the table are ignored."""
+    decoders = tuple((name, value_decoder(ptype)) for name, ptype in names_types)
+    structs = [struct.Struct(f"<{n}H") for n in range(len(decoders) + 1)]
+
+    def decode_params(data: bytes, count: int) -> dict[str, Any]:
+        known = min(count, len(decoders))
+        lens = structs[known].unpack_from(data, 0) if known else ()
+        pos = 2 * count
+        params: dict[str, Any] = {}
+        for (name, decoder), size in zip(decoders, lens, strict=False):
+            params[name] = decoder(data[pos : pos + size])
+            pos += size
+        return params
+
+    return decode_params

@@ -461,8 +461,40 @@ def _create_child(
     tracker.add_thread(child)
 
 
+def _inherit_from_parent(tracker: StateTracker, thread: ThreadInfo, ptid: Any) -> None:
+    """A thread first seen at its execve (its fork predates the capture): give it what the fork
+    would have copied from its parent."""
+    parent = tracker.threads.get(ptid) if isinstance(ptid, int) else None
+    if parent is None:
+        return
+    for attr in (
+        "uid",
+        "gid",
+        "euid",
+        "egid",
+        "loginuid",
+        "tty",
+        "sid",
+        "vpgid",
+        "pgid",
+        "cgroups",
+        "container_id",
+        "cap_permitted",
+        "cap_effective",
+        "cap_inheritable",
+    ):
+        if getattr(thread, attr) in (None, (), 0) or attr == "container_id":
+            setattr(thread, attr, getattr(parent, attr))
+    if thread.cwd is None:
+        thread.fs.cwd = parent.cwd
+    if not thread.fds:
+        thread.fds.update(parent.fds)
+
+
 def _apply_exec(tracker: StateTracker, event: SyscallEvent, thread: ThreadInfo) -> None:
     params = event.params
+    if not thread.complete:
+        _inherit_from_parent(tracker, thread, params.get("ptid"))
     thread.complete = True
     if "comm" in params:
         thread.comm = params["comm"]
