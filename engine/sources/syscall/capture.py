@@ -160,7 +160,9 @@ class CaptureWriter:
 
     def write(self, code: int, ts: int, tid: int, params: bytes) -> None:
         """One event: its driver event code, timestamp (ns), thread id, encode_params() bytes."""
-        self._pending.append((self._type(code), tid, ts, params))
+        # _type() may flush (and replace) the pending list: resolve it before appending.
+        index = self._type(code)
+        self._pending.append((index, tid, ts, params))
         if len(self._pending) >= self._chunk:
             self._flush()
 
@@ -312,6 +314,9 @@ class CaptureReader:
                 else None
             )
 
+    def events_wanted(self, wanted: Wanted) -> Iterator[SyscallEvent]:
+        return self.events(wanted)
+
     def events(self, wanted: Wanted = None) -> Iterator[SyscallEvent]:
         while True:
             frame = self._next_frame()
@@ -356,7 +361,7 @@ class CaptureReader:
         pos += 4 * (count + 1)
         if len(offsets) != count + 1 or len(payload) < pos + offsets[-1]:
             raise CaptureError(f"{self.path}: corrupted event chunk")
-        area = memoryview(payload)[pos:]
+        area = pos
         base = self.stats.events
         self.stats.events += count
         self.stats.chunks += 1
@@ -374,8 +379,7 @@ class CaptureReader:
             if info is None:
                 self.stats.unknown_events += 1
                 continue
-            start = offsets[i]
-            data = area[start + 1 : offsets[i + 1]].tobytes()
-            params = decoders[index](data, area[start])
+            start = area + offsets[i]
+            params = decoders[index](payload[start + 1 : area + offsets[i + 1]], payload[start])
             self.stats.decoded += 1
             yield SyscallEvent(base + i + 1, stamps[i], tids[i], info, params)

@@ -189,11 +189,14 @@ def value_decoder(ptype: str) -> Any:
 
 def compile_params_decoder(names_types: tuple[tuple[str, str], ...]) -> Any:
     """A function (data, count) -> {name: value} for scap-layout parameters: `count` u16
-    lengths, then the values back to back. Extra parameters beyond the table are ignored."""
+    lengths, then the values back to back; parameters beyond the table are ignored.
+
+    The common case (count == the table's count) runs a function generated for the event type:
+    one struct call for the lengths, then each value decoded inline (the replay hot path)."""
     decoders = tuple((name, value_decoder(ptype)) for name, ptype in names_types)
     structs = [struct.Struct(f"<{n}H") for n in range(len(decoders) + 1)]
 
-    def decode_params(data: bytes, count: int) -> dict[str, Any]:
+    def decode_any(data: bytes, count: int) -> dict[str, Any]:
         known = min(count, len(decoders))
         lens = structs[known].unpack_from(data, 0) if known else ()
         pos = 2 * count
@@ -203,4 +206,43 @@ def compile_params_decoder(names_types: tuple[tuple[str, str], ...]) -> Any:
             pos += size
         return params
 
-    return decode_params
+    return _generate_fast_decoder(names_types, decoders, structs[-1], decode_any)
+
+
+def _generate_fast_decoder(
+    names_types: tuple[tuple[str, str], ...],
+    decoders: tuple[tuple[str, Any], ...],
+    lens_struct: struct.Struct,
+    fallback: Any,
+) -> Any:
+    count = len(names_types)
+    if count == 0:
+        return fallback
+    namespace: dict[str, Any] = {"_lens": lens_struct.unpack_from, "_fallback": fallback}
+    lines = ["def decode_params(data, count):", f"    if count != {count}:",
+             "        return _fallback(data, count)"]  # fmt: skip
+    lens = ", ".join(f"l{i}" for i in range(count))
+    lines.append(f"    {lens}, = _lens(data, 0)")
+    lines.append(f"    p0 = {2 * count}")
+    items = []
+    for i, ((name, ptype), (_, decoder)) in enumerate(zip(names_types, decoders, strict=True)):
+        lines.append(f"    p{i + 1} = p{i} + l{i}")
+        fmt = INT_FORMATS.get(ptype)
+        if fmt is not None and ptype not in ("IPV4ADDR", "DOUBLE"):
+            size = struct.calcsize(fmt)
+            signed = fmt[1].islower()
+            namespace[f"_d{i}"] = decoder
+            value = (
+                f"(_from(data[p{i}:p{i + 1}], 'little', signed={signed}) if l{i} == {size} "
+                f"else _d{i}(data[p{i}:p{i + 1}]))"
+            )
+        elif ptype in ("BYTEBUF", "DYN"):
+            value = f"data[p{i}:p{i + 1}]"
+        else:
+            namespace[f"_d{i}"] = decoder
+            value = f"_d{i}(data[p{i}:p{i + 1}])"
+        items.append(f"{name!r}: {value}")
+    namespace["_from"] = int.from_bytes
+    lines.append("    return {" + ", ".join(items) + "}")
+    exec("\n".join(lines), namespace)
+    return namespace["decode_params"]

@@ -68,9 +68,23 @@ class Replay:
     def stats(self) -> Any:
         return self.source.stats
 
-    def events(self) -> Iterator[SyscallEvent]:
+    def needed_events(self, rule_types: Iterable[str] | None) -> frozenset[str] | None:
+        """The event types worth decoding: what the rules need plus what changes state (None:
+        every type, when some rule is not restricted to a set of types)."""
+        if rule_types is None:
+            return None
+        return frozenset(rule_types) | self.tracker.state_events | {"procexit"}
+
+    def events(self, wanted: frozenset[str] | None = None) -> Iterator[SyscallEvent]:
+        """Every event (or, with `wanted` and a source that can skip, the wanted ones), after the
+        tracker has applied it. evt.num still counts the skipped events."""
         process = self.tracker.process
-        for event in merge_enter_params(self.source.events()):
+        source = self.source
+        if wanted is not None and hasattr(source, "events_wanted"):
+            stream = source.events_wanted(wanted)
+        else:
+            stream = source.events()
+        for event in merge_enter_params(stream):
             process(event)
             yield event
 

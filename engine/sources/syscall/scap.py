@@ -18,6 +18,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +26,7 @@ from engine.sources.syscall.errors import CaptureError
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.eventtable import EVENT_INFO
 from engine.sources.syscall.eventtable_data import LARGE_PAYLOAD
-from engine.sources.syscall.params import decode
+from engine.sources.syscall.params import compile_params_decoder, decode
 from engine.sources.syscall.state import (
     FD_BPF,
     FD_DIRECTORY,
@@ -343,16 +344,25 @@ class ScapReader:
             self.stats.undecodable_events += 1
             log.debug("event #%d (%s): parameter lengths do not match", self._num + 1, info.name)
             return None
-        params: dict[str, Any] = {}
-        pos = len(lens) * (4 if wide else 2)
-        for spec, size in zip(info.params, lens, strict=False):
-            params[spec.name] = decode(spec.type, data[pos : pos + size])
-            pos += size
+        if wide:
+            params: dict[str, Any] = {}
+            pos = len(lens) * 4
+            for spec, size in zip(info.params, lens, strict=False):
+                params[spec.name] = decode(spec.type, data[pos : pos + size])
+                pos += size
+        else:
+            params = _decoder(code)(data, len(lens))
         self._num += 1
         self.stats.events += 1
         event = SyscallEvent(self._num, ts, tid, info, params, cpu)
         self.stats.events_by_type[event.type] += 1
         return event
+
+
+@cache
+def _decoder(code: int) -> Any:
+    info = EVENT_INFO[code]
+    return compile_params_decoder(tuple((p.name, p.type) for p in info.params))
 
 
 def _param_lengths(

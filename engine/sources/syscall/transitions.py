@@ -66,7 +66,10 @@ def split_args(raw: Any) -> tuple[str, ...]:
     return ()
 
 
-def handlers(tracker: StateTracker) -> dict[str, Handler]:
+def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]:
+    """The handler of each event the tracker looks at, and the names of those that change state
+    (the others only bind the event's fd: they matter only when a rule needs them)."""
+
     def fd_from_param(event: SyscallEvent, thread: ThreadInfo | None) -> None:
         if thread is None:
             return
@@ -349,6 +352,7 @@ def handlers(tracker: StateTracker) -> dict[str, Handler]:
     table["setsid"] = on_setsid
     table["setpgid"] = on_setpgid
     table["procexit"] = on_procexit
+    state_changing = frozenset(table)
     for name in (
         "read",
         "write",
@@ -383,7 +387,7 @@ def handlers(tracker: StateTracker) -> dict[str, Handler]:
         "getsockname",
     ):
         table[name] = on_fd_event
-    return table
+    return table, state_changing
 
 
 def _bpf_handler(tracker: StateTracker, kind: str) -> Handler:
