@@ -275,3 +275,15 @@ def test_validate_text_is_falco_verbose_format(run_cli: CliRunner, tmp_path: Pat
     )
     # The list read before the error stays collected (as in Falco) and is unused.
     assert "LOAD_UNUSED_LIST (Unused list)" in done.stderr
+
+
+def test_directory_loads_yaml_files_alphabetically(run_cli: CliRunner, tmp_path: Path) -> None:
+    rules_d = tmp_path / "rules.d"
+    rules_d.mkdir()
+    (rules_d / "b.yaml").write_text("- list: l\n  items: [b]\n  override: {items: append}\n")
+    (rules_d / "a.yml").write_text("- list: l\n  items: [a]\n")
+    (rules_d / "c.txt").write_text("not rules")
+    done = run_cli("rules", "validate", str(rules_d), "-o", "json")
+    assert done.returncode == 0, done.stderr
+    names = [r["name"] for r in json.loads(done.stdout)["falco_load_results"]]
+    assert names == [str(rules_d / "a.yml"), str(rules_d / "b.yaml")]
