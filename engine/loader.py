@@ -143,6 +143,17 @@ _cache: OrderedDict[str, LoadedRules] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def clear_caches() -> None:
+    """Forget every cached load, composed YAML document and remembered compilation (for
+    benchmarks measuring cold loads; nothing else needs it: caches are keyed by content)."""
+    from engine import yamlfile
+
+    with _cache_lock:
+        _cache.clear()
+    yamlfile.clear_documents()
+    condition_backend.clear_memo()
+
+
 def _cache_key(files: Sequence[tuple[str, str]], check_schema: bool) -> str:
     digest = hashlib.sha256()
     digest.update(versions.ENGINE_VERSION_SEMVER.encode())

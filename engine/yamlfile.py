@@ -11,6 +11,7 @@ libyaml is available.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import yaml
@@ -64,7 +65,32 @@ class YamlParseError(Exception):
 
 
 def load_documents(text: str) -> list[Node | None]:
-    """Compose every document of `text` (None for an empty document)."""
+    """Compose every document of `text` (None for an empty document). Composed documents are
+    never modified, so the documents of a text seen recently are reused (reloads of a set of
+    files where one changed compose only that one)."""
+    with _documents_lock:
+        found = _documents.get(text)
+    if found is not None:
+        return found
+    documents = _compose(text)
+    with _documents_lock:
+        if len(_documents) >= _DOCUMENTS_KEPT:
+            _documents.pop(next(iter(_documents)))
+        _documents[text] = documents
+    return documents
+
+
+_DOCUMENTS_KEPT = 32
+_documents: dict[str, list[Node | None]] = {}
+_documents_lock = threading.Lock()
+
+
+def clear_documents() -> None:
+    with _documents_lock:
+        _documents.clear()
+
+
+def _compose(text: str) -> list[Node | None]:
     loader = _Loader(text)
     documents: list[Node | None] = []
     try:
