@@ -80,7 +80,7 @@ def load_documents(text: str) -> list[Node | None]:
     return documents
 
 
-_DOCUMENTS_KEPT = 8  # composed nodes of a large rules file weigh a few MB
+_DOCUMENTS_KEPT = 8  # composed nodes weigh about 7 times the text (0.4 MB for falco_rules)
 _documents: dict[str, list[Node | None]] = {}
 _documents_lock = threading.Lock()
 
