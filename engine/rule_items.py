@@ -23,7 +23,11 @@ class ExceptionEntry:
     item: str = ""
     items: list[ExceptionEntry] = field(default_factory=list)
     is_list: bool = False
-    defined: bool = False  # the key was present (Falco's entry::is_valid)
+
+    @property
+    def is_valid(self) -> bool:
+        """Falco's entry::is_valid: a non-empty scalar or a non-empty sequence."""
+        return bool(self.items) if self.is_list else bool(self.item)
 
 
 @dataclass
