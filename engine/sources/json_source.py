@@ -10,6 +10,7 @@ import json
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import RecordFormat, arrival_time, register_format
 from engine.sources.json_event import JsonEvent, add_event_fields
 from engine.sources.jsonpath import as_text, compile_pointer, walk
 
@@ -75,4 +76,6 @@ def build_catalog() -> FieldCatalog:
 
 
 register_source(SOURCE, build_catalog)
+# Any JSON document is one event, stamped on arrival.
+register_format(RecordFormat(SOURCE, lambda document: (document,), arrival_time))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

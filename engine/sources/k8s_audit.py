@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
 from engine.sources.json_event import JsonEvent, add_event_fields
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, walk
@@ -684,7 +685,25 @@ def build_catalog() -> FieldCatalog:
     return catalog
 
 
+def audit_events(document: Any) -> list[Any]:
+    """The audit Events of a payload: one Event, an EventList, or a JSON array of either (the
+    shapes the plugin's webhook and file readers accept)."""
+    if isinstance(document, list):
+        return [event for item in document for event in audit_events(item)]
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if kind == "EventList" and isinstance(document.get("items"), list):
+        return list(document["items"])
+    if kind == "Event":
+        return [document]
+    raise InputFormatError(
+        "data not recognized as a k8s audit event",
+        hint='expected an audit.k8s.io Event or EventList ("kind": "Event" | "EventList")',
+    )
+
+
 register_source(SOURCE, build_catalog)
+# The plugin stamps each event with its stageTimestamp and refuses events without one.
+register_format(RecordFormat(SOURCE, audit_events, rfc3339_at("stageTimestamp")))
 provide_plugin(PLUGIN, PLUGIN_VERSION)
 for _name, _version in ALTERNATIVE_PLUGINS.items():
     provide_plugin(_name, _version)
