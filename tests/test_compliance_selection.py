@@ -144,3 +144,17 @@ def test_selection_equals_falco_enable_by_tag_on_the_overlay(
     }
     assert selected, spec
     assert selected == falco_would_enable
+
+
+def test_frameworks_covered_lists_only_frameworks_some_rule_maps_to(tmp_path: Path) -> None:
+    from feeds.compliance.operations import frameworks_covered
+
+    only_pci = tmp_path / "pci.yaml"
+    only_pci.write_text(
+        "- rule: P\n  desc: p\n  condition: evt.type = open\n  output: p\n  priority: INFO\n"
+        "  tags: [PCI_DSS_10.2.1, host]\n"
+    )
+    assert frameworks_covered([only_pci]) == ["pci-dss"]
+    untagged = tmp_path / "none.yaml"
+    untagged.write_text(only_pci.read_text().replace("PCI_DSS_10.2.1, ", ""))
+    assert frameworks_covered([untagged]) == []

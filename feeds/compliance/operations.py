@@ -101,3 +101,14 @@ def classify_tags(paths: Sequence[str | Path]) -> list[dict[str, object]]:
     for rule in read_rules(paths).rules:
         counts.update(set(rule.tags))
     return [{**parse_tag(tag, catalogue).as_dict(), "rules": counts[tag]} for tag in sorted(counts)]
+
+
+def frameworks_covered(paths: Sequence[str | Path]) -> list[str]:
+    """Ids of the frameworks the rules cover (for a push annotation or an index `compliance:`)."""
+    from feeds.compliance.mapping import rule_controls
+
+    catalogue = load_catalogue()
+    covered: set[str] = set()
+    for rule in read_rules(paths).rules:
+        covered.update(rule_controls(rule, catalogue))
+    return [framework for framework in catalogue.frameworks if framework in covered]
