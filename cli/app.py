@@ -33,6 +33,9 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.registry",
     "cli.commands.artifact",
     "cli.commands.run",
+    "cli.commands.key",
+    "cli.commands.signing",
+    "cli.commands.rules",
     "cli.commands.compliance",
 ]
 

@@ -1,0 +1,297 @@
+"""Layered configuration: flags > FALCONET_* environment > falconet.yaml > defaults.
+
+Every value remembers where it came from (`falconet config show`). Unknown keys are errors that
+name the closest valid key: falcoctl silently ignores them (falcosecurity/rules#303).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from feeds.errors import ConfigError
+from feeds.paths import default_paths
+
+_KIND_CHECKS: dict[str, type | tuple[type, ...]] = {
+    "str": str,
+    "bool": bool,
+    "int": int,
+    "list": list,
+    "map": dict,
+    "records": list,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: str
+    default: Any
+    help: str
+    # For "map" (keyed by a free name) and "records" (list of mappings): the allowed inner keys.
+    inner_keys: tuple[str, ...] = ()
+
+    @property
+    def env_var(self) -> str:
+        return "FALCONET_" + self.key.upper().replace(".", "_").replace("-", "_")
+
+
+def _settings() -> list[Setting]:
+    paths = default_paths()
+    return [
+        Setting(
+            "indexes",
+            "records",
+            [],
+            "Extra indexes: [{name, url, backend}] (falcoctl's "
+            "config shape); the embedded feed and falcosecurity's index are always there.",
+            ("name", "url", "backend"),
+        ),
+        Setting("index.ttl", "str", "6h", "How long a cached index is used before revalidating."),
+        Setting(
+            "index.defaults",
+            "bool",
+            True,
+            "Include the default indexes (embedded feed, falcosecurity).",
+        ),
+        Setting(
+            "registries",
+            "map",
+            {},
+            "Per-registry options keyed by host[:port].",
+            ("plain_http", "ca_file", "client_cert", "client_key", "insecure_skip_tls_verify"),
+        ),
+        Setting(
+            "artifact.allowed_types",
+            "list",
+            [],
+            "Artifact types install/follow accept (rulesfile, plugin, asset); empty = all.",
+        ),
+        Setting("artifact.platform", "str", "", "os/arch of plugins to install; default host."),
+        Setting("artifact.no_verify", "bool", False, "Skip signature verification (warned)."),
+        Setting(
+            "artifact.install.refs",
+            "list",
+            ["falconet-rules"],
+            "Refs `artifact install` uses with no args (default: the embedded feed).",
+        ),
+        Setting(
+            "artifact.install.rulesfiles_dir",
+            "str",
+            str(paths.rulesfiles_dir),
+            "Where rules files are installed.",
+        ),
+        Setting(
+            "artifact.install.plugins_dir",
+            "str",
+            str(paths.plugins_dir),
+            "Where plugins are installed.",
+        ),
+        Setting(
+            "artifact.install.assets_dir",
+            "str",
+            str(paths.assets_dir),
+            "Where assets are installed.",
+        ),
+        Setting(
+            "artifact.install.state_dir",
+            "str",
+            str(paths.state_dir),
+            "Where install state and the lock file live.",
+        ),
+        Setting("artifact.follow.refs", "list", [], "Refs to follow."),
+        Setting("artifact.follow.every", "str", "6h", "Follow interval (Go duration)."),
+        Setting("artifact.follow.cron", "str", "", "Follow schedule as a cron expression."),
+        Setting("artifact.follow.startup", "str", "jitter", "immediate|skip|jitter."),
+        Setting(
+            "verify.require", "bool", False, "Refuse artifacts that no signature policy covers."
+        ),
+        Setting(
+            "verify.policies",
+            "records",
+            [],
+            "Signature policies: [{match: "
+            "registry/repository glob, key: path|URL|PEM, require: bool}].",
+            ("match", "key", "require"),
+        ),
+        Setting("cache.dir", "str", str(paths.cache_dir), "Blob and index cache."),
+        Setting(
+            "credentials.docker_config",
+            "str",
+            "",
+            "Docker config.json with registry credentials (default: DOCKER_CONFIG or "
+            "~/.docker/config.json).",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class Value:
+    value: Any
+    origin: str  # "default", "file:<path>", "env:<VAR>", "flag:<--name>"
+
+
+@dataclass
+class Config:
+    values: dict[str, Value] = field(default_factory=dict)
+    file: Path | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key].value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        found = self.values.get(key)
+        return default if found is None else found.value
+
+    def as_rows(self) -> list[tuple[str, Any, str]]:
+        return [(k, v.value, v.origin) for k, v in sorted(self.values.items())]
+
+
+def config_file_path(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("FALCONET_CONFIG")
+    return Path(env) if env else default_paths().config_file
+
+
+def load_config(explicit_path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
+    """Merge the layers. `flags` maps setting keys to values given on the command line (None =
+    not given)."""
+    settings = {s.key: s for s in _settings()}
+    config = Config({key: Value(s.default, "default") for key, s in settings.items()})
+    path = config_file_path(explicit_path)
+    if explicit_path and not path.is_file():
+        raise ConfigError(
+            f"config file {path} does not exist",
+            "create it, or drop --config/FALCONET_CONFIG to use the defaults",
+        )
+    if path.is_file():
+        config.file = path
+        for key, value in _read_file(path, settings).items():
+            config.values[key] = Value(value, f"file:{path}")
+    for key, setting in settings.items():
+        raw = os.environ.get(setting.env_var)
+        if raw is not None:
+            config.values[key] = Value(_from_env(setting, raw), f"env:{setting.env_var}")
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key not in settings:
+            raise ConfigError(f"internal: flag for unknown setting {key}")
+        config.values[key] = Value(value, "flag")
+    return config
+
+
+def _read_file(path: Path, settings: dict[str, Setting]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})",
+            "fix the YAML syntax",
+        ) from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping", "see `falconet config show`")
+    found: dict[str, Any] = {}
+    _collect(data, "", settings, path, found)
+    return found
+
+
+def _collect(
+    node: dict[str, Any],
+    prefix: str,
+    settings: dict[str, Setting],
+    path: Path,
+    found: dict[str, Any],
+) -> None:
+    for raw_key, value in node.items():
+        key = f"{prefix}{raw_key}"
+        setting = settings.get(key)
+        if setting is not None:
+            found[key] = _checked(setting, value, path)
+        elif isinstance(value, dict) and any(k.startswith(key + ".") for k in settings):
+            _collect(value, key + ".", settings, path, found)
+        else:
+            raise _unknown_key(key, settings, path)
+
+
+def _unknown_key(key: str, settings: dict[str, Setting], path: Path) -> ConfigError:
+    close = difflib.get_close_matches(key, list(settings), n=1, cutoff=0.5)
+    if not close:  # compare by the last component too: `artifact.allowedTypes`
+        leaf = {k.rsplit(".", 1)[-1].replace("_", "").lower(): k for k in settings}
+        guess = leaf.get(key.rsplit(".", 1)[-1].replace("_", "").lower())
+        close = [guess] if guess else []
+    hint = f"did you mean '{close[0]}'?" if close else "see `falconet config show` for valid keys"
+    return ConfigError(f"{path}: unknown key '{key}'", hint)
+
+
+def _checked(setting: Setting, value: Any, path: Path) -> Any:
+    expected = _KIND_CHECKS[setting.kind]
+    if setting.kind == "str" and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, expected) or (setting.kind == "int" and isinstance(value, bool)):
+        raise ConfigError(
+            f"{path}: '{setting.key}' must be a {setting.kind}, got {value!r}", setting.help
+        )
+    if setting.kind == "records":
+        for item in value:
+            _check_inner(setting, item, path)
+    if setting.kind == "map":
+        for item in value.values():
+            _check_inner(setting, item or {}, path)
+    return value
+
+
+def _check_inner(setting: Setting, item: Any, path: Path) -> None:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{path}: each entry of '{setting.key}' must be a mapping", setting.help)
+    for inner in item:
+        if inner not in setting.inner_keys:
+            close = difflib.get_close_matches(str(inner), setting.inner_keys, n=1)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"valid: {', '.join(setting.inner_keys)}"
+            )
+            raise ConfigError(f"{path}: unknown key '{setting.key}.{inner}'", hint)
+
+
+def _from_env(setting: Setting, raw: str) -> Any:
+    if setting.kind == "bool":
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{setting.env_var}={raw!r} is not a boolean", "use true or false")
+    if setting.kind == "int":
+        try:
+            return int(raw)
+        except ValueError as error:
+            raise ConfigError(f"{setting.env_var}={raw!r} is not an integer") from error
+    if setting.kind == "list":
+        return [item for item in raw.replace(",", ";").split(";") if item]
+    if setting.kind == "records":
+        # falcoctl's spelling: items separated by ';', fields by ',' in inner_keys order.
+        records = []
+        for item in filter(None, raw.split(";")):
+            parts = item.split(",")
+            records.append(dict(zip(setting.inner_keys, parts, strict=False)))
+        return records
+    if setting.kind == "map":
+        raise ConfigError(
+            f"{setting.env_var}: maps cannot be set from the environment",
+            "put them in falconet.yaml",
+        )
+    return raw
+
+
+def setting_help() -> dict[str, str]:
+    return {s.key: s.help for s in _settings()}

@@ -1,0 +1,292 @@
+"""A repository in a remote registry (OCI distribution API v2) as an ArtifactStore."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+
+from registry.cache import BlobCache, fetch_through_cache
+from registry.client import RegistryClient
+from registry.digests import CHUNK_SIZE, digest_bytes, verify_bytes
+from registry.errors import DigestMismatchError, NetworkError, RegistryError
+from registry.options import ClientOptions
+from registry.reference import Reference
+from registry.store import (
+    MANIFEST_MEDIA_TYPES,
+    MAX_MANIFEST_SIZE,
+    OCI_MANIFEST,
+    Descriptor,
+    manifest_media_type,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
+TAG_PAGE_SIZE = 1000
+# Errors raised while a response body streams in: the transfer is retried from the start.
+_STREAM_ERRORS = (
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
+
+_clients: dict[tuple[str, ClientOptions], RegistryClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(registry: str, options: ClientOptions) -> RegistryClient:
+    """One client per registry and options in a process, so tokens and connections are reused."""
+    key = (registry, options)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = RegistryClient(registry, options)
+        return client
+
+
+@dataclass
+class TransferStats:
+    blobs_downloaded: int = 0
+    bytes_downloaded: int = 0
+    blobs_from_cache: int = 0
+    blobs_uploaded: int = 0
+
+
+class RemoteRepository:
+    def __init__(self, reference: Reference, options: ClientOptions) -> None:
+        self.reference = reference
+        self.options = options
+        self.client = client_for(reference.registry, options)
+        self.cache = BlobCache(options.cache_dir) if options.cache_dir else None
+        self.stats = TransferStats()
+        self._path = f"/v2/{reference.repository}"
+        self._pull_scope = f"repository:{reference.repository}:pull"
+        self._push_scope = f"repository:{reference.repository}:pull,push"
+
+    def _what(self, target: str) -> str:
+        separator = "@" if target.startswith("sha256:") else ":"
+        return f"{self.reference.locator}{separator}{target}"
+
+    # -- manifests -----------------------------------------------------------------------
+
+    def resolve(self, tag_or_digest: str) -> Descriptor:
+        """HEAD the manifest: one small request, the cheap check `follow` does on every tick."""
+        response = self.client.request(
+            "HEAD",
+            f"{self._path}/manifests/{tag_or_digest}",
+            scope=self._pull_scope,
+            headers={"Accept": ACCEPT_MANIFESTS},
+        )
+        self.client.check(response, f"manifest {self._what(tag_or_digest)}")
+        digest = response.headers.get("Docker-Content-Digest")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        length = response.headers.get("Content-Length")
+        if not digest or not length or media_type not in MANIFEST_MEDIA_TYPES:
+            # Some registries do not describe manifests on HEAD; the body tells for sure.
+            return self.fetch_manifest(tag_or_digest)[1]
+        if tag_or_digest.startswith("sha256:") and digest != tag_or_digest:
+            raise DigestMismatchError(
+                f"{self.reference.registry} describes {tag_or_digest} as {digest}"
+            )
+        return Descriptor(media_type=media_type, digest=digest, size=int(length))
+
+    def fetch_manifest(self, tag_or_digest: str) -> tuple[bytes, Descriptor]:
+        what = f"manifest {self._what(tag_or_digest)}"
+
+        def get() -> tuple[bytes, requests.Response]:
+            response = self.client.request(
+                "GET",
+                f"{self._path}/manifests/{tag_or_digest}",
+                scope=self._pull_scope,
+                headers={"Accept": ACCEPT_MANIFESTS},
+                stream=True,
+            )
+            self.client.check(response, what)
+            with response:
+                return _read_limited(response, MAX_MANIFEST_SIZE, what), response
+
+        data, response = self._retrying_transfer(what, get)
+        digest = digest_bytes(data)
+        if tag_or_digest.startswith("sha256:"):
+            verify_bytes(data, tag_or_digest, what)
+        else:
+            claimed = response.headers.get("Docker-Content-Digest")
+            if claimed and claimed != digest:
+                raise DigestMismatchError(
+                    f"{what}: content digest {digest} does not match the registry's {claimed}",
+                    hint="the registry holds corrupted or tampered data",
+                )
+        header_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        media_type = manifest_media_type(
+            data, header_type if header_type in MANIFEST_MEDIA_TYPES else OCI_MANIFEST
+        )
+        return data, Descriptor(media_type=media_type, digest=digest, size=len(data))
+
+    def push_manifest(self, data: bytes, media_type: str, tag: str | None = None) -> Descriptor:
+        digest = digest_bytes(data)
+        target = tag or digest
+        response = self.client.request(
+            "PUT",
+            f"{self._path}/manifests/{target}",
+            scope=self._push_scope,
+            headers={"Content-Type": media_type},
+            body=lambda: data,
+        )
+        self.client.check(response, f"manifest push {self._what(target)}")
+        response.close()
+        return Descriptor(media_type=media_type, digest=digest, size=len(data))
+
+    def tag(self, descriptor: Descriptor, tag: str) -> None:
+        data, _ = self.fetch_manifest(descriptor.digest)
+        self.push_manifest(data, descriptor.media_type, tag)
+
+    def list_tags(self) -> list[str]:
+        tags: list[str] = []
+        url: str | None = f"{self._path}/tags/list"
+        params: dict[str, str] | None = {"n": str(TAG_PAGE_SIZE)}
+        while url:
+            response = self.client.request("GET", url, scope=self._pull_scope, params=params)
+            self.client.check(response, f"tag list of {self.reference.locator}")
+            with response:
+                tags.extend(response.json().get("tags") or [])
+                next_link = response.links.get("next", {}).get("url")
+            url = urllib.parse.urljoin(self.client.base_url, next_link) if next_link else None
+            params = None
+        return tags
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    def blob_exists(self, descriptor: Descriptor) -> bool:
+        response = self.client.request(
+            "HEAD", f"{self._path}/blobs/{descriptor.digest}", scope=self._pull_scope
+        )
+        response.close()
+        if response.status_code == 404:
+            return False
+        self.client.check(response, f"blob {descriptor.digest}")
+        return True
+
+    def _blob_chunks(self, descriptor: Descriptor) -> Iterator[bytes]:
+        response = self.client.request(
+            "GET", f"{self._path}/blobs/{descriptor.digest}", scope=self._pull_scope, stream=True
+        )
+        self.client.check(response, f"blob {descriptor.digest} of {self.reference.locator}")
+        with response:
+            for chunk in response.iter_content(CHUNK_SIZE):
+                self.stats.bytes_downloaded += len(chunk)
+                yield chunk
+
+    def _retrying_transfer(self, what: str, transfer: Callable[[], T]) -> T:
+        """Run a streamed transfer again from the start when the connection breaks mid-way."""
+        for attempt in range(self.options.max_retries + 1):
+            try:
+                return transfer()
+            except _STREAM_ERRORS as error:
+                if attempt >= self.options.max_retries:
+                    raise NetworkError(
+                        f"{what}: transfer failed after {attempt + 1} attempts: {error}",
+                        hint="the registry or the network is unstable; nothing was written",
+                    ) from error
+                self.client.sleep_before_retry(attempt, None, f"{what}: transfer interrupted")
+        raise AssertionError("unreachable")
+
+    def fetch_blob(self, descriptor: Descriptor, dest_path: Path) -> bool:
+        """Stream the blob to dest (verified, atomic). Returns True when it was downloaded."""
+        what = f"blob {descriptor.digest} of {self.reference.locator}"
+        downloaded = self._retrying_transfer(
+            what,
+            lambda: fetch_through_cache(
+                self.cache,
+                descriptor.digest,
+                descriptor.size,
+                dest_path,
+                lambda: self._blob_chunks(descriptor),
+                what,
+            ),
+        )
+        if downloaded:
+            self.stats.blobs_downloaded += 1
+        else:
+            self.stats.blobs_from_cache += 1
+        return downloaded
+
+    def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int) -> bytes:
+        what = f"blob {descriptor.digest} of {self.reference.locator}"
+        if descriptor.size > max_size:
+            raise RegistryError(f"{what} is {descriptor.size} bytes, over the {max_size} limit")
+        if self.cache is not None and self.cache.has(descriptor.digest, descriptor.size):
+            data = self.cache.path_for(descriptor.digest).read_bytes()
+            verify_bytes(data, descriptor.digest, what)
+            self.stats.blobs_from_cache += 1
+            return data
+        data = self._retrying_transfer(what, lambda: b"".join(self._blob_chunks(descriptor)))
+        if len(data) != descriptor.size:
+            raise DigestMismatchError(f"{what}: got {len(data)} bytes, expected {descriptor.size}")
+        verify_bytes(data, descriptor.digest, what)
+        self.stats.blobs_downloaded += 1
+        if self.cache is not None:
+            self.cache.ingest([data], descriptor.digest, descriptor.size, what)
+        return data
+
+    def push_blob(self, source: Path | bytes, descriptor: Descriptor) -> None:
+        if self.blob_exists(descriptor):
+            log.debug("blob %s already in %s", descriptor.digest, self.reference.locator)
+            return
+        response = self.client.request(
+            "POST", f"{self._path}/blobs/uploads/", scope=self._push_scope
+        )
+        self.client.check(response, f"blob upload to {self.reference.locator}")
+        response.close()
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self.reference.registry} started an upload without a Location")
+        upload_url = urllib.parse.urljoin(self.client.base_url, location)
+        opened: list[object] = []
+
+        def body() -> bytes | object:
+            if isinstance(source, bytes):
+                return source
+            handle = open(source, "rb")  # noqa: SIM115 - closed after the request below
+            opened.append(handle)
+            return handle
+
+        try:
+            response = self.client.request(
+                "PUT",
+                upload_url,
+                scope=self._push_scope,
+                params={"digest": descriptor.digest},
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(descriptor.size),
+                },
+                body=body,
+            )
+        finally:
+            for handle in opened:
+                handle.close()  # type: ignore[attr-defined]
+        self.client.check(response, f"blob upload {descriptor.digest}")
+        response.close()
+        self.stats.blobs_uploaded += 1
+
+
+def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RegistryError(f"{what} is {declared} bytes, over the {limit}-byte manifest limit")
+    parts: list[bytes] = []
+    total = 0
+    for chunk in response.iter_content(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise RegistryError(f"{what} is over the {limit}-byte manifest limit")
+        parts.append(chunk)
+    return b"".join(parts)

@@ -1,0 +1,354 @@
+"""Signing and verifying artifacts in a store, in cosign's legacy layout (tag `sha256-<hex>.sig`
+in the artifact's own repository).
+
+Verification is offline by design: apart from the store holding the artifact it contacts nothing
+(no TUF, no Rekor), unlike falcoctl, which fetches Sigstore's trusted root even for key-based
+checks (falcosecurity/falcoctl#382). It verifies the digest it is given, which callers then
+download, so what is verified is what gets installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from registry import simplesigning
+from registry.digests import digest_bytes
+from registry.errors import DigestMismatchError, NotFoundError, VerificationError
+from registry.keys import PrivateKey, PublicKey, fingerprint, read_public_key
+from registry.simplesigning import PayloadError
+from registry.tags import signature_tag
+
+if TYPE_CHECKING:
+    from registry.reference import Reference
+    from registry.store import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+VERIFIED = "verified"
+UNVERIFIED = "unverified"  # no policy applies, or only a keyless one
+UNSIGNED = "unsigned"  # a key applies, the signature is optional, and there is none
+SKIPPED = "skipped"  # --no-verify
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which key must have signed an artifact, and whether a signature is mandatory.
+
+    `key_ref` is a path, an http(s) URL to a PEM, or inline PEM. With a key, a `.sig` that exists
+    must verify whatever `require` says; `require` decides what a missing `.sig` means. Without
+    a key, `require` refuses the artifact (nothing can be verified)."""
+
+    key_ref: str | None = None
+    require: bool = False
+    skip: bool = False
+    origin: str = "no policy"
+    # An index entry asking for keyless (Fulcio) verification: reported, not verifiable offline.
+    keyless: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    index: int
+    digest: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    verdict: str
+    reference: str
+    digest: str
+    policy_origin: str
+    reason: str = ""
+    key_fingerprint: str | None = None
+    signature_tag: str | None = None
+    layer: int | None = None
+    identity: str | None = None
+    payload_digest: str | None = None
+    optional: dict[str, Any] | None = None
+    layers: tuple[LayerCheck, ...] = field(default_factory=tuple)
+
+    @property
+    def verified(self) -> bool:
+        return self.verdict == VERIFIED
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["layers"] = [asdict(check) for check in self.layers]
+        return data
+
+
+@dataclass(frozen=True)
+class SignResult:
+    reference: str
+    digest: str
+    signature_tag: str
+    manifest_digest: str
+    key_fingerprint: str
+    layer: int
+    layers: int
+    payload_digest: str
+    already_signed: bool
+
+
+def sign_artifact(
+    store: ArtifactStore,
+    reference: Reference,
+    root_digest: str,
+    private_key: PrivateKey,
+    annotations: Mapping[str, str] | None = None,
+) -> SignResult:
+    """Add a signature layer for `root_digest` to its `.sig` manifest, keeping existing layers.
+
+    Signing the same digest again with the same key and annotations changes nothing (cosign's
+    duplicate detection), so re-running a release job does not grow the manifest."""
+    from registry.store import Descriptor
+
+    tag = signature_tag(root_digest)
+    public_key = private_key.public_key()
+    key_id = fingerprint(public_key)
+    layers = _existing_layers(store, tag)
+    for index, layer in enumerate(layers):
+        if _same_signature(store, layer, public_key, root_digest, annotations):
+            log.debug(
+                "%s@%s is already signed by %s (layer %d)", reference, root_digest, key_id, index
+            )
+            return SignResult(
+                str(reference), root_digest, tag, _tag_digest(store, tag), key_id, index,
+                len(layers), layer["digest"], already_signed=True,
+            )  # fmt: skip
+    payload = simplesigning.build_payload(_identity(reference), root_digest, annotations)
+    signature = simplesigning.sign_payload(private_key, payload)
+    new_layer = simplesigning.signature_layer(payload, signature)
+    layers = [*layers, new_layer]
+    config = simplesigning.signature_config(layers)
+    store.push_blob(payload, Descriptor.from_json(new_layer))
+    store.push_blob(
+        config,
+        Descriptor(simplesigning.OCI_CONFIG_MEDIA_TYPE, digest_bytes(config), len(config)),
+    )
+    manifest = simplesigning.signature_manifest(config, layers)
+    pushed = store.push_manifest(manifest, simplesigning.OCI_MANIFEST_MEDIA_TYPE, tag=tag)
+    log.debug("signed %s@%s with %s as layer %d of %s", reference, root_digest, key_id,
+             len(layers) - 1, tag)  # fmt: skip
+    return SignResult(
+        str(reference), root_digest, tag, pushed.digest, key_id, len(layers) - 1, len(layers),
+        new_layer["digest"], already_signed=False,
+    )  # fmt: skip
+
+
+def verify_artifact(
+    store: ArtifactStore, reference: Reference, root_digest: str, policy: Policy
+) -> VerificationResult:
+    """Verify `root_digest` (the manifest, or the image index of a multi-platform plugin) under
+    `policy`. Raises VerificationError when the policy is not satisfied; otherwise returns the
+    verdict (verified, unverified, unsigned or skipped) for the caller to report."""
+    base = {"reference": str(reference), "digest": root_digest, "policy_origin": policy.origin}
+    if policy.skip:
+        log.warning("signature verification of %s@%s skipped (--no-verify)", reference, root_digest)
+        return VerificationResult(SKIPPED, reason="verification disabled (--no-verify)", **base)
+    if policy.key_ref is None:
+        return _without_key(reference, root_digest, policy, base)
+    public_key = read_public_key(policy.key_ref)
+    key_id = fingerprint(public_key)
+    tag = signature_tag(root_digest)
+    manifest = _fetch_signature_manifest(store, tag)
+    if manifest is None:
+        return _without_signature(reference, root_digest, policy, tag, key_id, base)
+    try:
+        layers = simplesigning.manifest_layers(manifest)
+    except PayloadError as error:
+        raise VerificationError(
+            f"{reference}@{root_digest}: {tag}: {error}", _TAMPER_HINT
+        ) from error
+    checks: list[LayerCheck] = []
+    for index, layer in enumerate(layers):
+        check, payload = _check_layer(store, index, layer, public_key, root_digest)
+        checks.append(check)
+        if check.ok and payload is not None:
+            return VerificationResult(
+                VERIFIED, key_fingerprint=key_id, signature_tag=tag, layer=index,
+                identity=payload.docker_reference, payload_digest=payload.manifest_digest,
+                optional=payload.optional, layers=tuple(checks), **base,
+            )  # fmt: skip
+    raise _failure(reference, root_digest, tag, key_id, policy, checks)
+
+
+_TAMPER_HINT = (
+    "the artifact or its signature changed after signing, or another key signed it; "
+    "do not install it, and check the key with the publisher"
+)
+
+
+def _without_key(
+    reference: Reference, root_digest: str, policy: Policy, base: dict[str, Any]
+) -> VerificationResult:
+    if policy.keyless is not None:
+        reason = (
+            "keyless signature policy (certificate identity): not verifiable offline; falconet "
+            "verifies key-based signatures"
+        )
+    else:
+        reason = "no signature policy applies"
+    if policy.require:
+        raise VerificationError(
+            f"{reference}@{root_digest}: a signature is required but {reason}",
+            "add a verify.policies entry with the publisher's public key (falconet.yaml), or "
+            "pass --key",
+        )
+    log.warning("%s@%s is unverified: %s", reference, root_digest, reason)
+    return VerificationResult(UNVERIFIED, reason=reason, **base)
+
+
+def _without_signature(
+    reference: Reference,
+    root_digest: str,
+    policy: Policy,
+    tag: str,
+    key_id: str,
+    base: dict[str, Any],
+) -> VerificationResult:
+    if policy.require:
+        raise VerificationError(
+            f"{reference}@{root_digest} is not signed: no {tag} in {reference.locator} "
+            f"(policy: {policy.origin})",
+            "sign it with `falconet artifact sign`, or install from a source that publishes "
+            "signatures",
+        )
+    log.warning("%s@%s has no signature (%s); allowed by %s", reference, root_digest, tag,
+                policy.origin)  # fmt: skip
+    return VerificationResult(
+        UNSIGNED, reason=f"no {tag}", key_fingerprint=key_id, signature_tag=tag, **base
+    )
+
+
+def _check_layer(
+    store: ArtifactStore,
+    index: int,
+    layer: dict[str, Any],
+    public_key: PublicKey,
+    root_digest: str,
+) -> tuple[LayerCheck, simplesigning.Payload | None]:
+    """One signature layer: payload digest, then signature, then what the payload names."""
+    digest = str(layer.get("digest", ""))
+
+    def failed(reason: str) -> tuple[LayerCheck, None]:
+        log.debug("signature layer %d (%s): %s", index, digest, reason)
+        return LayerCheck(index, digest, False, reason), None
+
+    annotations = layer.get("annotations") or {}
+    if layer.get("mediaType") != simplesigning.SIMPLESIGNING_MEDIA_TYPE:
+        return failed(f"not a simple-signing layer (media type {layer.get('mediaType')!r})")
+    if simplesigning.CERTIFICATE_ANNOTATION in annotations:
+        return failed("keyless signature: not verifiable offline (Fulcio certificate)")
+    encoded = annotations.get(simplesigning.SIGNATURE_ANNOTATION)
+    if not isinstance(encoded, str) or not encoded:
+        return failed("no signature annotation")
+    try:
+        signature = simplesigning.decode_signature(encoded)
+    except PayloadError as error:
+        return failed(str(error))
+    payload_bytes, why = _fetch_payload(store, layer)
+    if payload_bytes is None:
+        return failed(why)
+    if not simplesigning.signature_matches(public_key, payload_bytes, signature):
+        return failed("signature does not match the payload under this key")
+    try:
+        payload = simplesigning.parse_payload(payload_bytes)
+    except PayloadError as error:
+        return failed(f"signed payload is malformed: {error}")
+    if payload.type != simplesigning.SIGNATURE_TYPE:
+        return failed(f"payload type is {payload.type!r}, not a container image signature")
+    if payload.manifest_digest != root_digest:
+        return failed(f"payload signs {payload.manifest_digest}, not this artifact")
+    return LayerCheck(index, digest, True, VERIFIED), payload
+
+
+def _fetch_payload(store: ArtifactStore, layer: dict[str, Any]) -> tuple[bytes | None, str]:
+    from registry.store import Descriptor
+
+    try:
+        descriptor = Descriptor.from_json(layer)
+    except Exception as error:  # from_json raises the registry's base error
+        return None, f"malformed layer descriptor ({error})"
+    if descriptor.size > simplesigning.MAX_PAYLOAD_SIZE:
+        return None, f"payload of {descriptor.size} bytes is too large for a signature"
+    try:
+        data = store.fetch_blob_bytes(descriptor, simplesigning.MAX_PAYLOAD_SIZE)
+    except DigestMismatchError as error:
+        return None, f"payload blob does not match its digest ({error})"
+    except NotFoundError:
+        return None, f"payload blob {descriptor.digest} is missing"
+    # Stores check digests already; the check is repeated here because it is the one the
+    # signature's meaning rests on, whatever store implementation served the bytes.
+    if digest_bytes(data) != descriptor.digest:
+        return None, f"payload blob does not match its digest {descriptor.digest}"
+    return data, ""
+
+
+def _failure(
+    reference: Reference,
+    root_digest: str,
+    tag: str,
+    key_id: str,
+    policy: Policy,
+    checks: list[LayerCheck],
+) -> VerificationError:
+    details = "; ".join(f"layer {c.index}: {c.reason}" for c in checks) or "it has no layers"
+    if checks and all(c.reason.startswith("keyless") for c in checks):
+        hint = (
+            "only keyless (Sigstore) signatures are present; falconet verifies key-based "
+            "signatures offline: ask the publisher for a key signature, or use --no-verify"
+        )
+    else:
+        hint = _TAMPER_HINT + f" (expected key {key_id}, from {policy.origin})"
+    return VerificationError(
+        f"signature verification failed for {reference}@{root_digest} ({tag}): {details}", hint
+    )
+
+
+def _fetch_signature_manifest(store: ArtifactStore, tag: str) -> bytes | None:
+    try:
+        data, _ = store.fetch_manifest(tag)
+    except NotFoundError:
+        return None
+    return data
+
+
+def _existing_layers(store: ArtifactStore, tag: str) -> list[dict[str, Any]]:
+    manifest = _fetch_signature_manifest(store, tag)
+    if manifest is None:
+        return []
+    try:
+        return simplesigning.manifest_layers(manifest)
+    except PayloadError as error:
+        raise VerificationError(
+            f"the existing {tag} is not a signature manifest: {error}",
+            "inspect it (`falconet artifact info`); falconet will not overwrite it",
+        ) from error
+
+
+def _same_signature(
+    store: ArtifactStore,
+    layer: dict[str, Any],
+    public_key: PublicKey,
+    root_digest: str,
+    annotations: Mapping[str, str] | None,
+) -> bool:
+    check, payload = _check_layer(store, 0, layer, public_key, root_digest)
+    return check.ok and payload is not None and (payload.optional or {}) == dict(annotations or {})
+
+
+def _identity(reference: Reference) -> str:
+    """The payload's docker-reference: the repository, as cosign writes it. A layout has no
+    registry; its repository name alone still parses as a docker reference for cosign, whereas
+    `oci-layout:/path` would not."""
+    return reference.repository if reference.is_layout else reference.locator
+
+
+def _tag_digest(store: ArtifactStore, tag: str) -> str:
+    return store.resolve(tag).digest

@@ -1,0 +1,207 @@
+"""`falconet registry ...` as a real process against real registries (plain, Basic auth, TLS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+from tests.support.registry_server import PASSWORD, USER, free_port
+
+RULES = "- required_engine_version: 0.31.0\n- rule: r\n  desc: d\n  condition: evt.type=open\n"
+
+
+def _rules(tmp_path: Path) -> Path:
+    path = tmp_path / "team_rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def test_push_then_pull_json(run_cli, registry, tmp_path: Path) -> None:
+    ref = f"{registry.host}/team/rules:1.0.0"
+    pushed = run_cli(
+        "registry", "push", ref, str(_rules(tmp_path)), "--type", "rulesfile",
+        "--version", "1.0.0", "--add-floating-tags", "--annotation-source",
+        "https://example.com/team/rules", "--plain-http", "-o", "json",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    result = json.loads(pushed.stdout)
+    assert result["tags"] == ["1.0.0", "1", "1.0"]
+    assert result["config"]["requirements"] == [
+        {"name": "engine_version_semver", "version": "0.31.0"}
+    ]
+
+    out = tmp_path / "out"
+    pulled = run_cli(
+        "registry", "pull", f"{registry.host}/team/rules:1", "-o", str(out),
+        "--plain-http", "--format", "json",
+    )  # fmt: skip
+    assert pulled.returncode == 0, pulled.stderr
+    info = json.loads(pulled.stdout)
+    assert info["digest"] == result["digest"]
+    with tarfile.open(out / "team_rules.tar.gz") as tar:
+        assert tar.getnames() == ["team_rules.yaml"]
+
+
+def test_plugin_push_text_output_names_platforms(run_cli, registry, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "libx.so").write_bytes(b"amd")
+    (tmp_path / "b" / "libx.so").write_bytes(b"arm")
+    pushed = run_cli(
+        "registry", "push", f"{registry.host}/plugins/x:0.1.0",
+        str(tmp_path / "a" / "libx.so"), str(tmp_path / "b" / "libx.so"),
+        "--type", "plugin", "--version", "0.1.0",
+        "--platform", "linux/amd64", "--platform", "linux/arm64", "--plain-http",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert "[linux/amd64]" in pushed.stdout and "[linux/arm64]" in pushed.stdout
+
+
+def test_bad_input_is_one_line_with_hint_and_usage_status(run_cli, tmp_path: Path) -> None:
+    bad_ref = run_cli("registry", "pull", "falco-rules:3")
+    assert bad_ref.returncode == 2
+    assert bad_ref.stderr.startswith("error: 'falco-rules:3' is not a full reference")
+    assert "hint:" in bad_ref.stderr and "Traceback" not in bad_ref.stderr
+
+    bad_version = run_cli(
+        "registry", "push", "127.0.0.1:1/x/y:1", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "v1.0",
+    )  # fmt: skip
+    assert bad_version.returncode == 2
+    assert "strict semver" in bad_version.stderr
+
+
+def test_refused_connection_fails_fast_naming_the_host(run_cli, tmp_path: Path) -> None:
+    host = f"127.0.0.1:{free_port()}"
+    result = run_cli("registry", "pull", f"{host}/x/y:1", "--plain-http", timeout=30)
+    assert result.returncode == 5
+    assert f"cannot connect to {host}" in result.stderr
+
+
+def test_login_refuses_a_wrong_password_and_stores_a_right_one(
+    run_cli, registry_factory, falconet_home: Path, tmp_path: Path
+) -> None:
+    server = registry_factory(auth=True)
+    config = falconet_home / "docker" / "config.json"
+    wrong = run_cli(
+        "registry", "login", server.host, "-u", USER, "--password-stdin", "--plain-http",
+        input="not-the-password\n",
+    )  # fmt: skip
+    assert wrong.returncode == 4, wrong.stderr
+    assert "refused the credentials" in wrong.stderr
+    assert not config.exists()
+
+    anonymous = run_cli(
+        "registry", "push", f"{server.host}/p/r:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0", "--plain-http",
+    )  # fmt: skip
+    assert anonymous.returncode == 4
+    assert "registry login" in anonymous.stderr
+
+    right = run_cli(
+        "registry", "login", server.host, "-u", USER, "--password-stdin", "--plain-http",
+        input=PASSWORD + "\n",
+    )  # fmt: skip
+    assert right.returncode == 0, right.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert server.host in json.loads(config.read_text())["auths"]
+
+    pushed = run_cli(
+        "registry", "push", f"{server.host}/p/r:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0", "--plain-http",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+
+    logout = run_cli("registry", "logout", server.host)
+    assert logout.returncode == 0
+    assert server.host not in json.loads(config.read_text()).get("auths", {})
+
+
+def test_credential_helper_stores_and_serves_secrets(
+    run_cli, registry_factory, falconet_home: Path, tmp_path: Path
+) -> None:
+    """docker-credential-* protocol: a real helper program backed by a file."""
+    server = registry_factory(auth=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    vault = tmp_path / "vault.json"
+    helper = bin_dir / "docker-credential-filevault"
+    helper.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, sys\n"
+        f"vault = {str(vault)!r}\n"
+        "try:\n    data = json.load(open(vault))\nexcept FileNotFoundError:\n    data = {}\n"
+        "action = sys.argv[1]\npayload = sys.stdin.read().strip()\n"
+        "if action == 'store':\n"
+        "    entry = json.loads(payload); data[entry['ServerURL']] = entry\n"
+        "    json.dump(data, open(vault, 'w'))\n"
+        "elif action == 'get':\n"
+        "    if payload not in data:\n        print('credentials not found in native keychain')\n"
+        "        sys.exit(1)\n"
+        "    print(json.dumps(data[payload]))\n"
+        "elif action == 'erase':\n    data.pop(payload, None); json.dump(data, open(vault, 'w'))\n"
+    )
+    helper.chmod(0o755)
+    (falconet_home / "docker").mkdir()
+    config = falconet_home / "docker" / "config.json"
+    config.write_text(json.dumps({"credsStore": "filevault"}))
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    right = run_cli(
+        "registry", "login", server.host, "-u", USER, "--password-stdin", "--plain-http",
+        input=PASSWORD, env=env,
+    )  # fmt: skip
+    assert right.returncode == 0, right.stderr
+    assert "docker-credential-filevault" in right.stdout
+    assert "auths" not in json.loads(config.read_text())
+    assert json.loads(vault.read_text())[server.host]["Secret"] == PASSWORD
+
+    pushed = run_cli(
+        "registry", "push", f"{server.host}/p/r:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0", "--plain-http", env=env,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+
+
+def test_tls_registry_needs_its_ca(run_cli, registry_factory, tmp_path: Path) -> None:
+    server = registry_factory(tls=True)
+    assert server.ca is not None
+    args = (
+        "registry", "push", f"{server.host}/tls/r:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0",
+    )  # fmt: skip
+    refused = run_cli(*args)
+    assert refused.returncode == 5
+    assert "TLS connection" in refused.stderr and "--ca-file" in refused.stderr
+
+    trusted = run_cli(*args, "--ca-file", str(server.ca.ca_cert))
+    assert trusted.returncode == 0, trusted.stderr
+
+    plain = run_cli("registry", "pull", f"{server.host}/tls/r:1.0.0", "--plain-http")
+    assert plain.returncode == 5
+    assert "speaks HTTPS" in plain.stderr
+
+    insecure = run_cli(
+        "registry", "pull", f"{server.host}/tls/r:1.0.0", "-o", str(tmp_path / "o"),
+        "--insecure-skip-tls-verify",
+    )  # fmt: skip
+    assert insecure.returncode == 0, insecure.stderr
+
+
+def test_tls_and_basic_auth_together(run_cli, registry_factory, tmp_path: Path) -> None:
+    server = registry_factory(tls=True, auth=True)
+    assert server.ca is not None
+    ca = str(server.ca.ca_cert)
+    login = run_cli(
+        "registry", "auth", "basic", server.host, "-u", USER, "--password-stdin",
+        "--ca-file", ca, input=PASSWORD,
+    )  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    pushed = run_cli(
+        "registry", "push", f"{server.host}/tls/r:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0", "--ca-file", ca,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr

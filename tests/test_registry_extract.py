@@ -1,0 +1,124 @@
+"""Safe extraction: every malicious or oversized tarball is refused and leaves nothing behind."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from registry.errors import UnsafeArchiveError
+from registry.extract import extract_targz
+from registry.tarball import targz_bytes
+
+
+def _archive(tmp_path: Path, build: Callable[[tarfile.TarFile], None]) -> Path:
+    path = tmp_path / "layer.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        # A harmless first entry: proves that refusing a later one undoes the earlier writes.
+        info = tarfile.TarInfo("good.yaml")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"ok!\n"))
+        build(tar)
+    return path
+
+
+def _entry(
+    name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = ""
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    info.linkname = link
+    return info
+
+
+def _add(info: tarfile.TarInfo, data: bytes = b"") -> Callable[[tarfile.TarFile], None]:
+    return lambda tar: tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def _sparse_big_file(size: int) -> Callable[[tarfile.TarFile], None]:
+    class Zeros(io.RawIOBase):
+        def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+            buffer[:] = bytes(len(buffer))
+            return len(buffer)
+
+    return lambda tar: tar.addfile(_entry("big.bin", size=size), Zeros())
+
+
+MALICIOUS = {
+    "absolute path": _add(_entry("/etc/passwd", size=1), b"x"),
+    "dot-dot": _add(_entry("rules/../../escape.yaml", size=1), b"x"),
+    "symlink": _add(_entry("link.yaml", tarfile.SYMTYPE, link="/etc/shadow")),
+    "hardlink": _add(_entry("hard.yaml", tarfile.LNKTYPE, link="good.yaml")),
+    "char device": _add(_entry("dev", tarfile.CHRTYPE)),
+    "block device": _add(_entry("blk", tarfile.BLKTYPE)),
+    "fifo": _add(_entry("pipe", tarfile.FIFOTYPE)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_malicious_entries_are_refused_and_nothing_is_written(tmp_path: Path, case: str) -> None:
+    archive = _archive(tmp_path, MALICIOUS[case])
+    dest = tmp_path / "stage"
+    with pytest.raises(UnsafeArchiveError, match=r"refusing layer\.tar\.gz"):
+        extract_targz(archive, dest)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "escape.yaml").exists()
+
+
+def test_file_over_the_per_file_limit_is_refused(tmp_path: Path) -> None:
+    archive = _archive(tmp_path, _sparse_big_file(2 << 20))
+    dest = tmp_path / "stage"
+    with pytest.raises(UnsafeArchiveError, match="limit"):
+        extract_targz(archive, dest, max_file_size=1 << 20)
+    assert list(dest.iterdir()) == []
+
+
+def test_total_over_the_limit_is_refused(tmp_path: Path) -> None:
+    def many(tar: tarfile.TarFile) -> None:
+        for i in range(3):
+            tar.addfile(_entry(f"f{i}", size=1000), io.BytesIO(b"a" * 1000))
+
+    archive = _archive(tmp_path, many)
+    dest = tmp_path / "stage"
+    with pytest.raises(UnsafeArchiveError, match="total"):
+        extract_targz(archive, dest, max_total_size=2500)
+    assert list(dest.iterdir()) == []
+
+
+def test_default_limits_refuse_a_65_mib_file(tmp_path: Path) -> None:
+    archive = _archive(tmp_path, _sparse_big_file(65 << 20))
+    with pytest.raises(UnsafeArchiveError, match="67108864"):
+        extract_targz(archive, tmp_path / "stage")
+
+
+def test_not_a_tarball_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "layer.tar.gz"
+    archive.write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(UnsafeArchiveError):
+        extract_targz(archive, tmp_path / "stage")
+
+
+def test_regular_files_and_dirs_extract_with_safe_modes(tmp_path: Path) -> None:
+    archive = tmp_path / "ok.tar.gz"
+    archive.write_bytes(targz_bytes({"a.yaml": b"a: 1\n", "sub/b.yaml": b"b: 2\n"}))
+    dest = tmp_path / "stage"
+    files = extract_targz(archive, dest)
+    assert sorted(map(str, files)) == ["a.yaml", "sub/b.yaml"]
+    assert (dest / "sub/b.yaml").read_text() == "b: 2\n"
+    assert (dest / "a.yaml").stat().st_mode & 0o7777 == 0o644
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".extract")] == []
+
+
+def test_setuid_bits_are_dropped(tmp_path: Path) -> None:
+    def setuid(tar: tarfile.TarFile) -> None:
+        info = _entry("tool", size=2)
+        info.mode = 0o4777
+        tar.addfile(info, io.BytesIO(b"#!"))
+
+    dest = tmp_path / "stage"
+    extract_targz(_archive(tmp_path, setuid), dest)
+    assert (dest / "tool").stat().st_mode & 0o7777 == 0o755
