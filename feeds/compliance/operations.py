@@ -30,7 +30,6 @@ class Overlay:
     text: str
     rules: int  # rules read
     entries: int  # rules that gain tags
-    warnings: list[str]
 
 
 def list_frameworks() -> list[dict[str, object]]:
@@ -61,20 +60,16 @@ def list_controls(spec: str) -> list[dict[str, object]]:
 
 
 def generate_overlay(paths: Sequence[str | Path]) -> Overlay:
-    read = read_rules(paths)
-    entries = overlay_entries(read.rules)
+    rules = read_rules(paths)
+    entries = overlay_entries(rules)
     text = render_overlay(entries, [str(p) for p in paths])
-    return Overlay(text, len(read.rules), len(entries), read.warnings)
+    return Overlay(text, len(rules), len(entries))
 
 
-def coverage_report(
-    paths: Sequence[str | Path], framework: str
-) -> tuple[CoverageReport, list[str]]:
-    """The coverage report and the reader's warnings."""
+def coverage_report(paths: Sequence[str | Path], framework: str) -> CoverageReport:
     catalogue = load_catalogue()
     catalogue.framework(framework)  # an unknown framework fails before any file is read
-    read = read_rules(paths)
-    return build_report(read.rules, framework, catalogue), read.warnings
+    return build_report(read_rules(paths), framework, catalogue)
 
 
 def select_from_files(
@@ -84,21 +79,20 @@ def select_from_files(
     maturity: str | None = None,
     min_priority: str | None = None,
     write_to: str | Path | None = None,
-) -> tuple[Selection, list[str]]:
+) -> Selection:
     """Select rules of the files; with `write_to`, also write the selection file."""
     criteria = build_criteria(compliance, tags, maturity, min_priority)
-    read = read_rules(paths)
-    selection = select(read.rules, criteria)
+    selection = select(read_rules(paths), criteria)
     if write_to is not None:
         write_selection(write_to, selection)
-    return selection, read.warnings
+    return selection
 
 
 def classify_tags(paths: Sequence[str | Path]) -> list[dict[str, object]]:
     """Every distinct tag of the files: its kind, (framework, control), rule count, reason."""
     catalogue = load_catalogue()
     counts: Counter[str] = Counter()
-    for rule in read_rules(paths).rules:
+    for rule in read_rules(paths):
         counts.update(set(rule.tags))
     return [{**parse_tag(tag, catalogue).as_dict(), "rules": counts[tag]} for tag in sorted(counts)]
 
@@ -109,6 +103,6 @@ def frameworks_covered(paths: Sequence[str | Path]) -> list[str]:
 
     catalogue = load_catalogue()
     covered: set[str] = set()
-    for rule in read_rules(paths).rules:
+    for rule in read_rules(paths):
         covered.update(rule_controls(rule, catalogue))
     return [framework for framework in catalogue.frameworks if framework in covered]

@@ -25,7 +25,7 @@ import yaml
 from feeds.compliance.catalogue import Catalogue, Framework, load_catalogue
 from feeds.compliance.errors import SelectionError
 from feeds.compliance.mapping import rule_controls
-from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
 
 # Falco's priorities, most severe first ("info" is Falco's accepted short form).
@@ -138,7 +138,7 @@ def build_criteria(
     )
 
 
-def _rule_maturity(rule: RuleInfo, catalogue: Catalogue) -> str | None:
+def _rule_maturity(rule: RuleFacts, catalogue: Catalogue) -> str | None:
     for tag in rule.tags:
         parsed = parse_tag(tag, catalogue)
         if parsed.kind == "maturity":
@@ -153,7 +153,7 @@ def _priority_rank(priority: str | None) -> int:
     return PRIORITIES.index(lowered) if lowered in PRIORITIES else len(PRIORITIES)
 
 
-def rule_is_selected(rule: RuleInfo, criteria: SelectionCriteria, catalogue: Catalogue) -> bool:
+def rule_is_selected(rule: RuleFacts, criteria: SelectionCriteria, catalogue: Catalogue) -> bool:
     if criteria.tags and not any(tag in rule.tags for tag in criteria.tags):
         return False
     if criteria.min_priority and _priority_rank(rule.priority) > PRIORITIES.index(
@@ -178,14 +178,14 @@ def _spec_matches(spec: FrameworkSpec, controls: dict[str, set[str]]) -> bool:
     return any(control_matches(control, spec.control_prefix) for control in covered)
 
 
-def select(rules: Iterable[RuleInfo], criteria: SelectionCriteria) -> Selection:
+def select(rules: Iterable[RuleFacts], criteria: SelectionCriteria) -> Selection:
     catalogue = load_catalogue()
     names = [rule.name for rule in rules if rule_is_selected(rule, criteria, catalogue)]
     return Selection(criteria, names)
 
 
 def select_rules(
-    rules: Iterable[RuleInfo],
+    rules: Iterable[RuleFacts],
     framework_spec: str | Sequence[str] | None = None,
     tags: Sequence[str] = (),
     maturity: str | None = None,
