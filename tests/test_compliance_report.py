@@ -25,7 +25,16 @@ def upstream_tags(shared_dir: Path) -> dict[str, set[str]]:
     return effective_tags(files, generate_overlay(files).text)
 
 
+_REPORTS: dict[tuple[str, str], str] = {}  # reports depend only on the shared files
+
+
 def _report(run_cli, shared_dir: Path, framework: str, fmt: str) -> str:
+    if (framework, fmt) not in _REPORTS:
+        _REPORTS[framework, fmt] = _run_report(run_cli, shared_dir, framework, fmt)
+    return _REPORTS[framework, fmt]
+
+
+def _run_report(run_cli, shared_dir: Path, framework: str, fmt: str) -> str:
     result = run_cli(
         "compliance", "report", *upstream_files(shared_dir), "--framework", framework, "-o", fmt
     )
@@ -193,3 +202,14 @@ def test_html_report_renders_in_headless_chromium_with_chart_and_counts(
     shot = tmp_path / "report.png"
     rendered = _render(chromium, page, tmp_path, f"--screenshot={shot}", "--window-size=1000,1400")
     assert rendered.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_report_lists_event_types_of_compiled_rules(shared_dir: Path, run_cli) -> None:
+    pytest.importorskip("engine.loader", reason="falconet's rules loader is absent")
+    rules = json.loads(_report(run_cli, shared_dir, "nist-800-53", "json"))["rules"]
+    # Clear Log Activities opens files for writing (Falco's open_write macro).
+    assert set(rules["Clear Log Activities"]["event_types"]) >= {"open", "openat"}
+    syscall = [r for r in rules.values() if r["source"] == "syscall"]
+    assert syscall and all(r["event_types"] for r in syscall)
+    audit = [r for r in rules.values() if r["source"] == "k8s_audit"]
+    assert audit and all(r["event_types"] == ["*"] for r in audit)

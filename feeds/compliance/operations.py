@@ -5,6 +5,7 @@ Each takes plain arguments (paths, names), returns a value, raises typed errors;
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from feeds.compliance.selection import (
     write_selection,
 )
 from feeds.compliance.tags import parse_tag
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -69,7 +72,23 @@ def generate_overlay(paths: Sequence[str | Path]) -> Overlay:
 def coverage_report(paths: Sequence[str | Path], framework: str) -> CoverageReport:
     catalogue = load_catalogue()
     catalogue.framework(framework)  # an unknown framework fails before any file is read
-    return build_report(read_rules(paths), framework, catalogue)
+    rules = read_rules(paths)
+    return build_report(rules, framework, catalogue, compiled_event_types(paths))
+
+
+def compiled_event_types(paths: Sequence[str | Path]) -> dict[str, list[str]]:
+    """Rule name -> evt.type values, from falconet's engine; empty when the files do not compile
+    (a coverage report stays useful for rules the engine cannot run yet)."""
+    from engine.loader import load_rules_files
+
+    loaded = load_rules_files(paths)
+    if not loaded.successful:
+        log.warning("rules do not compile; the report shows no event types")
+        return {}
+    return {
+        rule.name: sorted(rule.event_types) if rule.event_types is not None else ["*"]
+        for rule in loaded.rules
+    }
 
 
 def select_from_files(

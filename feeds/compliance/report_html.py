@@ -85,6 +85,13 @@ def _totals(report: CoverageReport) -> str:
     )
 
 
+def _event_types_note(event_types: list[str] | None) -> str:
+    if not event_types or event_types == ["*"]:
+        return ""
+    shown = " ".join(event_types[:4]) + (" …" if len(event_types) > 4 else "")
+    return f", evt.type: {shown}"
+
+
 def _rule_cell(report: CoverageReport, names: list[str]) -> str:
     if not names:
         return '<span class="muted">no rule</span>'
@@ -92,7 +99,8 @@ def _rule_cell(report: CoverageReport, names: list[str]) -> str:
     for name in names:
         ref = report.rules[name]
         css = "" if ref.enabled else ' class="disabled"'
-        detail = f"{ref.source}, {ref.priority or '-'}" + ("" if ref.enabled else ", disabled")
+        detail = f"{ref.source}, {ref.priority or '-'}{_event_types_note(ref.event_types)}"
+        detail += "" if ref.enabled else ", disabled"
         parts.append(f'<li{css}>{escape(name)} <span class="muted">({escape(detail)})</span></li>')
     return "<ul>" + "".join(parts) + "</ul>"
 
