@@ -164,3 +164,31 @@ def test_frameworks_covered_lists_only_frameworks_some_rule_maps_to(tmp_path: Pa
     untagged = tmp_path / "none.yaml"
     untagged.write_text(only_pci.read_text().replace("PCI_DSS_10.2.1, ", ""))
     assert frameworks_covered([untagged]) == []
+
+
+def test_selection_files_for_install_are_written_next_to_the_rules(
+    fixture_rules: Path, tmp_path: Path
+) -> None:
+    from feeds.compliance.operations import write_selection_files
+
+    dest = tmp_path / "rules.d"
+    written = write_selection_files(dest, [fixture_rules], ["nist:IA-5"], min_priority="warning")
+    assert written.rules == ["B incubating credentials"]
+    assert written.criteria["compliance"] == ["nist-800-53:IA-5"]
+    assert read_selection(written.selection) == written.rules
+    overlay = yaml.safe_load(written.overlay.read_text())
+    # E only carries PCI_DSS_10.20 already: it gains no tag, so it has no overlay entry.
+    gaining = {r.name for r in read_rules([fixture_rules])} - {"E pre-tagged"}
+    assert {e["rule"] for e in overlay} == gaining
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [written.overlay.name, written.selection.name]
+    )  # no temporary files left behind
+
+
+def test_invalid_criteria_write_nothing(fixture_rules: Path, tmp_path: Path) -> None:
+    from feeds.compliance.errors import SelectionError
+    from feeds.compliance.operations import write_selection_files
+
+    with pytest.raises(SelectionError):
+        write_selection_files(tmp_path / "rules.d", [fixture_rules], ["pci-dss:99"])
+    assert not (tmp_path / "rules.d").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from feeds.compliance.catalogue import load_catalogue
 from feeds.compliance.coverage import CoverageReport, build_report
+from feeds.compliance.files import write_text_atomically
 from feeds.compliance.overlay import overlay_entries, render_overlay
 from feeds.compliance.rulesfile import read_rules
 from feeds.compliance.selection import (
@@ -125,3 +126,36 @@ def frameworks_covered(paths: Sequence[str | Path]) -> list[str]:
     for rule in read_rules(paths):
         covered.update(rule_controls(rule, catalogue))
     return [framework for framework in catalogue.frameworks if framework in covered]
+
+
+OVERLAY_NAME = "compliance-overlay.yaml"
+SELECTION_NAME = "compliance-selection.yaml"
+
+
+@dataclass
+class SelectionFiles:
+    overlay: Path  # load after the rules files (Falco rules file)
+    selection: Path  # Falco `rules:` config fragment (falco.yaml `config_files:`)
+    criteria: dict[str, object]  # for the install state
+    rules: list[str]  # selected rule names
+
+
+def write_selection_files(
+    dest_dir: str | Path,
+    rules_paths: Sequence[str | Path],
+    compliance: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    maturity: str | None = None,
+    min_priority: str | None = None,
+) -> SelectionFiles:
+    """For install/follow: the overlay and the selection file next to the rules, each written
+    atomically; criteria are validated before anything is written."""
+    criteria = build_criteria(compliance, tags, maturity, min_priority)
+    rules = read_rules(rules_paths)
+    dest = Path(dest_dir)
+    overlay = dest / OVERLAY_NAME
+    overlay_text = render_overlay(overlay_entries(rules), [str(p) for p in rules_paths])
+    write_text_atomically(overlay, overlay_text)
+    selection = select(rules, criteria)
+    selection_path = write_selection(dest / SELECTION_NAME, selection)
+    return SelectionFiles(overlay, selection_path, criteria.as_dict(), selection.rules)

@@ -14,8 +14,6 @@ Like Falco's `enable: {tag: ...}`, selection ignores `enabled: false` in the rul
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import yaml
 
 from feeds.compliance.catalogue import Catalogue, Framework, load_catalogue
 from feeds.compliance.errors import SelectionError
+from feeds.compliance.files import write_text_atomically
 from feeds.compliance.mapping import rule_controls
 from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
@@ -225,19 +224,7 @@ def render_selection(selection: Selection) -> str:
 
 def write_selection(path: str | Path, selection: Selection) -> Path:
     """Write the selection file atomically (a reader never sees half a file)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(render_selection(selection))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomically(Path(path), render_selection(selection))
 
 
 def read_selection(path: str | Path) -> list[str]:
