@@ -171,3 +171,34 @@ def _load_builtin_sources() -> None:
     except ModuleNotFoundError as error:  # pragma: no cover - during early development
         if error.name != "engine.sources":
             raise
+
+
+def any_of(extractor: Extractor) -> Extractor:
+    """Mark the extractor of a non-list field that yields a tuple of candidate values: a check on
+    it holds when it holds for any candidate (Falco's `proc.aname` without an index)."""
+
+    def candidates(event: Any) -> Any:
+        return extractor(event)
+
+    candidates.any_of = True  # type: ignore[attr-defined]
+    return candidates
+
+
+def is_any_of(extractor: Extractor) -> bool:
+    return bool(getattr(extractor, "any_of", False))
+
+
+def with_text(extractor: Extractor, to_text: Callable[[Any], str]) -> Extractor:
+    """Attach a field-specific text form used by outputs (e.g. evt.time renders its ns integer
+    as a clock time); JSON output_fields keep the typed value."""
+
+    def rendered(event: Any) -> Any:
+        return extractor(event)
+
+    rendered.any_of = is_any_of(extractor)  # type: ignore[attr-defined]
+    rendered.to_text = to_text  # type: ignore[attr-defined]
+    return rendered
+
+
+def text_renderer(extractor: Extractor) -> Callable[[Any], str] | None:
+    return getattr(extractor, "to_text", None)

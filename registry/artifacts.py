@@ -181,6 +181,29 @@ def parse_requirement(text: str) -> Requirement:
     return Requirement(name, version)
 
 
+# Short keys for the common OCI annotations (`--annotation created=...`).
+ANNOTATION_ALIASES = {
+    "created": "org.opencontainers.image.created",
+    "source": SOURCE,
+    "revision": "org.opencontainers.image.revision",
+    "description": "org.opencontainers.image.description",
+    "licenses": "org.opencontainers.image.licenses",
+}
+
+
+def parse_annotations(items: Iterable[str]) -> dict[str, str]:
+    annotations: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ReferenceError_(
+                f"invalid annotation {item!r}",
+                hint="use KEY=VALUE, e.g. created=2026-01-01T00:00:00Z",
+            )
+        annotations[ANNOTATION_ALIASES.get(key.strip(), key.strip())] = value
+    return annotations
+
+
 def rulesfile_metadata(path: Path) -> tuple[tuple[Dependency, ...], tuple[Requirement, ...]]:
     """Dependencies and requirements declared by a rules YAML, as falcoctl's push reads them."""
     import yaml

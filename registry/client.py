@@ -114,6 +114,12 @@ class RegistryClient:
                 hint="pass --ca-file with the registry's CA, or --plain-http if it speaks HTTP "
                 "(--insecure-skip-tls-verify only for tests)",
             ) from error
+        except requests.exceptions.ConnectTimeout as error:
+            raise NetworkError(
+                f"cannot connect to {self.registry}: no answer within "
+                f"{self.options.connect_timeout:g} s",
+                hint="check the address, firewalls and HTTPS_PROXY/NO_PROXY",
+            ) from error
         except requests.exceptions.ConnectionError as error:
             if _refused(error):
                 raise NetworkError(

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from registry.cache import BlobCache, copy_atomically
+from registry.cache import BlobCache
 from registry.digests import read_chunks, verify_bytes, write_verified
 from registry.errors import NotFoundError, RegistryError
 from registry.options import ClientOptions
@@ -187,9 +187,6 @@ class LayoutStore:
             if name and name not in tags:
                 tags.append(name)
         return tags
-
-    def copy_blob_file(self, descriptor: Descriptor, dest: Path) -> None:
-        copy_atomically(self._blob_path(descriptor), dest)
 
 
 def _root_descriptor(entry: dict[str, Any]) -> Descriptor:

@@ -43,6 +43,11 @@ def verify_basic(host: str, username: str, password: str, options: ClientOptions
     client = RegistryClient(host, options.with_credentials(username, password))
     try:
         client.ping()
+    except AuthError as error:
+        raise AuthError(
+            f"{host} refused the credentials of {username!r} ({error})",
+            hint="check the username and password; nothing was stored",
+        ) from error
     finally:
         client.close()
 

@@ -27,6 +27,7 @@ SOURCE_MODULES: list[str] = [
     "engine.sources.json_source",
     "engine.sources.k8s_audit",
     "engine.sources.okta",
+    "engine.sources.syscall",
 ]
 
 
