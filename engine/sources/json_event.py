@@ -11,7 +11,7 @@ from __future__ import annotations
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from engine.fields import FieldCatalog, FieldSpec
@@ -28,6 +28,11 @@ class JsonEvent:
     num: int = 0
     raw: bytes | None = None
     context: Any = None
+
+    @property
+    def ts(self) -> int:
+        """The time under the name syscall events use (outputs read either)."""
+        return self.time
 
 
 def parse_rfc3339_ns(text: str) -> int:
@@ -60,21 +65,9 @@ def now_ns() -> int:
     return _time.time_ns()
 
 
-def _local_time(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return _time.strftime("%H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
-
-
 def _local_datetime(ns: int) -> str:
     seconds, nanos = divmod(ns, 1_000_000_000)
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
-
-
-def iso8601(ns: int) -> str:
-    """Falco's evt.time.iso8601: UTC with nanoseconds."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z"
 
 
 def on_object(extract: Callable[[dict[str, Any]], Any]) -> Callable[[JsonEvent], Any]:
@@ -93,25 +86,27 @@ def add_event_fields(
 ) -> None:
     """The `evt.*` fields libsinsp extracts from any plugin event. `info` renders
     evt.plugininfo (the plugin's String() of the event)."""
+    from engine.output import iso8601_utc, local_clock  # the alert line's own time formats
+
     simple: list[tuple[str, str, str, Callable[[JsonEvent], Any]]] = [
         ("evt.num", "uint", "event number", lambda e: e.num),
         (
             "evt.time",
             "string",
             "event timestamp, local time with nanoseconds",
-            lambda e: _local_time(e.time),
+            lambda e: local_clock(e.time),
         ),
         (
             "evt.time.s",
             "string",
             "event timestamp, local time without nanoseconds",
-            lambda e: _local_time(e.time)[:8],
+            lambda e: local_clock(e.time)[:8],
         ),
         (
             "evt.time.iso8601",
             "string",
             "event timestamp in ISO 8601 (UTC, nanoseconds)",
-            lambda e: iso8601(e.time),
+            lambda e: iso8601_utc(e.time),
         ),
         (
             "evt.datetime",
