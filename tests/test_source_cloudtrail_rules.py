@@ -44,7 +44,7 @@ def test_falco_plugin_case_detect_create_instance(shared_dir: Path, sample: str)
         shared_dir / "upstream-events/cloudtrail" / sample,
     )
     assert [(name, priority) for name, priority, _ in found] == [
-        ("Cloudtrail Create Instance", "INFO")
+        ("Cloudtrail Create Instance", "Informational")
     ]
     output = found[0][2]
     assert output.startswith(
