@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +28,9 @@ class JsonEvent:
     num: int = 0
     raw: bytes | None = None
     context: Any = None
+    # Values of the hottest fields, computed once per event: dozens of rules test the same
+    # few fields (ka.verb, jevt.value[/stage]...) on every event.
+    memo: dict[object, Any] = field(default_factory=dict)
 
     @property
     def ts(self) -> int:
@@ -70,15 +73,29 @@ def _local_datetime(ns: int) -> str:
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
+def memoized(extract: Callable[[JsonEvent], Any]) -> Callable[[JsonEvent], Any]:
+    """`extract`, computed at most once per event."""
+    token = object()
+
+    def cached(event: JsonEvent) -> Any:
+        memo = event.memo
+        if token in memo:
+            return memo[token]
+        value = memo[token] = extract(event)
+        return value
+
+    return cached
+
+
 def on_object(extract: Callable[[dict[str, Any]], Any]) -> Callable[[JsonEvent], Any]:
-    """An extractor over the event's document, which must be a JSON object (the plugins extract
-    nothing from anything else)."""
+    """A (memoized) extractor over the event's document, which must be a JSON object (the
+    plugins extract nothing from anything else)."""
 
     def on_event(event: JsonEvent) -> Any:
         data = event.data
         return extract(data) if type(data) is dict else None
 
-    return on_event
+    return memoized(on_event)
 
 
 def add_event_fields(

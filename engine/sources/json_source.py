@@ -11,7 +11,7 @@ import json
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import RecordFormat, arrival_time, register_format
-from engine.sources.json_event import JsonEvent, add_event_fields
+from engine.sources.json_event import JsonEvent, add_event_fields, memoized
 from engine.sources.jsonpath import MISSING, compile_pointer, steps_getter, to_json_text
 
 SOURCE = "json"
@@ -30,7 +30,7 @@ def _value_extractor(pointer: str | None) -> Extractor:
             return value
         return None if value is MISSING else to_json_text(value)
 
-    return extract
+    return memoized(extract)
 
 
 def json_obj(event: JsonEvent) -> str:

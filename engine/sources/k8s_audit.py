@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
-from engine.sources.json_event import JsonEvent, add_event_fields
+from engine.sources.json_event import JsonEvent, add_event_fields, memoized
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, to_json_text, walk
 
@@ -102,7 +102,7 @@ def _guarded(extract: Callable[[Any], Any]) -> Extractor:
             return None
         return extract(data)
 
-    return guarded
+    return memoized(guarded)
 
 
 def _from_keys(*keys: str, is_list: bool = False) -> Extractor:
@@ -129,7 +129,7 @@ def _from_keys(*keys: str, is_list: bool = False) -> Extractor:
             return value
         return None if value is MISSING else to_json_text(value)
 
-    return extract_text
+    return memoized(extract_text)
 
 
 def _recursive_strings(index: int | None, *keys: str) -> Extractor:
