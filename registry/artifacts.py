@@ -447,7 +447,8 @@ def push_artifact(
                     )
                 )
             else:
-                root = store.push_manifest(manifest_bytes, OCI_MANIFEST, main_tag)
+                root_bytes = manifest_bytes
+                root = store.push_manifest(root_bytes, OCI_MANIFEST, main_tag)
     if spec.artifact_type == "plugin":
         index_doc: dict[str, Any] = {
             "schemaVersion": 2,
@@ -456,13 +457,15 @@ def push_artifact(
         }
         if annotations:
             index_doc["annotations"] = dict(sorted(annotations.items()))
-        root = store.push_manifest(go_json(index_doc), OCI_INDEX, main_tag)
+        root_bytes = go_json(index_doc)
+        root = store.push_manifest(root_bytes, OCI_INDEX, main_tag)
 
     extra = [t for t in spec.tags if t != main_tag]
     if spec.add_floating_tags:
         extra += [t for t in floating_tags(spec.version) if t != main_tag and t not in extra]
     for tag in extra:
-        store.tag(root, tag)
+        # The bytes are at hand: PUT them under each tag rather than fetching them back.
+        store.push_manifest(root_bytes, root.media_type, tag)
     return PushResult(
         reference=str(reference.with_tag(main_tag)),
         digest=root.digest,
