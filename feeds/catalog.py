@@ -1,16 +1,17 @@
 """What the solver may choose from: for each artifact name, the versions that exist and the
 config of each (dependencies, requirements). An in-memory catalog for tests and benchmarks; the
-registry-backed one lives in feeds/registry_catalog.py.
+registry-backed one lives in feeds/registry_catalog.py. Configs are registry.artifacts'
+ArtifactConfig (the solver only reads the ConfigLike attributes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from feeds.errors import NotFoundError
 from feeds.versions import Version, release_versions
+from registry.artifacts import ArtifactConfig, Dependency, Requirement, parse_requirement
 
 
 class RequirementLike(Protocol):
@@ -68,38 +69,14 @@ class Catalog(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Requirement:
-    name: str
-    version: str
-
-
-@dataclass(frozen=True)
-class Dependency:
-    name: str
-    version: str
-    alternatives: tuple[Requirement, ...] = ()
-
-
-@dataclass(frozen=True)
-class ArtifactConfig:
-    name: str = ""
-    version: str = ""
-    dependencies: tuple[Dependency, ...] = ()
-    requirements: tuple[Requirement, ...] = ()
-
-
 def dependency(text: str) -> Dependency:
-    """`name:version|alt:version|...` as falcoctl's --depends-on writes a dependency."""
+    """`name:version|alt:version|...` as falcoctl's --depends-on writes it, with tolerant
+    versions (`json:1`): configs written by other tools carry them, so tests need them too
+    (registry.artifacts.parse_dependency accepts strict semver only, as `registry push` must)."""
     first, *alternatives = (part.strip() for part in text.split("|"))
     name, version = first.split(":", 1)
     alts = tuple(Requirement(*alt.split(":", 1)) for alt in alternatives)
     return Dependency(name, version, alts)
-
-
-def requirement(text: str) -> Requirement:
-    name, version = text.split(":", 1)
-    return Requirement(name, version)
 
 
 class MemoryCatalog:
@@ -124,7 +101,7 @@ class MemoryCatalog:
     ) -> None:
         """Add `name:version` with falcoctl-style `--depends-on` and `--requires` strings."""
         deps = tuple(dependency(text) for text in depends_on)
-        reqs = tuple(requirement(text) for text in requires)
+        reqs = tuple(parse_requirement(text) for text in requires)
         self.add(name, version, ArtifactConfig(name, version, deps, reqs))
 
     def versions(self, name: str) -> dict[Version, str]:

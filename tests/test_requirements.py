@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from feeds.catalog import Requirement
 from feeds.errors import ConfigError, NotFoundError, RequirementUnmetError
 from feeds.requirements import (
     EngineVersions,
@@ -25,6 +24,7 @@ from feeds.requirements import (
     parse_required_plugin_versions,
     unmet_plugin_requirements,
 )
+from registry.artifacts import Requirement
 
 FALCO_0_26 = {"engine_version_semver": "0.26.0", "engine_version": "26"}
 OLD_FALCO = {"engine_version": "26"}

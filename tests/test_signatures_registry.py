@@ -542,3 +542,15 @@ def test_signatures_verify_after_a_mirror(
         assert report["payload_digest"] == artifact.digest
         # The identity still names the source repository; it is reported, not compared.
         assert report["identity"] == artifact.ref.rsplit(":", 1)[0]
+
+
+def test_an_optional_signature_that_exists_must_still_verify(artifact, key, other_key) -> None:
+    from registry.errors import VerificationError
+    from registry.signatures import Policy, sign_artifact, verify_artifact
+
+    reference = parse_reference(artifact.ref)
+    foreign = keys.read_private_key(other_key.private, lambda: PASSWORD.encode())
+    sign_artifact(artifact.store, reference, artifact.digest, foreign)
+    optional = Policy(key_ref=str(key.public), require=False, origin="test")
+    with pytest.raises(VerificationError, match="signature does not match"):
+        verify_artifact(artifact.store, reference, artifact.digest, optional)

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feeds.catalog import ArtifactConfig, Dependency, MemoryCatalog, Requirement
+from feeds.catalog import MemoryCatalog
 from feeds.errors import FeedsError
 from feeds.requirements import EngineVersions, unmet_requirements
 from feeds.solver import Request, Solver
 from feeds.versions import SAME_MAJOR, Version, compatible_range, parse_range, parse_version
+from registry.artifacts import ArtifactConfig, Dependency, Requirement
 
 NAMES = ["a", "b", "c", "d"]
 POOL = ["0.1.0", "0.1.2", "0.2.0", "1.0.0", "1.3.0", "2.0.0"]

@@ -127,8 +127,17 @@ def multi_result_type(name: str, arg: str | None) -> tuple[str, bool]:
     return ("string", False)
 
 
-def join(separator: str, values: Sequence[str]) -> str:
-    return separator.join(values)
+def _as_text(value: Any) -> str:
+    # join() concatenates the raw text of each value, whatever the list's element type.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
+def join(separator: str, values: Sequence[Any]) -> str:
+    return _as_text(separator).join(_as_text(v) for v in values)
 
 
 def concat(*values: str) -> str:
