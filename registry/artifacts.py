@@ -7,6 +7,7 @@ manifest per platform (always an index, even for one platform, as falcoctl pushe
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,8 @@ def _validate_spec(spec: PushSpec) -> None:
     for path in spec.files:
         if not path.exists():
             raise ReferenceError_(f"{path} does not exist")
+        if not os.access(path, os.R_OK):
+            raise ReferenceError_(f"{path} is not readable", hint="check its permissions")
     if spec.artifact_type == "plugin":
         if len(spec.platforms) != len(spec.files):
             raise ReferenceError_(
@@ -390,14 +393,20 @@ def pull_artifact(
     config, _, resolved = fetch_config(store, target, platform)
     what = str(store.reference)
     titles = [safe_title(layer, what) for layer in resolved.layers]
-    dest_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     downloaded = 0
-    for layer, title in zip(resolved.layers, titles, strict=True):
-        dest = dest_dir / title
-        if store.fetch_blob(layer, dest, progress):
-            downloaded += 1
-        files.append(dest)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        for layer, title in zip(resolved.layers, titles, strict=True):
+            dest = dest_dir / title
+            if store.fetch_blob(layer, dest, progress):
+                downloaded += 1
+            files.append(dest)
+    except OSError as error:
+        raise RegistryError(
+            f"cannot write to {dest_dir}: {error.strerror or error}",
+            hint="choose a writable directory with -o/--dest-dir",
+        ) from error
     return PullResult(
         reference=str(store.reference),
         digest=resolved.root.digest,

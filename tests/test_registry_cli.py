@@ -230,3 +230,18 @@ def test_mutual_tls_needs_the_client_certificate(
         assert accepted.returncode == 0, accepted.stderr
     finally:
         server.stop()
+
+
+def test_unwritable_destination_is_one_clear_line(run_cli, tmp_path: Path) -> None:
+    layout = tmp_path / "feed"
+    pushed = run_cli(
+        "registry", "push", f"oci-layout:{layout}:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "-o", str(blocker))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot write to {blocker}")
+    assert "Traceback" not in result.stderr and "bug" not in result.stderr
