@@ -282,3 +282,27 @@ def test_a_layer_title_that_escapes_the_output_dir_is_refused(tmp_path: Path) ->
     with pytest.raises(RegistryError, match="not a plain file name"):
         pull_artifact(open_store(parse_reference(f"oci-layout:{tmp_path / 'evil'}:1.0.0")), out)
     assert not (tmp_path / "a" / "evil.tar.gz").exists()
+
+
+def test_tag_listing_follows_pagination(
+    registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry.remote as remote
+    from registry.tags import sort_tags
+
+    ref = parse_reference(f"{registry.host}/paged/rules:1.0.0")
+    store = open_store(ref, ClientOptions(plain_http=True))
+    push_artifact(
+        store,
+        PushSpec(
+            artifact_type="rulesfile",
+            files=[_rules_file(tmp_path)],
+            version="1.0.0",
+            tags=["1.0.0", "latest", "1.10.0", "1.9.0"],
+            add_floating_tags=True,
+        ),
+    )
+    monkeypatch.setattr(remote, "TAG_PAGE_SIZE", 2)
+    tags = open_store(ref, ClientOptions(plain_http=True)).list_tags()
+    assert sorted(tags) == sorted(["1.0.0", "latest", "1.10.0", "1.9.0", "1", "1.0"])
+    assert sort_tags(tags) == ["1.0.0", "1.9.0", "1.10.0", "1", "1.0", "latest"]
