@@ -102,7 +102,7 @@ def build_plan(
         else:
             digest = catalog.digest(name, selected.version)
             reference = catalog.reference(name, selected.version)
-            action = _action(str(selected.version), digest, current, allow_downgrade)
+            action = plan_action(str(selected.version), digest, current, allow_downgrade)
         entries.append(
             PlanEntry(
                 name=name,
@@ -118,9 +118,10 @@ def build_plan(
     return Plan(tuple(entries))
 
 
-def _action(
+def plan_action(
     version: str, digest: str | None, current: InstalledLike | None, allow_downgrade: bool
 ) -> str:
+    """What installing `version` (at `digest`) means given the installed record."""
     if current is None:
         return INSTALL
     have = try_parse_version(current.version)

@@ -9,13 +9,14 @@ plan (actions, downgrade refusal) -> the lock file the install would write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from feeds.errors import NotFoundError
 from feeds.lockfile import LockedArtifact, LockFile, lock_from, read_lock, require_lock
-from feeds.plan import Plan, build_plan
+from feeds.plan import PROVIDED, InstalledLike, Plan, PlanEntry, build_plan, plan_action
 from feeds.registry_catalog import RegistryCatalog
 from feeds.requirements import EngineVersions, load_engine_versions
 from feeds.resolve import UserRef, parse_user_ref
@@ -99,6 +100,57 @@ def locked_artifacts(lock_path: Path, refs: Sequence[str]) -> list[LockedArtifac
     """install --locked: exactly what the lock names for `refs` (all refs when none given)."""
     lock = require_lock(lock_path)
     return lock.closure(list(refs) or sorted(lock.refs))
+
+
+def locked_plan(
+    context: FeedsContext, lock_path: Path, refs: Sequence[str], allow_downgrade: bool = False
+) -> Plan:
+    """The plan for install --locked: the locked digests, each confirmed present in its
+    registry (one HEAD each), compared with what is installed. Nothing is resolved."""
+    from registry.errors import NotFoundError as RegistryNotFound
+
+    open_repository = _store_opener(context)
+    installed = {record.name: record for record in StateStore(context.state_dir).all()}
+    entries = []
+    for artifact in locked_artifacts(lock_path, refs):
+        if artifact.provided_by_engine:
+            entries.append(_locked_entry(artifact, PROVIDED, installed))
+            continue
+        if not artifact.reference or not artifact.digest:
+            raise NotFoundError(
+                f"{lock_path}: {artifact.name} has no digest to install exactly",
+                f"re-resolve it: install --update {artifact.name}",
+            )
+        locator = artifact.reference.split("@", 1)[0]
+        try:
+            open_repository(locator).resolve(artifact.digest)
+        except RegistryNotFound:
+            raise NotFoundError(
+                f"locked {artifact.name} {artifact.version} ({artifact.digest}) is gone from "
+                f"{locator}",
+                f"re-resolve it: install --update {artifact.name}",
+            ) from None
+        action = plan_action(
+            artifact.version, artifact.digest, installed.get(artifact.name), allow_downgrade
+        )
+        entries.append(_locked_entry(artifact, action, installed))
+    return Plan(tuple(entries))
+
+
+def _locked_entry(
+    artifact: LockedArtifact, action: str, installed: Mapping[str, InstalledLike]
+) -> PlanEntry:
+    current = installed.get(artifact.name)
+    return PlanEntry(
+        name=artifact.name,
+        version=artifact.version,
+        digest=artifact.digest,
+        reference=artifact.reference,
+        reason="locked",
+        action=action,
+        installed_version=current.version if current else None,
+        dependencies=artifact.dependencies,
+    )
 
 
 def _request(ref: UserRef, catalog: RegistryCatalog) -> Request:

@@ -191,7 +191,9 @@ class Solver:
 
     def solve(self, requests: Sequence[Request]) -> Resolution:
         if not requests:
-            raise ConfigError("nothing to resolve", "name at least one artifact")
+            raise ConfigError(
+                "nothing to resolve", "name at least one artifact, e.g. falco-rules@^5"
+            )
         initial = _State()
         for request in requests:
             origin = f"requested {request.label}"

@@ -136,3 +136,26 @@ def test_downgrade_of_an_installed_artifact_is_refused(run_cli: CliRunner, feed)
     assert "downgrade-refused" in refused.stdout  # the plan is still shown
     allowed = resolve_json(run_cli, "cloudtrail-rules@~0.12", "--allow-downgrade")
     assert allowed["cloudtrail"]["action"] == "downgrade"
+
+
+def test_locked_uses_exactly_the_locked_digests(
+    run_cli: CliRunner, feed: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    written = run_cli(
+        "artifact", "resolve", "cloudtrail-rules@~0.12", "--plain-http", "--write-lock"
+    )
+    assert written.returncode == 0, written.stderr
+    publish(feed, "cloudtrail", "0.12.9", tmp_path)  # newer, but --locked never resolves
+    locked = resolve_json(run_cli, "--locked")
+    assert {n: (a["version"], a["reason"]) for n, a in locked.items()} == {
+        "cloudtrail-rules": ("0.12.0", "locked"),
+        "cloudtrail": ("0.12.3", "locked"),
+        "json": ("0.7.1", "locked"),
+    }
+    lock_path = falconet_home / "falconet.lock"
+    digest = locked["json"]["digest"]
+    lock_path.write_text(lock_path.read_text().replace(digest, "sha256:" + "0" * 64))
+    gone = run_cli("artifact", "resolve", "--locked", "--plain-http")
+    assert gone.returncode == 3
+    assert "locked json 0.7.1" in gone.stderr and "is gone from" in gone.stderr
+    assert "hint: re-resolve it: install --update json" in gone.stderr
