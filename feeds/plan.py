@@ -49,6 +49,7 @@ class PlanEntry:
     action: str
     installed_version: str | None = None
     dependencies: tuple[str, ...] = ()
+    note: str | None = None  # e.g. a newer release held back by the engine's version
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,6 +114,7 @@ def build_plan(
                 action=action,
                 installed_version=current.version if current else None,
                 dependencies=selected.dependencies,
+                note=selected.held_back,
             )
         )
     return Plan(tuple(entries))

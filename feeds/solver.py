@@ -77,6 +77,7 @@ class Selected:
     dependencies: tuple[str, ...] = ()  # the artifacts chosen for its dependencies
     requested: bool = False
     provided_by_engine: bool = False
+    held_back: str | None = None  # why a newer allowed release was not taken (engine too old)
 
 
 @dataclass(frozen=True)
@@ -472,6 +473,14 @@ class Solver:
             hint,
         )
 
+    def _held_back(self, name: str, chosen: Version) -> str | None:
+        """The newest release skipped for unmet requirements, when newer than the choice."""
+        skipped = [v for (n, v), unmet in self._unmet.items() if n == name and unmet and v > chosen]
+        if not skipped:
+            return None
+        newest = max(skipped)
+        return f"{name} {newest} {'; '.join(str(u) for u in self._unmet[(name, newest)])}"
+
     def _newest_fitting(self, name: str) -> Version | None:
         for version in sorted(self._versions(name), reverse=True):
             if version.prerelease and not self.pre:
@@ -501,6 +510,7 @@ class Solver:
                 dependencies=tuple(sorted({e.child for e in state.edges.get(name, ())})),
                 requested=name in requested,
                 provided_by_engine=provided,
+                held_back=None if provided else self._held_back(name, version),
             )
         return Resolution(tuple(requests), selected)
 

@@ -273,6 +273,10 @@ def test_latest_compatible_skips_versions_the_engine_cannot_run() -> None:
     catalog.publish("falco-rules", "5.1.0", requires=["engine_version_semver:0.58.0"])
     resolution = resolve([req("falco-rules@latest-compatible")], catalog, engine=ENGINE)
     assert versions(resolution)["falco-rules"] == "5.0.0"
+    assert resolution.selected["falco-rules"].held_back == (
+        "falco-rules 5.1.0 requires engine_version_semver 0.58.0 "
+        "(engine has 0.57.0: engine is older)"
+    )
 
 
 def test_requirement_unmet_names_requirement_engine_and_what_fits() -> None:

@@ -159,3 +159,12 @@ def test_locked_uses_exactly_the_locked_digests(
     assert gone.returncode == 3
     assert "locked json 0.7.1" in gone.stderr and "is gone from" in gone.stderr
     assert "hint: re-resolve it: install --update json" in gone.stderr
+
+
+def test_a_release_held_back_by_the_engine_is_explained(run_cli: CliRunner, feed) -> None:
+    result = run_cli("artifact", "resolve", "falco-rules", "--plain-http")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "note: falco-rules 4.0.0 chosen; newer falco-rules 5.0.0 requires "
+        "engine_version_semver 0.99.0" in result.stdout
+    )

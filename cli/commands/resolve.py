@@ -99,4 +99,7 @@ def _render(plan: Any, output: str, footer: str) -> None:
         return
     rows = [(e.name, e.version, (e.digest or "")[:19], e.action, e.reason) for e in plan.entries]
     emit_text(table(["artifact", "version", "digest", "action", "reason"], rows))
+    for entry in plan.entries:
+        if entry.note:
+            emit_text(f"note: {entry.name} {entry.version} chosen; newer {entry.note}")
     emit_text(footer)
