@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Debian packages the tests and the run need (docker-registry: real OCI registry; skopeo: interop
 # checks; apache2-utils: htpasswd; openssl: independent signature checks).
 DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .PHONY: install run test lint format bench clean debs venv
 
@@ -31,8 +31,10 @@ $(VENV)/.stamp-installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
+# The main job on its embedded default: install (and verify) the default ruleset from the feed
+# shipped inside falconet, offline, and print what was installed.
 run: install
-	$(BIN)/falconet run
+	$(BIN)/falconet artifact install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -35,6 +35,8 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.run",
     "cli.commands.key",
     "cli.commands.signing",
+    "cli.commands.rules",
+    "cli.commands.compliance",
     "cli.commands.resolve",
 ]
 

@@ -7,6 +7,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 PASSPHRASE_ENV_VARS = ("FALCONET_KEY_PASSWORD", "COSIGN_PASSWORD")
 
@@ -51,3 +52,10 @@ def _prompt(confirm: bool) -> bytes:
     if confirm and getpass.getpass("Enter password for private key again: ") != first:
         raise PassphraseUnavailable("the passwords do not match", "run the command again")
     return first.encode()
+
+
+def load_signing_key(key_path: Path, passphrase_file: Path | None = None) -> Any:
+    """The private key at `key_path`; its passphrase is asked only if it is encrypted."""
+    from registry.keys import read_private_key
+
+    return read_private_key(key_path, lambda: read_passphrase(passphrase_file, confirm=False))

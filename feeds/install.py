@@ -139,6 +139,8 @@ def install(
     platform: str | None = None,
     dry_run: bool = False,
     validator: Validator | None = None,
+    no_verify: bool = False,
+    require_signature: bool = False,
 ) -> InstallReport:
     refs = refs or list(context.config["artifact.install.refs"])
     if not refs:
@@ -155,7 +157,10 @@ def install(
     with InstallLock(state_dir):
         sweep_stale_staging(dirs.all())
         state = StateStore(state_dir)
-        candidates = [_plan_one(context, text, state, platform) for text in refs]
+        no_verify = no_verify or bool(context.config["artifact.no_verify"])
+        candidates = [
+            _plan_one(context, text, state, platform, no_verify, require_signature) for text in refs
+        ]
         _refuse_disallowed(candidates, allowed)
         _refuse_duplicates(candidates)
         report = InstallReport([c.planned for c in candidates], dry_run, recovered)
@@ -166,7 +171,12 @@ def install(
 
 
 def _plan_one(
-    context: FeedsContext, text: str, state: StateStore, platform: str | None
+    context: FeedsContext,
+    text: str,
+    state: StateStore,
+    platform: str | None,
+    no_verify: bool,
+    require_signature: bool,
 ) -> _Candidate:
     from registry.artifacts import fetch_config
     from registry.reference import parse_reference
@@ -194,7 +204,40 @@ def _plan_one(
         installed_version=installed.version if installed else None,
         platform=resolved.platform,
     )
+    planned.verification = _verify(context, user_ref, store, planned, no_verify, require_signature)
     return _Candidate(planned, user_ref, store, resolved, config)
+
+
+def _verify(
+    context: FeedsContext,
+    user_ref: UserRef,
+    store: ArtifactStore,
+    planned: PlannedArtifact,
+    no_verify: bool,
+    require_signature: bool,
+) -> dict[str, Any]:
+    """Check the signature of the exact root digest that is then downloaded, before any blob
+    is fetched. Raises VerificationError when a policy is not met."""
+    from feeds.verify_policy import config_verify, resolve_policy
+    from registry.signatures import UNVERIFIED, verify_artifact
+
+    signature = user_ref.entry.signature if user_ref.entry else None
+    policy = resolve_policy(
+        user_ref.full,
+        signature,
+        config_verify(context.config),
+        no_verify=no_verify,
+        require_signature=require_signature,
+    )
+    result = verify_artifact(store, store.reference, planned.digest, policy)
+    if result.verdict == UNVERIFIED:
+        log.warning("%s is unverified: %s", planned.ref, result.reason or "no policy applies")
+    return {
+        "verdict": result.verdict,
+        "key_fingerprint": result.key_fingerprint,
+        "policy": result.policy_origin,
+        "reason": result.reason,
+    }
 
 
 def _action(installed: InstalledArtifact | None, version: str, digest: str) -> str:

@@ -4,13 +4,12 @@ is resolved to its root digest in its store, then signed or verified (registry/s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feeds.errors import ConfigError
 from feeds.resolve import UserRef, parse_user_ref
 from feeds.verify_policy import config_verify, resolve_policy
-from registry.keys import PassphraseSource, read_private_key
+from registry.keys import PrivateKey
 from registry.reference import Reference, parse_reference
 from registry.signatures import (
     Policy,
@@ -28,14 +27,11 @@ if TYPE_CHECKING:
 def sign_reference(
     context: FeedsContext,
     ref_text: str,
-    key_path: Path,
-    passphrase: PassphraseSource | None,
+    private_key: PrivateKey,
     annotations: Mapping[str, str] | None = None,
 ) -> SignResult:
     """Sign the digest `ref_text` resolves to now (the index digest for a multi-platform
-    plugin). The key is opened before the registry is contacted, so a wrong passphrase costs
-    no network round trip and writes nothing."""
-    private_key = read_private_key(key_path, passphrase)
+    plugin)."""
     reference, store = _open(context, _user_ref(context, ref_text))
     root_digest = store.resolve(reference.target or "latest").digest
     return sign_artifact(store, reference, root_digest, private_key, annotations)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from pathlib import Path
 from typing import Any
 
 from feeds.errors import ConfigError
@@ -70,11 +71,21 @@ def resolve_policy(
 
 
 def config_verify(config: Any) -> dict[str, Any]:
-    """The `verify` section of a loaded feeds.config.Config, in resolve_policy's shape."""
-    return {
-        "require": config.get("verify.require", False),
-        "policies": config.get("verify.policies", []),
-    }
+    """The `verify` section of a loaded feeds.config.Config, in resolve_policy's shape. Relative
+    key paths written in falconet.yaml are taken relative to that file, not to the cwd."""
+    policies = config.get("verify.policies", []) or []
+    origin = config.values["verify.policies"].origin if "verify.policies" in config.values else ""
+    if config.file is not None and origin.startswith("file:"):
+        policies = [_anchored(entry, config.file.parent) for entry in policies]
+    return {"require": config.get("verify.require", False), "policies": policies}
+
+
+def _anchored(entry: Any, base: Path) -> Any:
+    key = entry.get("key") if isinstance(entry, dict) else None
+    if not isinstance(key, str) or not key or "-----BEGIN" in key or "://" in key:
+        return entry
+    path = Path(key).expanduser()
+    return entry if path.is_absolute() else {**entry, "key": str(base / path)}
 
 
 def _from_config_entry(

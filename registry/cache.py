@@ -13,7 +13,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from registry.digests import FILE_MODE, write_verified
+from registry.digests import FILE_MODE, read_chunks, write_verified
+from registry.errors import DigestMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,15 @@ def fetch_through_cache(
 ) -> bool:
     """Write the blob to dest, downloading only on a cache miss. Returns True when downloaded."""
     if cache is not None and cache.has(digest, size):
-        log.debug("%s: served from the blob cache", what)
-        copy_atomically(cache.path_for(digest), dest)
-        return False
+        cached = cache.path_for(digest)
+        try:
+            # Re-hashed on the way out: a cache edited behind our back is never trusted.
+            write_verified(read_chunks(cached), dest, digest, size, what)
+            log.debug("%s: served from the blob cache", what)
+            return False
+        except DigestMismatchError:
+            log.warning("%s: cached copy is corrupt; downloading it again", what)
+            cached.unlink(missing_ok=True)
     if cache is None:
         write_verified(open_chunks(), dest, digest, size, what)
         return True

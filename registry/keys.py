@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -347,7 +348,9 @@ def _read_key_file(path: Path) -> bytes:
         ) from error
 
 
+@functools.lru_cache(maxsize=16)
 def _download_key(url: str) -> bytes:
+    """Cached per process: an install verifying many artifacts fetches a key URL once."""
     try:
         response = requests.get(url, timeout=KEY_URL_TIMEOUT_S)
     except requests.RequestException as error:

@@ -121,7 +121,7 @@ def sign_artifact(
                 str(reference), root_digest, tag, _tag_digest(store, tag), key_id, index,
                 len(layers), layer["digest"], already_signed=True,
             )  # fmt: skip
-    payload = simplesigning.build_payload(reference.locator, root_digest, annotations)
+    payload = simplesigning.build_payload(_identity(reference), root_digest, annotations)
     signature = simplesigning.sign_payload(private_key, payload)
     new_layer = simplesigning.signature_layer(payload, signature)
     layers = [*layers, new_layer]
@@ -215,7 +215,7 @@ def _without_signature(
     if policy.require:
         raise VerificationError(
             f"{reference}@{root_digest} is not signed: no {tag} in {reference.locator} "
-            f"(required by {policy.origin})",
+            f"(policy: {policy.origin})",
             "sign it with `falconet artifact sign`, or install from a source that publishes "
             "signatures",
         )
@@ -341,6 +341,13 @@ def _same_signature(
 ) -> bool:
     check, payload = _check_layer(store, 0, layer, public_key, root_digest)
     return check.ok and payload is not None and (payload.optional or {}) == dict(annotations or {})
+
+
+def _identity(reference: Reference) -> str:
+    """The payload's docker-reference: the repository, as cosign writes it. A layout has no
+    registry; its repository name alone still parses as a docker reference for cosign, whereas
+    `oci-layout:/path` would not."""
+    return reference.repository if reference.is_layout else reference.locator
 
 
 def _tag_digest(store: ArtifactStore, tag: str) -> str:

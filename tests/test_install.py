@@ -222,3 +222,87 @@ def test_malformed_refs_are_usage_errors(run_cli: CliRunner, ref: str) -> None:
     result = run_cli("artifact", "install", ref)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_embedded_feed_is_verified_offline(run_cli: CliRunner) -> None:
+    result = run_cli("artifact", "install", "falconet-rules:0.1.0", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    verification = json.loads(result.stdout)["artifacts"][0]["verification"]
+    assert verification["verdict"] == "verified"
+    assert verification["policy"] == "index entry signature"
+
+
+def test_shipped_default_feed_is_up_to_date(tmp_path: Path) -> None:
+    """The layout in the package is what the build script makes from the rules file now."""
+    from feeds.default_feed.build import FEED_DIR, REPOSITORY, build_layout, shipped_digest
+
+    assert build_layout(tmp_path / REPOSITORY) == shipped_digest(FEED_DIR / "layout" / REPOSITORY)
+
+
+def _sign(run_cli: CliRunner, ref: str, prefix: Path) -> None:
+    env = {"FALCONET_KEY_PASSWORD": "pw"}
+    if not prefix.with_suffix(".key").exists():
+        made = run_cli("key", "generate", "--output-prefix", str(prefix), env=env)
+        assert made.returncode == 0, made.stderr
+    signed = run_cli(
+        "artifact", "sign", ref, "--key", str(prefix.with_suffix(".key")), "--plain-http", env=env
+    )
+    assert signed.returncode == 0, signed.stderr
+
+
+def test_signature_policies_decide_what_installs(
+    run_cli: CliRunner, registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ref_ok = f"{registry.host}/signed/ok:1.0.0"
+    ref_other = f"{registry.host}/signed/other:1.0.0"
+    ref_unsigned = f"{registry.host}/signed/unsigned:1.0.0"
+    for ref in (ref_ok, ref_other, ref_unsigned):
+        name = ref.rsplit("/", 1)[1].split(":")[0]
+        push(
+            registry,
+            ref.split("/", 1)[1],
+            {f"{name}_rules.yaml": b"- list: a\n  items: []\n"},
+            tmp_path,
+        )
+    _sign(run_cli, ref_ok, ours)
+    _sign(run_cli, ref_other, theirs)
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f"verify:\n  policies:\n    - match: '{registry.host}/signed/*'\n      key: {ours}.pub\n"
+    )
+
+    good = run_cli("artifact", "install", ref_ok, "--plain-http", "-o", "json")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["artifacts"][0]["verification"]["verdict"] == "verified"
+
+    for bad in (ref_other, ref_unsigned):  # another key's signature; no signature at all
+        result = run_cli("artifact", "install", bad, "--plain-http")
+        assert result.returncode == 6, result.stderr
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (falconet_home / "rules").iterdir()) == ["layer0-ok_rules.yaml"]
+
+    skipped = run_cli("artifact", "install", ref_unsigned, "--plain-http", "--no-verify")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "verification disabled" in skipped.stderr or "skipped" in skipped.stderr
+
+
+def test_require_signature_refuses_artifacts_no_policy_covers(
+    run_cli: CliRunner, registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    push(registry, "free/rules:1.0.0", {"free_rules.yaml": b"- list: a\n  items: []\n"}, tmp_path)
+    ref = f"{registry.host}/free/rules:1.0.0"
+    plain = run_cli("artifact", "install", ref, "--plain-http")
+    assert plain.returncode == 0 and "unverified" in plain.stderr
+    refused = run_cli(
+        "artifact",
+        "install",
+        ref,
+        "--plain-http",
+        "--require-signature",
+        "--rulesfiles-dir",
+        str(tmp_path / "elsewhere"),
+    )
+    assert refused.returncode == 6, refused.stderr
+    assert not (tmp_path / "elsewhere").exists()

@@ -240,3 +240,20 @@ def test_interactive_prompt_asks_twice(tmp_path: Path, falconet_home: Path) -> N
     )
     assert status == 2 and b"do not match" in transcript
     assert not (tmp_path / "typo.key").exists()
+
+
+def test_encrypted_pkcs8_from_openssl_tools_is_accepted() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = keys.generate_private_key()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pkcs8-pass"),
+    )
+    opened = keys.load_private_key(pem, lambda: b"pkcs8-pass")
+    assert keys.fingerprint(opened.public_key()) == keys.fingerprint(key.public_key())
+    with pytest.raises(keys.PassphraseError):
+        keys.load_private_key(pem, lambda: b"wrong")
+    with pytest.raises(keys.PassphraseError, match="no passphrase"):
+        keys.load_private_key(pem, None)

@@ -91,7 +91,7 @@ def test_login_refuses_a_wrong_password_and_stores_a_right_one(
         input="not-the-password\n",
     )  # fmt: skip
     assert wrong.returncode == 4, wrong.stderr
-    assert "authentication failed" in wrong.stderr
+    assert "refused the credentials" in wrong.stderr
     assert not config.exists()
 
     anonymous = run_cli(

@@ -192,3 +192,61 @@ def test_layout_roundtrip_and_blob_cache(registry, tmp_path: Path) -> None:
     assert cold.downloaded_blobs == 1
     assert warm.downloaded_blobs == 0
     assert (tmp_path / "warm" / "my_rules.tar.gz").read_bytes() == cold.files[0].read_bytes()
+
+
+def test_created_annotation_only_when_asked(tmp_path: Path) -> None:
+    from registry.artifacts import parse_annotations
+
+    rules = _rules_file(tmp_path)
+    plain = push_artifact(
+        open_store(parse_reference(f"oci-layout:{tmp_path / 'r'}:a")),
+        PushSpec(artifact_type="rulesfile", files=[rules], version="1.0.0"),
+    )
+    stamped = push_artifact(
+        open_store(parse_reference(f"oci-layout:{tmp_path / 'r'}:b")),
+        PushSpec(
+            artifact_type="rulesfile",
+            files=[rules],
+            version="1.0.0",
+            annotation_source="https://example.com/rules",
+            annotations=parse_annotations(["created=2026-01-01T00:00:00Z"]),
+        ),
+    )
+    assert plain.digest != stamped.digest
+    store = open_store(parse_reference(f"oci-layout:{tmp_path / 'r'}"))
+    assert "annotations" not in json.loads(store.fetch_manifest("a")[0])
+    assert json.loads(store.fetch_manifest("b")[0])["annotations"] == {
+        "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+        "org.opencontainers.image.source": "https://example.com/rules",
+    }
+
+
+def test_a_corrupted_cache_entry_is_downloaded_again(registry, tmp_path: Path) -> None:
+    options = ClientOptions(plain_http=True, cache_dir=tmp_path / "cache")
+    ref = parse_reference(f"{registry.host}/cache/corrupt:1.0.0")
+    push_artifact(
+        open_store(ref, options),
+        PushSpec(artifact_type="rulesfile", files=[_rules_file(tmp_path)], version="1.0.0"),
+    )
+    first = pull_artifact(open_store(ref, options), tmp_path / "a")
+    layer_digest = digest_file(first.files[0])[0]
+    cached = tmp_path / "cache" / "blobs" / "sha256" / layer_digest.split(":")[1]
+    cached.write_bytes(b"X" * cached.stat().st_size)
+    again = pull_artifact(open_store(ref, options), tmp_path / "b")
+    assert again.downloaded_blobs == 1
+    assert digest_file(again.files[0])[0] == layer_digest
+    assert digest_file(cached)[0] == layer_digest
+
+
+def test_layout_push_refuses_a_non_empty_foreign_directory(tmp_path: Path) -> None:
+    from registry.errors import RegistryError
+
+    foreign = tmp_path / "etc-falco"
+    foreign.mkdir()
+    (foreign / "falco.yaml").write_text("keep: me\n")
+    with pytest.raises(RegistryError, match="not an OCI image layout and is not empty"):
+        push_artifact(
+            open_store(parse_reference(f"oci-layout:{foreign}:1.0.0")),
+            PushSpec(artifact_type="rulesfile", files=[_rules_file(tmp_path)], version="1.0.0"),
+        )
+    assert sorted(p.name for p in foreign.iterdir()) == ["falco.yaml"]

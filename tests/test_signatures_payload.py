@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry import keys, simplesigning
 from registry.digests import digest_bytes
@@ -129,3 +131,16 @@ def _openssl_verify(public: Path, signature: Path, data: Path) -> subprocess.Com
         capture_output=True,
         text=True,
     )
+
+
+@given(
+    reference=st.text(min_size=1, max_size=80),
+    annotations=st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=5),
+)
+def test_payload_round_trips_any_text(reference: str, annotations: dict[str, str]) -> None:
+    payload = simplesigning.build_payload(reference, DIGEST, annotations)
+    parsed = simplesigning.parse_payload(payload)
+    assert parsed.docker_reference == reference
+    assert parsed.manifest_digest == DIGEST
+    assert parsed.optional == (annotations or None)
+    assert b"<" not in payload and b">" not in payload and b"&" not in payload

@@ -100,3 +100,24 @@ def test_malformed_policies_are_config_errors(config: dict, signature, message: 
     with pytest.raises(ConfigError, match=message) as caught:
         resolve_policy(REF, signature, config)
     assert caught.value.exit_status == "usage"
+
+
+def test_relative_keys_in_falconet_yaml_are_relative_to_it(tmp_path, monkeypatch) -> None:
+    from feeds.config import load_config
+    from feeds.verify_policy import config_verify
+
+    monkeypatch.setenv("FALCONET_HOME", str(tmp_path / "home"))
+    config_file = tmp_path / "etc" / "falconet.yaml"
+    config_file.parent.mkdir()
+    config_file.write_text(
+        "verify:\n  policies:\n"
+        "    - {match: 'a/*', key: keys/acme.pub}\n"
+        "    - {match: 'b/*', key: /abs/b.pub}\n"
+        "    - {match: 'c/*', key: 'https://example.org/c.pub'}\n"
+    )
+    keys = [p["key"] for p in config_verify(load_config(str(config_file)))["policies"]]
+    assert keys == [
+        str(config_file.parent / "keys/acme.pub"),
+        "/abs/b.pub",
+        "https://example.org/c.pub",
+    ]

@@ -19,6 +19,7 @@ import pytest
 
 from registry import keys, simplesigning
 from registry.digests import digest_bytes
+from registry.errors import NotFoundError
 from registry.options import ClientOptions
 from registry.reference import parse_reference
 from registry.store import OCI_INDEX, OCI_MANIFEST, ArtifactStore, Descriptor, open_store
@@ -422,7 +423,9 @@ def test_sign_and_verify_in_an_oci_layout(run_cli, key, tmp_path) -> None:
     assert signature_tag(pushed.digest) in open_store(parse_reference(ref)).list_tags()
     result = run_cli("artifact", "verify", ref, "--key", str(key.public), "-o", "json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["payload_digest"] == pushed.digest
+    report = json.loads(result.stdout)
+    assert report["payload_digest"] == pushed.digest
+    assert report["identity"] == "layout"  # the layout's name: a docker reference cosign parses
 
 
 @pytest.fixture
@@ -459,5 +462,95 @@ def test_verify_over_tls_with_the_ca_from_falconet_yaml(
     config.write_text(f"registries:\n  '{server.host}':\n    ca_file: {server.ca.ca_cert}\n")
     env = {"FALCONET_KEY_PASSWORD": PASSWORD}
     assert run_cli("artifact", "sign", ref, "--key", str(key.private), env=env).returncode == 0
-    result = run_cli("artifact", "verify", ref, "--key", str(key.public))
+    config.unlink()
+    result = run_cli(
+        "artifact", "verify", ref, "--key", str(key.public), "--ca-file", str(server.ca.ca_cert)
+    )
     assert result.returncode == 0, result.stderr
+    untrusted = run_cli("artifact", "verify", ref, "--key", str(key.public))
+    _assert_refused(untrusted, 5, "TLS")
+
+
+# --- registry push --sign-key ---
+
+
+def test_push_with_sign_key_signs_the_root_digest(cli, registry, key, tmp_path) -> None:
+    rules = tmp_path / "app_rules.yaml"
+    rules.write_text("- macro: always\n  condition: (evt.num >= 0)\n")
+    ref = f"{registry.host}/rules/pushed:1.0.0"
+    pushed = cli(
+        "registry", "push", ref, str(rules), "--type", "rulesfile", "--version", "1.0.0",
+        "--sign-key", str(key.private), "-o", "json",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    report = json.loads(pushed.stdout)
+    assert report["signature"]["digest"] == report["digest"]
+    verified = cli("artifact", "verify", ref, "--key", str(key.public), "-o", "json")
+    assert json.loads(verified.stdout)["payload_digest"] == report["digest"]
+
+    plugin_ref = f"{registry.host}/plugins/pushed:0.1.0"
+    files = []
+    for arch in ("amd64", "arm64"):
+        (tmp_path / arch).mkdir()
+        files.append(tmp_path / arch / "libdemo.so")
+        files[-1].write_bytes(arch.encode())
+    plugin = cli(
+        "registry", "push", plugin_ref, *map(str, files), "--type", "plugin", "--version", "0.1.0",
+        "--platform", "linux/amd64", "--platform", "linux/arm64",
+        "--sign-key", str(key.private), "-o", "json",
+    )  # fmt: skip
+    assert plugin.returncode == 0, plugin.stderr
+    index_digest = json.loads(plugin.stdout)["digest"]
+    store = open_store(parse_reference(plugin_ref), ClientOptions(plain_http=True))
+    assert store.resolve("0.1.0").media_type == OCI_INDEX
+    assert store.resolve("0.1.0").digest == index_digest
+    verified = cli("artifact", "verify", plugin_ref, "--key", str(key.public), "-o", "json")
+    assert json.loads(verified.stdout)["payload_digest"] == index_digest
+
+
+def test_push_with_a_wrong_passphrase_pushes_nothing(cli, registry, key, tmp_path) -> None:
+    rules = tmp_path / "app_rules.yaml"
+    rules.write_text("- macro: always\n  condition: (evt.num >= 0)\n")
+    ref = f"{registry.host}/rules/never:1.0.0"
+    result = cli(
+        "registry", "push", ref, str(rules), "--type", "rulesfile", "--version", "1.0.0",
+        "--sign-key", str(key.private), env={"FALCONET_KEY_PASSWORD": "nope"},
+    )  # fmt: skip
+    _assert_refused(result, USAGE, "wrong passphrase")
+    store = open_store(parse_reference(ref), ClientOptions(plain_http=True))
+    with pytest.raises(NotFoundError):
+        store.resolve("1.0.0")
+
+
+def test_signatures_verify_after_a_mirror(
+    cli, run_cli, artifact, key, registry_factory, tmp_path
+) -> None:
+    from registry.mirror import mirror
+
+    _sign(cli, artifact, key)
+    second = registry_factory()
+    destinations = [
+        f"{second.host}/mirror/app:1.0.0",
+        f"oci-layout:{tmp_path / 'airgap'}:1.0.0",
+    ]
+    for destination in destinations:
+        target = open_store(parse_reference(destination), ClientOptions(plain_http=True))
+        mirror(artifact.store, target)
+        result = cli("artifact", "verify", destination, "--key", str(key.public), "-o", "json")
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["payload_digest"] == artifact.digest
+        # The identity still names the source repository; it is reported, not compared.
+        assert report["identity"] == artifact.ref.rsplit(":", 1)[0]
+
+
+def test_an_optional_signature_that_exists_must_still_verify(artifact, key, other_key) -> None:
+    from registry.errors import VerificationError
+    from registry.signatures import Policy, sign_artifact, verify_artifact
+
+    reference = parse_reference(artifact.ref)
+    foreign = keys.read_private_key(other_key.private, lambda: PASSWORD.encode())
+    sign_artifact(artifact.store, reference, artifact.digest, foreign)
+    optional = Policy(key_ref=str(key.public), require=False, origin="test")
+    with pytest.raises(VerificationError, match="signature does not match"):
+        verify_artifact(artifact.store, reference, artifact.digest, optional)

@@ -31,6 +31,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     group.command("info")(info)
     group.command("config")(config)
     group.command("manifest")(manifest)
+    group.command("mirror")(mirror)
 
 
 def _context(
@@ -65,6 +66,12 @@ def install(
         typer.Option("--allowed-types", help="rulesfile,plugin,asset (repeat or comma list)"),
     ] = None,
     platform: Platform = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
+    ] = False,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; write nothing.")
     ] = False,
@@ -82,16 +89,32 @@ def install(
     context = _context(plain_http, ca_file, insecure, {"artifact.install.state_dir": state_dir})
     dirs = install_dirs_from(context, rulesfiles_dir, plugins_dir, assets_dir)
     report = run_install(
-        context, list(refs or []), dirs, allowed_types=types, platform=platform, dry_run=dry_run
+        context,
+        list(refs or []),
+        dirs,
+        allowed_types=types,
+        platform=platform,
+        dry_run=dry_run,
+        no_verify=no_verify,
+        require_signature=require_signature,
     )
     if output == "json":
         emit_json(report.to_json())
         return
+    headers = ["artifact", "version", "digest", "action", "signature", "reason", "files"]
     rows = [
-        (a.name, a.version, a.digest[:19], a.action, a.reason, ", ".join(a.files))
+        (
+            a.name,
+            a.version,
+            a.digest[:19],
+            a.action,
+            a.verification.get("verdict", ""),
+            a.reason,
+            ", ".join(a.files),
+        )
         for a in report.artifacts
     ]
-    emit_text(table(["artifact", "version", "digest", "action", "reason", "files"], rows))
+    emit_text(table(headers, rows))
     if dry_run:
         emit_text("dry run: nothing was written")
 
@@ -248,3 +271,51 @@ def manifest(
     from feeds.inspect import artifact_manifest
 
     emit_json(artifact_manifest(_context(plain_http, ca_file, insecure), ref, platform))
+
+
+def mirror(
+    source: Annotated[str, typer.Argument(help="Index name, full ref or oci-layout: ref.")],
+    destination: Annotated[
+        str, typer.Argument(help="host/repository[:tag] or oci-layout:/dir[:tag]")
+    ],
+    all_tags: Annotated[bool, typer.Option("--all-tags", help="Copy every tag.")] = False,
+    index_file: Annotated[
+        str | None,
+        typer.Option(
+            "--write-index", help="Add an entry for the copy to this index.yaml (air gap)."
+        ),
+    ] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify")] = False,
+    require_signature: Annotated[bool, typer.Option("--require-signature")] = False,
+    plain_http: PlainHttp = False,
+    ca_file: CaFile = None,
+    insecure: Insecure = False,
+    output: Output = "text",
+) -> None:
+    """Copy artifacts with their .sig signatures between registries and OCI layouts."""
+    from pathlib import Path
+
+    from cli.render import emit_json, emit_text
+    from feeds.mirror import mirror_artifact
+
+    report = mirror_artifact(
+        _context(plain_http, ca_file, insecure),
+        source,
+        destination,
+        all_tags=all_tags,
+        no_verify=no_verify,
+        require_signature=require_signature,
+        index_file=Path(index_file) if index_file else None,
+    )
+    if output == "json":
+        emit_json(report.to_json())
+        return
+    for item in report.tags:
+        emit_text(f"{item['tag']}  {item['digest']}")
+    emit_text(
+        f"mirrored {report.source} -> {report.destination}: {len(report.tags)} tags, "
+        f"{len(report.signatures)} signatures, {report.blobs_copied} blobs copied, "
+        f"{report.blobs_present} already there"
+    )
+    if report.index_file:
+        emit_text(f"index entry written to {report.index_file}")

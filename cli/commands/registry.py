@@ -107,16 +107,35 @@ def push(
     name: Annotated[
         str | None, typer.Option("--name", help="Artifact name (default: last repo element).")
     ] = None,
+    annotation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation",
+            help="Manifest annotation KEY=VALUE (repeatable); `created=...` sets "
+            "org.opencontainers.image.created (none by default: reproducible digests).",
+        ),
+    ] = None,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     cert: CertFile = None,
     key: KeyFile = None,
     insecure_skip_tls_verify: Insecure = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option("--sign-key", help="Also sign the pushed digest (cosign key, see `key`)."),
+    ] = None,
     output: Output = "text",
 ) -> None:
     """Push a rulesfile, plugin or asset in falcoctl's format."""
+    from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
-    from registry.artifacts import PushSpec, parse_dependency, parse_requirement, push_artifact
+    from registry.artifacts import (
+        PushSpec,
+        parse_annotations,
+        parse_dependency,
+        parse_requirement,
+        push_artifact,
+    )
 
     spec = PushSpec(
         artifact_type=artifact_type,
@@ -129,6 +148,7 @@ def push(
         tags=tag or (),
         add_floating_tags=add_floating_tags,
         annotation_source=annotation_source,
+        annotations=parse_annotations(annotation or ()),
     )
     store = _store(
         reference,
@@ -138,9 +158,13 @@ def push(
         key=key,
         insecure=insecure_skip_tls_verify,
     )
-    result = push_artifact(store, spec)
+    # Opened before pushing: a wrong passphrase pushes nothing.
+    signing_key = _signing_key(sign_key)
+    with transfer_progress() as progress:
+        result = push_artifact(store, spec, progress)
+    signed = _sign_pushed(store, result.digest, signing_key)
     if output == "json":
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), **({"signature": vars(signed)} if signed else {})})
         return
     lines = [
         f"pushed {result.reference}",
@@ -150,7 +174,26 @@ def push(
     for layer in result.layers:
         where = f" [{layer.platform}]" if layer.platform else ""
         lines.append(f"layer: {layer.title}{where} {layer.digest} ({layer.size} bytes)")
+    if signed:
+        lines.append(f"signed: {signed.signature_tag} (key {signed.key_fingerprint})")
     emit_text("\n".join(lines))
+
+
+def _signing_key(path: Path | None) -> Any:
+    if path is None:
+        return None
+    from cli.passphrase import load_signing_key
+
+    return load_signing_key(path)
+
+
+def _sign_pushed(store: ArtifactStore, digest: str, private_key: Any) -> Any:
+    """Sign the root digest just pushed (the image index for a multi-platform plugin)."""
+    if private_key is None:
+        return None
+    from registry.signatures import sign_artifact
+
+    return sign_artifact(store, store.reference, digest, private_key)
 
 
 def pull(
@@ -169,6 +212,7 @@ def pull(
     output_format: Annotated[str, typer.Option("--format", help="text|json")] = "text",
 ) -> None:
     """Pull an artifact's layer tarball(s), named by their title (no extraction)."""
+    from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
     from registry.artifacts import pull_artifact
 
@@ -180,7 +224,8 @@ def pull(
         key=key,
         insecure=insecure_skip_tls_verify,
     )
-    result = pull_artifact(store, dest_dir, platform=platform)
+    with transfer_progress() as progress:
+        result = pull_artifact(store, dest_dir, platform=platform, progress=progress)
     if output_format == "json":
         emit_json(result.to_json())
         return

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-Output = Annotated[str, typer.Option("-o", "--output", help="text|json")]
-PlainHttp = Annotated[
-    bool, typer.Option("--plain-http", help="Talk plain HTTP to the registry (no TLS).")
-]
+from cli.commands.registry import CaFile, Insecure, Output, PlainHttp
+
+if TYPE_CHECKING:
+    from feeds.context import FeedsContext
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -29,22 +29,23 @@ def sign(
         Path | None, typer.Option("--passphrase-file", help="Passphrase of an encrypted key.")
     ] = None,
     plain_http: PlainHttp = False,
+    ca_file: CaFile = None,
+    insecure_skip_tls_verify: Insecure = False,
     output: Output = "text",
 ) -> None:
     """Sign an artifact's digest in cosign's layout (tag sha256-<hex>.sig, same repository)."""
-    from cli.context import ENV
-    from cli.passphrase import read_passphrase
+    from cli.passphrase import load_signing_key
     from cli.render import emit_json, emit_text
-    from feeds.context import FeedsContext, TransportFlags
     from feeds.signing import sign_reference
 
     annotations = _parse_annotations(annotation or [])
-    context = FeedsContext.load(ENV.config_path, transport=TransportFlags(plain_http=plain_http))
+    # Opened before the registry is contacted: a wrong passphrase costs no round trip.
+    private_key = load_signing_key(key, passphrase_file)
+    context = _context(plain_http, ca_file, insecure_skip_tls_verify)
     result = sign_reference(
         context,
         reference,
-        key,
-        lambda: read_passphrase(passphrase_file, confirm=False),
+        private_key,
         annotations,
     )
     if output == "json":
@@ -67,15 +68,15 @@ def verify(
         ),
     ] = None,
     plain_http: PlainHttp = False,
+    ca_file: CaFile = None,
+    insecure_skip_tls_verify: Insecure = False,
     output: Output = "text",
 ) -> None:
     """Verify an artifact's cosign signature offline (no TUF, no Rekor)."""
-    from cli.context import ENV
     from cli.render import emit_json, emit_text
-    from feeds.context import FeedsContext, TransportFlags
     from feeds.signing import verify_reference
 
-    context = FeedsContext.load(ENV.config_path, transport=TransportFlags(plain_http=plain_http))
+    context = _context(plain_http, ca_file, insecure_skip_tls_verify)
     result = verify_reference(context, reference, key)
     if output == "json":
         emit_json(result.to_json())
@@ -96,3 +97,17 @@ def _parse_annotations(items: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"{item!r} is not k=v", param_hint="--annotation")
         annotations[name] = value
     return annotations
+
+
+def _context(plain_http: bool, ca_file: Path | None, insecure: bool) -> FeedsContext:
+    """Configuration plus the transport flags (mTLS comes from falconet.yaml `registries`:
+    `--key` here is the signing key)."""
+    from cli.context import ENV
+    from feeds.context import FeedsContext, TransportFlags
+
+    flags = TransportFlags(
+        plain_http=plain_http,
+        ca_file=str(ca_file) if ca_file else None,
+        insecure_skip_tls_verify=insecure,
+    )
+    return FeedsContext.load(ENV.config_path, transport=flags)

@@ -20,7 +20,15 @@ def provided_plugins() -> dict[str, str]:
 
 
 # Source modules register themselves on import; keep this list sorted.
-SOURCE_MODULES: list[str] = []
+SOURCE_MODULES: list[str] = [
+    "engine.sources.cloudtrail",
+    "engine.sources.gcp_audit",
+    "engine.sources.github",
+    "engine.sources.json_source",
+    "engine.sources.k8s_audit",
+    "engine.sources.okta",
+    "engine.sources.syscall",
+]
 
 
 def _import_sources() -> None:

@@ -1,0 +1,1 @@
+"""The Falco condition language: parser (AST), compiler, event-type derivation."""

@@ -1,0 +1,627 @@
+"""Compile a condition AST against a FieldCatalog into one Python function.
+
+The whole boolean structure becomes a single generated expression (`and`/`or`/`not` short-circuit
+natively); each check is inlined when it is a plain comparison (`_x3(e) == _c3`,
+`_x4(e) in _c4`) and calls a prepared closure otherwise. Extractors and typed constants (frozensets,
+RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. Semantics follow
+libsinsp: a field that cannot be extracted (None) makes its check false.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.condition import ast
+from engine.condition import transformers as tr
+from engine.condition.errors import ConditionCompileError
+from engine.condition.operators import (
+    CMPOP_NAMES,
+    SET_OPS,
+    cached_path_matcher,
+    comparability_error,
+    compile_glob,
+    compile_regex,
+    in_network,
+    network_matcher,
+    scalar_comparator,
+    split_operator,
+)
+from engine.condition.parser import supported_field_transformers
+from engine.condition.values import parse_value, type_name, unhex
+from engine.errors import UnknownFieldError
+from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
+
+# Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
+_MAX_INLINE_NESTING = 40
+_EQ_ONLY_TYPES = frozenset({"ipaddr", "ipnet"})
+_HASHABLE_SET_TYPES = frozenset(
+    {"string", "fspath", "bytebuf", "bool", "ipaddr", "double"}
+    | {"int", "uint", "pid", "fd", "port", "uid", "gid", "mode", "flags", "errno"}
+    | {"reltime", "abstime"}
+)
+_REGEX_SPECIAL = ".+*?^$()[]{}|\\"
+
+
+@dataclass(frozen=True)
+class CompileWarning:
+    """A libsinsp filter warning (value that looks like a field, regex that could be simpler)."""
+
+    message: str
+    position: int
+
+
+@dataclass(frozen=True)
+class CompiledCondition:
+    """`evaluate(event) -> bool`, plus what the condition reads."""
+
+    evaluate: Callable[[Any], bool]
+    fields: frozenset[str]
+    warnings: tuple[CompileWarning, ...] = ()
+    source: str = field(default="", repr=False)
+
+    def __call__(self, event: Any) -> bool:
+        return self.evaluate(event)
+
+
+def compile_condition(node: ast.Expr, catalog: FieldCatalog) -> CompiledCondition:
+    """Compile `node` (macros already substituted) for the fields of `catalog`.
+
+    Raises ConditionCompileError (message as libsinsp's, position of the offending node)."""
+    compiler = _Compiler(catalog)
+    evaluate = compiler.compile_function(node)
+    return CompiledCondition(
+        evaluate=evaluate,
+        fields=frozenset(compiler.fields),
+        warnings=tuple(compiler.warnings),
+        source="\n".join(compiler.sources),
+    )
+
+
+@dataclass(frozen=True)
+class CompiledValue:
+    """A field or transformer compiled for extraction (output formats use this)."""
+
+    extract: Callable[[Any], Any]
+    type: str
+    is_list: bool
+    fields: frozenset[str]
+    to_text: Callable[[Any], str] | None = None
+
+
+def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> CompiledValue:
+    """Compile `proc.name`, `proc.aname[2]`, `tolower(fd.name)`... into an extractor."""
+    compiler = _Compiler(catalog)
+    operand = compiler.operand(node)
+    to_text = None
+    if isinstance(node, ast.Field):
+        # A plain field is its extractor: no generated code in between.
+        extract = compiler.namespace[operand.code.removesuffix("(e)")]
+        to_text = text_renderer(extract)
+        if operand.any_of:
+            extract = _first_candidate(extract)
+    else:
+        extract = compiler.evaluator(operand)
+    return CompiledValue(
+        extract=extract,
+        type=operand.type,
+        is_list=operand.is_list,
+        fields=frozenset(compiler.fields),
+        to_text=to_text,
+    )
+
+
+def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
+
+    def first(event: Any) -> Any:
+        candidates = extract(event)
+        return candidates[0] if candidates else None
+
+    return first
+
+
+@dataclass
+class _Operand:
+    """One side of a check: Python code computing the value (None = not extractable)."""
+
+    code: str
+    type: str
+    is_list: bool
+    name: str
+    no_rhs: bool = False
+    any_of: bool = False  # the value is a tuple of candidates; any may satisfy the check
+    check_value: Callable[[str], None] | None = None  # field-specific constant validation
+
+
+class _Compiler:
+    def __init__(self, catalog: FieldCatalog) -> None:
+        self.catalog = catalog
+        self.namespace: dict[str, Any] = {"__builtins__": {}}
+        self.counter = itertools.count()
+        self.fields: set[str] = set()
+        self.warnings: list[CompileWarning] = []
+        self.sources: list[str] = []
+
+    # -- code generation -----------------------------------------------------------------------
+
+    def bind(self, value: Any, prefix: str) -> str:
+        name = f"_{prefix}{next(self.counter)}"
+        self.namespace[name] = value
+        return name
+
+    def compile_function(self, node: ast.Expr) -> Callable[[Any], bool]:
+        name = f"_f{next(self.counter)}"
+        source = f"def {name}(e):\n    return {self.expr(node, 0)}\n"
+        self.sources.append(source)
+        exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
+        return self.namespace[name]
+
+    def expr(self, node: ast.Expr, nesting: int) -> str:
+        if nesting > _MAX_INLINE_NESTING and isinstance(node, ast.And | ast.Or | ast.Not):
+            function = self.compile_function(node)
+            return f"{self.bind(function, 'g')}(e)"
+        match node:
+            case ast.And(children) | ast.Or(children):
+                joiner = " and " if isinstance(node, ast.And) else " or "
+                return "(" + joiner.join(self.expr(c, nesting + 1) for c in children) + ")"
+            case ast.Not(child):
+                return f"(not {self.expr(child, nesting + 1)})"
+            case ast.UnaryCheck() | ast.BinaryCheck():
+                return self.check(node)
+            case ast.MacroRef(name):
+                raise ConditionCompileError(
+                    f"filter error: unexpected identifier '{name}'", node.pos
+                )
+        raise ConditionCompileError(
+            "sinsp_filter_compiler: unexpected standalone value expression in filter AST",
+            getattr(node, "pos", None),
+        )
+
+    def check(self, node: ast.UnaryCheck | ast.BinaryCheck) -> str:
+        """A check's code. Errors point at the check, as libsinsp's compiler reports them."""
+        try:
+            if isinstance(node, ast.UnaryCheck):
+                return f"({self.operand(node.left).code} is not None)"
+            return self.binary_check(node)
+        except ConditionCompileError as error:
+            raise ConditionCompileError(error.message, node.pos, error.hint) from None
+
+    # -- operands ------------------------------------------------------------------------------
+
+    def operand(self, node: ast.Expr) -> _Operand:
+        match node:
+            case ast.Field(name, arg):
+                return self.field_operand(node, name, arg)
+            case ast.Transformer(name, args, arg) if name == "val":
+                if arg is not None:
+                    raise ConditionCompileError(
+                        "filter error: transformer 'val' does not support field arguments", node.pos
+                    )
+                return self.operand(args[0])
+            case ast.Transformer(name, args, arg) if name in tr.SINGLE_VALUE and len(args) == 1:
+                if arg is not None:
+                    raise ConditionCompileError(
+                        f"filter error: transformer '{name}' does not support field arguments",
+                        node.pos,
+                    )
+                return self.single_transformer(node, name, self.operand(args[0]))
+            case ast.Transformer(name, args, arg):
+                return self.multi_transformer(node, name, args, arg)
+            case ast.Value(value):
+                return _Operand(self.bind(value, "c"), "string", False, value)
+            case ast.TransformerList(children):
+                return self.list_operand(children)
+        raise ConditionCompileError(
+            "filter error: unexpected expression", getattr(node, "pos", None)
+        )
+
+    def field_operand(self, node: ast.Field, name: str, arg: str | None) -> _Operand:
+        try:
+            spec, extractor = self.catalog.extractor(name, arg)
+        except UnknownFieldError as error:
+            raise ConditionCompileError(str(error), node.pos) from None
+        self.fields.add(name)
+        code = f"{self.bind(extractor, 'x')}(e)"
+        return _Operand(
+            code,
+            spec.type,
+            spec.is_list,
+            spec.name,
+            spec.no_rhs,
+            is_any_of(extractor),
+            value_check(extractor),
+        )
+
+    def _transformer_support(self, node: ast.Expr, operand: _Operand) -> None:
+        spec = self.catalog.spec(operand.name)
+        if spec is not None and spec.no_transformer:
+            raise ConditionCompileError(
+                f"field '{operand.name}' does not support transformers", node.pos
+            )
+
+    def single_transformer(self, node: ast.Transformer, name: str, inner: _Operand) -> _Operand:
+        self._transformer_support(node, inner)
+        result = tr.single_result_type(name, inner.type, inner.is_list)
+        if result is None:
+            raise ConditionCompileError(
+                f"can't add field transformer: type '{type_name(inner.type)}' is not supported by "
+                f"'{name}' transformer applied on {'list ' if inner.is_list else ''}"
+                f"field '{inner.name}'",
+                node.pos,
+            )
+        function = tr.single_runtime(name, inner.is_list)
+
+        def transform(value: Any) -> Any:
+            return None if value is None else function(value)
+
+        code = f"{self.bind(transform, 't')}({inner.code})"
+        return _Operand(code, result[0], result[1], inner.name, inner.no_rhs)
+
+    def evaluator(self, operand: _Operand) -> Callable[[Any], Any]:
+        return eval(f"lambda e: {operand.code}", self.namespace)  # our generated code
+
+    def list_operand(self, children: Sequence[ast.Expr]) -> _Operand:
+        parts = [self.operand(child) for child in children]
+        evaluators = [(self.evaluator(p), p.is_list) for p in parts]
+
+        def extract(event: Any) -> tuple[Any, ...] | None:
+            values: list[Any] = []
+            for evaluate, is_list in evaluators:
+                value = evaluate(event)
+                if value is None:
+                    return None  # as libsinsp's list_check: one missing element, no list
+                if is_list:
+                    values.extend(value)
+                else:
+                    values.append(value)
+            return tuple(values)
+
+        return _Operand(f"{self.bind(extract, 'l')}(e)", "string", True, "list")
+
+    def multi_transformer(
+        self, node: ast.Transformer, name: str, args: Sequence[ast.Expr], arg: str | None
+    ) -> _Operand:
+        if name not in tr.MULTI_VALUE:
+            raise ConditionCompileError(
+                f"filter error: unknown transformer '{name}', expected one of "
+                + ", ".join(supported_field_transformers(True)),
+                node.pos,
+            )
+        operands = [self.operand(a) for a in args]
+        try:
+            tr.check_multi_arguments(name, [(o.type, o.is_list) for o in operands], arg)
+        except ValueError as error:
+            raise ConditionCompileError(str(error), node.pos) from None
+        evaluators = [self.evaluator(o) for o in operands]
+        extract = _multi_extractor(name, evaluators, arg)
+        type_, is_list = tr.multi_result_type(name, arg)
+        return _Operand(f"{self.bind(extract, 'm')}(e)", type_, is_list, name)
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def binary_check(self, node: ast.BinaryCheck) -> str:
+        left = self.operand(node.left)
+        base, modifier = split_operator(node.op)
+        error = comparability_error(base, modifier, left.type, left.is_list)
+        if error is not None:
+            raise ConditionCompileError(f"filter error: {error}", node.pos)
+        if isinstance(node.right, ast.Transformer):
+            return self.field_comparison(node, left, base, modifier)
+        raw = (
+            list(node.right.values) if isinstance(node.right, ast.ListValue) else [node.right.value]
+        )
+        for value in raw:
+            self.add_value_warnings(base, value, node.right.pos)
+            if left.check_value is not None:
+                try:
+                    left.check_value(value)
+                except ValueError as error:
+                    raise ConditionCompileError(str(error), node.right.pos) from None
+        constants = [self.constant(base, left.type, value, node.right.pos) for value in raw]
+        variable = self.bind(None, "v")
+        if left.is_list:
+            predicate = _list_predicate(base, left.type, constants)
+            return self.guarded_call(variable, left.code, predicate)
+        if left.any_of:
+            # Check each candidate with the same code, then keep any match.
+            single = _Operand("a", left.type, False, left.name, left.no_rhs)
+            check = self.constant_check(base, modifier, single, constants, self.bind(None, "v"))
+            predicate = eval(f"lambda a: {check}", self.namespace)  # our generated code
+            return self.guarded_call(variable, left.code, _any_candidate(predicate))
+        return self.constant_check(base, modifier, left, constants, variable)
+
+    def guarded_call(self, variable: str, code: str, predicate: Callable[[Any], bool]) -> str:
+        """`predicate(value)` when the value can be extracted, else false."""
+        return f"(({variable} := {code}) is not None and {self.bind(predicate, 'p')}({variable}))"
+
+    def constant_check(
+        self, base: str, modifier: str | None, left: _Operand, constants: list[Any], variable: str
+    ) -> str:
+        if modifier is not None:
+            predicate = _modifier_predicate(base, modifier, left.type, constants)
+            return self.guarded_call(variable, left.code, predicate)
+        return self.scalar_check(base, left, constants, variable)
+
+    def scalar_check(self, base: str, left: _Operand, constants: list[Any], variable: str) -> str:
+        x = left.code
+        guard = f"({variable} := {x}) is not None and "
+        if base in SET_OPS or base == "pmatch":
+            if base == "pmatch":
+                matcher = cached_path_matcher(constants)
+                return f"({guard}{self.bind(matcher, 'p')}({variable}))"
+            if left.type == "ipnet":
+                return self.guarded_call(variable, x, network_matcher(constants))
+            if left.type in _EQ_ONLY_TYPES:
+                compare = scalar_comparator("=", left.type)
+                networks = tuple(constants)
+
+                def in_any(value: Any) -> bool:
+                    return any(compare(value, n) for n in networks)
+
+                return self.guarded_call(variable, x, in_any)
+            return f"({x} in {self.bind(frozenset(constants), 'c')})"
+        constant = constants[0]
+        if left.type == "ipnet":
+            inside = network_matcher([constant])
+            if base == "=":
+                return self.guarded_call(variable, x, inside)
+            return self.guarded_call(variable, x, lambda value: not inside(value))
+        c = self.bind(constant, "c")
+        inline = {
+            "=": f"({x} == {c})",
+            "!=": f"({guard}{variable} != {c})",
+            "<": f"({guard}{variable} < {c})",
+            "<=": f"({guard}{variable} <= {c})",
+            ">": f"({guard}{variable} > {c})",
+            ">=": f"({guard}{variable} >= {c})",
+            "contains": f"({guard}{c} in {variable})",
+            "bcontains": f"({guard}{c} in {variable})",
+            "startswith": f"({guard}{variable}.startswith({c}))",
+            "bstartswith": f"({guard}{variable}.startswith({c}))",
+            "endswith": f"({guard}{variable}.endswith({c}))",
+            "regex": f"({guard}{c}({variable}) is not None)",
+            "glob": f"({guard}{c}({variable}) is not None)",
+            "iglob": f"({guard}{c}({variable}) is not None)",
+        }
+        if base == "icontains":
+            predicate = scalar_comparator("icontains", left.type)
+            return f"({guard}{self.bind(predicate, 'p')}({variable}, {c}))"
+        return inline[base]
+
+    def constant(self, base: str, type_: str, value: str, position: int) -> Any:
+        if base in ("bcontains", "bstartswith"):
+            decoded = unhex(value)
+            if decoded is None:
+                raise ConditionCompileError(
+                    "filter error: bcontains and bstartswith operator support hex strings only",
+                    position,
+                )
+            return decoded
+        if base == "regex":
+            try:
+                return compile_regex(value)
+            except ValueError as error:
+                raise ConditionCompileError(str(error), position) from None
+        if base in ("glob", "iglob") and type_ in ("string", "fspath"):
+            return compile_glob(value, base == "iglob")
+        if base == "pmatch":
+            return value
+        try:
+            return parse_value(value, type_)
+        except ValueError as error:
+            raise ConditionCompileError(str(error), position) from None
+
+    def field_comparison(
+        self, node: ast.BinaryCheck, left: _Operand, base: str, modifier: str | None
+    ) -> str:
+        assert isinstance(node.right, ast.Transformer)
+        if base in ("pmatch", "regex"):
+            raise ConditionCompileError(
+                f"operator '{CMPOP_NAMES[base]}' doesn't support right-hand side fields", node.pos
+            )
+        if left.type == "ipnet":
+            raise ConditionCompileError(
+                "field type 'IPNET' doesn't support right-hand side fields", node.pos
+            )
+        right = self.operand(node.right)
+        if left.no_rhs:
+            raise ConditionCompileError(
+                f"field '{left.name}' doesn't support right-hand side fields", node.pos
+            )
+        if right.no_rhs:
+            raise ConditionCompileError(
+                f"field '{right.name}' can't be used as a right-hand side field", node.pos
+            )
+        if (left.type, left.is_list) != (right.type, right.is_list):
+            raise ConditionCompileError(
+                f"field '{left.name}' has type '{type_name(left.type)}"
+                f"{' (list)' if left.is_list else ''}' while the right-hand side field "
+                f"'{right.name}' has incompatible type '{type_name(right.type)}"
+                f"{' (list)' if right.is_list else ''}'",
+                node.pos,
+            )
+        predicate = _field_predicate(base, modifier, left.type, left.is_list, right.is_list)
+        v, w = self.bind(None, "v"), self.bind(None, "w")
+        return (
+            f"(({v} := {left.code}) is not None and ({w} := {right.code}) is not None"
+            f" and {self.bind(predicate, 'p')}({v}, {w}))"
+        )
+
+    def add_value_warnings(self, base: str, value: str, position: int) -> None:
+        """libsinsp's check_value_and_add_warnings."""
+        if base == "regex" and _regex_could_be_simpler(value):
+            self.warnings.append(
+                CompileWarning(
+                    f"regex check with '{value}' may be optimized with simpler operators such as "
+                    "'=', 'contains', 'startswith', 'endswith'",
+                    position,
+                )
+            )
+        stripped = "".join(value.split())
+        # Field names always hold a dot, transformers end with ')': skip the lookups otherwise.
+        if "." in stripped and self.catalog.split(stripped) is not None:
+            self.warnings.append(
+                CompileWarning(
+                    f"'{value}' may be a valid field misused as a const string value", position
+                )
+            )
+        for name in supported_field_transformers(True) if stripped.endswith(")") else ():
+            if (
+                len(stripped) >= len(name) + 2
+                and stripped.startswith(name + "(")
+                and stripped.endswith(")")
+            ):
+                self.warnings.append(
+                    CompileWarning(
+                        f"'{value}' may be a valid field transformer misused as a const "
+                        "string value",
+                        position,
+                    )
+                )
+
+
+def _regex_could_be_simpler(value: str) -> bool:
+    length = len(value)
+    index = 0
+    while index < length:
+        char = value[index]
+        if (index == 0 and char == "^") or (index == length - 1 and char == "$"):
+            index += 1
+            continue
+        if (
+            ((index == 0 and length > 1) or index == length - 2)
+            and char == "."
+            and index + 1 < length
+            and value[index + 1] in "+*?"
+        ):
+            index += 2
+            continue
+        if char in _REGEX_SPECIAL:
+            return False
+        index += 1
+    return True
+
+
+def _any_candidate(predicate: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda candidates: any(predicate(c) for c in candidates)
+
+
+def _list_predicate(base: str, type_: str, constants: list[Any]) -> Callable[[Any], bool]:
+    """`in` (every extracted value is in the set) / `intersects` (any is) on list fields."""
+    if type_ == "ipnet":
+        networks = tuple(constants)
+
+        def member(value: Any) -> bool:
+            return any(in_network(value, n) for n in networks)
+
+    else:
+        member = frozenset(constants).__contains__
+    if base == "in":
+        return lambda values: all(member(v) for v in values)
+    return lambda values: any(member(v) for v in values)
+
+
+def _element_matcher(base: str, type_: str, constant: Any) -> Callable[[Any], bool]:
+    if base in ("regex", "glob", "iglob") and not isinstance(constant, str | bytes):
+        return lambda value: constant(value) is not None
+    compare = scalar_comparator(base, type_)
+    return lambda value: compare(value, constant)
+
+
+def _modifier_predicate(
+    base: str, modifier: str, type_: str, constants: list[Any]
+) -> Callable[[Any], bool]:
+    """`op oneof|anyof|allof (values)`: exactly one / at least one / every value matches."""
+    if type_ in _EQ_ONLY_TYPES and base not in ("=", "!=", "regex"):
+        base = "="
+    if not constants:
+        return lambda value: False
+    if base == "=" and modifier == "anyof" and type_ != "ipnet":
+        members = frozenset(constants)
+        return members.__contains__
+    if base == "!=" and modifier == "allof" and type_ != "ipnet":
+        members = frozenset(constants)
+        return lambda value: value not in members
+    matchers = [_element_matcher(base, type_, c) for c in constants]
+    if modifier == "anyof":
+        return lambda value: any(m(value) for m in matchers)
+    if modifier == "allof":
+        return lambda value: all(m(value) for m in matchers)
+
+    def exactly_one(value: Any) -> bool:
+        found = 0
+        for matcher in matchers:
+            if matcher(value):
+                found += 1
+                if found > 1:
+                    return False
+        return found == 1
+
+    return exactly_one
+
+
+def _field_predicate(
+    base: str, modifier: str | None, type_: str, left_list: bool, right_list: bool
+) -> Callable[[Any, Any], bool]:
+    """Field-to-field comparison: the right field's values play the constants' role."""
+    compare = scalar_comparator(base, type_)
+    equal = scalar_comparator("=", type_)
+
+    def as_tuple(values: Any, is_list: bool) -> tuple[Any, ...]:
+        return tuple(values) if is_list else (values,)
+
+    if left_list:
+        if base == "in":
+            return lambda v, w: all(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
+        return lambda v, w: any(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
+    if base in SET_OPS:
+        return lambda v, w: any(equal(v, y) for y in as_tuple(w, right_list))
+    if modifier is not None:
+
+        def with_modifier(v: Any, w: Any) -> bool:
+            matches = sum(1 for y in as_tuple(w, right_list) if compare(v, y))
+            count = len(as_tuple(w, right_list))
+            if modifier == "oneof":
+                return matches == 1
+            if modifier == "anyof":
+                return matches >= 1
+            return count > 0 and matches == count
+
+        return with_modifier
+    return lambda v, w: compare(v, w[0] if right_list else w) if (w or not right_list) else False
+
+
+def _multi_extractor(
+    name: str, evaluators: list[Callable[[Any], Any]], arg: str | None
+) -> Callable[[Any], Any]:
+    if name == "join":
+        separator_of, values_of = evaluators
+
+        def join(event: Any) -> Any:
+            separator = separator_of(event)
+            values = values_of(event)
+            if separator is None or values is None:
+                return None
+            return tr.join(separator, values)
+
+        return join
+    if name == "concat":
+
+        def concat(event: Any) -> Any:
+            parts = [evaluate(event) for evaluate in evaluators]
+            return None if any(p is None for p in parts) else tr.concat(*parts)
+
+        return concat
+    argv_of, optstring_of = evaluators
+
+    def getopt(event: Any) -> Any:
+        optstring = optstring_of(event)
+        argv = argv_of(event)
+        if optstring is None or argv is None:
+            return None
+        return tr.getopt(argv, optstring, arg)
+
+    return getopt

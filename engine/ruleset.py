@@ -1,0 +1,236 @@
+"""Per-source rulesets: the enabled rules indexed by event type, evaluated in definition order.
+
+As Falco's evttype_index_ruleset: a syscall rule is listed under each event type its condition
+can match (a rule without an evt.type constraint under every type), a plugin-source rule under
+its source's single event kind. `rule_matching: first` stops at the first match, `all` returns
+every match. Selection (minimum priority, enable/disable by rule name with `*` wildcards or by
+tag, the falco.yaml `rules:` block) happens when a ruleset is built; a ruleset never changes
+afterwards, so swapping in a new one is a single reference assignment (`RulesetSwitch.swap`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.errors import EngineError
+from engine.rule_items import PRIORITIES, SYSCALL_SOURCE, parse_priority, priority_rank
+
+Matching = Literal["first", "all"]
+# Event → evt.type name, for sources indexed by event type (None: every event is one kind).
+EventTypeOf = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledRule:
+    """A rule ready to evaluate. `matches(event) -> bool` is the compiled condition;
+    `event_types` is None when the condition does not restrict evt.type."""
+
+    name: str
+    source: str
+    priority: str
+    tags: frozenset[str]
+    enabled: bool
+    index: int
+    matches: Callable[[Any], bool]
+    event_types: frozenset[str] | None
+    output: Any = None  # the compiled output format (engine.output), rendered by the caller
+    description: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)  # details for `rules describe`
+
+    @property
+    def rank(self) -> int:
+        return priority_rank(self.priority)
+
+
+@dataclass(frozen=True)
+class SelectionStep:
+    """One entry of falco.yaml's `rules:` block: enable or disable by rule pattern or tag."""
+
+    enable: bool
+    rule: str | None = None
+    tag: str | None = None
+
+    def applies_to(self, rule: CompiledRule) -> bool:
+        if self.rule is not None:
+            return _wildcard(self.rule).fullmatch(rule.name) is not None
+        return self.tag in rule.tags
+
+
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    # Falco's rule patterns only know `*`; other glob characters are literal.
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+def parse_selection(entries: Iterable[Mapping[str, Any]]) -> list[SelectionStep]:
+    """falco.yaml's `rules: [{enable: {rule|tag: x}}, {disable: ...}]` as selection steps."""
+    steps = []
+    for entry in entries:
+        if len(entry) != 1 or next(iter(entry)) not in ("enable", "disable"):
+            raise EngineError(
+                f"invalid rules selection entry {dict(entry)!r}",
+                hint="each entry is {enable: {rule: NAME}} or {disable: {tag: TAG}}",
+            )
+        action, target = next(iter(entry.items()))
+        if (
+            not isinstance(target, Mapping)
+            or len(target) != 1
+            or not ("rule" in target or "tag" in target)
+        ):
+            raise EngineError(
+                f"invalid rules selection target {target!r}", hint="use {rule: NAME} or {tag: TAG}"
+            )
+        steps.append(
+            SelectionStep(
+                enable=action == "enable",
+                rule=str(target["rule"]) if "rule" in target else None,
+                tag=str(target["tag"]) if "tag" in target else None,
+            )
+        )
+    return steps
+
+
+def select_enabled(
+    rules: Iterable[CompiledRule],
+    steps: Sequence[SelectionStep] = (),
+    min_priority: str = "Debug",
+) -> list[CompiledRule]:
+    """The rules enabled after the file defaults, then each step in order, then the minimum
+    priority (a rule less severe than it is never enabled)."""
+    parsed = parse_priority(min_priority)
+    if parsed is None:
+        raise EngineError(
+            f"unknown priority {min_priority!r}", hint="use one of: " + ", ".join(PRIORITIES)
+        )
+    limit = priority_rank(parsed)
+    selected = []
+    for rule in rules:
+        enabled = rule.enabled
+        for step in steps:
+            if step.applies_to(rule):
+                enabled = step.enable
+        if enabled and rule.rank <= limit:
+            selected.append(rule)
+    return selected
+
+
+class Ruleset:
+    """The enabled rules of one source, indexed for evaluation."""
+
+    def __init__(
+        self,
+        source: str,
+        rules: Iterable[CompiledRule],
+        matching: Matching = "first",
+        event_type_of: EventTypeOf | None = None,
+    ) -> None:
+        if matching not in ("first", "all"):
+            raise EngineError(f"unknown rule_matching {matching!r}", hint="use first or all")
+        self.source = source
+        self.matching = matching
+        self.rules: tuple[CompiledRule, ...] = tuple(sorted(rules, key=lambda r: r.index))
+        self._event_type_of = event_type_of if source == SYSCALL_SOURCE else None
+        self._any_type = tuple(r for r in self.rules if r.event_types is None)
+        by_type: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules:
+            for event_type in rule.event_types or ():
+                by_type.setdefault(event_type, []).append(rule)
+        # Rules without a type constraint are merged into every bucket, in definition order.
+        self._by_type: dict[str, tuple[CompiledRule, ...]] = {
+            event_type: tuple(sorted((*listed, *self._any_type), key=lambda r: r.index))
+            for event_type, listed in by_type.items()
+        }
+
+    def event_types(self) -> frozenset[str] | None:
+        """The evt.type values some enabled rule needs (None: every type is needed)."""
+        if self._any_type:
+            return None
+        return frozenset(self._by_type)
+
+    def candidates(self, event: Any) -> tuple[CompiledRule, ...]:
+        if self._event_type_of is None:
+            return self.rules
+        event_type = self._event_type_of(event)
+        return self._by_type.get(event_type, self._any_type) if event_type else self._any_type
+
+    def evaluate(self, event: Any) -> list[CompiledRule]:
+        matched = []
+        for rule in self.candidates(event):
+            if rule.matches(event):
+                matched.append(rule)
+                if self.matching == "first":
+                    break
+        return matched
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+@dataclass(frozen=True)
+class Rulesets:
+    """Every source's ruleset: what the engine evaluates events against."""
+
+    by_source: Mapping[str, Ruleset]
+
+    def evaluate(self, event: Any, source: str) -> list[CompiledRule]:
+        ruleset = self.by_source.get(source)
+        return ruleset.evaluate(event) if ruleset is not None else []
+
+    def event_types(self, source: str = SYSCALL_SOURCE) -> frozenset[str] | None:
+        ruleset = self.by_source.get(source)
+        return ruleset.event_types() if ruleset is not None else frozenset()
+
+
+class RulesetSwitch:
+    """Holds the current rulesets; a reload swaps them with one reference assignment, so an
+    event is always evaluated against one complete ruleset, old or new."""
+
+    def __init__(self, rulesets: Rulesets) -> None:
+        self.current = rulesets
+
+    def swap(self, rulesets: Rulesets) -> Rulesets:
+        previous, self.current = self.current, rulesets
+        return previous
+
+    def evaluate(self, event: Any, source: str) -> list[CompiledRule]:
+        return self.current.evaluate(event, source)
+
+
+def build_rulesets(
+    rules: Iterable[CompiledRule],
+    steps: Sequence[SelectionStep] = (),
+    min_priority: str = "Debug",
+    matching: Matching = "first",
+    event_type_of: Mapping[str, EventTypeOf] | None = None,
+) -> Rulesets:
+    by_source: dict[str, list[CompiledRule]] = {}
+    for rule in select_enabled(rules, steps, min_priority):
+        by_source.setdefault(rule.source, []).append(rule)
+    type_of = event_type_of or {}
+    return Rulesets(
+        {
+            source: Ruleset(source, listed, matching, type_of.get(source))
+            for source, listed in by_source.items()
+        }
+    )
+
+
+def tag_matches(rule: CompiledRule, tags: Iterable[str]) -> bool:
+    """Whether a rule has any of `tags` (Falco's tag selection semantics)."""
+    return not rule.tags.isdisjoint(tags)
+
+
+__all__ = [
+    "CompiledRule",
+    "Matching",
+    "Ruleset",
+    "RulesetSwitch",
+    "Rulesets",
+    "SelectionStep",
+    "build_rulesets",
+    "parse_selection",
+    "select_enabled",
+    "tag_matches",
+]

@@ -1,0 +1,1 @@
+"""Framework catalogue data files (YAML, validated by schemas/compliance-catalogue.schema.json)."""

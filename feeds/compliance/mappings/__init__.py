@@ -1,0 +1,1 @@
+"""Mapping data files (YAML, validated by schemas/compliance-mapping.schema.json)."""

@@ -1,0 +1,234 @@
+"""Rule selection with one meaning everywhere (run, install, follow, reports).
+
+Falco's `rules:` enable-by-tag semantics: within one criterion a rule is selected when any of its
+tags matches; different criteria combine with AND:
+- compliance specs `FRAMEWORK[:CONTROL_PREFIX]` (e.g. `pci-dss`, `pci-dss:10.2`, `nist:AU`), matched
+  against the controls the rule covers (its tags plus the mappings, see mapping.py); a prefix
+  matches whole id components: `10.2` matches `10.2` and `10.2.1` but not `10.20`;
+- `--tag T`: the rule carries tag T (exact, like Falco's `-t`);
+- `--maturity LEVEL`: the rule is at least that mature (stable < incubating < sandbox); rules
+  without a `maturity_*` tag (plugin rules files carry none) are not filtered by maturity;
+- `--min-priority P`: the rule's priority is P or more severe.
+Like Falco's `enable: {tag: ...}`, selection ignores `enabled: false` in the rules file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from feeds.compliance.catalogue import Catalogue, Framework, load_catalogue
+from feeds.compliance.errors import SelectionError
+from feeds.compliance.files import write_text_atomically
+from feeds.compliance.mapping import rule_controls
+from feeds.compliance.rulesfile import RuleFacts
+from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
+
+# Falco's priorities, most severe first ("info" is Falco's accepted short form).
+PRIORITIES = (
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "informational",
+    "debug",
+)
+_PRIORITY_ALIASES = {"info": "informational", "warn": "warning", "err": "error", "crit": "critical"}
+SELECTABLE_MATURITY = ("stable", "incubating", "sandbox")
+
+_BOUNDARIES = ".(-_"
+
+
+@dataclass(frozen=True)
+class FrameworkSpec:
+    framework: str
+    control_prefix: str | None = None
+
+    def __str__(self) -> str:
+        return self.framework + (f":{self.control_prefix}" if self.control_prefix else "")
+
+
+@dataclass(frozen=True)
+class SelectionCriteria:
+    compliance: tuple[FrameworkSpec, ...] = ()
+    tags: tuple[str, ...] = ()
+    maturity: str | None = None
+    min_priority: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "compliance": [str(spec) for spec in self.compliance],
+            "tags": list(self.tags),
+            "maturity": self.maturity,
+            "min_priority": self.min_priority,
+        }
+
+
+@dataclass
+class Selection:
+    criteria: SelectionCriteria
+    rules: list[str] = field(default_factory=list)  # selected names, in load order
+
+
+def control_matches(control: str, prefix: str) -> bool:
+    """`prefix` names `control` or one of its parents (whole components, case-insensitive)."""
+    control, prefix = control.lower(), prefix.lower()
+    if control == prefix:
+        return True
+    return control.startswith(prefix) and (
+        prefix[-1] in _BOUNDARIES or control[len(prefix)] in _BOUNDARIES
+    )
+
+
+def parse_framework_spec(text: str, catalogue: Catalogue | None = None) -> FrameworkSpec:
+    """`pci-dss`, `pci-dss:10.2`: checks the framework and that the prefix names some control."""
+    catalogue = catalogue or load_catalogue()
+    name, _, prefix = text.partition(":")
+    framework = catalogue.framework(name)
+    prefix = prefix.strip()
+    if prefix and not any(control_matches(c, prefix) for c in framework.controls):
+        raise SelectionError(
+            f"no {framework.name} control is {prefix!r} or starts with it",
+            f"families of {framework.id}: {_family_list(framework)}",
+        )
+    return FrameworkSpec(framework.id, prefix or None)
+
+
+def _family_list(framework: Framework) -> str:
+    return ", ".join(framework.families)
+
+
+def normalise_priority(text: str) -> str:
+    lowered = text.strip().lower()
+    lowered = _PRIORITY_ALIASES.get(lowered, lowered)
+    if lowered not in PRIORITIES:
+        raise SelectionError(f"unknown priority {text!r}", f"use one of: {', '.join(PRIORITIES)}")
+    return lowered
+
+
+def normalise_maturity(text: str) -> str:
+    lowered = text.strip().lower().removeprefix("maturity_")
+    if lowered not in SELECTABLE_MATURITY:
+        raise SelectionError(
+            f"unknown maturity {text!r}", f"use one of: {', '.join(SELECTABLE_MATURITY)}"
+        )
+    return lowered
+
+
+def build_criteria(
+    framework_spec: str | Sequence[str] | None = None,
+    tags: Sequence[str] = (),
+    maturity: str | None = None,
+    min_priority: str | None = None,
+    catalogue: Catalogue | None = None,
+) -> SelectionCriteria:
+    """Validated criteria from user text (raises a ConfigError: exit status `usage`)."""
+    specs = [framework_spec] if isinstance(framework_spec, str) else list(framework_spec or ())
+    return SelectionCriteria(
+        compliance=tuple(parse_framework_spec(s, catalogue) for s in specs),
+        tags=tuple(tags),
+        maturity=normalise_maturity(maturity) if maturity else None,
+        min_priority=normalise_priority(min_priority) if min_priority else None,
+    )
+
+
+def _rule_maturity(rule: RuleFacts, catalogue: Catalogue) -> str | None:
+    for tag in rule.tags:
+        parsed = parse_tag(tag, catalogue)
+        if parsed.kind == "maturity":
+            return parsed.control
+    return None
+
+
+def _priority_rank(priority: str | None) -> int:
+    if priority is None:
+        return len(PRIORITIES)  # no priority: least severe
+    lowered = _PRIORITY_ALIASES.get(priority.lower(), priority.lower())
+    return PRIORITIES.index(lowered) if lowered in PRIORITIES else len(PRIORITIES)
+
+
+def rule_is_selected(rule: RuleFacts, criteria: SelectionCriteria, catalogue: Catalogue) -> bool:
+    if criteria.tags and not any(tag in rule.tags for tag in criteria.tags):
+        return False
+    if criteria.min_priority and _priority_rank(rule.priority) > PRIORITIES.index(
+        criteria.min_priority
+    ):
+        return False
+    if criteria.maturity:
+        level = _rule_maturity(rule, catalogue)
+        allowed = MATURITY_LEVELS[: MATURITY_LEVELS.index(criteria.maturity) + 1]
+        if level is not None and level not in allowed:
+            return False
+    if criteria.compliance:
+        controls = rule_controls(rule, catalogue)
+        return any(_spec_matches(spec, controls) for spec in criteria.compliance)
+    return True
+
+
+def _spec_matches(spec: FrameworkSpec, controls: dict[str, set[str]]) -> bool:
+    covered = controls.get(spec.framework, set())
+    if spec.control_prefix is None:
+        return bool(covered)
+    return any(control_matches(control, spec.control_prefix) for control in covered)
+
+
+def select(rules: Iterable[RuleFacts], criteria: SelectionCriteria) -> Selection:
+    catalogue = load_catalogue()
+    names = [rule.name for rule in rules if rule_is_selected(rule, criteria, catalogue)]
+    return Selection(criteria, names)
+
+
+def select_rules(
+    rules: Iterable[RuleFacts],
+    framework_spec: str | Sequence[str] | None = None,
+    tags: Sequence[str] = (),
+    maturity: str | None = None,
+    min_priority: str | None = None,
+) -> set[str]:
+    """Names of the selected rules (the entry point for install, follow and run)."""
+    criteria = build_criteria(framework_spec, tags, maturity, min_priority)
+    return set(select(rules, criteria).rules)
+
+
+def falco_rules_config(names: Iterable[str]) -> list[dict[str, dict[str, str]]]:
+    """falco.yaml `rules:` entries enabling exactly these rules (Falco >= 0.38)."""
+    return [{"disable": {"rule": "*"}}, *({"enable": {"rule": name}} for name in names)]
+
+
+def render_selection(selection: Selection) -> str:
+    """A Falco configuration fragment (`rules:` only) with the criteria in its header.
+
+    Falco reads it through `config_files:` in falco.yaml; falconet's engine reads the same file.
+    """
+    criteria = selection.criteria.as_dict()
+    header = [
+        "# Rule selection generated by falconet (Falco `rules:` config; include it from",
+        "# falco.yaml with `config_files: [this file]`). Criteria:",
+        *(f"#   {key}: {value}" for key, value in criteria.items() if value),
+        f"#   selected: {len(selection.rules)} rules",
+    ]
+    body = yaml.safe_dump(
+        {"rules": falco_rules_config(selection.rules)},
+        sort_keys=False,
+        default_flow_style=None,
+        width=100,
+        allow_unicode=True,
+    )
+    return "\n".join(header) + "\n" + body
+
+
+def write_selection(path: str | Path, selection: Selection) -> Path:
+    """Write the selection file atomically (a reader never sees half a file)."""
+    return write_text_atomically(Path(path), render_selection(selection))
+
+
+def read_selection(path: str | Path) -> list[str]:
+    """Rule names a selection file enables (after its `disable: {rule: "*"}`)."""
+    data = yaml.safe_load(Path(path).read_text("utf-8")) or {}
+    entries = data.get("rules") or []
+    return [e["enable"]["rule"] for e in entries if isinstance(e, dict) and "enable" in e]
