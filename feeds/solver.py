@@ -23,7 +23,7 @@ unrelated ones in between, which keeps large unsatisfiable graphs from exploding
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feeds.catalog import Catalog, ConfigLike, DependencyLike
@@ -256,7 +256,9 @@ class Solver:
         dependency = obligation.dependency
         choices = [(dependency.name, dependency.version)]
         choices += [(alt.name, alt.version) for alt in dependency.alternatives]
-        ranked = sorted(enumerate(choices), key=lambda item: (self._rank(state, *item[1]), item[0]))
+        ranked = sorted(
+            enumerate(choices), key=lambda item: (self._rank(state, item[1][0]), item[0])
+        )
         for _, (name, version_text) in ranked:
             allowed = self._dependency_range(obligation, name, version_text)
             branch = state.copy()
@@ -274,7 +276,7 @@ class Solver:
                 branch.chains.setdefault(name, obligation.chain)
                 yield branch
 
-    def _rank(self, state: _State, name: str, version_text: str) -> int:
+    def _rank(self, state: _State, name: str) -> int:
         if state.needed(name) or name in state.provided:
             return 0
         if name in self.provided:
@@ -314,9 +316,9 @@ class Solver:
             return False
         if chosen is None and frame is not None and not self._candidates_in(state, name):
             # Forward check: no release of `name` fits its constraints any more.
-            for cause in self._all_constraints(state, name):
-                frame.conflict |= cause.causes
             constraints = self._all_constraints(state, name)
+            for constraint in constraints:
+                frame.conflict |= constraint.causes
             self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
             return False
         if not state.needed(name) and name not in state.provided:
@@ -412,10 +414,11 @@ class Solver:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _note_failure(self, state: _State, make_error: object) -> None:
-        """Keep the dead end reached deepest in the search: it explains the failure best."""
+    def _note_failure(self, state: _State, make_error: Callable[[], Exception]) -> None:
+        """Keep the dead end reached deepest in the search: it explains the failure best.
+        (The error is built only then: building it reads tag lists and configs.)"""
         if self._failure is None or state.depth > self._failure[0]:
-            self._failure = (state.depth, make_error())  # type: ignore[operator]
+            self._failure = (state.depth, make_error())
 
     def _conflict_error(self, name: str, constraints: Sequence[Constraint]) -> Exception:
         versions = sorted(self._versions(name))
