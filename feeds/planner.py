@@ -44,6 +44,7 @@ class PlanOptions:
     lock_path: Path | None = None  # falconet.lock to honour; None: no lock
     platform: str | None = None
     policy: str = CARET
+    resolve_deps: bool = True  # False: only the requested artifacts (falcoctl --resolve-deps=false)
 
 
 @dataclass
@@ -87,6 +88,7 @@ def plan_install(context: FeedsContext, refs: Sequence[str], options: PlanOption
             pre=options.pre,
             policy=options.policy,
             prefer=prefer,
+            resolve_deps=options.resolve_deps,
         )
         plan = build_plan(resolution, catalog, installed_records, options.allow_downgrade)
     except BaseException:

@@ -167,6 +167,7 @@ class Solver:
         max_steps: int = DEFAULT_MAX_STEPS,
         policy: str = CARET,
         prefer: Mapping[str, Version] | None = None,
+        resolve_deps: bool = True,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -179,6 +180,7 @@ class Solver:
         self.pins = dict(pins or {})
         # Versions tried first when allowed (falconet.lock): reproducible, never a conflict.
         self.prefer = dict(prefer or {})
+        self.resolve_deps = resolve_deps  # False: the requested artifacts only (--no-deps)
         self.pre = pre
         self.max_steps = max_steps
         self.policy = policy
@@ -348,8 +350,9 @@ class Solver:
             branch.levels[name] = frame.level
             prefix = state.chains.get(name, "")
             chain = f"{prefix} -> {name} {version}" if prefix else f"{name} {version}"
+            dependencies = config.dependencies if self.resolve_deps else ()
             branch.obligations = state.obligations + tuple(
-                _Obligation(name, frame.level, chain, dep) for dep in config.dependencies
+                _Obligation(name, frame.level, chain, dep) for dep in dependencies
             )
             self.catalog.prefetch(
                 [choice.name for dep in config.dependencies for choice in (dep, *dep.alternatives)]
@@ -558,9 +561,20 @@ def resolve(
     pre: bool = False,
     policy: str = CARET,
     prefer: Mapping[str, Version] | None = None,
+    resolve_deps: bool = True,
 ) -> Resolution:
     """Resolve `requests` against `catalog` (see Solver for the semantics)."""
-    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy, prefer=prefer)
+    solver = Solver(
+        catalog,
+        engine,
+        installed,
+        provided,
+        pins,
+        pre,
+        policy=policy,
+        prefer=prefer,
+        resolve_deps=resolve_deps,
+    )
     resolution = solver.solve(requests)
     log.debug("resolved %d artifacts in %d steps", len(resolution.selected), solver.steps)
     return resolution

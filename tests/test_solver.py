@@ -324,3 +324,11 @@ def test_deep_chains_do_not_hit_the_recursion_limit() -> None:
         catalog.publish(f"a{index}", "1.0.0", depends_on=[f"a{index + 1}:1.0.0"])
     catalog.publish("a1500", "1.0.0")
     assert len(resolve([req("a0")], catalog).selected) == 1501
+
+
+def test_without_dependency_resolution_only_requests_are_chosen() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("rules", "1.0.0", depends_on=["ghost:1.0.0"])
+    resolution = resolve([req("rules")], catalog, resolve_deps=False)
+    assert versions(resolution) == {"rules": "1.0.0"}
+    assert resolution.selected["rules"].dependencies == ()
