@@ -32,6 +32,7 @@ from feeds.versions import (
 
 if TYPE_CHECKING:
     from feeds.context import FeedsContext
+    from registry.artifacts import ArtifactConfig, ResolvedArtifact
     from registry.store import ArtifactStore
 
 
@@ -55,6 +56,30 @@ class PlanOutcome:
     engine: EngineVersions
     catalog: RegistryCatalog  # stores and resolved manifests for the installer; close() it
     requests: list[Request] = field(default_factory=list)
+
+    def to_fetch(self) -> list[FetchTarget]:
+        """What the installer must download: the entries whose action changes the disk, each
+        with its store, resolved manifest and config (already fetched while solving)."""
+        targets = []
+        for entry in self.plan.changes:
+            version = self.resolution.selected[entry.name].version
+            targets.append(
+                FetchTarget(
+                    entry,
+                    self.catalog.store(entry.name),
+                    self.catalog.resolved(entry.name, version),
+                    self.catalog.config(entry.name, version),
+                )
+            )
+        return targets
+
+
+@dataclass(frozen=True)
+class FetchTarget:
+    entry: PlanEntry
+    store: ArtifactStore
+    resolved: ResolvedArtifact
+    config: ArtifactConfig
 
 
 def plan_install(context: FeedsContext, refs: Sequence[str], options: PlanOptions) -> PlanOutcome:

@@ -186,3 +186,20 @@ def test_plugins_the_engine_provides_are_not_installed(
         "artifact", "resolve", "okta-rules", "--engine-versions", str(versions), "--plain-http"
     )
     assert result.returncode == 3 and "okta" in result.stderr
+
+
+def test_plan_outcome_lists_what_the_installer_fetches(feed, falconet_home: Path) -> None:
+    from feeds.context import FeedsContext, TransportFlags
+    from feeds.planner import PlanOptions, plan_install
+
+    context = FeedsContext.load(None, None, TransportFlags(plain_http=True))
+    outcome = plan_install(context, ["cloudtrail-rules@~0.12"], PlanOptions())
+    try:
+        targets = {t.entry.name: t for t in outcome.to_fetch()}
+        assert set(targets) == {"cloudtrail-rules", "trail", "jsonx"}
+        trail = targets["trail"]
+        assert trail.resolved.root.digest == trail.entry.digest
+        assert trail.config.version == "0.12.3"
+        assert outcome.lock.refs == {"cloudtrail-rules@~0.12": "cloudtrail-rules"}
+    finally:
+        outcome.catalog.close()
