@@ -86,7 +86,7 @@ class Resolution:
     selected: Mapping[str, Selected]  # by name, sorted
 
     def closure(self, name: str) -> list[str]:
-        """Every artifact `name` needs, transitively, sorted (not including itself)."""
+        """Every artifact `name` needs, transitively, sorted (itself only through a cycle)."""
         seen: set[str] = set()
         stack = list(self.selected[name].dependencies)
         while stack:

@@ -332,3 +332,20 @@ def test_without_dependency_resolution_only_requests_are_chosen() -> None:
     resolution = resolve([req("rules")], catalog, resolve_deps=False)
     assert versions(resolution) == {"rules": "1.0.0"}
     assert resolution.selected["rules"].dependencies == ()
+
+
+def test_dependency_cycles_resolve() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("a", "1.0.0", depends_on=["b:1.0.0"])
+    catalog.publish("b", "1.0.0", depends_on=["a:1.0.0"])
+    resolution = resolve([req("a")], catalog)
+    assert versions(resolution) == {"a": "1.0.0", "b": "1.0.0"}
+    assert resolution.closure("a") == ["a", "b"]
+
+
+def test_a_config_with_a_non_semver_dependency_is_reported() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("rules", "1.0.0", depends_on=["json:seven"])
+    catalog.publish("json", "1.0.0")
+    with pytest.raises(ResolutionError, match=r"invalid artifact config: rules 1\.0\.0 depends"):
+        resolve([req("rules")], catalog)
