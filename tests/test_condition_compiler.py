@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.condition.compiler import compile_condition
-from engine.condition.errors import ConditionCompileError, ConditionError
+from engine.condition.errors import ConditionCompileError, ConditionError, ConditionSyntaxError
 from engine.condition.parser import parse
 from engine.testing import make_event, synthetic_catalog
 
@@ -482,3 +482,24 @@ def test_a_field_read_by_several_checks_is_extracted_once_per_evaluation() -> No
     unshared = compile_condition(parse(text), catalog, share_extractions=False)
     assert unshared({"name": "C"}) is True
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("test.str startswith val(test.str2)", True),
+        ("test.str endswith val(test.str2)", False),
+        ("test.str contains val(test.str2)", True),
+        ("test.str intersects val(test.str2)", False),
+        ("test.str in val(test.str)", True),
+        ("test.int >= val(test.int2)", True),
+    ],
+)
+def test_field_to_field_comparisons(condition: str, expected: bool) -> None:
+    assert run(condition, test_str="abc", test_str2="ab", test_int=3, test_int2=3) is expected
+
+
+def test_modifiers_take_lists_not_fields() -> None:
+    # After a modifier the grammar wants a list: `val` is read as a list name, then `(` is stray.
+    with pytest.raises(ConditionSyntaxError, match="unexpected token after 'val'"):
+        parse("test.str startswith oneof val(test.str2)")

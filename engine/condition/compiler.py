@@ -3,8 +3,9 @@
 The whole boolean structure becomes a single generated expression (`and`/`or`/`not` short-circuit
 natively); each check is inlined when it is a plain comparison (`_x3(e) == _c3`,
 `_x4(e) in _c4`) and calls a prepared closure otherwise. Extractors and typed constants (frozensets,
-RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. Semantics follow
-libsinsp: a field that cannot be extracted (None) makes its check false.
+RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. A field read by
+several checks is extracted at most once per evaluation. Semantics follow libsinsp: a field that
+cannot be extracted (None) makes its check false.
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
 _EQ_ONLY_TYPES = frozenset({"ipaddr", "ipnet"})
-_HASHABLE_SET_TYPES = frozenset(
-    {"string", "fspath", "bytebuf", "bool", "ipaddr", "double"}
-    | {"int", "uint", "pid", "fd", "port", "uid", "gid", "mode", "flags", "errno"}
-    | {"reltime", "abstime"}
-)
 _REGEX_SPECIAL = ".+*?^$()[]{}|\\"
 
 
@@ -367,7 +363,7 @@ class _Compiler:
         if error is not None:
             raise ConditionCompileError(f"filter error: {error}", node.pos)
         if isinstance(node.right, ast.Transformer):
-            return self.field_comparison(node, left, base, modifier)
+            return self.field_comparison(node, left, base)
         raw = (
             list(node.right.values) if isinstance(node.right, ast.ListValue) else [node.right.value]
         )
@@ -412,14 +408,8 @@ class _Compiler:
                 return f"({guard}{self.bind(matcher, 'p')}({variable}))"
             if left.type == "ipnet":
                 return self.guarded_call(variable, x, network_matcher(constants))
-            if left.type in _EQ_ONLY_TYPES:
-                compare = scalar_comparator("=", left.type)
-                networks = tuple(constants)
-
-                def in_any(value: Any) -> bool:
-                    return any(compare(value, n) for n in networks)
-
-                return self.guarded_call(variable, x, in_any)
+            # Every other type compares by equality, which hashing preserves (an IPv4 address
+            # never equals an IPv6 one, as in libsinsp).
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
@@ -472,9 +462,7 @@ class _Compiler:
         except ValueError as error:
             raise ConditionCompileError(str(error), position) from None
 
-    def field_comparison(
-        self, node: ast.BinaryCheck, left: _Operand, base: str, modifier: str | None
-    ) -> str:
+    def field_comparison(self, node: ast.BinaryCheck, left: _Operand, base: str) -> str:
         assert isinstance(node.right, ast.Transformer)
         if base in ("pmatch", "regex"):
             raise ConditionCompileError(
@@ -501,7 +489,7 @@ class _Compiler:
                 f"{' (list)' if right.is_list else ''}'",
                 node.pos,
             )
-        predicate = _field_predicate(base, modifier, left.type, left.is_list, right.is_list)
+        predicate = _field_predicate(base, left.type, left.is_list)
         v, w = self.bind(None, "v"), self.bind(None, "w")
         return (
             f"(({v} := {left.code}) is not None and ({w} := {right.code}) is not None"
@@ -621,35 +609,19 @@ def _modifier_predicate(
     return exactly_one
 
 
-def _field_predicate(
-    base: str, modifier: str | None, type_: str, left_list: bool, right_list: bool
-) -> Callable[[Any, Any], bool]:
-    """Field-to-field comparison: the right field's values play the constants' role."""
+def _field_predicate(base: str, type_: str, is_list: bool) -> Callable[[Any, Any], bool]:
+    """Field-to-field comparison; both sides have the same type and list-ness (checked before).
+
+    List fields only take `in` (every left value among the right ones) and `intersects` (some
+    is). A single right value makes `in`/`intersects` equality, and every modifier (oneof,
+    anyof, allof of one value) the plain operator."""
     compare = scalar_comparator(base, type_)
+    if not is_list:
+        return compare
     equal = scalar_comparator("=", type_)
-
-    def as_tuple(values: Any, is_list: bool) -> tuple[Any, ...]:
-        return tuple(values) if is_list else (values,)
-
-    if left_list:
-        if base == "in":
-            return lambda v, w: all(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
-        return lambda v, w: any(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
-    if base in SET_OPS:
-        return lambda v, w: any(equal(v, y) for y in as_tuple(w, right_list))
-    if modifier is not None:
-
-        def with_modifier(v: Any, w: Any) -> bool:
-            matches = sum(1 for y in as_tuple(w, right_list) if compare(v, y))
-            count = len(as_tuple(w, right_list))
-            if modifier == "oneof":
-                return matches == 1
-            if modifier == "anyof":
-                return matches >= 1
-            return count > 0 and matches == count
-
-        return with_modifier
-    return lambda v, w: compare(v, w[0] if right_list else w) if (w or not right_list) else False
+    if base == "in":
+        return lambda v, w: all(any(equal(x, y) for y in w) for x in v)
+    return lambda v, w: any(any(equal(x, y) for y in w) for x in v)
 
 
 def _multi_extractor(
