@@ -158,7 +158,7 @@ class _Parser:
             self.lex_blank()
             result = self.parse_transformer_remainder(self.last_token[:-1], start)
         else:
-            raise self.error(f"unexpected token after '{self.last_token}")
+            raise self.error(f"unexpected token after '{self.last_token}")  # libsinsp's text
         self.leave()
         return result
 
