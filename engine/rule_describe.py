@@ -219,18 +219,29 @@ def describe_rules_files(paths: list[str], rule_name: str | None = None) -> dict
     return describe(load_valid_rules(paths), rule_name)
 
 
-def list_rules_files(paths: list[str], tags: list[str]) -> list[dict[str, Any]]:
-    """The loaded rules (optionally only those with any of `tags`), in evaluation order."""
+def list_rules_files(
+    paths: list[str],
+    tags: list[str],
+    selection: list[str] | None = None,
+    min_priority: str = "Debug",
+) -> list[dict[str, Any]]:
+    """The loaded rules (optionally only those with any of `tags`), in evaluation order;
+    `enabled` is the outcome of the files' defaults, then the falco.yaml-style `selection`
+    steps in order ("enable:rule=PATTERN", "disable:tag=TAG"), then the minimum priority."""
     from engine.loader import load_valid_rules
-    from engine.ruleset import tag_matches
+    from engine.ruleset import parse_selection_text, select_enabled, tag_matches
 
     loaded = load_valid_rules(paths)
+    enabled = {
+        r.name
+        for r in select_enabled(loaded.rules, parse_selection_text(selection or []), min_priority)
+    }
     return [
         {
             "name": rule.name,
             "source": rule.source,
             "priority": rule.priority,
-            "enabled": rule.enabled,
+            "enabled": rule.name in enabled,
             "tags": sorted(rule.tags),
             "event_types": None if rule.event_types is None else sorted(rule.event_types),
         }

@@ -287,3 +287,28 @@ def test_directory_loads_yaml_files_alphabetically(run_cli: CliRunner, tmp_path:
     assert done.returncode == 0, done.stderr
     names = [r["name"] for r in json.loads(done.stdout)["falco_load_results"]]
     assert names == [str(rules_d / "a.yml"), str(rules_d / "b.yaml")]
+
+
+def test_list_applies_falco_yaml_selection_and_min_priority(
+    run_cli: CliRunner, tmp_path: Path
+) -> None:
+    _need_compiler()
+    good = write(tmp_path, "good.yaml", GOOD)
+    done = run_cli(
+        "rules", "list", good, "-o", "json",
+        "--select", "disable:rule=*", "--select", "enable:tag=shell", "--select",
+        "enable:rule=Quiet*",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {r["name"]: r["enabled"] for r in json.loads(done.stdout)} == {
+        "Shell spawned": True,
+        "Quiet open": True,
+    }
+    done = run_cli("rules", "list", good, "-o", "json", "--min-priority", "notice")
+    assert {r["name"]: r["enabled"] for r in json.loads(done.stdout)} == {
+        "Shell spawned": True,
+        "Quiet open": False,
+    }
+    bad = run_cli("rules", "list", good, "--select", "toggle:rule=x")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: invalid rules selection 'toggle:rule=x'\nhint: ")

@@ -89,14 +89,27 @@ def list_rules(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="Only rules with any of these tags.")
     ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            help="falco.yaml `rules:` selection, applied in order: enable:rule=PATTERN "
+            "(`*` wildcard), disable:rule=PATTERN, enable:tag=TAG, disable:tag=TAG.",
+        ),
+    ] = None,
+    min_priority: Annotated[
+        str, typer.Option("--min-priority", help="Rules less severe are not enabled.")
+    ] = "debug",
     output: OutputOption = "text",
 ) -> None:
-    """List the rules of rules files: name, source, priority, enabled, tags, event types."""
+    """List the rules of rules files: name, source, priority, enabled, tags, event types.
+
+    ENABLED is what Falco would enable with the same `rules:` selection and `priority:`."""
     _check_output(output)
     from cli.render import emit_json, emit_text, table
     from engine.rule_describe import list_rules_files
 
-    listed = list_rules_files(files, tag or [])
+    listed = list_rules_files(files, tag or [], select or [], min_priority)
     if output == "json":
         emit_json(listed)
         return
