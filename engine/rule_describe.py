@@ -99,6 +99,15 @@ def _details(expr: Expr, loaded: LoadedRules) -> _Details:
     return details
 
 
+def _written_details(condition: str, loaded: LoadedRules) -> _Details:
+    """Details of a condition as written. It may not parse before list substitution (a list
+    named `a b`); its macros and lists are then unknown, where Falco would fail."""
+    try:
+        return _details(backend.parse_cached(condition), loaded)
+    except backend.ConditionSyntaxError:
+        return _Details(set(), set())
+
+
 def _events(source: str, expr: Expr) -> list[str]:
     if source and source != SYSCALL_SOURCE:
         return [ASYNC_EVENT, PLUGIN_EVENT]
@@ -110,7 +119,7 @@ def _events(source: str, expr: Expr) -> list[str]:
 
 def describe_rule(rule: CompiledRule, loaded: LoadedRules) -> dict[str, Any]:
     info = rule.info
-    written = _details(backend.parse(info["condition"]), loaded)
+    written = _written_details(info["condition"], loaded)
     compiled_expr: Expr = info["expanded_condition"]
     compiled = _details(compiled_expr, loaded)
     return {
@@ -146,7 +155,7 @@ def describe_rule(rule: CompiledRule, loaded: LoadedRules) -> dict[str, Any]:
 def _describe_macros(loaded: LoadedRules) -> list[dict[str, Any]]:
     out = []
     for macro in loaded.macros.values():
-        written = _details(backend.parse(macro.definition), loaded)
+        written = _written_details(macro.definition, loaded)
         compiled = _details(macro.condition, loaded)
         out.append(
             {

@@ -312,3 +312,19 @@ def test_list_applies_falco_yaml_selection_and_min_priority(
     bad = run_cli("rules", "list", good, "--select", "toggle:rule=x")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: invalid rules selection 'toggle:rule=x'\nhint: ")
+
+
+def test_describe_list_name_with_a_space(run_cli: CliRunner, tmp_path: Path) -> None:
+    """Such a list only parses after substitution; describe still works."""
+    _need_compiler()
+    spaced = write(
+        tmp_path,
+        "spaced.yaml",
+        "- list: test list\n  items: [open, openat]\n- rule: r\n  desc: d\n"
+        "  condition: evt.type in (test list)\n  output: o\n  priority: INFO\n",
+    )
+    done = run_cli("rules", "describe", spaced, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    details = json.loads(done.stdout)["rules"][0]["details"]
+    assert details["condition_compiled"] == "evt.type in (open, openat)"
+    assert details["events"] == ["asyncevent", "open", "openat"]
