@@ -337,10 +337,12 @@ def test_compile_errors_carry_libsinsp_messages(condition: str, message: str | N
     assert error.position is not None and 0 <= error.position <= len(condition)
 
 
-def test_compile_error_position_points_at_the_offending_node() -> None:
-    assert compile_error("test.str = a and test.int = abc").position == 28
+def test_compile_error_position_points_at_the_check_like_libsinsp() -> None:
+    assert compile_error("test.str = a and test.int = abc").position == 17
     assert compile_error("test.str = a and test.int contains 1").position == 17
     assert compile_error("test.str = a or test.nope = 1").position == 16
+    assert compile_error("test.str = a or (test.str = val(test.nope))").position == 17
+    assert compile_error("test.str = a and some_macro").position == 17
 
 
 def test_warnings_match_libsinsp_heuristics() -> None:
@@ -410,7 +412,7 @@ def test_field_specific_value_checks_reject_constants_at_compile_time() -> None:
     compile_condition(parse("evt.type in (open, execve)"), catalog)
     with pytest.raises(ConditionCompileError) as info:
         compile_condition(parse("evt.type in (open, list_a)"), catalog)
-    assert (info.value.message, info.value.position) == ("unknown event type list_a", 12)
+    assert (info.value.message, info.value.position) == ("unknown event type list_a", 0)
 
 
 TRANSFORMER_DATA = json.loads((DATA / "transformer_cases.json").read_text())
@@ -427,3 +429,33 @@ def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | 
             compile_condition(parse(condition), CATALOG)
         return
     assert compile_condition(parse(condition), CATALOG)(TRANSFORMER_EVENT) is expected
+
+
+# libsinsp test/filter_op_numeric_compare.ut.cpp: evt.cpu = 1 (test.int), evt.rawarg.res = -22
+# (test.int2), fd.num = -1 (test.fd).
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("test.int < 300", True),
+        ("test.int > 300", False),
+        ("test.int < 2", True),
+        ("test.int > -500", True),
+        ("test.int < 500", True),
+        ("test.int <= 500", True),
+        ("test.int <= 1025", True),
+        ("test.int >= 1025", False),
+        ("test.int2 > 0", False),
+        ("test.int2 < 0", True),
+        ("test.int2 > 4294967295", False),
+        ("test.int2 < -1", True),
+        ("test.int2 > -65535", True),
+        ("test.fd >= 0", False),
+        ("test.fd > 0", False),
+        ("test.fd < 0", True),
+        ("test.fd > 4294967295", False),
+        ("test.fd < -1", False),
+        ("test.fd > -65535", True),
+    ],
+)
+def test_upstream_signed_numeric_compare(condition: str, expected: bool) -> None:
+    assert run(condition, test_int=1, test_int2=-22, test_fd=-1) is expected

@@ -325,3 +325,14 @@ def test_upstream_bad_hex_escapes(body: str) -> None:
 )
 def test_upstream_escape_round_trips(plain: str) -> None:
     assert unescape_str(escape_str(plain)) == plain
+
+
+def test_nodes_hash_by_structure_and_survive_pickling() -> None:
+    import pickle
+
+    first = parse("proc.name = bash and fd.name in (a, b) or not x")
+    second = parse("  proc.name = bash and  fd.name in (a,b) or not   x")
+    assert first == second and hash(first) == hash(second)
+    assert first != parse("proc.name = zsh and fd.name in (a, b) or not x")
+    copy = pickle.loads(pickle.dumps(first))
+    assert copy == first and hash(copy) == hash(first)

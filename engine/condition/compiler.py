@@ -97,14 +97,30 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
     operand = compiler.operand(node)
     to_text = None
     if isinstance(node, ast.Field):
-        to_text = text_renderer(compiler.namespace[operand.code.removesuffix("(e)")])
+        # A plain field is its extractor: no generated code in between.
+        extract = compiler.namespace[operand.code.removesuffix("(e)")]
+        to_text = text_renderer(extract)
+        if operand.any_of:
+            extract = _first_candidate(extract)
+    else:
+        extract = compiler.evaluator(operand)
     return CompiledValue(
-        extract=compiler.evaluator(operand),
+        extract=extract,
         type=operand.type,
         is_list=operand.is_list,
         fields=frozenset(compiler.fields),
         to_text=to_text,
     )
+
+
+def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
+
+    def first(event: Any) -> Any:
+        candidates = extract(event)
+        return candidates[0] if candidates else None
+
+    return first
 
 
 @dataclass
@@ -153,11 +169,8 @@ class _Compiler:
                 return "(" + joiner.join(self.expr(c, nesting + 1) for c in children) + ")"
             case ast.Not(child):
                 return f"(not {self.expr(child, nesting + 1)})"
-            case ast.UnaryCheck(left, _op):
-                operand = self.operand(left)
-                return f"({operand.code} is not None)"
-            case ast.BinaryCheck():
-                return self.binary_check(node)
+            case ast.UnaryCheck() | ast.BinaryCheck():
+                return self.check(node)
             case ast.MacroRef(name):
                 raise ConditionCompileError(
                     f"filter error: unexpected identifier '{name}'", node.pos
@@ -166,6 +179,15 @@ class _Compiler:
             "sinsp_filter_compiler: unexpected standalone value expression in filter AST",
             getattr(node, "pos", None),
         )
+
+    def check(self, node: ast.UnaryCheck | ast.BinaryCheck) -> str:
+        """A check's code. Errors point at the check, as libsinsp's compiler reports them."""
+        try:
+            if isinstance(node, ast.UnaryCheck):
+                return f"({self.operand(node.left).code} is not None)"
+            return self.binary_check(node)
+        except ConditionCompileError as error:
+            raise ConditionCompileError(error.message, node.pos, error.hint) from None
 
     # -- operands ------------------------------------------------------------------------------
 
@@ -439,13 +461,14 @@ class _Compiler:
                 )
             )
         stripped = "".join(value.split())
-        if stripped and self.catalog.split(stripped) is not None:
+        # Field names always hold a dot, transformers end with ')': skip the lookups otherwise.
+        if "." in stripped and self.catalog.split(stripped) is not None:
             self.warnings.append(
                 CompileWarning(
                     f"'{value}' may be a valid field misused as a const string value", position
                 )
             )
-        for name in supported_field_transformers(True):
+        for name in supported_field_transformers(True) if stripped.endswith(")") else ():
             if (
                 len(stripped) >= len(name) + 2
                 and stripped.startswith(name + "(")

@@ -250,7 +250,7 @@ class WebhookServer:
 
     def start(self) -> WebhookServer:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="webhook", daemon=True
         )
         self._thread.start()
         log.info("listening on %s", self.url)
