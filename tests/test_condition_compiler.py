@@ -459,3 +459,26 @@ def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | 
 )
 def test_upstream_signed_numeric_compare(condition: str, expected: bool) -> None:
     assert run(condition, test_int=1, test_int2=-22, test_fd=-1) is expected
+
+
+def test_a_field_read_by_several_checks_is_extracted_once_per_evaluation() -> None:
+    from engine.fields import FieldCatalog, FieldSpec
+
+    calls: list[str] = []
+
+    def name_of(event: dict[str, Any]) -> Any:
+        calls.append("x")
+        return event.get("name")
+
+    catalog = FieldCatalog("counting")
+    catalog.add_simple(FieldSpec("p.name", "string"), name_of)
+    text = "p.name = a or p.name startswith b or tolower(p.name) = c or p.name exists"
+    shared = compile_condition(parse(text), catalog)
+    assert shared({"name": "C"}) is True
+    assert len(calls) == 1
+    calls.clear()
+    assert shared({"name": "a"}) is True and len(calls) == 1  # short-circuit: one read
+    calls.clear()
+    unshared = compile_condition(parse(text), catalog, share_extractions=False)
+    assert unshared({"name": "C"}) is True
+    assert len(calls) == 3

@@ -66,11 +66,17 @@ class CompiledCondition:
         return self.evaluate(event)
 
 
-def compile_condition(node: ast.Expr, catalog: FieldCatalog) -> CompiledCondition:
+def compile_condition(
+    node: ast.Expr, catalog: FieldCatalog, *, share_extractions: bool = True
+) -> CompiledCondition:
     """Compile `node` (macros already substituted) for the fields of `catalog`.
 
-    Raises ConditionCompileError (message as libsinsp's, position of the offending node)."""
+    With `share_extractions`, a field checked several times (typical once macros are expanded)
+    is extracted at most once per evaluation, like libsinsp's per-node extraction cache.
+    Raises ConditionCompileError (message as libsinsp's, position of the check)."""
     compiler = _Compiler(catalog)
+    if share_extractions:
+        compiler.repeated = _repeated_fields(node)
     evaluate = compiler.compile_function(node)
     return CompiledCondition(
         evaluate=evaluate,
@@ -113,6 +119,33 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
     )
 
 
+_UNSET = object()  # a shared extraction not done yet in this evaluation
+
+
+def _repeated_fields(node: ast.Expr) -> frozenset[tuple[str, str | None]]:
+    """Fields (name, argument) that more than one check of the condition reads."""
+    seen: set[tuple[str, str | None]] = set()
+    repeated: set[tuple[str, str | None]] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        match current:
+            case ast.And(children) | ast.Or(children) | ast.TransformerList(children):
+                stack.extend(children)
+            case ast.Not(child):
+                stack.append(child)
+            case ast.UnaryCheck(left):
+                stack.append(left)
+            case ast.BinaryCheck(left, _, right):
+                stack.extend((left, right))
+            case ast.Transformer(_, args):
+                stack.extend(args)
+            case ast.Field(name, arg):
+                key = (name, arg)
+                (repeated if key in seen else seen).add(key)
+    return frozenset(repeated)
+
+
 def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
 
@@ -144,6 +177,10 @@ class _Compiler:
         self.fields: set[str] = set()
         self.warnings: list[CompileWarning] = []
         self.sources: list[str] = []
+        # Fields worth sharing, and (while generating a function body) their local variables.
+        self.repeated: frozenset[tuple[str, str | None]] = frozenset()
+        self.memo: dict[tuple[str, str | None], str] | None = None
+        self.namespace["_U"] = _UNSET
 
     # -- code generation -----------------------------------------------------------------------
 
@@ -154,7 +191,14 @@ class _Compiler:
 
     def compile_function(self, node: ast.Expr) -> Callable[[Any], bool]:
         name = f"_f{next(self.counter)}"
-        source = f"def {name}(e):\n    return {self.expr(node, 0)}\n"
+        outer_memo, self.memo = self.memo, {}
+        try:
+            body = self.expr(node, 0)
+            memo = self.memo
+        finally:
+            self.memo = outer_memo
+        preamble = "".join(f"    {variable} = _U\n" for variable in memo.values())
+        source = f"def {name}(e):\n{preamble}    return {body}\n"
         self.sources.append(source)
         exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
         return self.namespace[name]
@@ -225,6 +269,12 @@ class _Compiler:
             raise ConditionCompileError(str(error), node.pos) from None
         self.fields.add(name)
         code = f"{self.bind(extractor, 'x')}(e)"
+        key = (name, arg)
+        if self.memo is not None and key in self.repeated:
+            variable = self.memo.get(key)
+            if variable is None:
+                variable = self.memo[key] = f"_m{next(self.counter)}"
+            code = f"({variable} if {variable} is not _U else ({variable} := {code}))"
         return _Operand(
             code,
             spec.type,
@@ -263,8 +313,16 @@ class _Compiler:
     def evaluator(self, operand: _Operand) -> Callable[[Any], Any]:
         return eval(f"lambda e: {operand.code}", self.namespace)  # our generated code
 
+    def operand_outside_body(self, node: ast.Expr) -> _Operand:
+        """An operand evaluated by its own lambda (no access to the body's shared values)."""
+        saved, self.memo = self.memo, None
+        try:
+            return self.operand(node)
+        finally:
+            self.memo = saved
+
     def list_operand(self, children: Sequence[ast.Expr]) -> _Operand:
-        parts = [self.operand(child) for child in children]
+        parts = [self.operand_outside_body(child) for child in children]
         evaluators = [(self.evaluator(p), p.is_list) for p in parts]
 
         def extract(event: Any) -> tuple[Any, ...] | None:
@@ -290,7 +348,7 @@ class _Compiler:
                 + ", ".join(supported_field_transformers(True)),
                 node.pos,
             )
-        operands = [self.operand(a) for a in args]
+        operands = [self.operand_outside_body(a) for a in args]
         try:
             tr.check_multi_arguments(name, [(o.type, o.is_list) for o in operands], arg)
         except ValueError as error:
