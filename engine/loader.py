@@ -218,7 +218,14 @@ def load_rules_files(
     paths: Iterable[str | Path], use_cache: bool = True, check_schema: bool = False
 ) -> LoadedRules:
     """Read and load rules files in order (no error raised for invalid files: see results)."""
-    return load_contents(read_rules_files(paths), use_cache=use_cache, check_schema=check_schema)
+    paths = list(paths)
+    files = read_rules_files(paths)
+    if not files:
+        raise RulesFileError(
+            "no rules files to load in " + ", ".join(map(str, paths)),
+            hint="give rules files, or directories holding .yaml/.yml files",
+        )
+    return load_contents(files, use_cache=use_cache, check_schema=check_schema)
 
 
 def load_valid_rules(paths: Iterable[str | Path], use_cache: bool = True) -> LoadedRules:

@@ -328,3 +328,10 @@ def test_describe_list_name_with_a_space(run_cli: CliRunner, tmp_path: Path) -> 
     details = json.loads(done.stdout)["rules"][0]["details"]
     assert details["condition_compiled"] == "evt.type in (open, openat)"
     assert details["events"] == ["asyncevent", "open", "openat"]
+
+
+def test_empty_directory_is_an_error(run_cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "rules.d").mkdir()
+    done = run_cli("rules", "validate", str(tmp_path / "rules.d"))
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"error: no rules files to load in {tmp_path / 'rules.d'}\n")
