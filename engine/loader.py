@@ -44,9 +44,13 @@ CACHE_SIZE = 8
 
 
 class RulesFileError(EngineError):
-    """A rules file could not be read at all (missing, unreadable, not UTF-8)."""
+    """A rules file (or any file at all) is missing."""
 
     exit_status = "not_found"
+
+
+class RulesFileUnreadableError(EngineError):
+    """A rules file exists but cannot be read (permissions, not UTF-8)."""
 
 
 class RulesInvalidError(EngineError):
@@ -207,7 +211,7 @@ def read_rules_files(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
                 f"rules file {path} does not exist", hint="check the path"
             ) from None
         except (OSError, UnicodeDecodeError) as error:
-            raise RulesFileError(
+            raise RulesFileUnreadableError(
                 f"cannot read rules file {path}: {error}",
                 hint="rules files are UTF-8 YAML readable by this user",
             ) from None

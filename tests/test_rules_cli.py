@@ -335,3 +335,12 @@ def test_empty_directory_is_an_error(run_cli: CliRunner, tmp_path: Path) -> None
     done = run_cli("rules", "validate", str(tmp_path / "rules.d"))
     assert done.returncode == 3
     assert done.stderr.startswith(f"error: no rules files to load in {tmp_path / 'rules.d'}\n")
+
+
+def test_unreadable_file_is_one_line_error(run_cli: CliRunner, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe- rule: x\n")
+    done = run_cli("rules", "validate", str(binary))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: cannot read rules file {binary}: ")
+    assert "Traceback" not in done.stderr
