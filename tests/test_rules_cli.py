@@ -344,3 +344,16 @@ def test_unreadable_file_is_one_line_error(run_cli: CliRunner, tmp_path: Path) -
     assert done.returncode == 1
     assert done.stderr.startswith(f"error: cannot read rules file {binary}: ")
     assert "Traceback" not in done.stderr
+
+
+def test_describe_text_is_falco_L_layout(run_cli: CliRunner, tmp_path: Path) -> None:
+    _need_compiler()
+    good = write(tmp_path, "good.yaml", GOOD)
+    done = run_cli("rules", "describe", good)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"{'Rule':<50} Description\n"
+        f"{'----':<50} -----------\n"
+        f"{'Shell spawned':<50} a shell \n\n"
+        f"{'Quiet open':<50} an open \n\n"
+    )
