@@ -35,6 +35,7 @@ from engine.sources.syscall.state import FdInfo, FdTable, FsState, GroupInfo, Th
 
 Wanted = frozenset[str] | set[str] | None
 MAGIC = b"FNCAP\0"
+_SELECTED = re.compile(b"\x01")
 VERSION = 1
 _HEADER = struct.Struct("<6sH")
 _FRAME = struct.Struct("<BI")
@@ -250,6 +251,8 @@ class CaptureReader:
         self._decoders: list[Any] = []
         self._pending_frame: tuple[int, bytes] | None = None
         self._ended = False
+        self._mask_key: tuple[int, int] | None = None
+        self._mask_table: bytes | None = None
         self._read_snapshot()
 
     def __enter__(self) -> CaptureReader:
@@ -339,11 +342,15 @@ class CaptureReader:
     def _mask(self, wanted: Wanted) -> bytes | None:
         if wanted is None:
             return None
+        key = (id(wanted), len(self._types))
+        if self._mask_key == key:
+            return self._mask_table
         table = bytearray(256)
         for index, info in enumerate(self._types):
             if info is not None and (info.name in wanted or info.code < 2):
                 table[index] = 1
-        return bytes(table)
+        self._mask_key, self._mask_table = key, bytes(table)
+        return self._mask_table
 
     def _chunk(self, payload: bytes, wanted: Wanted) -> Iterator[SyscallEvent]:
         (count,) = _CHUNK_HEAD.unpack_from(payload, 0)
@@ -362,24 +369,30 @@ class CaptureReader:
         if len(offsets) != count + 1 or len(payload) < pos + offsets[-1]:
             raise CaptureError(f"{self.path}: corrupted event chunk")
         area = pos
-        base = self.stats.events
-        self.stats.events += count
-        self.stats.chunks += 1
-        mask = self._mask(wanted)
+        stats = self.stats
+        base = stats.events
+        stats.events += count
+        stats.chunks += 1
         infos, decoders = self._types, self._decoders
+        if count and max(types) >= len(infos):
+            raise CaptureError(f"{self.path}: corrupted event chunk (unknown type index)")
+        mask = self._mask(wanted)
         if mask is None:
             positions: Iterable[int] = range(count)
         else:
-            positions = (m.start() for m in re.finditer(b"\x01", types.translate(mask)))
-        for i in positions:
-            index = types[i]
-            if index >= len(infos):
-                raise CaptureError(f"{self.path}: corrupted event chunk (type index {index})")
-            info = infos[index]
-            if info is None:
-                self.stats.unknown_events += 1
-                continue
-            start = area + offsets[i]
-            params = decoders[index](payload[start + 1 : area + offsets[i + 1]], payload[start])
-            self.stats.decoded += 1
-            yield SyscallEvent(base + i + 1, stamps[i], tids[i], info, params)
+            positions = [m.start() for m in _SELECTED.finditer(types.translate(mask))]
+        decoded = 0
+        make_event = SyscallEvent
+        try:
+            for i in positions:
+                index = types[i]
+                info = infos[index]
+                if info is None:
+                    stats.unknown_events += 1
+                    continue
+                start = area + offsets[i]
+                params = decoders[index](payload[start + 1 : area + offsets[i + 1]], payload[start])
+                decoded += 1
+                yield make_event(base + i + 1, stamps[i], tids[i], info, params)
+        finally:
+            stats.decoded += decoded

@@ -322,20 +322,25 @@ def _param_value(event: SyscallEvent, name: str, raw: bool) -> Any:
 
 
 def _open_flags(event: SyscallEvent) -> int | None:
-    if event.type not in OPEN_EVENTS or event.info.is_enter:
+    if event.type not in OPEN_EVENTS:
         return None
-    flags = event.params.get("flags")
     if event.type == "creat":
         return O_WRONLY | O_CREAT
+    flags = event.params.get("flags")
     return flags if isinstance(flags, int) else None
 
 
 def _is_open_read(event: SyscallEvent) -> bool:
+    # Called for every event of every rule bucket that tests it: the type check comes first.
+    if event.type not in OPEN_EVENTS:
+        return False
     flags = _open_flags(event)
     return flags is not None and bool(flags & O_RDONLY)
 
 
 def _is_open_write(event: SyscallEvent) -> bool:
+    if event.type not in OPEN_EVENTS:
+        return False
     flags = _open_flags(event)
     return flags is not None and bool(flags & O_WRONLY)
 
@@ -496,7 +501,7 @@ def _fd_sockfamily(event: SyscallEvent) -> str | None:
 
 def _fd_l4proto(event: SyscallEvent) -> str | None:
     fd = event.fd
-    if not _is_inet(fd):
+    if fd is None or (fd.type != FD_IPV4 and fd.type != FD_IPV6):
         return None
     return fd.l4proto
 

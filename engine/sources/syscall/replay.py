@@ -84,7 +84,18 @@ class Replay:
             stream = source.events_wanted(wanted)
         else:
             stream = source.events()
-        for event in merge_enter_params(stream):
+        # merge_enter_params() inlined: this loop runs for every decoded event.
+        last_enter: dict[int, SyscallEvent] = {}
+        for event in stream:
+            if event.info.is_enter:
+                last_enter[event.tid] = event
+            elif last_enter:
+                enter = last_enter.pop(event.tid, None)
+                if enter is not None and enter.info.code == event.info.code - 1:
+                    params = event.params
+                    for name, value in enter.params.items():
+                        if name not in params:
+                            params[name] = value
             process(event)
             yield event
 
