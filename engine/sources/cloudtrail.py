@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
 from engine.sources.json_event import JsonEvent, add_event_fields, on_object
 from engine.sources.json_source import add_json_fields
 from engine.sources.jsonpath import MISSING, getter, string_or_empty, to_json_text
@@ -557,5 +558,18 @@ def build_catalog() -> FieldCatalog:
     return catalog
 
 
+def trail_records(document: Any) -> list[Any]:
+    """The records of a CloudTrail log file: {"Records": [...]}."""
+    records = document.get("Records") if isinstance(document, dict) else None
+    if not isinstance(records, list):
+        raise InputFormatError(
+            'not a CloudTrail log file (no "Records" array)',
+            hint='CloudTrail files hold {"Records": [...]}, plain or gzipped',
+        )
+    return records
+
+
 register_source(SOURCE, build_catalog)
+# Records without a valid eventTime are skipped, as the plugin does.
+register_format(RecordFormat(SOURCE, trail_records, rfc3339_at("eventTime")))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.fields import FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import RecordFormat, arrival_time, register_format, single_or_array
 from engine.sources.json_event import add_event_fields, on_object
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import getter, string_or_empty
@@ -231,4 +232,6 @@ def build_catalog() -> FieldCatalog:
 
 
 register_source(SOURCE, build_catalog)
+# Deliveries carry no event time: the plugin stamps their arrival.
+register_format(RecordFormat(SOURCE, single_or_array, arrival_time))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

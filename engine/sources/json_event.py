@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from engine.fields import FieldCatalog, FieldSpec
@@ -28,6 +28,14 @@ class JsonEvent:
     num: int = 0
     raw: bytes | None = None
     context: Any = None
+    # Values of the hottest fields, computed once per event: dozens of rules test the same
+    # few fields (ka.verb, jevt.value[/stage]...) on every event.
+    memo: dict[object, Any] = field(default_factory=dict)
+
+    @property
+    def ts(self) -> int:
+        """The time under the name syscall events use (outputs read either)."""
+        return self.time
 
 
 def parse_rfc3339_ns(text: str) -> int:
@@ -60,32 +68,34 @@ def now_ns() -> int:
     return _time.time_ns()
 
 
-def _local_time(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return _time.strftime("%H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
-
-
 def _local_datetime(ns: int) -> str:
     seconds, nanos = divmod(ns, 1_000_000_000)
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
-def iso8601(ns: int) -> str:
-    """Falco's evt.time.iso8601: UTC with nanoseconds."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z"
+def memoized(extract: Callable[[JsonEvent], Any]) -> Callable[[JsonEvent], Any]:
+    """`extract`, computed at most once per event."""
+    token = object()
+
+    def cached(event: JsonEvent) -> Any:
+        memo = event.memo
+        if token in memo:
+            return memo[token]
+        value = memo[token] = extract(event)
+        return value
+
+    return cached
 
 
 def on_object(extract: Callable[[dict[str, Any]], Any]) -> Callable[[JsonEvent], Any]:
-    """An extractor over the event's document, which must be a JSON object (the plugins extract
-    nothing from anything else)."""
+    """A (memoized) extractor over the event's document, which must be a JSON object (the
+    plugins extract nothing from anything else)."""
 
     def on_event(event: JsonEvent) -> Any:
         data = event.data
         return extract(data) if type(data) is dict else None
 
-    return on_event
+    return memoized(on_event)
 
 
 def add_event_fields(
@@ -93,25 +103,27 @@ def add_event_fields(
 ) -> None:
     """The `evt.*` fields libsinsp extracts from any plugin event. `info` renders
     evt.plugininfo (the plugin's String() of the event)."""
+    from engine.output import iso8601_utc, local_clock  # the alert line's own time formats
+
     simple: list[tuple[str, str, str, Callable[[JsonEvent], Any]]] = [
         ("evt.num", "uint", "event number", lambda e: e.num),
         (
             "evt.time",
             "string",
             "event timestamp, local time with nanoseconds",
-            lambda e: _local_time(e.time),
+            lambda e: local_clock(e.time),
         ),
         (
             "evt.time.s",
             "string",
             "event timestamp, local time without nanoseconds",
-            lambda e: _local_time(e.time)[:8],
+            lambda e: local_clock(e.time)[:8],
         ),
         (
             "evt.time.iso8601",
             "string",
             "event timestamp in ISO 8601 (UTC, nanoseconds)",
-            lambda e: iso8601(e.time),
+            lambda e: iso8601_utc(e.time),
         ),
         (
             "evt.datetime",

@@ -4,8 +4,7 @@
 actor produced in the last N seconds, the current one included).
 
 The counters are real state owned by the stream the events come from (an `MfaCounters` in each
-event's `context`): `record` is called once per event, in arrival order, by whoever creates it
-(readers and endpoints go through `make_event`).
+event's `context`), fed once per event, in arrival order, by the stream's EventFactory.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from typing import Any
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import RecordFormat, register_format, rfc3339_at, single_or_array
 from engine.sources.json_event import (
     JsonEvent,
     add_event_fields,
-    now_ns,
     on_object,
-    parse_rfc3339_ns,
 )
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import getter, string_or_empty
@@ -101,23 +99,10 @@ class MfaCounters:
         return entry[1]
 
 
-def event_time(data: Any) -> int:
-    """The plugin's timestamp: `published`, else the time of arrival."""
-    published = data.get("published") if type(data) is dict else None
-    try:
-        return parse_rfc3339_ns(published)  # type: ignore[arg-type]
-    except ValueError:
-        return now_ns()
-
-
-def make_event(
-    data: Any, counters: MfaCounters, num: int = 0, raw: bytes | None = None
-) -> JsonEvent:
-    """An okta event, recorded into the stream's counters."""
-    time_ns = event_time(data)
-    if type(data) is dict:
-        counters.record(data, time_ns)
-    return JsonEvent(data, time_ns, SOURCE, num, raw, counters)
+def observe(event: JsonEvent) -> None:
+    """Feed the stream's counters with each event, in arrival order."""
+    if isinstance(event.context, MfaCounters) and type(event.data) is dict:
+        event.context.record(event.data, event.time)
 
 
 def _go_float(value: Any) -> str:
@@ -310,4 +295,10 @@ def build_catalog() -> FieldCatalog:
 
 
 register_source(SOURCE, build_catalog)
+# The plugin stamps events with `published` (the System Log API always sets it).
+register_format(
+    RecordFormat(
+        SOURCE, single_or_array, rfc3339_at("published", or_arrival=True), MfaCounters, observe
+    )
+)
 provide_plugin(PLUGIN, PLUGIN_VERSION)
