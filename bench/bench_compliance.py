@@ -64,7 +64,7 @@ def main() -> None:
     print(f"upstream rules: {len(rules)} rules in {len(files)} files; median of {RUNS} runs")
     print(f"read for compliance (no compile): {read * 1000:8.1f} ms")
     ratio = read / full
-    print(f"full engine load (compile):       {full * 1000:8.1f} ms   ratio read/full = {ratio:.2f}")
+    print(f"full engine load (compile):       {full * 1000:8.1f} ms   read/full = {ratio:.2f}")
     print(f"overlay generation:               {overlay * 1000:8.1f} ms")
     print(f"selection, all {len(frameworks)} frameworks:     {selection * 1000:8.1f} ms")
     print(f"coverage report (NIST 800-53):    {report * 1000:8.1f} ms")
