@@ -12,9 +12,12 @@ Semantics (falcoctl's, fixed where it hurts users; see docs/dependencies.md):
 - when nothing fits, the error names the conflicting chains
   (`cloudtrail-rules 0.12.0 -> json ^0.7.0` vs `k8saudit-rules 0.9.0 -> json ^1.0.0`).
 
-The search is a depth-first search over an explicit stack (no recursion limit), processing
-pending dependencies before deciding the next artifact, so a dead end is found as early as the
-constraints allow.
+The search is a depth-first search over an explicit stack of choice points (no recursion limit),
+processing pending dependencies before deciding the next artifact, so a dead end is found as early
+as the constraints allow. It backjumps (conflict-directed backjumping): every constraint remembers
+the choice points it came from, and when a choice point runs out of options the search returns
+straight to the latest choice point that contributed to the failure instead of retrying the
+unrelated ones in between, which keeps large unsatisfiable graphs from exploding.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Request:
 class Constraint:
     range: VersionRange
     origin: str  # `requested falco-rules@^5` or a chain `a 1.0.0 -> b 2.0.0 -> json ^0.7.0`
+    causes: frozenset[int] = frozenset()  # the choice points (levels) it depends on
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class _Obligation:
     """A dependency of a chosen artifact that no choice has satisfied yet."""
 
     parent: str
+    parent_level: int  # the choice point that chose the parent's version
     chain: str  # the chain down to the parent, e.g. `a 1.0.0 -> b 2.0.0`
     dependency: DependencyLike
 
@@ -116,6 +121,7 @@ class _State:
     chains: dict[str, str] = field(default_factory=dict)
     edges: dict[str, tuple[_Edge, ...]] = field(default_factory=dict)
     provided: dict[str, Version] = field(default_factory=dict)
+    levels: dict[str, int] = field(default_factory=dict)  # choice point of each chosen/provided
 
     def copy(self) -> _State:
         return _State(
@@ -126,6 +132,7 @@ class _State:
             dict(self.chains),
             dict(self.edges),
             dict(self.provided),
+            dict(self.levels),
         )
 
     def needed(self, name: str) -> bool:
@@ -134,6 +141,15 @@ class _State:
     @property
     def depth(self) -> int:
         return len(self.chosen) + len(self.provided)
+
+
+@dataclass
+class _Frame:
+    """A choice point: its options (lazily) and the levels its failures were caused by."""
+
+    level: int
+    options: Iterator[_State] = field(default_factory=lambda: iter(()))
+    conflict: set[int] = field(default_factory=set)
 
 
 class Solver:
@@ -149,6 +165,7 @@ class Solver:
         pre: bool = False,
         max_steps: int = DEFAULT_MAX_STEPS,
         policy: str = CARET,
+        prefer: Mapping[str, Version] | None = None,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -159,6 +176,8 @@ class Solver:
             if (parsed := try_parse_version(text)) is not None
         }
         self.pins = dict(pins or {})
+        # Versions tried first when allowed (falconet.lock): reproducible, never a conflict.
+        self.prefer = dict(prefer or {})
         self.pre = pre
         self.max_steps = max_steps
         self.policy = policy
@@ -175,21 +194,36 @@ class Solver:
             raise ConfigError("nothing to resolve", "name at least one artifact")
         initial = _State()
         for request in requests:
-            self._add_constraint(initial, request.name, request.range, f"requested {request.label}")
+            origin = f"requested {request.label}"
+            self._add_constraint(initial, request.name, Constraint(request.range, origin))
             initial.chains[request.name] = ""
         self.catalog.prefetch(initial.queue)
-        stack: list[Iterator[_State]] = [iter([initial])]
-        while stack:
+        frames = [_Frame(0, iter([initial]))]
+        while frames:
+            frame = frames[-1]
             try:
-                state = next(stack[-1])
+                state = next(frame.options)
             except StopIteration:
-                stack.pop()
+                self._backjump(frames)
                 continue
             self._count_step()
             if not state.obligations and not state.queue:
                 return self._resolution(state, requests)
-            stack.append(self._successors(state))
+            child = _Frame(len(frames))
+            child.options = self._successors(state, child)
+            frames.append(child)
         raise self._failure[1] if self._failure else ResolutionError("no resolution found")
+
+    @staticmethod
+    def _backjump(frames: list[_Frame]) -> None:
+        """The last choice point ran out of options: return to the latest one that caused it."""
+        exhausted = frames.pop()
+        conflict = exhausted.conflict - {exhausted.level}
+        target = max(conflict, default=0)
+        while frames and frames[-1].level > target:
+            frames.pop()
+        if frames:
+            frames[-1].conflict |= conflict
 
     def _count_step(self) -> None:
         self.steps += 1
@@ -199,14 +233,22 @@ class Solver:
                 "narrow the version ranges (name@^X.Y) or pin the artifacts that conflict",
             )
 
-    def _successors(self, state: _State) -> Iterator[_State]:
+    def _successors(self, state: _State, frame: _Frame) -> Iterator[_State]:
         if state.obligations:
-            return self._satisfy(state, state.obligations[0])
-        return self._decide(state, state.queue[0])
+            return self._satisfy(state, state.obligations[0], frame)
+        return self._decide(state, self._most_constrained(state), frame)
+
+    def _most_constrained(self, state: _State) -> str:
+        """The undecided artifact with the fewest versions left: its dead ends show first."""
+        return min(state.queue, key=lambda name: len(self._candidates_in(state, name)))
+
+    def _candidates_in(self, state: _State, name: str) -> list[Version]:
+        ranges = tuple(c.range for c in self._all_constraints(state, name))
+        return self._candidates_for(name, ranges)
 
     # -- dependencies -----------------------------------------------------------------------
 
-    def _satisfy(self, state: _State, obligation: _Obligation) -> Iterator[_State]:
+    def _satisfy(self, state: _State, obligation: _Obligation, frame: _Frame) -> Iterator[_State]:
         """Branch over the ways to satisfy one dependency, most preferred first."""
         dependency = obligation.dependency
         choices = [(dependency.name, dependency.version)]
@@ -220,10 +262,12 @@ class Solver:
             branch.edges[obligation.parent] = (*branch.edges.get(obligation.parent, ()), edge)
             if not branch.needed(name) and self._engine_provides(name, allowed):
                 branch.provided[name] = self.provided[name]
+                branch.levels[name] = frame.level
                 yield branch
                 continue
             origin = f"{obligation.chain} -> {name} {allowed}"
-            if self._add_constraint(branch, name, allowed, origin):
+            causes = frozenset((obligation.parent_level, frame.level))
+            if self._add_constraint(branch, name, Constraint(allowed, origin, causes), frame):
                 branch.chains.setdefault(name, obligation.chain)
                 yield branch
 
@@ -254,13 +298,23 @@ class Solver:
         floor = next((b.version for b in allowed.bounds if b.op == ">="), None)
         return floor is None or falco_compatible(have, floor)
 
-    def _add_constraint(self, state: _State, name: str, allowed: VersionRange, origin: str) -> bool:
+    def _add_constraint(
+        self, state: _State, name: str, constraint: Constraint, frame: _Frame | None = None
+    ) -> bool:
         """Record the constraint; False (and the conflict noted) when it excludes the choice."""
-        constraint = Constraint(allowed, origin)
         state.constraints[name] = (*state.constraints.get(name, ()), constraint)
         chosen = state.chosen.get(name, state.provided.get(name))
-        if chosen is not None and not allowed.allows(chosen, self.pre):
+        if chosen is not None and not constraint.range.allows(chosen, self.pre):
+            if frame is not None:
+                frame.conflict |= constraint.causes | {state.levels[name]}
             self._note_failure(state, lambda: self._conflict_error(name, state.constraints[name]))
+            return False
+        if chosen is None and frame is not None and not self._candidates_in(state, name):
+            # Forward check: no release of `name` fits its constraints any more.
+            for cause in self._all_constraints(state, name):
+                frame.conflict |= cause.causes
+            constraints = self._all_constraints(state, name)
+            self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
             return False
         if not state.needed(name) and name not in state.provided:
             state.queue = (*state.queue, name)
@@ -269,22 +323,28 @@ class Solver:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _decide(self, state: _State, name: str) -> Iterator[_State]:
+    def _decide(self, state: _State, name: str, frame: _Frame) -> Iterator[_State]:
         """Branch over the versions of `name` allowed by its constraints, newest first."""
         constraints = self._all_constraints(state, name)
+        # The constraints pruned this choice point's options: they share in any failure.
+        for constraint in constraints:
+            frame.conflict |= constraint.causes
         found = False
-        for version in self._candidates_for(name, tuple(c.range for c in constraints)):
+        for version in self._ordered(
+            name, self._candidates_for(name, tuple(c.range for c in constraints))
+        ):
             config = self._config(name, version)
             if self._unmet_for(name, version, config):
                 continue
             found = True
             branch = state.copy()
-            branch.queue = state.queue[1:]
+            branch.queue = tuple(queued for queued in state.queue if queued != name)
             branch.chosen[name] = version
+            branch.levels[name] = frame.level
             prefix = state.chains.get(name, "")
             chain = f"{prefix} -> {name} {version}" if prefix else f"{name} {version}"
             branch.obligations = state.obligations + tuple(
-                _Obligation(name, chain, dep) for dep in config.dependencies
+                _Obligation(name, frame.level, chain, dep) for dep in config.dependencies
             )
             self.catalog.prefetch(
                 [choice.name for dep in config.dependencies for choice in (dep, *dep.alternatives)]
@@ -292,6 +352,12 @@ class Solver:
             yield branch
         if not found:
             self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
+
+    def _ordered(self, name: str, candidates: list[Version]) -> list[Version]:
+        preferred = self.prefer.get(name)
+        if preferred is None or preferred not in candidates:
+            return candidates
+        return [preferred, *(v for v in candidates if v != preferred)]
 
     def _all_constraints(self, state: _State, name: str) -> tuple[Constraint, ...]:
         constraints = state.constraints.get(name, ())
@@ -476,9 +542,10 @@ def resolve(
     pins: Mapping[str, VersionRange] | None = None,
     pre: bool = False,
     policy: str = CARET,
+    prefer: Mapping[str, Version] | None = None,
 ) -> Resolution:
     """Resolve `requests` against `catalog` (see Solver for the semantics)."""
-    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy)
+    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy, prefer=prefer)
     resolution = solver.solve(requests)
     log.debug("resolved %d artifacts in %d steps", len(resolution.selected), solver.steps)
     return resolution

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from registry.digests import digest_bytes, digest_file
 from registry.errors import NotFoundError, ReferenceError_, RegistryError
+from registry.progress import Progress
 from registry.store import OCI_INDEX, OCI_MANIFEST, ArtifactStore, Descriptor, parse_manifest
 from registry.tags import floating_tags
 
@@ -403,7 +404,9 @@ def _image_manifest(config: Descriptor, layer: Descriptor, annotations: dict[str
     return go_json(manifest)
 
 
-def push_artifact(store: ArtifactStore, spec: PushSpec) -> PushResult:
+def push_artifact(
+    store: ArtifactStore, spec: PushSpec, progress: Progress | None = None
+) -> PushResult:
     """Upload blobs, then manifest(s), then tags: a reader never sees a tag before its content."""
     _validate_spec(spec)
     reference = store.reference
@@ -432,7 +435,7 @@ def push_artifact(store: ArtifactStore, spec: PushSpec) -> PushResult:
             layer = Descriptor(
                 layer_media_type(spec.artifact_type), digest, size, annotations={TITLE: title}
             )
-            store.push_blob(layer_path, layer)
+            store.push_blob(layer_path, layer, progress)
             platform = spec.platforms[index] if spec.artifact_type == "plugin" else ""
             pushed_layers.append(PushedLayer(title, digest, size, platform))
             manifest_bytes = _image_manifest(config_descriptor, layer, annotations)
@@ -583,6 +586,7 @@ def pull_artifact(
     dest_dir: Path,
     target: str | None = None,
     platform: str | None = None,
+    progress: Progress | None = None,
 ) -> PullResult:
     """Write the artifact's layer tarball(s), named by title, into dest_dir (no extraction)."""
     config, _, resolved = fetch_config(store, target, platform)
@@ -593,7 +597,7 @@ def pull_artifact(
     downloaded = 0
     for layer, title in zip(resolved.layers, titles, strict=True):
         dest = dest_dir / title
-        if store.fetch_blob(layer, dest):
+        if store.fetch_blob(layer, dest, progress):
             downloaded += 1
         files.append(dest)
     return PullResult(

@@ -167,14 +167,18 @@ def test_overlay_of_all_upstream_files_is_a_valid_append_only_rules_file(
                 assert f"FedRAMP_{baseline}_{control}" in entry["tags"], (entry["rule"], control)
 
 
-def test_overriding_file_alone_yields_an_empty_overlay_and_a_warning(
+def test_an_override_without_its_base_file_is_rejected_like_falco_does(
     shared_dir: Path, run_cli
 ) -> None:
     gke = shared_dir / "upstream-rules/k8saudit-gke/k8s_audit_rules_gke.yaml"
     result = run_cli("compliance", "overlay", str(gke))
+    assert result.returncode == 2
+    assert "no rule by that name already exists" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    base = shared_dir / "upstream-rules/k8s_audit_rules.yaml"
+    result = run_cli("compliance", "overlay", str(base), str(gke))
     assert result.returncode == 0, result.stderr
-    assert yaml.safe_load(result.stdout) == []
-    assert "Disallowed K8s User" in result.stderr and "warning:" in result.stderr
+    assert "Disallowed K8s User" in {e["rule"] for e in yaml.safe_load(result.stdout)}
 
 
 @pytest.mark.skipif(

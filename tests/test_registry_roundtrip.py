@@ -236,3 +236,17 @@ def test_a_corrupted_cache_entry_is_downloaded_again(registry, tmp_path: Path) -
     assert again.downloaded_blobs == 1
     assert digest_file(again.files[0])[0] == layer_digest
     assert digest_file(cached)[0] == layer_digest
+
+
+def test_layout_push_refuses_a_non_empty_foreign_directory(tmp_path: Path) -> None:
+    from registry.errors import RegistryError
+
+    foreign = tmp_path / "etc-falco"
+    foreign.mkdir()
+    (foreign / "falco.yaml").write_text("keep: me\n")
+    with pytest.raises(RegistryError, match="not an OCI image layout and is not empty"):
+        push_artifact(
+            open_store(parse_reference(f"oci-layout:{foreign}:1.0.0")),
+            PushSpec(artifact_type="rulesfile", files=[_rules_file(tmp_path)], version="1.0.0"),
+        )
+    assert sorted(p.name for p in foreign.iterdir()) == ["falco.yaml"]

@@ -41,12 +41,15 @@ def validate(files: FilesArgument, output: OutputOption = "text") -> None:
     if output == "json":
         emit_json(validation.as_json())
     else:
+        # Falco prints errors with the summary and sends the details of warnings to stderr.
+        summaries = []
         for result in validation.loaded.results:
             if result.successful and result.warnings:
-                emit_text(result.summary())
-                sys.stderr.write(result.as_verbose_text(contents))
+                summaries.append(result.summary())
+                sys.stderr.write(result.as_verbose_text(contents) + "\n")
             else:
-                emit_text(result.as_verbose_text(contents))
+                summaries.append(result.as_verbose_text(contents))
+        emit_text("\n".join(summaries))
     if not validation.loaded.successful:
         raise typer.Exit(int(ExitStatus.ERROR))
     for message in validation.unmet_requirements:

@@ -20,18 +20,19 @@ from engine.condition.errors import ConditionCompileError
 from engine.condition.operators import (
     CMPOP_NAMES,
     SET_OPS,
+    cached_path_matcher,
     comparability_error,
     compile_glob,
     compile_regex,
     in_network,
-    path_prefix_set,
+    network_matcher,
     scalar_comparator,
     split_operator,
 )
 from engine.condition.parser import supported_field_transformers
 from engine.condition.values import parse_value, type_name, unhex
 from engine.errors import UnknownFieldError
-from engine.fields import FieldCatalog, is_any_of, text_renderer
+from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
 
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
@@ -96,14 +97,30 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
     operand = compiler.operand(node)
     to_text = None
     if isinstance(node, ast.Field):
-        to_text = text_renderer(compiler.namespace[operand.code.removesuffix("(e)")])
+        # A plain field is its extractor: no generated code in between.
+        extract = compiler.namespace[operand.code.removesuffix("(e)")]
+        to_text = text_renderer(extract)
+        if operand.any_of:
+            extract = _first_candidate(extract)
+    else:
+        extract = compiler.evaluator(operand)
     return CompiledValue(
-        extract=compiler.evaluator(operand),
+        extract=extract,
         type=operand.type,
         is_list=operand.is_list,
         fields=frozenset(compiler.fields),
         to_text=to_text,
     )
+
+
+def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
+
+    def first(event: Any) -> Any:
+        candidates = extract(event)
+        return candidates[0] if candidates else None
+
+    return first
 
 
 @dataclass
@@ -116,6 +133,7 @@ class _Operand:
     name: str
     no_rhs: bool = False
     any_of: bool = False  # the value is a tuple of candidates; any may satisfy the check
+    check_value: Callable[[str], None] | None = None  # field-specific constant validation
 
 
 class _Compiler:
@@ -151,11 +169,8 @@ class _Compiler:
                 return "(" + joiner.join(self.expr(c, nesting + 1) for c in children) + ")"
             case ast.Not(child):
                 return f"(not {self.expr(child, nesting + 1)})"
-            case ast.UnaryCheck(left, _op):
-                operand = self.operand(left)
-                return f"({operand.code} is not None)"
-            case ast.BinaryCheck():
-                return self.binary_check(node)
+            case ast.UnaryCheck() | ast.BinaryCheck():
+                return self.check(node)
             case ast.MacroRef(name):
                 raise ConditionCompileError(
                     f"filter error: unexpected identifier '{name}'", node.pos
@@ -164,6 +179,15 @@ class _Compiler:
             "sinsp_filter_compiler: unexpected standalone value expression in filter AST",
             getattr(node, "pos", None),
         )
+
+    def check(self, node: ast.UnaryCheck | ast.BinaryCheck) -> str:
+        """A check's code. Errors point at the check, as libsinsp's compiler reports them."""
+        try:
+            if isinstance(node, ast.UnaryCheck):
+                return f"({self.operand(node.left).code} is not None)"
+            return self.binary_check(node)
+        except ConditionCompileError as error:
+            raise ConditionCompileError(error.message, node.pos, error.hint) from None
 
     # -- operands ------------------------------------------------------------------------------
 
@@ -201,7 +225,15 @@ class _Compiler:
             raise ConditionCompileError(str(error), node.pos) from None
         self.fields.add(name)
         code = f"{self.bind(extractor, 'x')}(e)"
-        return _Operand(code, spec.type, spec.is_list, spec.name, spec.no_rhs, is_any_of(extractor))
+        return _Operand(
+            code,
+            spec.type,
+            spec.is_list,
+            spec.name,
+            spec.no_rhs,
+            is_any_of(extractor),
+            value_check(extractor),
+        )
 
     def _transformer_support(self, node: ast.Expr, operand: _Operand) -> None:
         spec = self.catalog.spec(operand.name)
@@ -235,12 +267,12 @@ class _Compiler:
         parts = [self.operand(child) for child in children]
         evaluators = [(self.evaluator(p), p.is_list) for p in parts]
 
-        def extract(event: Any) -> tuple[Any, ...]:
+        def extract(event: Any) -> tuple[Any, ...] | None:
             values: list[Any] = []
             for evaluate, is_list in evaluators:
                 value = evaluate(event)
                 if value is None:
-                    continue
+                    return None  # as libsinsp's list_check: one missing element, no list
                 if is_list:
                     values.extend(value)
                 else:
@@ -283,6 +315,11 @@ class _Compiler:
         )
         for value in raw:
             self.add_value_warnings(base, value, node.right.pos)
+            if left.check_value is not None:
+                try:
+                    left.check_value(value)
+                except ValueError as error:
+                    raise ConditionCompileError(str(error), node.right.pos) from None
         constants = [self.constant(base, left.type, value, node.right.pos) for value in raw]
         variable = self.bind(None, "v")
         if left.is_list:
@@ -313,8 +350,10 @@ class _Compiler:
         guard = f"({variable} := {x}) is not None and "
         if base in SET_OPS or base == "pmatch":
             if base == "pmatch":
-                prefixes = path_prefix_set(constants)
-                return f"({guard}{self.bind(prefixes.match, 'p')}({variable}))"
+                matcher = cached_path_matcher(constants)
+                return f"({guard}{self.bind(matcher, 'p')}({variable}))"
+            if left.type == "ipnet":
+                return self.guarded_call(variable, x, network_matcher(constants))
             if left.type in _EQ_ONLY_TYPES:
                 compare = scalar_comparator("=", left.type)
                 networks = tuple(constants)
@@ -326,8 +365,10 @@ class _Compiler:
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
-            predicate = scalar_comparator(base, "ipnet")
-            return f"({guard}{self.bind(predicate, 'p')}({variable}, {self.bind(constant, 'c')}))"
+            inside = network_matcher([constant])
+            if base == "=":
+                return self.guarded_call(variable, x, inside)
+            return self.guarded_call(variable, x, lambda value: not inside(value))
         c = self.bind(constant, "c")
         inline = {
             "=": f"({x} == {c})",
@@ -420,13 +461,14 @@ class _Compiler:
                 )
             )
         stripped = "".join(value.split())
-        if stripped and self.catalog.split(stripped) is not None:
+        # Field names always hold a dot, transformers end with ')': skip the lookups otherwise.
+        if "." in stripped and self.catalog.split(stripped) is not None:
             self.warnings.append(
                 CompileWarning(
                     f"'{value}' may be a valid field misused as a const string value", position
                 )
             )
-        for name in supported_field_transformers(True):
+        for name in supported_field_transformers(True) if stripped.endswith(")") else ():
             if (
                 len(stripped) >= len(name) + 2
                 and stripped.startswith(name + "(")

@@ -20,7 +20,7 @@ import yaml
 
 from feeds.compliance.catalogue import FEDRAMP, MITRE, NIST, Catalogue, load_catalogue, validated
 from feeds.compliance.errors import ComplianceError
-from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import parse_tag
 
 MAPPING_FILE = "attack-to-controls.yaml"
@@ -95,7 +95,7 @@ def _mitre_condition_met(wanted: str, mitre_ids: set[str]) -> bool:
     return any(i == wanted or i.startswith(wanted + ".") for i in mitre_ids)
 
 
-def _row_applies(row: MappingRow, rule: RuleInfo, mitre_ids: set[str]) -> bool:
+def _row_applies(row: MappingRow, rule: RuleFacts, mitre_ids: set[str]) -> bool:
     if row.condition == "mitre":
         return _mitre_condition_met(row.value, mitre_ids)
     if row.condition == "tag":
@@ -103,7 +103,7 @@ def _row_applies(row: MappingRow, rule: RuleInfo, mitre_ids: set[str]) -> bool:
     return row.condition == "source" and row.value == rule.source
 
 
-def rule_controls(rule: RuleInfo, catalogue: Catalogue | None = None) -> Controls:
+def rule_controls(rule: RuleFacts, catalogue: Catalogue | None = None) -> Controls:
     """Every control the rule covers, per framework (see the module docstring)."""
     catalogue = catalogue or load_catalogue()
     controls = tagged_controls(rule.tags, catalogue)
@@ -119,7 +119,7 @@ def rule_controls(rule: RuleInfo, catalogue: Catalogue | None = None) -> Control
     return {framework: ids for framework, ids in controls.items() if ids}
 
 
-def rows_for(rule: RuleInfo, catalogue: Catalogue | None = None) -> list[MappingRow]:
+def rows_for(rule: RuleFacts, catalogue: Catalogue | None = None) -> list[MappingRow]:
     """The mapping rows that apply to a rule (to explain why it carries a tag)."""
     catalogue = catalogue or load_catalogue()
     tagged = tagged_controls(rule.tags, catalogue).get(MITRE, set())

@@ -14,7 +14,7 @@ import yaml
 
 from feeds.compliance.catalogue import Catalogue, load_catalogue
 from feeds.compliance.mapping import Controls, rule_controls
-from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import tag_for
 
 
@@ -30,7 +30,7 @@ def canonical_tags(controls: Controls, catalogue: Catalogue) -> list[str]:
 
 
 def overlay_entries(
-    rules: Sequence[RuleInfo], catalogue: Catalogue | None = None
+    rules: Sequence[RuleFacts], catalogue: Catalogue | None = None
 ) -> list[dict[str, object]]:
     """One entry per rule that gains at least one tag it does not already carry."""
     catalogue = catalogue or load_catalogue()
