@@ -8,6 +8,7 @@ counters there, so state belongs to a stream, not to the process).
 
 from __future__ import annotations
 
+import functools
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,13 +56,17 @@ def parse_rfc3339_ns(text: str) -> int:
             if position != -1:
                 head, zone = head[:position], head[position:]
                 break
-    if zone in ("Z", "z"):
-        zone = "+00:00"
-    moment = datetime.fromisoformat(head + zone)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
     nanos = int(fraction.ljust(9, "0")[:9]) if fraction else 0
-    return int(moment.timestamp()) * 1_000_000_000 + nanos
+    return _epoch_seconds(head, zone) * 1_000_000_000 + nanos
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_seconds(head: str, zone: str) -> int:
+    # Cached: a stream's events share their seconds (a webhook batch often all of them).
+    moment = datetime.fromisoformat(head + ("+00:00" if zone in ("Z", "z") else zone))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {head}")
+    return int(moment.timestamp())
 
 
 def now_ns() -> int:
