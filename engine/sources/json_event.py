@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.fields import FieldCatalog, FieldSpec
+from engine.fields import ExtractorFactory, FieldCatalog, FieldSpec
 
 # Falco gives every plugin event this type (PPME_PLUGINEVENT_E).
 PLUGIN_EVENT_TYPE = "pluginevent"
@@ -90,6 +90,12 @@ def memoized(extract: Callable[[JsonEvent], Any]) -> Callable[[JsonEvent], Any]:
         return value
 
     return cached
+
+
+def add_shared(catalog: FieldCatalog, spec: FieldSpec, factory: ExtractorFactory) -> None:
+    """Register a field whose factory returns one extractor per argument, shared by every rule
+    that uses it, so that `memoized` extractors share their per-event value across rules."""
+    catalog.add(spec, functools.cache(factory))
 
 
 def on_object(extract: Callable[[dict[str, Any]], Any]) -> Callable[[JsonEvent], Any]:

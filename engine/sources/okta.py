@@ -19,6 +19,7 @@ from engine.sources.formats import RecordFormat, register_format, rfc3339_at, si
 from engine.sources.json_event import (
     JsonEvent,
     add_event_fields,
+    add_shared,
     on_object,
 )
 from engine.sources.json_source import add_json_fields, raw_text
@@ -283,7 +284,8 @@ def build_catalog() -> FieldCatalog:
         FieldSpec("okta.security.asnumber", "uint", "Security AS Number"),
         on_object(lambda d: v if type(v := getter(*_SECURITY, "asNumber")(d)) is int else 0),
     )
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec("okta.targets.displayName", "string", "Targets Display Names", arg="optional"),
         _display_names,
     )
@@ -291,7 +293,8 @@ def build_catalog() -> FieldCatalog:
         ("failure", "MFA failures", AUTH_VIA_MFA),
         ("deny", "MFA push denies", DENY_PUSH),
     ):
-        catalog.add(
+        add_shared(
+            catalog,
             FieldSpec(
                 f"okta.mfa.{kind}.countlast",
                 "uint",
