@@ -78,15 +78,18 @@ def _local_datetime(ns: int) -> str:
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
+_UNSET = object()
+
+
 def memoized(extract: Callable[[JsonEvent], Any]) -> Callable[[JsonEvent], Any]:
     """`extract`, computed at most once per event."""
     token = object()
+    unset = _UNSET
 
     def cached(event: JsonEvent) -> Any:
-        memo = event.memo
-        if token in memo:
-            return memo[token]
-        value = memo[token] = extract(event)
+        value = event.memo.get(token, unset)
+        if value is unset:
+            value = event.memo[token] = extract(event)
         return value
 
     return cached
