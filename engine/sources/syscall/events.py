@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 class SyscallEvent:
     __slots__ = (
-        "cache",
         "cpu",
         "dir",
         "fd",
@@ -56,8 +55,6 @@ class SyscallEvent:
         self.thread: ThreadInfo | None = None
         self.fd: FdInfo | None = None
         self.state: StateTracker | None = None  # the tracker that bound thread/fd
-        # Per-event memo for values several extractors share (resolved paths, rendered args).
-        self.cache: dict[str, Any] | None = None
 
     @property
     def is_enter(self) -> bool:

@@ -332,6 +332,8 @@ class StateTracker:
         if thread is None:
             return
         self.remove_thread(tid)
+        if not thread.is_main:
+            return  # children's ptid names their parent process's main thread
         # Reparent the children to the exiting thread's parent, as the kernel reparents orphans
         # to a subreaper; good enough for ancestry walks (libsinsp does the same, using ptid).
         for other in self.threads.values():
