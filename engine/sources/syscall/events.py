@@ -27,6 +27,7 @@ class SyscallEvent:
         "fd",
         "info",
         "num",
+        "open_flags",
         "params",
         "state",
         "thread",
@@ -55,6 +56,8 @@ class SyscallEvent:
         self.thread: ThreadInfo | None = None
         self.fd: FdInfo | None = None
         self.state: StateTracker | None = None  # the tracker that bound thread/fd
+        # evt.is_open_* memo: many rules test them on the same open event (0: not an open).
+        self.open_flags: int | None = None
 
     @property
     def is_enter(self) -> bool:
