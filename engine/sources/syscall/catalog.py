@@ -331,18 +331,17 @@ def _open_flags(event: SyscallEvent) -> int | None:
 
 
 def _is_open_read(event: SyscallEvent) -> bool:
-    # Called for every event of every rule bucket that tests it: the type check comes first.
-    if event.type not in OPEN_EVENTS:
-        return False
-    flags = _open_flags(event)
-    return flags is not None and bool(flags & O_RDONLY)
+    flags = event.open_flags
+    if flags is None:
+        flags = event.open_flags = _open_flags(event) or 0
+    return flags & O_RDONLY != 0
 
 
 def _is_open_write(event: SyscallEvent) -> bool:
-    if event.type not in OPEN_EVENTS:
-        return False
-    flags = _open_flags(event)
-    return flags is not None and bool(flags & O_WRONLY)
+    flags = event.open_flags
+    if flags is None:
+        flags = event.open_flags = _open_flags(event) or 0
+    return flags & O_WRONLY != 0
 
 
 def _is_open_exec(event: SyscallEvent) -> bool:
