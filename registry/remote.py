@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import requests
 
+from registry.auth import merge_scopes
 from registry.cache import BlobCache, fetch_through_cache
 from registry.client import RETRY_STATUSES, RegistryClient, TransientNetworkError
 from registry.digests import CHUNK_SIZE, VerifiedWriter, digest_bytes, verify_bytes
@@ -300,6 +301,31 @@ class RemoteRepository:
             response.close()
             self.stats.blobs_uploaded += 1
             return
+
+    def mount_blob(self, descriptor: Descriptor, from_repository: str) -> bool:
+        """Cross-repository mount within this registry: no bytes move. False if refused."""
+        response = self.client.request(
+            "POST",
+            f"{self._path}/blobs/uploads/",
+            scope=merge_scopes(self._push_scope, f"repository:{from_repository}:pull"),
+            params={"mount": descriptor.digest, "from": from_repository},
+        )
+        response.close()
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202:
+            # The registry opened an ordinary upload instead: cancel it, the caller copies.
+            location = response.headers.get("Location")
+            if location:
+                cancel = self.client.request(
+                    "DELETE",
+                    urllib.parse.urljoin(self.client.base_url, location),
+                    scope=self._push_scope,
+                )
+                cancel.close()
+            return False
+        self.client.check(response, f"blob mount {descriptor.digest} from {from_repository}")
+        return False
 
     def _upload_once(
         self, source: Path | bytes, descriptor: Descriptor, progress: Progress | None
