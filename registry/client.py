@@ -63,6 +63,18 @@ def system_ca_bundle() -> bool | str:
     return cafile if cafile and os.path.isfile(cafile) else True
 
 
+def tls_verify(options: ClientOptions) -> bool | str:
+    """requests' `verify` for these options: skip (only when asked), --ca-file, or the system's."""
+    if options.insecure_skip_tls_verify:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        return False
+    if options.ca_file is not None:
+        return str(options.ca_file)
+    return system_ca_bundle()
+
+
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -90,14 +102,7 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
-        self.verify: bool | str = system_ca_bundle()
-        if options.insecure_skip_tls_verify:
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            self.verify = False
-        elif options.ca_file is not None:
-            self.verify = str(options.ca_file)
+        self.verify = tls_verify(options)
         if options.client_cert is not None:
             self.session.cert = (
                 (str(options.client_cert), str(options.client_key))
