@@ -187,3 +187,22 @@ def test_proxy_from_the_environment_is_used(
     assert result.returncode == 0, result.stderr
     assert proxy.count("GET", "/manifests/") >= 1
     assert proxy.count("GET", "/blobs/") >= 1
+
+
+def test_head_without_digest_falls_back_to_get(proxy: FaultProxy, artifact: str, registry) -> None:
+    truth = open_store(parse_reference(f"{registry.host}/{artifact}"), PLAIN).resolve("1.0.0")
+    fault = proxy.add(Fault("HEAD", "/manifests/", rewrite_headers={"Docker-Content-Digest": None}))
+    via_proxy = open_store(parse_reference(f"{proxy.host}/{artifact}"), FAST).resolve("1.0.0")
+    assert fault.fired == 1
+    assert via_proxy == truth
+    assert proxy.count("GET", "/manifests/") == 1
+
+
+def test_a_registry_lying_about_the_manifest_digest_is_refused(
+    proxy: FaultProxy, artifact: str, tmp_path: Path
+) -> None:
+    lie = "sha256:" + "0" * 64
+    proxy.add(Fault("GET", "/manifests/", rewrite_headers={"Docker-Content-Digest": lie}))
+    with pytest.raises(DigestMismatchError, match="does not match the registry's"):
+        _pull(proxy, artifact, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
