@@ -3,8 +3,12 @@ github and gcpaudit plugins give them)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from engine.sources.formats import EventFactory
 from engine.sources.json_event import JsonEvent
+from engine.sources.readers import read_events
 from tests.support.source_fields import extract
 
 
@@ -125,3 +129,22 @@ def test_gcp_log_entry_fields() -> None:
 def test_gcp_location_from_zone() -> None:
     event = one("gcp_auditlog", {"resource": {"labels": {"zone": "us-central1-a"}}})
     assert extract("gcp_auditlog", "gcp.location", event) == "us-central1"
+
+
+def test_github_deliveries_from_the_api_are_unwrapped(tmp_path: Path) -> None:
+    delivery = {
+        "id": 1,
+        "event": "repository",
+        "action": "publicized",
+        "delivered_at": "2024-01-01T00:00:00Z",
+        "request": {
+            "headers": {"X-GitHub-Event": "repository"},
+            "payload": {"action": "publicized", "sender": {"login": "octocat"}},
+        },
+    }
+    saved = {"webhook_type": "star", "action": "created"}
+    path = tmp_path / "deliveries.jsonl"
+    path.write_text(json.dumps(delivery) + "\n" + json.dumps(saved) + "\n")
+    events = list(read_events("github", path))
+    assert [extract("github", "github.type", e) for e in events] == ["repository", "star"]
+    assert extract("github", "github.user", events[0]) == "octocat"

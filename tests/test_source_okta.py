@@ -80,7 +80,11 @@ def test_same_timestamp_counts_once_and_denies_are_a_separate_counter() -> None:
         log_event("2024-01-01T10:00:00Z"),
         log_event("2024-01-01T10:00:05Z", event_type=DENY),
     ]
-    assert counts(factory, documents, "okta.mfa.deny.countlast[300]") == [1, 1, 1]
+    events = [event for document in documents for event in factory.from_document(document)]
+    failures = [extract(SOURCE, "okta.mfa.failure.countlast[300]", event) for event in events]
+    denies = [extract(SOURCE, "okta.mfa.deny.countlast[300]", event) for event in events]
+    # each field counts its own kind, on events of that kind only
+    assert (failures, denies) == ([1, 1, None], [None, None, 1])
 
 
 def test_streams_do_not_share_counters() -> None:

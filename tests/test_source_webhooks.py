@@ -225,3 +225,31 @@ def test_github_bad_or_missing_signatures_are_refused(
 def test_github_needs_a_secret() -> None:
     with pytest.raises(SourceError, match="shared secret"):
         github_webhook("127.0.0.1:0", print, "")
+
+
+def test_webhook_events_raise_the_same_alerts_as_the_files(shared_dir: Path) -> None:
+    from engine.loader import load_rules_files, rulesets_for
+    from engine.sources.readers import read_events
+
+    rulesets = rulesets_for(load_rules_files([shared_dir / "upstream-rules/k8s_audit_rules.yaml"]))
+    files = shared_dir / "upstream-events/k8s_audit"
+    replayed = [
+        r.name for e in read_events("k8s_audit", files) for r in rulesets.evaluate(e, "k8s_audit")
+    ]
+    served: list[str] = []
+
+    def evaluate(events: list[JsonEvent]) -> None:
+        served.extend(r.name for e in events for r in rulesets.evaluate(e, "k8s_audit"))
+
+    documents = [
+        json.loads(line)
+        for path in sorted(files.glob("*.json"))
+        for line in path.read_text().splitlines()
+        if line.strip() and "auditID" in line
+    ]
+    with k8s_audit_webhook("127.0.0.1:0", evaluate) as server, requests.Session() as session:
+        for start in range(0, len(documents), 10):
+            batch = {"kind": "EventList", "items": documents[start : start + 10]}
+            assert session.post(server.url, data=json.dumps(batch), headers=JSON, timeout=10).ok
+    assert len(replayed) > 10
+    assert served == replayed

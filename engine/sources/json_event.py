@@ -8,13 +8,14 @@ counters there, so state belongs to a stream, not to the process).
 
 from __future__ import annotations
 
+import functools
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.fields import FieldCatalog, FieldSpec
+from engine.fields import ExtractorFactory, FieldCatalog, FieldSpec
 
 # Falco gives every plugin event this type (PPME_PLUGINEVENT_E).
 PLUGIN_EVENT_TYPE = "pluginevent"
@@ -55,13 +56,17 @@ def parse_rfc3339_ns(text: str) -> int:
             if position != -1:
                 head, zone = head[:position], head[position:]
                 break
-    if zone in ("Z", "z"):
-        zone = "+00:00"
-    moment = datetime.fromisoformat(head + zone)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
     nanos = int(fraction.ljust(9, "0")[:9]) if fraction else 0
-    return int(moment.timestamp()) * 1_000_000_000 + nanos
+    return _epoch_seconds(head, zone) * 1_000_000_000 + nanos
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_seconds(head: str, zone: str) -> int:
+    # Cached: a stream's events share their seconds (a webhook batch often all of them).
+    moment = datetime.fromisoformat(head + ("+00:00" if zone in ("Z", "z") else zone))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {head}")
+    return int(moment.timestamp())
 
 
 def now_ns() -> int:
@@ -73,18 +78,27 @@ def _local_datetime(ns: int) -> str:
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
+_UNSET = object()
+
+
 def memoized(extract: Callable[[JsonEvent], Any]) -> Callable[[JsonEvent], Any]:
     """`extract`, computed at most once per event."""
     token = object()
+    unset = _UNSET
 
     def cached(event: JsonEvent) -> Any:
-        memo = event.memo
-        if token in memo:
-            return memo[token]
-        value = memo[token] = extract(event)
+        value = event.memo.get(token, unset)
+        if value is unset:
+            value = event.memo[token] = extract(event)
         return value
 
     return cached
+
+
+def add_shared(catalog: FieldCatalog, spec: FieldSpec, factory: ExtractorFactory) -> None:
+    """Register a field whose factory returns one extractor per argument, shared by every rule
+    that uses it, so that `memoized` extractors share their per-event value across rules."""
+    catalog.add(spec, functools.cache(factory))
 
 
 def on_object(extract: Callable[[dict[str, Any]], Any]) -> Callable[[JsonEvent], Any]:

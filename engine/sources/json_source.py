@@ -11,7 +11,7 @@ import json
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import RecordFormat, arrival_time, register_format
-from engine.sources.json_event import JsonEvent, add_event_fields, memoized
+from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
 from engine.sources.jsonpath import MISSING, compile_pointer, steps_getter, to_json_text
 
 SOURCE = "json"
@@ -53,7 +53,8 @@ def raw_text(event: JsonEvent) -> str:
 
 def add_json_fields(catalog: FieldCatalog) -> None:
     for prefix, alias in (("json", ""), ("jevt", "Alias for json.*, kept for compatibility. ")):
-        catalog.add(
+        add_shared(
+            catalog,
             FieldSpec(
                 f"{prefix}.value",
                 "string",
@@ -67,7 +68,7 @@ def add_json_fields(catalog: FieldCatalog) -> None:
         )
         catalog.add_simple(
             FieldSpec(f"{prefix}.rawtime", "string", alias + "The event time, as evt.rawtime"),
-            lambda event: str(event.time),
+            memoized(lambda event: str(event.time)),
         )
 
 

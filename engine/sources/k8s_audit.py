@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
-from engine.sources.json_event import JsonEvent, add_event_fields, memoized
+from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, to_json_text, walk
 
@@ -340,8 +340,10 @@ def _add_container_fields(catalog: FieldCatalog) -> None:
                 is_list=True,
                 arg="optional",
             )
-            catalog.add(
-                spec, lambda arg, lst=container_list, make=factory: make(lst, _index_arg(arg))
+            add_shared(
+                catalog,
+                spec,
+                lambda arg, lst=container_list, make=factory: make(lst, _index_arg(arg)),
             )
 
 
@@ -556,12 +558,13 @@ def _indexed(
     required: bool = False,
 ) -> None:
     spec = FieldSpec(name, "string", desc, is_list=True, arg="required" if required else "optional")
-    catalog.add(spec, lambda arg: make(_index_arg(arg)))
+    add_shared(catalog, spec, lambda arg: make(_index_arg(arg)))
 
 
 def _add_special_fields(catalog: FieldCatalog) -> None:
     string = "string"
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ka.uri.param",
             string,
@@ -588,7 +591,8 @@ def _add_special_fields(catalog: FieldCatalog) -> None:
             ),
             _subject_names(kind),
         )
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ka.req.binding.subject.has_name",
             string,
@@ -640,7 +644,8 @@ def _add_special_fields(catalog: FieldCatalog) -> None:
             index, "requestObject", "spec", "volumes", "hostPath", "path"
         ),
     )
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ka.req.volume.hostpath",
             string,
