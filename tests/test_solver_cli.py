@@ -219,3 +219,9 @@ def test_installed_artifacts_stay_consistent(run_cli: CliRunner, feed) -> None:
     assert broken.returncode == 7
     assert "installed cloudtrail-rules 0.12.0 -> jsonx ^0.7.0" in broken.stderr
     assert "k8s-rules 1.0.0 -> jsonx ^1.0.0" in broken.stderr
+
+
+def test_full_reference_with_a_comparator_range(run_cli: CliRunner, feed) -> None:
+    plan = resolve_json(run_cli, f"{feed.host}/falcosecurity/jsonx@>=0.7,<1")
+    assert plan["jsonx"]["version"] == "0.7.1"
+    assert plan["jsonx"]["reference"].startswith(f"{feed.host}/falcosecurity/jsonx@sha256:")
