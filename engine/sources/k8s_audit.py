@@ -17,7 +17,7 @@ from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
 from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
 from engine.sources.json_source import add_json_fields, raw_text
-from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, to_json_text, walk
+from engine.sources.jsonpath import MISSING, as_text, getter, to_json_text
 
 SOURCE = "k8s_audit"
 PLUGIN = "k8saudit"
@@ -492,6 +492,9 @@ def _uri_param(arg: str | None) -> Extractor:
     return _guarded(extract)
 
 
+_response_name = getter("responseObject", "metadata", "name")
+
+
 def _target_pod_name(data: Any) -> str | None:
     ref = data.get("objectRef")
     if (
@@ -500,7 +503,7 @@ def _target_pod_name(data: Any) -> str | None:
         or ref.get("subresource", "") not in ("", None)
     ):
         return None
-    return as_text(walk(data, compile_keys(("responseObject", "metadata", "name"))))
+    return as_text(_response_name(data))
 
 
 def _first_container(repository: bool) -> Extractor:
