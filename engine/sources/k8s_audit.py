@@ -18,6 +18,7 @@ from engine.sources.formats import InputFormatError, RecordFormat, register_form
 from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import MISSING, as_text, getter, to_json_text
+from engine.sources.k8s_audit_gke import is_gke_log_entry, to_audit_event
 
 SOURCE = "k8s_audit"
 PLUGIN = "k8saudit"
@@ -712,9 +713,12 @@ def build_catalog() -> FieldCatalog:
 
 def audit_events(document: Any) -> list[Any]:
     """The audit Events of a payload: one Event, an EventList, or a JSON array of either (the
-    shapes the plugin's webhook and file readers accept)."""
+    shapes the plugin's webhook and file readers accept), or GKE audit log entries."""
     if isinstance(document, list):
         return [event for item in document for event in audit_events(item)]
+    if is_gke_log_entry(document):  # a Cloud Logging export of a GKE cluster (k8saudit-gke)
+        event = to_audit_event(document)
+        return [event] if event is not None else []
     kind = document.get("kind") if isinstance(document, dict) else None
     if kind == "EventList" and isinstance(document.get("items"), list):
         return list(document["items"])
