@@ -18,6 +18,7 @@ from engine.sources.formats import InputFormatError, RecordFormat, register_form
 from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import MISSING, as_text, getter, to_json_text
+from engine.sources.k8s_audit_exports import unwrap_export
 from engine.sources.k8s_audit_gke import is_gke_log_entry, to_audit_event
 
 SOURCE = "k8s_audit"
@@ -713,12 +714,15 @@ def build_catalog() -> FieldCatalog:
 
 def audit_events(document: Any) -> list[Any]:
     """The audit Events of a payload: one Event, an EventList, or a JSON array of either (the
-    shapes the plugin's webhook and file readers accept), or GKE audit log entries."""
+    shapes the plugin's webhook and file readers accept), or GKE, EKS or AKS log exports."""
     if isinstance(document, list):
         return [event for item in document for event in audit_events(item)]
     if is_gke_log_entry(document):  # a Cloud Logging export of a GKE cluster (k8saudit-gke)
         event = to_audit_event(document)
         return [event] if event is not None else []
+    wrapped = unwrap_export(document)  # EKS CloudWatch events, AKS diagnostic records
+    if wrapped is not None:
+        return audit_events(wrapped)
     kind = document.get("kind") if isinstance(document, dict) else None
     if kind == "EventList" and isinstance(document.get("items"), list):
         return list(document["items"])

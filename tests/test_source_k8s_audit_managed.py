@@ -1,5 +1,5 @@
-"""GKE audit log entries read by the k8s_audit source, converted as the k8saudit-gke plugin does,
-then matched by the upstream k8saudit rules."""
+"""Managed-cluster exports read by the k8s_audit source: GKE audit log entries (converted as the
+k8saudit-gke plugin does) matched by the upstream k8saudit rules, EKS and AKS wrappers."""
 
 from __future__ import annotations
 
@@ -159,3 +159,58 @@ def test_upstream_rules_fire_on_gke_entries(shared_dir: Path, tmp_path: Path) ->
     )
     (event,) = read_events("k8s_audit", export)
     assert "Create Privileged Pod" in [rule.name for rule in rulesets.evaluate(event, "k8s_audit")]
+
+
+def audit_event(audit_id: str) -> dict:
+    return {
+        "kind": "Event",
+        "auditID": audit_id,
+        "stageTimestamp": "2024-01-01T00:00:00Z",
+        "verb": "get",
+    }
+
+
+def test_eks_cloudwatch_and_aks_diagnostic_exports(tmp_path: Path) -> None:
+    eks = tmp_path / "eks.json"
+    eks.write_text(
+        json.dumps(
+            {
+                "events": [
+                    {"timestamp": 1, "message": json.dumps(audit_event("eks-1"))},
+                    {"message": "not json"},
+                ]
+            }
+        )
+    )
+    aks = tmp_path / "aks.jsonl"
+    aks.write_text(
+        json.dumps(
+            {
+                "records": [
+                    {
+                        "category": "kube-audit",
+                        "properties": {"log": json.dumps(audit_event("aks-1"))},
+                    }
+                ]
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {"category": "kube-apiserver", "properties": {"log": "I0101 00:00:00 klog text"}}
+        )
+        + "\n"
+        + json.dumps(
+            {"category": "kube-audit", "properties": {"log": json.dumps(audit_event("aks-2"))}}
+        )
+        + "\n"
+    )
+    stats = ReadStats()
+    events = list(read_events("k8s_audit", tmp_path, stats))
+    assert sorted(extract("k8s_audit", "ka.auditid", e) for e in events) == [
+        "aks-1",
+        "aks-2",
+        "eks-1",
+    ]
+    assert (
+        stats.skipped == 0
+    )  # klog records and non-JSON messages are not audit events: skipped quietly
