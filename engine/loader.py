@@ -44,9 +44,13 @@ CACHE_SIZE = 8
 
 
 class RulesFileError(EngineError):
-    """A rules file could not be read at all (missing, unreadable, not UTF-8)."""
+    """A rules file (or any file at all) is missing."""
 
     exit_status = "not_found"
+
+
+class RulesFileUnreadableError(EngineError):
+    """A rules file exists but cannot be read (permissions, not UTF-8)."""
 
 
 class RulesInvalidError(EngineError):
@@ -207,7 +211,7 @@ def read_rules_files(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
                 f"rules file {path} does not exist", hint="check the path"
             ) from None
         except (OSError, UnicodeDecodeError) as error:
-            raise RulesFileError(
+            raise RulesFileUnreadableError(
                 f"cannot read rules file {path}: {error}",
                 hint="rules files are UTF-8 YAML readable by this user",
             ) from None
@@ -218,7 +222,14 @@ def load_rules_files(
     paths: Iterable[str | Path], use_cache: bool = True, check_schema: bool = False
 ) -> LoadedRules:
     """Read and load rules files in order (no error raised for invalid files: see results)."""
-    return load_contents(read_rules_files(paths), use_cache=use_cache, check_schema=check_schema)
+    paths = list(paths)
+    files = read_rules_files(paths)
+    if not files:
+        raise RulesFileError(
+            "no rules files to load in " + ", ".join(map(str, paths)),
+            hint="give rules files, or directories holding .yaml/.yml files",
+        )
+    return load_contents(files, use_cache=use_cache, check_schema=check_schema)
 
 
 def load_valid_rules(paths: Iterable[str | Path], use_cache: bool = True) -> LoadedRules:

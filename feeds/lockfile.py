@@ -36,8 +36,9 @@ from feeds.versions import Version, parse_version
 LOCK_FILE_NAME = "falconet.lock"
 LOCK_VERSION = 1
 _HEADER = (
-    "# falconet.lock: written by `falconet artifact install`. Commit it and review changes;\n"
-    "# `install --locked` installs exactly these digests.\n"
+    "# falconet.lock: written by `falconet artifact install` (or `resolve --write-lock`).\n"
+    "# Commit it and review changes;"
+    " `install --locked` installs exactly these digests.\n"
 )
 
 

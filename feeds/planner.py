@@ -9,13 +9,14 @@ plan (actions, downgrade refusal) -> the lock file the install would write.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from feeds.errors import NotFoundError
 from feeds.lockfile import LockedArtifact, LockFile, lock_from, read_lock, require_lock
-from feeds.plan import Plan, build_plan
+from feeds.plan import PROVIDED, InstalledLike, Plan, PlanEntry, build_plan, plan_action
 from feeds.registry_catalog import RegistryCatalog
 from feeds.requirements import EngineVersions, load_engine_versions
 from feeds.resolve import UserRef, parse_user_ref
@@ -31,6 +32,7 @@ from feeds.versions import (
 
 if TYPE_CHECKING:
     from feeds.context import FeedsContext
+    from registry.artifacts import ArtifactConfig, ResolvedArtifact
     from registry.store import ArtifactStore
 
 
@@ -43,6 +45,7 @@ class PlanOptions:
     lock_path: Path | None = None  # falconet.lock to honour; None: no lock
     platform: str | None = None
     policy: str = CARET
+    resolve_deps: bool = True  # False: only the requested artifacts (falcoctl --resolve-deps=false)
 
 
 @dataclass
@@ -53,6 +56,30 @@ class PlanOutcome:
     engine: EngineVersions
     catalog: RegistryCatalog  # stores and resolved manifests for the installer; close() it
     requests: list[Request] = field(default_factory=list)
+
+    def to_fetch(self) -> list[FetchTarget]:
+        """What the installer must download: the entries whose action changes the disk, each
+        with its store, resolved manifest and config (already fetched while solving)."""
+        targets = []
+        for entry in self.plan.changes:
+            version = self.resolution.selected[entry.name].version
+            targets.append(
+                FetchTarget(
+                    entry,
+                    self.catalog.store(entry.name),
+                    self.catalog.resolved(entry.name, version),
+                    self.catalog.config(entry.name, version),
+                )
+            )
+        return targets
+
+
+@dataclass(frozen=True)
+class FetchTarget:
+    entry: PlanEntry
+    store: ArtifactStore
+    resolved: ResolvedArtifact
+    config: ArtifactConfig
 
 
 def plan_install(context: FeedsContext, refs: Sequence[str], options: PlanOptions) -> PlanOutcome:
@@ -86,6 +113,7 @@ def plan_install(context: FeedsContext, refs: Sequence[str], options: PlanOption
             pre=options.pre,
             policy=options.policy,
             prefer=prefer,
+            resolve_deps=options.resolve_deps,
         )
         plan = build_plan(resolution, catalog, installed_records, options.allow_downgrade)
     except BaseException:
@@ -99,6 +127,57 @@ def locked_artifacts(lock_path: Path, refs: Sequence[str]) -> list[LockedArtifac
     """install --locked: exactly what the lock names for `refs` (all refs when none given)."""
     lock = require_lock(lock_path)
     return lock.closure(list(refs) or sorted(lock.refs))
+
+
+def locked_plan(
+    context: FeedsContext, lock_path: Path, refs: Sequence[str], allow_downgrade: bool = False
+) -> Plan:
+    """The plan for install --locked: the locked digests, each confirmed present in its
+    registry (one HEAD each), compared with what is installed. Nothing is resolved."""
+    from registry.errors import NotFoundError as RegistryNotFound
+
+    open_repository = _store_opener(context)
+    installed = {record.name: record for record in StateStore(context.state_dir).all()}
+    entries = []
+    for artifact in locked_artifacts(lock_path, refs):
+        if artifact.provided_by_engine:
+            entries.append(_locked_entry(artifact, PROVIDED, installed))
+            continue
+        if not artifact.reference or not artifact.digest:
+            raise NotFoundError(
+                f"{lock_path}: {artifact.name} has no digest to install exactly",
+                f"re-resolve it: install --update {artifact.name}",
+            )
+        locator = artifact.reference.split("@", 1)[0]
+        try:
+            open_repository(locator).resolve(artifact.digest)
+        except RegistryNotFound:
+            raise NotFoundError(
+                f"locked {artifact.name} {artifact.version} ({artifact.digest}) is gone from "
+                f"{locator}",
+                f"re-resolve it: install --update {artifact.name}",
+            ) from None
+        action = plan_action(
+            artifact.version, artifact.digest, installed.get(artifact.name), allow_downgrade
+        )
+        entries.append(_locked_entry(artifact, action, installed))
+    return Plan(tuple(entries))
+
+
+def _locked_entry(
+    artifact: LockedArtifact, action: str, installed: Mapping[str, InstalledLike]
+) -> PlanEntry:
+    current = installed.get(artifact.name)
+    return PlanEntry(
+        name=artifact.name,
+        version=artifact.version,
+        digest=artifact.digest,
+        reference=artifact.reference,
+        reason="locked",
+        action=action,
+        installed_version=current.version if current else None,
+        dependencies=artifact.dependencies,
+    )
 
 
 def _request(ref: UserRef, catalog: RegistryCatalog) -> Request:

@@ -23,7 +23,7 @@ unrelated ones in between, which keeps large unsatisfiable graphs from exploding
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feeds.catalog import Catalog, ConfigLike, DependencyLike
@@ -77,6 +77,7 @@ class Selected:
     dependencies: tuple[str, ...] = ()  # the artifacts chosen for its dependencies
     requested: bool = False
     provided_by_engine: bool = False
+    held_back: str | None = None  # why a newer allowed release was not taken (engine too old)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Resolution:
     selected: Mapping[str, Selected]  # by name, sorted
 
     def closure(self, name: str) -> list[str]:
-        """Every artifact `name` needs, transitively, sorted (not including itself)."""
+        """Every artifact `name` needs, transitively, sorted (itself only through a cycle)."""
         seen: set[str] = set()
         stack = list(self.selected[name].dependencies)
         while stack:
@@ -166,6 +167,7 @@ class Solver:
         max_steps: int = DEFAULT_MAX_STEPS,
         policy: str = CARET,
         prefer: Mapping[str, Version] | None = None,
+        resolve_deps: bool = True,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -178,6 +180,7 @@ class Solver:
         self.pins = dict(pins or {})
         # Versions tried first when allowed (falconet.lock): reproducible, never a conflict.
         self.prefer = dict(prefer or {})
+        self.resolve_deps = resolve_deps  # False: the requested artifacts only (--no-deps)
         self.pre = pre
         self.max_steps = max_steps
         self.policy = policy
@@ -191,7 +194,9 @@ class Solver:
 
     def solve(self, requests: Sequence[Request]) -> Resolution:
         if not requests:
-            raise ConfigError("nothing to resolve", "name at least one artifact")
+            raise ConfigError(
+                "nothing to resolve", "name at least one artifact, e.g. falco-rules@^5"
+            )
         initial = _State()
         for request in requests:
             origin = f"requested {request.label}"
@@ -253,7 +258,9 @@ class Solver:
         dependency = obligation.dependency
         choices = [(dependency.name, dependency.version)]
         choices += [(alt.name, alt.version) for alt in dependency.alternatives]
-        ranked = sorted(enumerate(choices), key=lambda item: (self._rank(state, *item[1]), item[0]))
+        ranked = sorted(
+            enumerate(choices), key=lambda item: (self._rank(state, item[1][0]), item[0])
+        )
         for _, (name, version_text) in ranked:
             allowed = self._dependency_range(obligation, name, version_text)
             branch = state.copy()
@@ -271,7 +278,7 @@ class Solver:
                 branch.chains.setdefault(name, obligation.chain)
                 yield branch
 
-    def _rank(self, state: _State, name: str, version_text: str) -> int:
+    def _rank(self, state: _State, name: str) -> int:
         if state.needed(name) or name in state.provided:
             return 0
         if name in self.provided:
@@ -311,9 +318,9 @@ class Solver:
             return False
         if chosen is None and frame is not None and not self._candidates_in(state, name):
             # Forward check: no release of `name` fits its constraints any more.
-            for cause in self._all_constraints(state, name):
-                frame.conflict |= cause.causes
             constraints = self._all_constraints(state, name)
+            for constraint in constraints:
+                frame.conflict |= constraint.causes
             self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
             return False
         if not state.needed(name) and name not in state.provided:
@@ -343,8 +350,9 @@ class Solver:
             branch.levels[name] = frame.level
             prefix = state.chains.get(name, "")
             chain = f"{prefix} -> {name} {version}" if prefix else f"{name} {version}"
+            dependencies = config.dependencies if self.resolve_deps else ()
             branch.obligations = state.obligations + tuple(
-                _Obligation(name, frame.level, chain, dep) for dep in config.dependencies
+                _Obligation(name, frame.level, chain, dep) for dep in dependencies
             )
             self.catalog.prefetch(
                 [choice.name for dep in config.dependencies for choice in (dep, *dep.alternatives)]
@@ -409,10 +417,11 @@ class Solver:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _note_failure(self, state: _State, make_error: object) -> None:
-        """Keep the dead end reached deepest in the search: it explains the failure best."""
+    def _note_failure(self, state: _State, make_error: Callable[[], Exception]) -> None:
+        """Keep the dead end reached deepest in the search: it explains the failure best.
+        (The error is built only then: building it reads tag lists and configs.)"""
         if self._failure is None or state.depth > self._failure[0]:
-            self._failure = (state.depth, make_error())  # type: ignore[operator]
+            self._failure = (state.depth, make_error())
 
     def _conflict_error(self, name: str, constraints: Sequence[Constraint]) -> Exception:
         versions = sorted(self._versions(name))
@@ -470,6 +479,14 @@ class Solver:
             hint,
         )
 
+    def _held_back(self, name: str, chosen: Version) -> str | None:
+        """The newest release skipped for unmet requirements, when newer than the choice."""
+        skipped = [v for (n, v), unmet in self._unmet.items() if n == name and unmet and v > chosen]
+        if not skipped:
+            return None
+        newest = max(skipped)
+        return f"{name} {newest} {'; '.join(str(u) for u in self._unmet[(name, newest)])}"
+
     def _newest_fitting(self, name: str) -> Version | None:
         for version in sorted(self._versions(name), reverse=True):
             if version.prerelease and not self.pre:
@@ -499,6 +516,7 @@ class Solver:
                 dependencies=tuple(sorted({e.child for e in state.edges.get(name, ())})),
                 requested=name in requested,
                 provided_by_engine=provided,
+                held_back=None if provided else self._held_back(name, version),
             )
         return Resolution(tuple(requests), selected)
 
@@ -543,9 +561,20 @@ def resolve(
     pre: bool = False,
     policy: str = CARET,
     prefer: Mapping[str, Version] | None = None,
+    resolve_deps: bool = True,
 ) -> Resolution:
     """Resolve `requests` against `catalog` (see Solver for the semantics)."""
-    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy, prefer=prefer)
+    solver = Solver(
+        catalog,
+        engine,
+        installed,
+        provided,
+        pins,
+        pre,
+        policy=policy,
+        prefer=prefer,
+        resolve_deps=resolve_deps,
+    )
     resolution = solver.solve(requests)
     log.debug("resolved %d artifacts in %d steps", len(resolution.selected), solver.steps)
     return resolution

@@ -111,6 +111,12 @@ class RegistryClient:
         try:
             return self.session.request(method, url, **kwargs)
         except requests.exceptions.SSLError as error:
+            if _CLIENT_CERT_RE.search(str(error)):
+                raise NetworkError(
+                    f"{self.registry} refused the TLS client certificate "
+                    f"({'none was given' if self.session.cert is None else 'not trusted'})",
+                    hint="pass --cert and --key with a certificate the registry trusts",
+                ) from error
             raise NetworkError(
                 f"TLS connection to {self.registry} failed: {_short(error)}",
                 hint="pass --ca-file with the registry's CA, or --plain-http if it speaks HTTP "
@@ -259,6 +265,10 @@ _REASON_RE = re.compile(
     r"(certificate verify failed[^()'\"]*|wrong version number|"
     r"Connection reset by peer|Read timed out|Connection aborted)"
 )
+
+
+# TLS alerts a server sends when it wants (another) client certificate.
+_CLIENT_CERT_RE = re.compile(r"alert (bad certificate|certificate required|unknown ca)", re.I)
 
 
 def _short(error: BaseException) -> str:

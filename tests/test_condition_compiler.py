@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.condition.compiler import compile_condition
-from engine.condition.errors import ConditionCompileError, ConditionError
+from engine.condition.errors import ConditionCompileError, ConditionError, ConditionSyntaxError
 from engine.condition.parser import parse
 from engine.testing import make_event, synthetic_catalog
 
@@ -459,3 +459,47 @@ def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | 
 )
 def test_upstream_signed_numeric_compare(condition: str, expected: bool) -> None:
     assert run(condition, test_int=1, test_int2=-22, test_fd=-1) is expected
+
+
+def test_a_field_read_by_several_checks_is_extracted_once_per_evaluation() -> None:
+    from engine.fields import FieldCatalog, FieldSpec
+
+    calls: list[str] = []
+
+    def name_of(event: dict[str, Any]) -> Any:
+        calls.append("x")
+        return event.get("name")
+
+    catalog = FieldCatalog("counting")
+    catalog.add_simple(FieldSpec("p.name", "string"), name_of)
+    text = "p.name = a or p.name startswith b or tolower(p.name) = c or p.name exists"
+    shared = compile_condition(parse(text), catalog)
+    assert shared({"name": "C"}) is True
+    assert len(calls) == 1
+    calls.clear()
+    assert shared({"name": "a"}) is True and len(calls) == 1  # short-circuit: one read
+    calls.clear()
+    unshared = compile_condition(parse(text), catalog, share_extractions=False)
+    assert unshared({"name": "C"}) is True
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("test.str startswith val(test.str2)", True),
+        ("test.str endswith val(test.str2)", False),
+        ("test.str contains val(test.str2)", True),
+        ("test.str intersects val(test.str2)", False),
+        ("test.str in val(test.str)", True),
+        ("test.int >= val(test.int2)", True),
+    ],
+)
+def test_field_to_field_comparisons(condition: str, expected: bool) -> None:
+    assert run(condition, test_str="abc", test_str2="ab", test_int=3, test_int2=3) is expected
+
+
+def test_modifiers_take_lists_not_fields() -> None:
+    # After a modifier the grammar wants a list: `val` is read as a list name, then `(` is stray.
+    with pytest.raises(ConditionSyntaxError, match="unexpected token after 'val'"):
+        parse("test.str startswith oneof val(test.str2)")

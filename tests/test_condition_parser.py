@@ -336,3 +336,9 @@ def test_nodes_hash_by_structure_and_survive_pickling() -> None:
     assert first != parse("proc.name = zsh and fd.name in (a, b) or not x")
     copy = pickle.loads(pickle.dumps(first))
     assert copy == first and hash(copy) == hash(first)
+
+
+def test_escape_error_position_is_after_the_string_like_libsinsp() -> None:
+    with pytest.raises(ConditionSyntaxError) as info:
+        parse('a.b = "dog\\q" or c')
+    assert info.value.position == 13

@@ -161,3 +161,18 @@ def test_progress_reports_every_byte_both_ways(registry, tmp_path: Path) -> None
         open_store(ref, ClientOptions(plain_http=True)), tmp_path / "out", progress=progress
     )
     assert sum(seen["prog_rules.tar.gz"]) == size
+
+
+def test_proxy_from_the_environment_is_used(
+    run_cli, registry, proxy: FaultProxy, artifact: str, tmp_path: Path
+) -> None:
+    env = {"HTTP_PROXY": f"http://{proxy.host}", "http_proxy": f"http://{proxy.host}"}
+    env |= {"NO_PROXY": "", "no_proxy": ""}
+    out = tmp_path / "out"
+    result = run_cli(
+        "registry", "pull", f"{registry.host}/{artifact}", "-o", str(out), "--plain-http",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert proxy.count("GET", "/manifests/") >= 1
+    assert proxy.count("GET", "/blobs/") >= 1

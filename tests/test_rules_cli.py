@@ -287,3 +287,73 @@ def test_directory_loads_yaml_files_alphabetically(run_cli: CliRunner, tmp_path:
     assert done.returncode == 0, done.stderr
     names = [r["name"] for r in json.loads(done.stdout)["falco_load_results"]]
     assert names == [str(rules_d / "a.yml"), str(rules_d / "b.yaml")]
+
+
+def test_list_applies_falco_yaml_selection_and_min_priority(
+    run_cli: CliRunner, tmp_path: Path
+) -> None:
+    _need_compiler()
+    good = write(tmp_path, "good.yaml", GOOD)
+    done = run_cli(
+        "rules", "list", good, "-o", "json",
+        "--select", "disable:rule=*", "--select", "enable:tag=shell", "--select",
+        "enable:rule=Quiet*",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {r["name"]: r["enabled"] for r in json.loads(done.stdout)} == {
+        "Shell spawned": True,
+        "Quiet open": True,
+    }
+    done = run_cli("rules", "list", good, "-o", "json", "--min-priority", "notice")
+    assert {r["name"]: r["enabled"] for r in json.loads(done.stdout)} == {
+        "Shell spawned": True,
+        "Quiet open": False,
+    }
+    bad = run_cli("rules", "list", good, "--select", "toggle:rule=x")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: invalid rules selection 'toggle:rule=x'\nhint: ")
+
+
+def test_describe_list_name_with_a_space(run_cli: CliRunner, tmp_path: Path) -> None:
+    """Such a list only parses after substitution; describe still works."""
+    _need_compiler()
+    spaced = write(
+        tmp_path,
+        "spaced.yaml",
+        "- list: test list\n  items: [open, openat]\n- rule: r\n  desc: d\n"
+        "  condition: evt.type in (test list)\n  output: o\n  priority: INFO\n",
+    )
+    done = run_cli("rules", "describe", spaced, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    details = json.loads(done.stdout)["rules"][0]["details"]
+    assert details["condition_compiled"] == "evt.type in (open, openat)"
+    assert details["events"] == ["asyncevent", "open", "openat"]
+
+
+def test_empty_directory_is_an_error(run_cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "rules.d").mkdir()
+    done = run_cli("rules", "validate", str(tmp_path / "rules.d"))
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"error: no rules files to load in {tmp_path / 'rules.d'}\n")
+
+
+def test_unreadable_file_is_one_line_error(run_cli: CliRunner, tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe- rule: x\n")
+    done = run_cli("rules", "validate", str(binary))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: cannot read rules file {binary}: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_describe_text_is_falco_L_layout(run_cli: CliRunner, tmp_path: Path) -> None:
+    _need_compiler()
+    good = write(tmp_path, "good.yaml", GOOD)
+    done = run_cli("rules", "describe", good)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        f"{'Rule':<50} Description\n"
+        f"{'----':<50} -----------\n"
+        f"{'Shell spawned':<50} a shell \n\n"
+        f"{'Quiet open':<50} an open \n\n"
+    )

@@ -195,7 +195,7 @@ def _matches(found: dict[str, Any], expected: dict[str, Any]) -> bool:
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=True))
+        pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=False))
         if n in KNOWN_GAPS
         else c
         for n, c in VALIDATION_CASES

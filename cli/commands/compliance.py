@@ -23,6 +23,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     group.command("tags")(tags)
     group.command("overlay")(overlay)
     group.command("select")(select)
+    group.command("explain")(explain)
     group.command("report")(report)
 
 
@@ -102,6 +103,40 @@ def tags(rules_files: RulesFiles, output: Output = "text") -> None:
                 )
                 for r in rows
             ],
+        )
+    )
+
+
+def explain(
+    rules_files: RulesFiles,
+    rule: Annotated[str, typer.Option("--rule", "-r", help="Name of the rule to explain.")],
+    output: Output = "text",
+) -> None:
+    """Why a rule covers its controls: its tags, and each mapping row (with its rationale)."""
+    from cli.render import emit_json, emit_text, table
+    from feeds.compliance.operations import explain_rule
+
+    facts = explain_rule(rules_files, rule)
+    if output == "json":
+        emit_json(facts)
+        return
+    tags = [(t["tag"], t["kind"], t.get("framework"), t.get("control")) for t in facts["tags"]]
+    rows = [
+        (f"{k}={v}", m["framework"], " ".join(m["controls"]), m["rationale"])
+        for m in facts["mappings"]
+        for k, v in m["when"].items()
+    ]
+    emit_text(
+        "\n".join(
+            [
+                f"{facts['rule']} (source {facts['source']})",
+                "",
+                table(["tag", "kind", "framework", "control"], tags),
+                "",
+                table(["when", "framework", "controls", "rationale"], rows),
+                "",
+                f"overlay appends {len(facts['overlay_tags'])} tags",
+            ]
         )
     )
 

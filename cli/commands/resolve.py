@@ -4,7 +4,7 @@ is written except, with --write-lock, the lock file."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,12 +15,12 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
 def resolve(
     refs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="falco-rules@^5, name@~1.2.3, name@'>=1,<2', name@latest-compatible, "
             "name:tag, name@sha256:..., or host/repository[:tag|@range]"
         ),
-    ],
+    ] = None,
     engine_versions: Annotated[
         str | None,
         typer.Option(
@@ -46,6 +46,10 @@ def resolve(
         bool, typer.Option("--plain-http", help="Talk to the registry over plain HTTP.")
     ] = False,
     ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA bundle for TLS.")] = None,
+    locked: Annotated[
+        bool,
+        typer.Option("--locked", help="Exactly the lock file's digests; no resolving."),
+    ] = False,
     write_lock: Annotated[
         bool, typer.Option("--write-lock", help="Write the resolution to the lock file.")
     ] = False,
@@ -55,13 +59,19 @@ def resolve(
     from pathlib import Path
 
     from cli.context import ENV
-    from cli.render import emit_json, emit_text, table
     from feeds.context import FeedsContext, TransportFlags
     from feeds.planner import PlanOptions, plan_install
 
     context = FeedsContext.load(
         ENV.config_path, None, TransportFlags(plain_http=plain_http, ca_file=ca_file)
     )
+    if locked:
+        from feeds.planner import locked_plan
+
+        plan = locked_plan(context, Path(lock), refs or [], allow_downgrade)
+        _render(plan, output, "lock file " + lock)
+        plan.check()
+        return
     options = PlanOptions(
         engine_versions=engine_versions,
         allow_downgrade=allow_downgrade,
@@ -70,19 +80,26 @@ def resolve(
         lock_path=Path(lock),
         platform=platform,
     )
-    outcome = plan_install(context, refs, options)
+    outcome = plan_install(context, refs or [], options)
     outcome.catalog.close()
-    if output == "json":
-        emit_json({**outcome.plan.to_json(), "engine": outcome.engine.engine_version_text})
-    else:
-        rows = [
-            (e.name, e.version, (e.digest or "")[:19], e.action, e.reason)
-            for e in outcome.plan.entries
-        ]
-        emit_text(table(["artifact", "version", "digest", "action", "reason"], rows))
-        emit_text(f"target engine: {outcome.engine.engine_version_text} ({outcome.engine.source})")
+    engine = outcome.engine
+    _render(outcome.plan, output, f"target engine: {engine.engine_version_text} ({engine.source})")
     outcome.plan.check()
     if write_lock:
         from feeds.lockfile import write_lock as write_lock_file
 
         write_lock_file(Path(lock), outcome.lock)
+
+
+def _render(plan: Any, output: str, footer: str) -> None:
+    from cli.render import emit_json, emit_text, table
+
+    if output == "json":
+        emit_json({**plan.to_json(), "source": footer})
+        return
+    rows = [(e.name, e.version, (e.digest or "")[:19], e.action, e.reason) for e in plan.entries]
+    emit_text(table(["artifact", "version", "digest", "action", "reason"], rows))
+    for entry in plan.entries:
+        if entry.note:
+            emit_text(f"note: {entry.name} {entry.version} chosen; newer {entry.note}")
+    emit_text(footer)

@@ -3,8 +3,9 @@
 The whole boolean structure becomes a single generated expression (`and`/`or`/`not` short-circuit
 natively); each check is inlined when it is a plain comparison (`_x3(e) == _c3`,
 `_x4(e) in _c4`) and calls a prepared closure otherwise. Extractors and typed constants (frozensets,
-RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. Semantics follow
-libsinsp: a field that cannot be extracted (None) makes its check false.
+RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. A field read by
+several checks is extracted at most once per evaluation. Semantics follow libsinsp: a field that
+cannot be extracted (None) makes its check false.
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
 _EQ_ONLY_TYPES = frozenset({"ipaddr", "ipnet"})
-_HASHABLE_SET_TYPES = frozenset(
-    {"string", "fspath", "bytebuf", "bool", "ipaddr", "double"}
-    | {"int", "uint", "pid", "fd", "port", "uid", "gid", "mode", "flags", "errno"}
-    | {"reltime", "abstime"}
-)
 _REGEX_SPECIAL = ".+*?^$()[]{}|\\"
 
 
@@ -66,11 +62,17 @@ class CompiledCondition:
         return self.evaluate(event)
 
 
-def compile_condition(node: ast.Expr, catalog: FieldCatalog) -> CompiledCondition:
+def compile_condition(
+    node: ast.Expr, catalog: FieldCatalog, *, share_extractions: bool = True
+) -> CompiledCondition:
     """Compile `node` (macros already substituted) for the fields of `catalog`.
 
-    Raises ConditionCompileError (message as libsinsp's, position of the offending node)."""
+    With `share_extractions`, a field checked several times (typical once macros are expanded)
+    is extracted at most once per evaluation, like libsinsp's per-node extraction cache.
+    Raises ConditionCompileError (message as libsinsp's, position of the check)."""
     compiler = _Compiler(catalog)
+    if share_extractions:
+        compiler.repeated = _repeated_fields(node)
     evaluate = compiler.compile_function(node)
     return CompiledCondition(
         evaluate=evaluate,
@@ -113,6 +115,33 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
     )
 
 
+_UNSET = object()  # a shared extraction not done yet in this evaluation
+
+
+def _repeated_fields(node: ast.Expr) -> frozenset[tuple[str, str | None]]:
+    """Fields (name, argument) that more than one check of the condition reads."""
+    seen: set[tuple[str, str | None]] = set()
+    repeated: set[tuple[str, str | None]] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        match current:
+            case ast.And(children) | ast.Or(children) | ast.TransformerList(children):
+                stack.extend(children)
+            case ast.Not(child):
+                stack.append(child)
+            case ast.UnaryCheck(left):
+                stack.append(left)
+            case ast.BinaryCheck(left, _, right):
+                stack.extend((left, right))
+            case ast.Transformer(_, args):
+                stack.extend(args)
+            case ast.Field(name, arg):
+                key = (name, arg)
+                (repeated if key in seen else seen).add(key)
+    return frozenset(repeated)
+
+
 def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
 
@@ -144,6 +173,10 @@ class _Compiler:
         self.fields: set[str] = set()
         self.warnings: list[CompileWarning] = []
         self.sources: list[str] = []
+        # Fields worth sharing, and (while generating a function body) their local variables.
+        self.repeated: frozenset[tuple[str, str | None]] = frozenset()
+        self.memo: dict[tuple[str, str | None], str] | None = None
+        self.namespace["_U"] = _UNSET
 
     # -- code generation -----------------------------------------------------------------------
 
@@ -154,7 +187,14 @@ class _Compiler:
 
     def compile_function(self, node: ast.Expr) -> Callable[[Any], bool]:
         name = f"_f{next(self.counter)}"
-        source = f"def {name}(e):\n    return {self.expr(node, 0)}\n"
+        outer_memo, self.memo = self.memo, {}
+        try:
+            body = self.expr(node, 0)
+            memo = self.memo
+        finally:
+            self.memo = outer_memo
+        preamble = "".join(f"    {variable} = _U\n" for variable in memo.values())
+        source = f"def {name}(e):\n{preamble}    return {body}\n"
         self.sources.append(source)
         exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
         return self.namespace[name]
@@ -225,6 +265,12 @@ class _Compiler:
             raise ConditionCompileError(str(error), node.pos) from None
         self.fields.add(name)
         code = f"{self.bind(extractor, 'x')}(e)"
+        key = (name, arg)
+        if self.memo is not None and key in self.repeated:
+            variable = self.memo.get(key)
+            if variable is None:
+                variable = self.memo[key] = f"_m{next(self.counter)}"
+            code = f"({variable} if {variable} is not _U else ({variable} := {code}))"
         return _Operand(
             code,
             spec.type,
@@ -263,8 +309,16 @@ class _Compiler:
     def evaluator(self, operand: _Operand) -> Callable[[Any], Any]:
         return eval(f"lambda e: {operand.code}", self.namespace)  # our generated code
 
+    def operand_outside_body(self, node: ast.Expr) -> _Operand:
+        """An operand evaluated by its own lambda (no access to the body's shared values)."""
+        saved, self.memo = self.memo, None
+        try:
+            return self.operand(node)
+        finally:
+            self.memo = saved
+
     def list_operand(self, children: Sequence[ast.Expr]) -> _Operand:
-        parts = [self.operand(child) for child in children]
+        parts = [self.operand_outside_body(child) for child in children]
         evaluators = [(self.evaluator(p), p.is_list) for p in parts]
 
         def extract(event: Any) -> tuple[Any, ...] | None:
@@ -290,7 +344,7 @@ class _Compiler:
                 + ", ".join(supported_field_transformers(True)),
                 node.pos,
             )
-        operands = [self.operand(a) for a in args]
+        operands = [self.operand_outside_body(a) for a in args]
         try:
             tr.check_multi_arguments(name, [(o.type, o.is_list) for o in operands], arg)
         except ValueError as error:
@@ -309,7 +363,7 @@ class _Compiler:
         if error is not None:
             raise ConditionCompileError(f"filter error: {error}", node.pos)
         if isinstance(node.right, ast.Transformer):
-            return self.field_comparison(node, left, base, modifier)
+            return self.field_comparison(node, left, base)
         raw = (
             list(node.right.values) if isinstance(node.right, ast.ListValue) else [node.right.value]
         )
@@ -354,14 +408,8 @@ class _Compiler:
                 return f"({guard}{self.bind(matcher, 'p')}({variable}))"
             if left.type == "ipnet":
                 return self.guarded_call(variable, x, network_matcher(constants))
-            if left.type in _EQ_ONLY_TYPES:
-                compare = scalar_comparator("=", left.type)
-                networks = tuple(constants)
-
-                def in_any(value: Any) -> bool:
-                    return any(compare(value, n) for n in networks)
-
-                return self.guarded_call(variable, x, in_any)
+            # Every other type compares by equality, which hashing preserves (an IPv4 address
+            # never equals an IPv6 one, as in libsinsp).
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
@@ -414,9 +462,7 @@ class _Compiler:
         except ValueError as error:
             raise ConditionCompileError(str(error), position) from None
 
-    def field_comparison(
-        self, node: ast.BinaryCheck, left: _Operand, base: str, modifier: str | None
-    ) -> str:
+    def field_comparison(self, node: ast.BinaryCheck, left: _Operand, base: str) -> str:
         assert isinstance(node.right, ast.Transformer)
         if base in ("pmatch", "regex"):
             raise ConditionCompileError(
@@ -443,7 +489,7 @@ class _Compiler:
                 f"{' (list)' if right.is_list else ''}'",
                 node.pos,
             )
-        predicate = _field_predicate(base, modifier, left.type, left.is_list, right.is_list)
+        predicate = _field_predicate(base, left.type, left.is_list)
         v, w = self.bind(None, "v"), self.bind(None, "w")
         return (
             f"(({v} := {left.code}) is not None and ({w} := {right.code}) is not None"
@@ -563,35 +609,19 @@ def _modifier_predicate(
     return exactly_one
 
 
-def _field_predicate(
-    base: str, modifier: str | None, type_: str, left_list: bool, right_list: bool
-) -> Callable[[Any, Any], bool]:
-    """Field-to-field comparison: the right field's values play the constants' role."""
+def _field_predicate(base: str, type_: str, is_list: bool) -> Callable[[Any, Any], bool]:
+    """Field-to-field comparison; both sides have the same type and list-ness (checked before).
+
+    List fields only take `in` (every left value among the right ones) and `intersects` (some
+    is). A single right value makes `in`/`intersects` equality, and every modifier (oneof,
+    anyof, allof of one value) the plain operator."""
     compare = scalar_comparator(base, type_)
+    if not is_list:
+        return compare
     equal = scalar_comparator("=", type_)
-
-    def as_tuple(values: Any, is_list: bool) -> tuple[Any, ...]:
-        return tuple(values) if is_list else (values,)
-
-    if left_list:
-        if base == "in":
-            return lambda v, w: all(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
-        return lambda v, w: any(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
-    if base in SET_OPS:
-        return lambda v, w: any(equal(v, y) for y in as_tuple(w, right_list))
-    if modifier is not None:
-
-        def with_modifier(v: Any, w: Any) -> bool:
-            matches = sum(1 for y in as_tuple(w, right_list) if compare(v, y))
-            count = len(as_tuple(w, right_list))
-            if modifier == "oneof":
-                return matches == 1
-            if modifier == "anyof":
-                return matches >= 1
-            return count > 0 and matches == count
-
-        return with_modifier
-    return lambda v, w: compare(v, w[0] if right_list else w) if (w or not right_list) else False
+    if base == "in":
+        return lambda v, w: all(any(equal(x, y) for y in w) for x in v)
+    return lambda v, w: any(any(equal(x, y) for y in w) for x in v)
 
 
 def _multi_extractor(

@@ -158,7 +158,7 @@ class _Parser:
             self.lex_blank()
             result = self.parse_transformer_remainder(self.last_token[:-1], start)
         else:
-            raise self.error(f"unexpected token after '{self.last_token}")
+            raise self.error(f"unexpected token after '{self.last_token}")  # libsinsp's text
         self.leave()
         return result
 
@@ -523,9 +523,9 @@ class _Parser:
             char = text[index]
             if char == delimiter and previous != "\\":
                 token = text[self.pos : index + 1]
-                start = self.pos
                 self.pos = index + 1
-                self.last_token = unescape_str(token, start)
+                # libsinsp reports escape errors where its cursor is: after the closing quote.
+                self.last_token = unescape_str(token, self.pos)
                 return True
             previous = char
             index += 1

@@ -5,6 +5,7 @@ Each takes plain arguments (paths, names), returns a value, raises typed errors;
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -159,3 +160,42 @@ def write_selection_files(
     selection = select(rules, criteria)
     selection_path = write_selection(dest / SELECTION_NAME, selection)
     return SelectionFiles(overlay, selection_path, criteria.as_dict(), selection.rules)
+
+
+def explain_rule(paths: Sequence[str | Path], rule_name: str) -> dict[str, object]:
+    """Why a rule covers what it covers: its tags as parsed, and each mapping row that applies."""
+    from feeds.compliance.errors import RuleNotFoundError
+    from feeds.compliance.mapping import rows_for, rule_controls
+    from feeds.compliance.overlay import canonical_tags
+
+    catalogue = load_catalogue()
+    rules = {rule.name: rule for rule in read_rules(paths)}
+    rule = rules.get(rule_name)
+    if rule is None:
+        close = difflib.get_close_matches(rule_name, list(rules), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else "list rule names with `falconet rules list`"
+        )
+        raise RuleNotFoundError(f"no rule named {rule_name!r} in the given files", hint)
+    return {
+        "rule": rule.name,
+        "source": rule.source,
+        "tags": [parse_tag(tag, catalogue).as_dict() for tag in rule.tags],
+        "mappings": [
+            {
+                "when": {row.condition: row.value},
+                "framework": row.framework,
+                "controls": list(row.controls),
+                "rationale": row.rationale,
+            }
+            for row in rows_for(rule, catalogue)
+        ],
+        "controls": {
+            framework: sorted(ids) for framework, ids in rule_controls(rule, catalogue).items()
+        },
+        "overlay_tags": [
+            tag
+            for tag in canonical_tags(rule_controls(rule, catalogue), catalogue)
+            if tag not in rule.tags
+        ],
+    }

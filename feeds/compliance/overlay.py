@@ -17,6 +17,9 @@ from feeds.compliance.mapping import Controls, rule_controls
 from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import tag_for
 
+# libyaml's emitter when PyYAML has it: the pure-Python one dominates overlay generation.
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def canonical_tags(controls: Controls, catalogue: Catalogue) -> list[str]:
     """Tags for the controls, frameworks and controls in catalogue order (unknown ids last)."""
@@ -53,7 +56,12 @@ def render_overlay(entries: list[dict[str, object]], sources: Sequence[str]) -> 
     ]
     if not entries:
         return "\n".join([*header, "[]"]) + "\n"
-    body = yaml.safe_dump(
-        entries, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+    body = yaml.dump(
+        entries,
+        Dumper=_SAFE_DUMPER,
+        sort_keys=False,
+        default_flow_style=None,
+        width=100,
+        allow_unicode=True,
     )
     return "\n".join(header) + "\n\n" + body.replace("\n- rule:", "\n\n- rule:")

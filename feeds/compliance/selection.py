@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.rule_items import PRIORITIES, parse_priority, priority_rank
 from feeds.compliance.catalogue import Catalogue, Framework, load_catalogue
 from feeds.compliance.errors import SelectionError
 from feeds.compliance.files import write_text_atomically
@@ -27,18 +28,6 @@ from feeds.compliance.mapping import rule_controls
 from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
 
-# Falco's priorities, most severe first ("info" is Falco's accepted short form).
-PRIORITIES = (
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "informational",
-    "debug",
-)
-_PRIORITY_ALIASES = {"info": "informational", "warn": "warning", "err": "error", "crit": "critical"}
 SELECTABLE_MATURITY = ("stable", "incubating", "sandbox")
 
 _BOUNDARIES = ".(-_"
@@ -104,11 +93,11 @@ def _family_list(framework: Framework) -> str:
 
 
 def normalise_priority(text: str) -> str:
-    lowered = text.strip().lower()
-    lowered = _PRIORITY_ALIASES.get(lowered, lowered)
-    if lowered not in PRIORITIES:
+    """Falco's name of a priority (case-insensitive, `info` accepted, as Falco parses it)."""
+    name = parse_priority(text.strip())
+    if name is None:
         raise SelectionError(f"unknown priority {text!r}", f"use one of: {', '.join(PRIORITIES)}")
-    return lowered
+    return name
 
 
 def normalise_maturity(text: str) -> str:
@@ -146,16 +135,15 @@ def _rule_maturity(rule: RuleFacts, catalogue: Catalogue) -> str | None:
 
 
 def _priority_rank(priority: str | None) -> int:
-    if priority is None:
-        return len(PRIORITIES)  # no priority: least severe
-    lowered = _PRIORITY_ALIASES.get(priority.lower(), priority.lower())
-    return PRIORITIES.index(lowered) if lowered in PRIORITIES else len(PRIORITIES)
+    """Falco's rank (0 = Emergency); a rule without a valid priority ranks below Debug."""
+    name = parse_priority(priority) if priority else None
+    return priority_rank(name) if name else len(PRIORITIES)
 
 
 def rule_is_selected(rule: RuleFacts, criteria: SelectionCriteria, catalogue: Catalogue) -> bool:
     if criteria.tags and not any(tag in rule.tags for tag in criteria.tags):
         return False
-    if criteria.min_priority and _priority_rank(rule.priority) > PRIORITIES.index(
+    if criteria.min_priority and _priority_rank(rule.priority) > priority_rank(
         criteria.min_priority
     ):
         return False
