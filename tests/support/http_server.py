@@ -23,6 +23,7 @@ class RecordedRequest:
 class StaticServer:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[RecordedRequest] = field(default_factory=list)
+    post_status: int = 200
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -44,6 +45,13 @@ class StaticServer:
                 outer.requests.append(
                     RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
                 )
+
+            def do_POST(self) -> None:
+                self._record()
+                status = outer.post_status
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_GET(self) -> None:
                 self._record()
