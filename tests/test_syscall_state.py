@@ -245,3 +245,14 @@ def test_arguments_render_with_the_names_rules_match(
     rendered = seq.field(event, field)
     assert expected in rendered.split("|")
     assert f"{field.split('.')[-1]}=" in seq.field(event, "evt.args")
+
+
+def test_exec_closes_close_on_exec_descriptors() -> None:
+    seq = Sequence()
+    _seed(seq)
+    _spawn(seq, 1, 100, "sh", "/bin/sh", b"")
+    o_cloexec = 1 << 12
+    seq.emit(100, "openat", fd=5, dirfd=-100, name="/etc/keep", flags=O_RDONLY, mode=0)
+    seq.emit(100, "openat", fd=6, dirfd=-100, name="/etc/drop", flags=O_RDONLY | o_cloexec, mode=0)
+    seq.emit(100, "execve", res=0, exe="/bin/ls", args=b"", comm="ls", cwd="/", uid=0)
+    assert sorted(seq.tracker.threads[100].fds) == [5]
