@@ -180,9 +180,10 @@ def test_selection_files_for_install_are_written_next_to_the_rules(
     # E only carries PCI_DSS_10.20 already: it gains no tag, so it has no overlay entry.
     gaining = {r.name for r in read_rules([fixture_rules])} - {"E pre-tagged"}
     assert {e["rule"] for e in overlay} == gaining
-    assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [written.overlay.name, written.selection.name]
-    )  # no temporary files left behind
+    written_files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert written_files == sorted(  # no temporary files left behind
+        [str(written.overlay.relative_to(dest)), str(written.selection.relative_to(dest))]
+    )
 
 
 def test_invalid_criteria_write_nothing(fixture_rules: Path, tmp_path: Path) -> None:
