@@ -206,8 +206,10 @@ def test_embedded_default_feed_installs_offline(run_cli: CliRunner, falconet_hom
     """The main job: no configuration, no network, the embedded feed's ruleset installs."""
     result = run_cli("artifact", "install", "-o", "json")
     assert result.returncode == 0, result.stderr
-    (artifact,) = json.loads(result.stdout)["artifacts"]
-    assert artifact["name"] == "falconet-rules"
+    artifacts = {a["name"]: a for a in json.loads(result.stdout)["artifacts"]}
+    assert artifacts["falconet-rules"]["action"] == "install"
+    # Its dependency, the container plugin, is one falconet's engine stands in for.
+    assert artifacts["container"]["action"] == "provided"
     assert (falconet_home / "rules" / "falconet_rules.yaml").is_file()
 
 
@@ -227,7 +229,8 @@ def test_malformed_refs_are_usage_errors(run_cli: CliRunner, ref: str) -> None:
 def test_embedded_feed_is_verified_offline(run_cli: CliRunner) -> None:
     result = run_cli("artifact", "install", "falconet-rules:0.1.0", "-o", "json")
     assert result.returncode == 0, result.stderr
-    verification = json.loads(result.stdout)["artifacts"][0]["verification"]
+    artifacts = {a["name"]: a for a in json.loads(result.stdout)["artifacts"]}
+    verification = artifacts["falconet-rules"]["verification"]
     assert verification["verdict"] == "verified"
     assert verification["policy"] == "index entry signature"
 

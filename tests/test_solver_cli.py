@@ -121,7 +121,7 @@ def test_lock_keeps_versions_until_update(
 ) -> None:
     first = run_cli("artifact", "resolve", "cloudtrail-rules@~0.12", "--plain-http", "--write-lock")
     assert first.returncode == 0, first.stderr
-    lock = (falconet_home / "falconet.lock").read_text()
+    lock = (falconet_home / "state" / "falconet.lock").read_text()
     assert "cloudtrail-rules@~0.12:" in lock and "version: 0.12.3" in lock
     publish(feed, "trail", "0.12.9", tmp_path)
     kept = resolve_json(run_cli, "cloudtrail-rules@~0.12")
@@ -157,7 +157,7 @@ def test_locked_uses_exactly_the_locked_digests(
         "trail": ("0.12.3", "locked"),
         "jsonx": ("0.7.1", "locked"),
     }
-    lock_path = falconet_home / "falconet.lock"
+    lock_path = falconet_home / "state" / "falconet.lock"
     digest = locked["jsonx"]["digest"]
     lock_path.write_text(lock_path.read_text().replace(digest, "sha256:" + "0" * 64))
     gone = run_cli("artifact", "resolve", "--locked", "--plain-http")
