@@ -10,6 +10,7 @@ reference assignment (`RulesetSwitch.swap`): no event is lost or evaluated twice
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -64,6 +65,12 @@ class Selection:
     matching: Matching = "first"
 
     def steps(self) -> list[SelectionStep]:
+        if self.tags and (self.disable_tags or self.disable_rules):
+            # Falco refuses the mix too: what -t enables and -T/-D disable would be ambiguous.
+            raise RunUsageError(
+                "--tag cannot be combined with --disable-tag or --disable-rule",
+                hint="select with --tag alone, or disable with --disable-tag/--disable-rule",
+            )
         steps = []
         if self.tags:
             # falco -t: every rule off, then the rules carrying any of the tags on.
@@ -162,10 +169,16 @@ class RunStats:
 class AlertFormatter:
     """A matched rule and its event as Falco's alert (both shapes)."""
 
-    def __init__(self, iso8601: bool = False, hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        iso8601: bool = False,
+        hostname: str | None = None,
+        options: JsonOptions | None = None,
+    ) -> None:
         self.iso8601 = iso8601
-        self.hostname = hostname or socket.gethostname()
-        self._options = JsonOptions()
+        # Falco's FALCO_HOSTNAME override keeps alerts comparable across machines.
+        self.hostname = hostname or os.environ.get("FALCO_HOSTNAME") or socket.gethostname()
+        self._options = options or JsonOptions()
         self._priorities: dict[str, Priority] = {}
 
     def priority(self, rule: CompiledRule) -> Priority:
@@ -257,8 +270,11 @@ class RunRequest:
     json_output: bool = False
     iso8601: bool = False
     all_events: bool = False
-    selection: Selection = Selection()
+    selection: Selection = field(default_factory=Selection)
     outputs: Sequence[dict[str, Any]] = ()  # sink specs for engine.sinks.build_sink
+    stdout: bool = True
+    # falco.yaml's json_include_* switches
+    json_options: JsonOptions = field(default_factory=JsonOptions)
 
 
 def choose_source(requested: str | None, rulesets: Rulesets) -> str:
@@ -277,7 +293,7 @@ def choose_source(requested: str | None, rulesets: Rulesets) -> str:
 
 
 def _build_sinks(request: RunRequest) -> list[Sink]:
-    sinks: list[Sink] = [StdoutSink(request.json_output)]
+    sinks: list[Sink] = [StdoutSink(request.json_output)] if request.stdout else []
     for spec in request.outputs:
         sinks.append(build_sink({"json_output": request.json_output, **spec}))
     return sinks
@@ -331,20 +347,22 @@ def run(
     request: RunRequest,
     switch: RulesetSwitch | None = None,
     on_listening: Callable[[str], None] | None = None,
+    extra_sinks: Sequence[Sink] = (),
 ) -> RunStats:
     """Run detection: replay the input and return, or serve the webhook until signalled.
 
     `switch` lets a caller (the follower) swap rulesets while the run goes on; without it the
     request's rules files are loaded here. `on_listening(url)` is called once a webhook
-    endpoint accepts connections."""
+    endpoint accepts connections; `extra_sinks` receive alerts besides the request's outputs."""
     if switch is None:
         _, rulesets = load_rulesets(request.rules_files, request.selection)
         switch = RulesetSwitch(rulesets)
     source = choose_source(request.source, switch.current)
     _check_mode(request, source)
     capacity = 0 if request.replay else LIVE_QUEUE_CAPACITY
-    outputs = OutputQueue(_build_sinks(request), capacity=capacity)
-    detector = Detector(switch, outputs, AlertFormatter(request.iso8601), request.all_events)
+    outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
+    formatter = AlertFormatter(request.iso8601, options=request.json_options)
+    detector = Detector(switch, outputs, formatter, request.all_events)
     signals = _Signals()
     signals.install(outputs)
     started = time.perf_counter()
