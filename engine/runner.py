@@ -346,14 +346,13 @@ class _Signals:
 def run(
     request: RunRequest,
     switch: RulesetSwitch | None = None,
-    on_listening: Callable[[str], None] | None = None,
     extra_sinks: Sequence[Sink] = (),
 ) -> RunStats:
     """Run detection: replay the input and return, or serve the webhook until signalled.
 
     `switch` lets a caller (the follower) swap rulesets while the run goes on; without it the
-    request's rules files are loaded here. `on_listening(url)` is called once a webhook
-    endpoint accepts connections; `extra_sinks` receive alerts besides the request's outputs."""
+    request's rules files are loaded here. `extra_sinks` receive alerts besides the request's
+    outputs."""
     if switch is None:
         _, rulesets = load_rulesets(request.rules_files, request.selection)
         switch = RulesetSwitch(rulesets)
@@ -370,7 +369,7 @@ def run(
         if request.replay:
             _replay(detector, source, request.replay)
         else:
-            _serve(request, source, detector, signals.stop, on_listening)
+            _serve(request, source, detector, signals.stop)
     finally:
         detector.stats.seconds = time.perf_counter() - started
         outputs.close()
@@ -406,7 +405,6 @@ def _serve(
     source: str,
     detector: Detector,
     stop: threading.Event,
-    on_listening: Callable[[str], None] | None,
 ) -> None:
     import os
 
@@ -427,8 +425,6 @@ def _serve(
         server = github_webhook(request.listen, deliver, secret)
     else:
         server = k8s_audit_webhook(request.listen, deliver)
-    with server:
-        if on_listening is not None:
-            on_listening(server.url)
+    with server:  # the server logs the URL it listens on
         while not stop.wait(0.5):
             pass

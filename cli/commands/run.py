@@ -99,9 +99,7 @@ def run(
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
     )
-    stats = run_detection(
-        request, on_listening=lambda url: sys.stderr.write(f"listening on {url}\n")
-    )
+    stats = run_detection(request)
     sys.stdout.flush()
     if output == "json":
         sys.stderr.write(_json_text(stats.as_json()) + "\n")
