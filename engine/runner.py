@@ -277,8 +277,8 @@ class RunRequest:
     json_options: JsonOptions = field(default_factory=JsonOptions)
 
 
-def choose_source(requested: str | None, rulesets: Rulesets) -> str:
-    """The source asked for; else the only source the rules are for; else syscall."""
+def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
+    """The source asked for; else the only source the rules are written for; else syscall."""
     if requested:
         from engine.fields import known_sources
 
@@ -288,7 +288,7 @@ def choose_source(requested: str | None, rulesets: Rulesets) -> str:
                 hint="use one of: " + ", ".join(sorted(known_sources())),
             )
         return requested
-    sources = [s for s, ruleset in rulesets.by_source.items() if len(ruleset)]
+    sources = sorted(set(rule_sources))
     return sources[0] if len(sources) == 1 else SYSCALL
 
 
@@ -354,9 +354,12 @@ def run(
     request's rules files are loaded here. `extra_sinks` receive alerts besides the request's
     outputs."""
     if switch is None:
-        _, rulesets = load_rulesets(request.rules_files, request.selection)
+        loaded, rulesets = load_rulesets(request.rules_files, request.selection)
         switch = RulesetSwitch(rulesets)
-    source = choose_source(request.source, switch.current)
+        rule_sources: Iterable[str] = {rule.source for rule in loaded.rules}
+    else:
+        rule_sources = switch.current.by_source
+    source = choose_source(request.source, rule_sources)
     _check_mode(request, source)
     capacity = 0 if request.replay else LIVE_QUEUE_CAPACITY
     outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
