@@ -239,18 +239,24 @@ class Detector:
         switch = self.switch
         skip_enter = source == SYSCALL and not self.all_events
         count = 0
-        for event in events:
-            count += 1
-            if skip_enter and event.dir == ">":
-                continue
-            # One read of switch.current per event: a swap lands between two events.
-            ruleset = switch.current.by_source.get(source)
-            if ruleset is None:
-                continue
-            matched = ruleset.evaluate(event)
-            if matched:
-                self._raise(matched, event, source)
-        self.stats.events_by_source[source] += count
+        seen: Rulesets | None = None
+        ruleset = None
+        try:
+            for event in events:
+                count += 1
+                if skip_enter and event.dir == ">":
+                    continue
+                # One read of switch.current per event: a swap lands between two events.
+                current = switch.current
+                if current is not seen:
+                    seen, ruleset = current, current.by_source.get(source)
+                if ruleset is None:
+                    continue
+                matched = ruleset.evaluate(event)
+                if matched:
+                    self._raise(matched, event, source)
+        finally:  # a stop signal ends a replay early: what was processed still counts
+            self.stats.events_by_source[source] += count
         return count
 
     def process_batch(self, events: list[Any], source: str) -> None:
@@ -320,19 +326,30 @@ def _replay(detector: Detector, source: str, path: str) -> None:
     stats.skipped_input += read_stats.skipped
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived during a replay."""
+
+
 @dataclass
 class _Signals:
-    """SIGTERM/SIGINT stop a live run; SIGUSR1 reopens file outputs (logrotate)."""
+    """SIGTERM/SIGINT stop the run (a replay between two events, through `Stopped`); SIGUSR1
+    reopens file outputs (logrotate)."""
 
+    interrupt: bool  # raise Stopped in the main thread (replay) rather than only set `stop`
     stop: threading.Event = field(default_factory=threading.Event)
     previous: dict[int, Any] = field(default_factory=dict)
+
+    def _on_stop(self, *_: object) -> None:
+        self.stop.set()
+        if self.interrupt:
+            raise Stopped
 
     def install(self, outputs: OutputQueue) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         handlers: dict[int, Callable[..., None]] = {
-            signal.SIGTERM: lambda *_: self.stop.set(),
-            signal.SIGINT: lambda *_: self.stop.set(),
+            signal.SIGTERM: self._on_stop,
+            signal.SIGINT: self._on_stop,
             signal.SIGUSR1: lambda *_: outputs.reopen(),
         }
         for number, handler in handlers.items():
@@ -365,7 +382,7 @@ def run(
     outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
-    signals = _Signals()
+    signals = _Signals(interrupt=bool(request.replay))
     signals.install(outputs)
     started = time.perf_counter()
     try:
@@ -373,6 +390,8 @@ def run(
             _replay(detector, source, request.replay)
         else:
             _serve(request, source, detector, signals.stop)
+    except Stopped:
+        log.warning("stopped by a signal: the alerts raised so far are delivered")
     finally:
         detector.stats.seconds = time.perf_counter() - started
         outputs.close()
