@@ -94,13 +94,33 @@ class InstallReport:
     artifacts: list[PlannedArtifact]
     dry_run: bool
     recovered: bool = False
+    selection: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "recovered_interrupted_install": self.recovered,
             "artifacts": [a.to_json() for a in self.artifacts],
+            "selection": self.selection,
         }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rules to enable (Falco's enable-by-tag meaning), as install/follow/run take it."""
+
+    compliance: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    maturity: str | None = None
+    min_priority: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.compliance or self.tags or self.maturity or self.min_priority)
+
+    def validate(self) -> None:
+        from feeds.compliance.selection import build_criteria
+
+        build_criteria(list(self.compliance), self.tags, self.maturity, self.min_priority)
 
 
 @dataclass
@@ -141,6 +161,7 @@ def install(
     validator: Validator | None = None,
     no_verify: bool = False,
     require_signature: bool = False,
+    selection: Selection | None = None,
 ) -> InstallReport:
     refs = refs or list(context.config["artifact.install.refs"])
     if not refs:
@@ -157,6 +178,8 @@ def install(
     with InstallLock(state_dir):
         sweep_stale_staging(dirs.all())
         state = StateStore(state_dir)
+        if selection:
+            selection.validate()  # before anything is fetched or written
         no_verify = no_verify or bool(context.config["artifact.no_verify"])
         candidates = [
             _plan_one(context, text, state, platform, no_verify, require_signature) for text in refs
@@ -167,7 +190,41 @@ def install(
         if dry_run:
             return report
         _apply(candidates, dirs, state_dir, state, validator)
+        if selection:
+            report.selection = _write_selection(dirs, state, selection)
         return report
+
+
+def _write_selection(dirs: InstallDirs, state: StateStore, selection: Selection) -> dict[str, Any]:
+    """Write the compliance overlay and the selection next to the installed rules, and record
+    the selection in the state of every installed rules artifact."""
+    from feeds.compliance.operations import OVERLAY_NAME, write_selection_files
+
+    records = [r for r in state.all() if r.type == "rulesfile"]
+    paths = sorted(
+        f.path
+        for r in records
+        for f in r.files
+        if f.path.endswith((".yaml", ".yml")) and Path(f.path).name != OVERLAY_NAME
+    )
+    files = write_selection_files(
+        dirs.rulesfiles,
+        paths,
+        list(selection.compliance),
+        list(selection.tags),
+        selection.maturity,
+        selection.min_priority,
+    )
+    summary = {
+        "criteria": files.criteria,
+        "overlay": str(files.overlay),
+        "selection_file": str(files.selection),
+        "selected_rules": len(files.rules),
+    }
+    for record in records:
+        record.selection = summary
+        state.put(record)
+    return summary
 
 
 def _plan_one(

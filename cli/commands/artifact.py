@@ -75,15 +75,41 @@ def install(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; write nothing.")
     ] = False,
+    compliance: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compliance",
+            help="Enable only rules covering a framework[:control prefix], "
+            "e.g. pci-dss:10.2 (repeatable).",
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Enable only rules with this tag (repeatable)."),
+    ] = None,
+    maturity: Annotated[
+        str | None,
+        typer.Option(
+            "--maturity", help="stable|incubating|sandbox: enable rules at least this mature."
+        ),
+    ] = None,
+    min_priority: Annotated[
+        str | None,
+        typer.Option("--min-priority", help="Enable only rules of this priority or higher."),
+    ] = None,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     insecure: Insecure = False,
     output: Output = "text",
 ) -> None:
-    """Install artifacts: every file is fetched, checked and staged before any is replaced."""
+    """Install artifacts: every file is fetched, checked and staged before any is replaced.
+
+    With --compliance/--tag/--maturity/--min-priority, also writes a compliance overlay and a
+    selection (a Falco config.d fragment) next to the rules, so falconet and Falco enable only
+    the selected rules."""
     from cli.render import emit_json, emit_text, table
+    from feeds.install import Selection, install_dirs_from
     from feeds.install import install as run_install
-    from feeds.install import install_dirs_from
 
     types = [t for item in allowed_types or [] for t in item.split(",") if t]
     context = _context(plain_http, ca_file, insecure, {"artifact.install.state_dir": state_dir})
@@ -97,6 +123,7 @@ def install(
         dry_run=dry_run,
         no_verify=no_verify,
         require_signature=require_signature,
+        selection=Selection(tuple(compliance or ()), tuple(tag or ()), maturity, min_priority),
     )
     if output == "json":
         emit_json(report.to_json())
@@ -115,6 +142,11 @@ def install(
         for a in report.artifacts
     ]
     emit_text(table(headers, rows))
+    if report.selection:
+        emit_text(
+            f"selection: {report.selection['selected_rules']} rules enabled "
+            f"({report.selection['selection_file']}; overlay {report.selection['overlay']})"
+        )
     if dry_run:
         emit_text("dry run: nothing was written")
 
