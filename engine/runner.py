@@ -378,6 +378,8 @@ def run(
         rule_sources = switch.current.by_source
     source = choose_source(request.source, rule_sources)
     _check_mode(request, source)
+    if source not in switch.current.by_source:
+        log.warning("no enabled rule is for the %s source: no alert can be raised", source)
     capacity = 0 if request.replay else LIVE_QUEUE_CAPACITY
     outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
     formatter = AlertFormatter(request.iso8601, options=request.json_options)

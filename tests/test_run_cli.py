@@ -254,3 +254,21 @@ def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
 
 def _wait_for_lines(path: Path, count: int) -> None:
     _wait_for(lambda: path.exists() and len(path.read_text().splitlines()) >= count)
+
+
+def test_github_webhook_needs_its_secret(run_cli: Any, shared_dir: Path) -> None:
+    rules = str(shared_dir / "upstream-rules/github.yaml")
+    done = run_cli(
+        "run", "-r", rules, "--listen", "127.0.0.1:0", env={"FALCONET_GITHUB_WEBHOOK_SECRET": ""}
+    )
+    assert done.returncode == 2
+    assert (
+        "needs a shared secret" in done.stderr and "FALCONET_GITHUB_WEBHOOK_SECRET" in done.stderr
+    )
+
+
+def test_file_sources_cannot_listen(run_cli: Any, shared_dir: Path) -> None:
+    rules = str(shared_dir / "upstream-rules/okta_rules.yaml")
+    done = run_cli("run", "-r", rules, "--listen", "127.0.0.1:0")
+    assert done.returncode == 2
+    assert "the okta source reads files only" in done.stderr
