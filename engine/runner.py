@@ -301,7 +301,10 @@ def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
 def _build_sinks(request: RunRequest) -> list[Sink]:
     sinks: list[Sink] = [StdoutSink(request.json_output)] if request.stdout else []
     for spec in request.outputs:
-        sinks.append(build_sink({"json_output": request.json_output, **spec}))
+        if spec.get("type") == "http":
+            sinks.append(build_sink(spec))  # always Falco's JSON alert: what falcosidekick reads
+        else:
+            sinks.append(build_sink({"json_output": request.json_output, **spec}))
     return sinks
 
 

@@ -272,3 +272,27 @@ def test_file_sources_cannot_listen(run_cli: Any, shared_dir: Path) -> None:
     done = run_cli("run", "-r", rules, "--listen", "127.0.0.1:0")
     assert done.returncode == 2
     assert "the okta source reads files only" in done.stderr
+
+
+def test_http_gets_json_alerts_while_stdout_and_program_get_text(
+    run_cli: Any, shared_dir: Path, tmp_path: Path
+) -> None:
+    from tests.support.http_server import StaticServer
+
+    server = StaticServer().start()
+    piped = tmp_path / "program.txt"
+    try:
+        done = run_cli(
+            *("run", "-r", str(_specs(shared_dir) / RULE_OPEN_FROM_CAT)),
+            *("--replay", str(shared_dir / "upstream-captures/cat_write.scap")),
+            *("--output-http", f"{server.url}/alerts", "--output-program", f"cat >> {piped}"),
+        )
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.splitlines()
+    posted = [json.loads(r.body) for r in server.requests if r.method == "POST"]
+    # falcosidekick reads Falco's JSON alert whatever -o says; the same alerts, in order.
+    assert [p["output"] for p in posted] == text and len(text) == 4
+    assert all(p["rule"] == "open_from_cat" for p in posted)
+    assert piped.read_text().splitlines() == text
