@@ -308,14 +308,17 @@ def _build_sinks(request: RunRequest) -> list[Sink]:
     return sinks
 
 
-def _replay(detector: Detector, source: str, path: str) -> None:
-    """Evaluate every event of a capture or JSON event file/directory."""
+def _replay(detector: Detector, source: str, path: str, swappable: bool) -> None:
+    """Evaluate every event of a capture or JSON event file/directory. With rules that cannot
+    change during the replay, only the event types they and the state tracker need are
+    decoded; with `swappable` rules every event is, since a new ruleset may need any type."""
     stats = detector.stats
     if source == SYSCALL:
         from engine.sources.syscall.replay import open_replay
 
         with open_replay(path) as replay:
-            wanted = replay.needed_events(detector.switch.current.event_types(SYSCALL))
+            rule_types = None if swappable else detector.switch.current.event_types(SYSCALL)
+            wanted = replay.needed_events(rule_types)
             processed = detector.process(replay.events(wanted), source)
             read = replay.stats
             # Events the reader skipped undecoded (no rule and no state needs them) were read.
@@ -373,6 +376,7 @@ def run(
     `switch` lets a caller (the follower) swap rulesets while the run goes on; without it the
     request's rules files are loaded here. `extra_sinks` receive alerts besides the request's
     outputs."""
+    swappable = switch is not None
     if switch is None:
         loaded, rulesets = load_rulesets(request.rules_files, request.selection)
         switch = RulesetSwitch(rulesets)
@@ -392,7 +396,7 @@ def run(
     started = time.perf_counter()
     try:
         if request.replay:
-            _replay(detector, source, request.replay)
+            _replay(detector, source, request.replay, swappable)
         else:
             _serve(request, source, detector, signals.stop)
     except Stopped:

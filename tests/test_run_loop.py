@@ -129,3 +129,54 @@ def test_alert_shapes_and_summary(tmp_path: Path, shared_dir: Path) -> None:
     summary = stats.summary_text()
     assert "Events detected: 1" in summary and "   NOTICE: 1" in summary
     assert json.loads(json.dumps(stats.as_json()))["alerts_by_priority"] == {"Notice": 1}
+
+
+SYSCALL_RULE = """
+- rule: {name}
+  desc: d
+  condition: evt.type = {event_type} and evt.dir = <
+  output: {name} %proc.name
+  priority: NOTICE
+"""
+
+
+class SwapAfterReads(RulesetSwitch):
+    """A switch whose reload lands after a few reads of `current` (i.e. just as the replay
+    starts, after the replay has planned what to decode)."""
+
+    def __init__(self, first: Any, second: Any, reads: int) -> None:
+        self._first, self._second, self._left = first, second, reads
+
+    @property
+    def current(self) -> Any:  # type: ignore[override]
+        self._left -= 1
+        return self._first if self._left >= 0 else self._second
+
+
+def test_a_swapped_in_ruleset_sees_event_types_the_old_one_did_not_need(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    capture = tmp_path / "stream.fncap"
+    generator = str(REPO_ROOT / "bench/gen_syscall_stream.py")
+    subprocess.run(
+        [sys.executable, generator, str(capture), "--events", "20000"],
+        check=True,
+        capture_output=True,
+    )
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text(SYSCALL_RULE.format(name="old", event_type="ptrace"))
+    new_file = tmp_path / "new.yaml"
+    new_file.write_text(SYSCALL_RULE.format(name="new", event_type="mmap"))
+    _, old = load_rulesets([old_file])
+    _, new = load_rulesets([new_file])
+    # The new rules from the start, for reference.
+    reference = run(RunRequest([new_file], replay=str(capture), stdout=False))
+    assert reference.alerts_by_rule["new"] > 0
+    swapped = run(
+        RunRequest([], source="syscall", replay=str(capture), stdout=False),
+        switch=SwapAfterReads(old, new, reads=3),
+    )
+    assert swapped.alerts_by_rule == reference.alerts_by_rule
