@@ -54,7 +54,7 @@ class Action:
         names = {p.name for p in cls.params}
         for key in given:
             if key not in names:
-                close = difflib.get_close_matches(key, sorted(names), n=1)
+                close = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.5)
                 hint = (
                     f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(names))}"
                 )
