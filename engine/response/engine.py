@@ -58,6 +58,13 @@ def _document(alert: Alert | Mapping[str, Any]) -> Mapping[str, Any]:
     return alert.document if isinstance(alert, Alert) else alert
 
 
+def _error_text(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    hint = getattr(error, "hint", None)
+    return f"{error} (hint: {hint})" if hint else str(error)
+
+
 class ResponseEngine:
     def __init__(
         self,
@@ -245,7 +252,7 @@ class ResponseEngine:
             alert_rule=str(alert.get("rule", "")),
             parameters=parameters if parameters is not None else {},
             changed=changed or {},
-            error=None if error is None else str(error),
+            error=_error_text(error),
             duration_ms=elapsed,
         )
 
