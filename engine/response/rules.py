@@ -22,6 +22,7 @@ rules:
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,16 @@ from engine.response.alert_fields import compile_alert_condition
 from engine.response.errors import ResponseRulesError
 from engine.response.ratelimit import RateLimit
 from engine.response.templating import check_template
+
+# Alert priorities as Falco writes them ("Critical"), looked up once per alert and rule.
+_PRIORITIES = {p.falco_name.lower(): p for p in Priority} | {"info": Priority.INFORMATIONAL}
+
+
+def _name_pattern(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for all of a match's rule-name wildcards (fnmatch syntax, case-sensitive)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def _as_list(value: Any) -> tuple[str, ...]:
@@ -54,20 +65,18 @@ class Match:
     conditions: tuple[str, ...] = ()
     _checks: tuple[Callable[[Mapping[str, Any]], bool], ...] = field(default=(), repr=False)
 
+    _rule_names: re.Pattern[str] | None = field(default=None, repr=False)
+
     def matches(self, alert: Mapping[str, Any]) -> bool:
         """Every criterion given must hold (an empty match accepts every alert)."""
         if self.sources and alert.get("source") not in self.sources:
             return False
         if self.priority is not None:
-            try:
-                if not Priority.parse(str(alert.get("priority"))).at_least(self.priority):
-                    return False
-            except ValueError:
+            severity = _PRIORITIES.get(str(alert.get("priority")).lower())
+            if severity is None or not severity.at_least(self.priority):
                 return False
-        if self.rules:
-            name = str(alert.get("rule", ""))
-            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.rules):
-                return False
+        if self._rule_names is not None and not self._rule_names.match(str(alert.get("rule"))):
+            return False
         if self.tags and not set(self.tags) <= set(alert.get("tags") or ()):
             return False
         return all(check(alert) for check in self._checks)
@@ -140,6 +149,7 @@ def _match(spec: Mapping[str, Any], where: str) -> Match:
         sources=_as_list(spec.get("source")),
         conditions=conditions,
         _checks=tuple(compile_alert_condition(text).evaluate for text in conditions),
+        _rule_names=_name_pattern(_as_list(spec.get("rules"))),
     )
 
 
