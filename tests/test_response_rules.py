@@ -255,3 +255,35 @@ def test_load_rules_from_yaml_file(tmp_path: Path) -> None:
     path.write_text("rules: [\n")
     with pytest.raises(ResponseRulesError, match="invalid YAML"):
         load_rules(path)
+
+
+def test_wired_as_a_sink_actions_run_and_outcomes_reach_the_outputs(tmp_path: Path) -> None:
+    """The `falconet run --response` wiring: alerts through a real OutputQueue to the response
+    sink; outcome events back to the same outputs (a real file); no response to a response."""
+    from engine.response.sink import ResponseSink, reload_rules
+    from engine.sinks import FileSink, OutputQueue
+
+    log_file = tmp_path / "alerts.json"
+    outputs = OutputQueue([FileSink(str(log_file), json_output=True)])
+    rules_file = tmp_path / "response.yaml"
+    catch_all = {"rules": [{"name": "first", "match": {}, "actions": [OK]}]}
+    rules_file.write_text(yaml.safe_dump(catch_all))
+    emitted = threading.Event()
+
+    def to_outputs(event: Alert) -> None:
+        outputs.put(event)
+        emitted.set()
+
+    engine = ResponseEngine(load_rules(rules_file), on_outcome=to_outputs)
+    outputs.sinks.append(ResponseSink(engine))
+    outputs.put(Alert("text", alert()))
+    assert emitted.wait(10)
+    rules_file.write_text("rules: {broken")
+    assert reload_rules(engine, rules_file) is False  # the previous rules stay
+    assert [r.name for r in engine.rules.rules] == ["first"]
+    outputs.close()
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    # the catch-all rule acted once on the syscall alert, never on its own outcome event
+    assert [d["source"] for d in lines] == ["syscall", "response"]
+    assert lines[1]["output_fields"]["response.status"] == "succeeded"
+    assert engine.stats["succeeded"] == 1

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.response.actions.base import Action
 from engine.response.errors import ActionError, ActionRefused, ResponseRulesError
-from engine.response.outcome import ActionOutcome
+from engine.response.outcome import SOURCE, ActionOutcome
 from engine.response.ratelimit import TokenBucket
 from engine.response.rules import ActionSpec, ResponseRule, ResponseRules
 from engine.response.templating import render
@@ -153,7 +153,7 @@ class ResponseEngine:
         response queue is full (counted as `dropped`)."""
         document = _document(alert)
         rules = self._rules
-        matched = rules.matching(document)
+        matched = rules.matching(document) if document.get("source") != SOURCE else []
         if not matched:
             return False
         if not self._pending.acquire(blocking=False):
@@ -175,6 +175,8 @@ class ResponseEngine:
     def handle(self, alert: Alert | Mapping[str, Any]) -> list[ActionOutcome]:
         """Match and act synchronously; returns (and emits) every outcome."""
         document = _document(alert)
+        if document.get("source") == SOURCE:  # never respond to a response: no loops
+            return []
         rules = self._rules
         return self._respond(document, rules, rules.matching(document))
 
