@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import stat
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from engine.response.engine import ResponseEngine
 from engine.response.rules import parse_rules
 from tests.support.http_server import StaticServer
+from tests.support.registry_server import TestCA as CertificateAuthority
 
 
 def run_one(action: str, alert: dict[str, Any], **parameters: Any) -> Any:
@@ -149,3 +151,22 @@ def test_webhook_4xx_is_not_retried() -> None:
         server.stop()
     assert outcome.status == "failed" and "HTTP 403" in (outcome.error or "")
     assert len(server.requests) == 1
+
+
+def test_webhook_over_tls_verifies_the_server_with_the_given_ca(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "tls")
+    server = StaticServer()
+    server.start()
+    assert server._server is not None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(ca.server_cert, ca.server_key)
+    server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+    url = server.url.replace("http://", "https://")
+    try:
+        untrusted = run_one("http:webhook", alert(), url=url, retries=0)
+        trusted = run_one("http:webhook", alert(), url=url, ca_file=str(ca.ca_cert))
+    finally:
+        server.stop()
+    assert untrusted.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in (untrusted.error or "")
+    assert trusted.status == "succeeded", trusted.error
+    assert [r.method for r in server.requests] == ["POST"]

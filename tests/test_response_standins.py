@@ -4,11 +4,13 @@ Lambda backend echoes the payload instead of running code)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -24,6 +26,7 @@ import yaml
 
 from engine.response.engine import ResponseEngine
 from engine.response.rules import parse_rules
+from tests.support.registry_server import TestCA as CertificateAuthority
 
 
 @dataclass
@@ -42,7 +45,7 @@ class KubeApiStandIn:
     requests: list[Recorded] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
 
-    def start(self) -> KubeApiStandIn:
+    def start(self, tls: CertificateAuthority | None = None) -> KubeApiStandIn:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,13 +70,19 @@ class KubeApiStandIn:
             do_GET = do_POST = do_PATCH = do_DELETE = _answer
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.server_cert, tls.server_key)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def stop(self) -> None:
         if self.server is not None:
@@ -83,7 +92,9 @@ class KubeApiStandIn:
 
 @pytest.fixture
 def kube_api(tmp_path: Path) -> Iterator[tuple[KubeApiStandIn, str]]:
-    api = KubeApiStandIn().start()
+    ca = CertificateAuthority(tmp_path / "tls")
+    api = KubeApiStandIn().start(tls=ca)
+    ca_data = base64.b64encode(ca.ca_cert.read_bytes()).decode()
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(
@@ -92,7 +103,12 @@ def kube_api(tmp_path: Path) -> Iterator[tuple[KubeApiStandIn, str]]:
                 "kind": "Config",
                 "current-context": "test",
                 "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}],
-                "clusters": [{"name": "c", "cluster": {"server": api.url}}],
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {"server": api.url, "certificate-authority-data": ca_data},
+                    }
+                ],
                 "users": [{"name": "u", "user": {"token": "sa-token"}}],
             }
         )
@@ -135,7 +151,7 @@ def test_kubernetes_terminate_deletes_the_pod_on_a_stand_in_api(kube_api: Any) -
     assert outcome.status == "succeeded", outcome.error
     (request,) = api.requests
     assert (request.method, request.path) == ("DELETE", "/api/v1/namespaces/shop/pods/web-7d4b9")
-    assert request.headers["Authorization"] == "Bearer sa-token"
+    assert request.headers["Authorization"] == "Bearer sa-token"  # over TLS, CA from kubeconfig
     assert request.body["gracePeriodSeconds"] == 0
 
 
