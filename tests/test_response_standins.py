@@ -286,3 +286,13 @@ def test_aws_lambda_invoked_with_the_alert_on_moto_stand_in(moto_lambda: str) ->
         "pod": "web-7d4b9",
         "alert": "Terminal shell in container",
     }
+
+
+def test_kubernetes_without_kubeconfig_or_service_account_fails_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    outcome = run_one("kubernetes:label", POD_ALERT, labels={"a": "b"})
+    assert outcome.status == "failed"
+    assert "no kubeconfig given" in (outcome.error or "") and "KUBECONFIG" in (outcome.error or "")

@@ -4,6 +4,7 @@ in-cluster service account or a kubeconfig's current context (token or client ce
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import tempfile
 from collections.abc import Mapping
@@ -118,7 +119,21 @@ def in_cluster() -> KubeConnection:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_kubeconfig(path: str, context: str | None, mtime_ns: int) -> KubeConnection:
+    # Keyed on the file's mtime: an edited kubeconfig is read again; an unchanged one does not
+    # write its *-data fields to new temporary files for every alert.
+    return from_kubeconfig(path, context)
+
+
 def connect(kubeconfig: str | None, context: str | None = None) -> KubeConnection:
-    """kubeconfig parameter, else $KUBECONFIG, else the in-cluster service account."""
+    """kubeconfig parameter, else $KUBECONFIG, else the in-cluster service account (whose token
+    file is read at each call: kubelet rotates it)."""
     path = kubeconfig or os.environ.get("KUBECONFIG")
-    return from_kubeconfig(path, context) if path else in_cluster()
+    if not path:
+        return in_cluster()
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError as error:
+        raise ActionError(f"cannot read kubeconfig {path}: {error.strerror}") from error
+    return _cached_kubeconfig(path, context, mtime)
