@@ -90,7 +90,7 @@ def test_response_test_bad_input_is_one_line_and_usage_status(
     done = run_cli("response", "test", rules, "--alert", alert)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "error: unknown action 'network:blok'",
+        f"error: {rules}: rule 'Isolate C2 connections' action 1: unknown action 'network:blok'",
         "hint: did you mean 'network:block'?",
     ]
     Path(alert).write_text("{not json")

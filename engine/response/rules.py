@@ -148,15 +148,22 @@ def _match(spec: Mapping[str, Any], where: str) -> Match:
         priority=priority,
         sources=_as_list(spec.get("source")),
         conditions=conditions,
-        _checks=tuple(compile_alert_condition(text).evaluate for text in conditions),
+        _checks=tuple(_condition(text, where) for text in conditions),
         _rule_names=_name_pattern(_as_list(spec.get("rules"))),
     )
 
 
+def _condition(text: str, where: str) -> Callable[[Mapping[str, Any]], bool]:
+    try:
+        return compile_alert_condition(text).evaluate
+    except ResponseRulesError as error:
+        raise ResponseRulesError(f"{where}: {error}", error.hint) from None
+
+
 def _action(spec: Mapping[str, Any], where: str) -> ActionSpec:
-    plugin = action_class(spec["action"])
     given = spec.get("parameters") or {}
     try:
+        plugin = action_class(spec["action"])
         parameters = plugin.with_defaults(given)
         check_template(given)
     except ResponseRulesError as error:
