@@ -287,3 +287,26 @@ def test_wired_as_a_sink_actions_run_and_outcomes_reach_the_outputs(tmp_path: Pa
     assert [d["source"] for d in lines] == ["syscall", "response"]
     assert lines[1]["output_fields"]["response.status"] == "succeeded"
     assert engine.stats["succeeded"] == 1
+
+
+def test_a_plugin_registered_by_a_third_party_is_found_and_its_bugs_are_contained() -> None:
+    from engine.response.actions.base import ACTIONS, Action, Param, register_action
+
+    class Buggy(Action):
+        name = "test:buggy"
+        summary = "raises a KeyError (a bug)"
+        params = (Param("key", "string", "key to look up", "${proc.name}"),)
+
+        def run(self, params: dict[str, Any], alert: Any) -> dict[str, Any]:
+            return {"value": {}[params["key"]]}
+
+    if "test:buggy" not in ACTIONS:
+        register_action(Buggy)
+    rules = rules_of({"name": "r", "match": {}, "actions": [{"action": "test:buggy"}, OK]})
+    engine = ResponseEngine(rules)
+    try:
+        outcomes = engine.handle(alert())
+    finally:
+        engine.close()
+    assert statuses(outcomes) == [("r", "failed"), ("r", "succeeded")]
+    assert outcomes[0].error == "'bash'" and outcomes[0].parameters == {"key": "bash"}

@@ -233,6 +233,11 @@ class ResponseEngine:
             return self._outcome(
                 rule, spec, alert, "failed", parameters, error=error, started=started
             )
+        except Exception as error:  # a bug in an action: reported as a failure, never fatal
+            log.exception("action %s raised unexpectedly", spec.action)
+            return self._outcome(
+                rule, spec, alert, "failed", parameters, error=error, started=started
+            )
         return self._outcome(rule, spec, alert, "succeeded", parameters, changed, started=started)
 
     def _outcome(
