@@ -119,3 +119,15 @@ def test_response_actions_lists_every_action_and_parameters(run_cli: CliRunner) 
     assert grace["default"] == 5.0 and grace["help"]
     text = run_cli("response", "actions")
     assert "process:terminate: SIGTERM, then SIGKILL" in text.stdout
+
+
+def test_response_test_reads_json_lines_of_alerts(run_cli: CliRunner, tmp_path: Path) -> None:
+    rules, alert = write(tmp_path, ALERT)
+    other = {**ALERT, "output_fields": {**ALERT["output_fields"], "fd.rip": "192.0.2.1"}}
+    Path(alert).write_text(json.dumps(ALERT) + "\n" + json.dumps(other) + "\n")
+    done = run_cli("response", "test", rules, "--alert", alert, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    first, second = json.loads(done.stdout)
+    assert [a["action"] for a in first["actions"]] == ["network:block", "http:webhook"]
+    # 192.0.2.1 fails the output_fields condition: only the catch-all rule is left
+    assert [a["response_rule"] for a in second["actions"]] == ["Never reached after a stop"]
