@@ -38,6 +38,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.rules",
     "cli.commands.compliance",
     "cli.commands.resolve",
+    "cli.commands.follow",
 ]
 
 
