@@ -153,11 +153,13 @@ def _reload_signaller(target: str) -> Any:
 
 
 def _print_results(results: list[Any], output: str) -> None:
-    from cli.render import emit_json, emit_text
+    import json
+
+    from cli.render import emit_text
 
     for result in results:
-        if output == "json":
-            emit_json(result.to_json())
+        if output == "json":  # one document per line: follow is a stream
+            emit_text(json.dumps(result.to_json()))
         elif result.status == "updated":
             emit_text(f"{result.ref}: updated to {result.version} ({result.digest})")
         elif result.status != "failed":  # failures are printed as internal alerts
@@ -167,7 +169,7 @@ def _print_results(results: list[Any], output: str) -> None:
 def _print_alert(ref: str, why: str, output: str) -> None:
     import socket
 
-    from cli.render import emit_json, emit_text
+    from cli.render import emit_text
     from engine.output import Priority
     from engine.sinks import internal_alert
 
@@ -178,10 +180,7 @@ def _print_alert(ref: str, why: str, output: str) -> None:
         {"follow.ref": ref, "follow.error": why},
         socket.gethostname(),
     )
-    if output == "json":
-        emit_json(alert.document)
-    else:
-        emit_text(alert.text)
+    emit_text(alert.line(json_output=output == "json"))
 
 
 def rollback(
