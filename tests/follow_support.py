@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.artifacts import PushSpec, push_artifact
+from registry.artifacts import PushSpec, Requirement, push_artifact
 from registry.options import ClientOptions
 from registry.reference import parse_reference
 from registry.store import open_store
@@ -31,6 +31,7 @@ def publish(
     files: dict[str, str],
     repo: str = REPO,
     sign_with: object | None = None,
+    engine_semver: str | None = None,
 ) -> str:
     """Push a rules artifact holding `files` as host/repo:latest (and :version)."""
     store = open_store(
@@ -38,7 +39,9 @@ def publish(
     )
     archive = tmp / f"{repo}-{version}.tar.gz"
     archive.write_bytes(targz_bytes({n: c.encode() for n, c in files.items()}))
-    digest = push_artifact(store, PushSpec("rulesfile", [archive], version, tags=(version,))).digest
+    requires = (Requirement("engine_version_semver", engine_semver),) if engine_semver else ()
+    spec = PushSpec("rulesfile", [archive], version, tags=(version,), requirements=requires)
+    digest = push_artifact(store, spec).digest
     if sign_with is not None:
         from registry.signatures import sign_artifact
 

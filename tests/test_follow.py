@@ -192,3 +192,31 @@ def test_429_bursts_are_retried_after_retry_after(
     assert [s for m, p, s in proxy.requests if m == "HEAD"][:3] == [429, 429, 200]
     gaps = [b - a for a, b in itertools.pairwise(heads)][:2]
     assert all(gap >= 0.9 for gap in gaps), gaps
+
+
+def test_requirements_are_checked_against_the_engine_versions_endpoint(
+    registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    from engine.web import WebServer
+
+    web = WebServer("127.0.0.1", 0).start()
+    try:
+        context = FeedsContext.load(None, None, TransportFlags(plain_http=True))
+        options = FollowOptions(
+            refs=(f"{registry.host}/{REPO}:latest",),
+            dirs=install_dirs_from(context),
+            engine_versions=f"{web.url}/versions",
+        )
+        alerts: list[tuple[str, str]] = []
+        follower = Follower(
+            context, options, Schedule.parse("1h", None, "immediate"),
+            on_alert=lambda ref, why: alerts.append((ref, why)),
+        )  # fmt: skip
+        publish(registry, tmp_path, "1.0.0", {"a.yaml": rule_yaml("A")}, engine_semver="0.50.0")
+        assert follower.check()[0].status == "updated"
+        publish(registry, tmp_path, "2.0.0", {"b.yaml": rule_yaml("B")}, engine_semver="0.99.0")
+        assert follower.check()[0].status == "failed"
+        assert "0.99.0" in alerts[0][1]
+        assert installed_names(falconet_home) == {"a.yaml"}
+    finally:
+        web.stop()
