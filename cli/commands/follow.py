@@ -45,6 +45,14 @@ def follow(
             help="PID or PIDFILE of Falco: sent SIGHUP after each successful swap.",
         ),
     ] = None,
+    compliance: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compliance",
+            help="Enable only rules covering a framework[:control prefix] (repeatable; "
+            "default: artifact.follow.compliance).",
+        ),
+    ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Run one check of every ref, then exit.")
     ] = False,
@@ -75,7 +83,7 @@ def follow(
     import signal
 
     from feeds.follow import Follower, FollowOptions
-    from feeds.install import install_dirs_from
+    from feeds.install import Selection, install_dirs_from
     from feeds.schedule import Schedule
 
     flags = {
@@ -83,6 +91,7 @@ def follow(
         "artifact.follow.every": every,
         "artifact.follow.cron": cron,
         "artifact.follow.startup": startup,
+        "artifact.follow.compliance": compliance or None,
     }
     context = _context(plain_http, ca_file, insecure, flags)
     config = context.config
@@ -105,6 +114,7 @@ def follow(
         require_signature=require_signature,
         allowed_types=tuple(t for item in allowed_types or [] for t in item.split(",") if t),
         platform=platform,
+        selection=Selection(tuple(config["artifact.follow.compliance"])) or None,
     )
     follower = Follower(
         context,
