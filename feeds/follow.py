@@ -224,8 +224,7 @@ class Follower:
                 # The followed artifact moves to what its tag now names (not the installed
                 # or locked version the resolver would otherwise prefer).
                 resolve=ResolveOptions(
-                    engine_versions=options.engine_versions,
-                    update=(watch.user_ref.name,) if watch.user_ref else (),
+                    engine_versions=options.engine_versions, update=self._unlock(watch)
                 ),
             )
         except BaseException:
@@ -241,6 +240,18 @@ class Follower:
         if changed and self.on_update is not None:
             self.on_update(rules_files(options.dirs.rulesfiles))
         return CheckResult(watch.text, "updated", digest, requested.version if requested else None)
+
+    def _unlock(self, watch: _Watch) -> tuple[str, ...]:
+        """The lock entry to re-resolve: the followed artifact, once it is locked."""
+        from feeds.install import default_lock_path
+        from feeds.lockfile import read_lock
+
+        lock_path = default_lock_path(self.context)
+        if watch.user_ref is None or not lock_path.is_file():
+            return ()
+        lock = read_lock(lock_path)
+        locked = lock is not None and watch.user_ref.name in lock.artifacts
+        return (watch.user_ref.name,) if locked else ()
 
     def _failed(self, watch: _Watch, error: Exception) -> CheckResult:
         from feeds.requirements import EngineVersionsNetworkError
