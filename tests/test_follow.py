@@ -220,3 +220,50 @@ def test_requirements_are_checked_against_the_engine_versions_endpoint(
         assert installed_names(falconet_home) == {"a.yaml"}
     finally:
         web.stop()
+
+
+def test_several_refs_each_followed_on_its_own(
+    registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    publish(registry, tmp_path, "1.0.0", {"a.yaml": rule_yaml("Rule A")})
+    publish(registry, tmp_path, "1.0.0", {"z.yaml": rule_yaml("Rule Z")}, repo="other-rules")
+    context = FeedsContext.load(None, None, TransportFlags(plain_http=True))
+    refs = (f"{registry.host}/{REPO}:latest", f"{registry.host}/other-rules:latest")
+    options = FollowOptions(refs=refs, dirs=install_dirs_from(context))
+    follower = Follower(context, options, Schedule.parse("1h", None, "immediate"))
+    assert [r.status for r in follower.check()] == ["updated", "updated"]
+    publish(registry, tmp_path, "2.0.0", {"z.yaml": rule_yaml("Rule Z2")}, repo="other-rules")
+    assert [r.status for r in follower.check()] == ["unchanged", "updated"]
+    assert installed_names(falconet_home) == {"a.yaml", "z.yaml"}
+    assert "Rule Z2" in (rules_dir(falconet_home) / "z.yaml").read_text()
+
+
+def test_follower_thread_reports_updates_and_stops(
+    registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    """How `falconet run` uses it: start() in a thread, on_update with the new rules files."""
+    import queue
+
+    from engine.metrics import Metrics
+
+    publish(registry, tmp_path, "1.0.0", {"a.yaml": rule_yaml("Rule A")})
+    context = FeedsContext.load(None, None, TransportFlags(plain_http=True))
+    ref = f"{registry.host}/{REPO}:latest"
+    updates: queue.Queue[list[Path]] = queue.Queue()
+    metrics = Metrics()
+    follower = Follower(
+        context,
+        FollowOptions(refs=(ref,), dirs=install_dirs_from(context)),
+        Schedule.parse("100ms", None, "immediate"),
+        on_update=updates.put,
+        metrics=metrics,
+    )
+    follower.start()
+    try:
+        assert [p.name for p in updates.get(timeout=30)] == ["a.yaml"]
+        publish(registry, tmp_path, "2.0.0", {"b.yaml": rule_yaml("Rule B")})
+        assert [p.name for p in updates.get(timeout=30)] == ["b.yaml"]
+    finally:
+        follower.stop()
+    assert metrics.follow_updates.labels(ref)._value.get() == 2
+    assert metrics.follow_checks.labels(ref)._value.get() >= 2
