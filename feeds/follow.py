@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from feeds import lastgood
+from feeds.errors import FeedsError
 from feeds.install import InstallDirs, ResolveOptions, Selection, Validator, install
 from feeds.resolve import UserRef, parse_user_ref
 from feeds.schedule import Schedule
@@ -88,18 +89,33 @@ class _Watch:
     tag: str = "latest"
 
 
+class RulesRefusedError(FeedsError):
+    """The staged ruleset does not compile: the update is refused."""
+
+    exit_status = "error"
+
+
 def ruleset_validator(rules_dir: Path) -> Validator:
     """The dry run: compile the staged rules files together with the other rules files of the
     directory, in Falco's load order (by file name), and raise on any error."""
 
     def validate(staged: list[Path]) -> None:
+        from engine.errors import EngineError
         from engine.loader import load_valid_rules
 
         staged_names = {p.name for p in staged}
         others = [p for p in rules_files(rules_dir) if p.name not in staged_names]
         paths = sorted([*others, *staged], key=lambda p: p.name)
-        if paths:
+        if not paths:
+            return
+        try:
             load_valid_rules(paths, use_cache=False)
+        except EngineError as error:
+            # Name the files as they would be installed, not their staging copies.
+            message = str(error)
+            for path in staged:
+                message = message.replace(str(path), str(rules_dir / path.name))
+            raise RulesRefusedError(message, error.hint) from error
 
     return validate
 

@@ -67,6 +67,8 @@ def test_refused_update_prints_an_internal_alert(
     alert = next(doc for doc in lines if doc.get("rule") == "Falconet follow update refused")
     assert alert["source"] == "internal" and alert["priority"] == "Error"
     assert "LOAD_ERR_COMPILE_CONDITION" in alert["output"]
+    assert "/rules/a.yaml" in alert["output"] and "staging" not in alert["output"]
+    assert result.returncode == 1  # --once: a refused update is a failed run
 
 
 def test_follow_sends_sighup_after_a_swap_and_exits_0_on_sigterm(

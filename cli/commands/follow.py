@@ -86,6 +86,10 @@ def follow(
     from feeds.install import Selection, install_dirs_from
     from feeds.schedule import Schedule
 
+    if every and cron:
+        from feeds.errors import ConfigError
+
+        raise ConfigError("--every and --cron both given", "choose one schedule")
     flags = {
         "artifact.install.state_dir": state_dir,
         "artifact.follow.every": every,
@@ -125,7 +129,10 @@ def follow(
         on_tick=lambda results: _print_results(results, output),
     )
     if once:
-        _print_results(follower.check(), output)
+        results = follower.check()
+        _print_results(results, output)
+        if any(r.status == "failed" for r in results):
+            raise typer.Exit(1)  # the reason was printed as an internal alert
         return
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: follower.stop(timeout=None))
