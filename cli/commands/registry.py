@@ -209,12 +209,23 @@ def pull(
     cert: CertFile = None,
     key: KeyFile = None,
     insecure_skip_tls_verify: Insecure = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
+    ] = False,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
+    ] = False,
     output_format: Annotated[str, typer.Option("--format", help="text|json")] = "text",
 ) -> None:
-    """Pull an artifact's layer tarball(s), named by their title (no extraction)."""
+    """Pull an artifact's layer tarball(s), named by their title (no extraction).
+
+    The signature policies of falconet.yaml apply: the digest is verified before any layer is
+    fetched."""
+    from cli.context import ENV
     from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
-    from registry.artifacts import pull_artifact
+    from feeds.context import FeedsContext
+    from feeds.pull import verified_pull
 
     store = _store(
         reference,
@@ -224,15 +235,19 @@ def pull(
         key=key,
         insecure=insecure_skip_tls_verify,
     )
+    context = FeedsContext.load(ENV.config_path)
     with transfer_progress() as progress:
-        result = pull_artifact(store, dest_dir, platform=platform, progress=progress)
+        result, verification = verified_pull(
+            context, store, dest_dir, platform, no_verify, require_signature, progress
+        )
     if output_format == "json":
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "verification": verification})
         return
     lines = [
         f"pulled {result.reference} ({result.artifact_type} {result.config.name} "
         f"{result.config.version})",
         f"digest: {result.digest}",
+        f"signature: {verification['verdict']} ({verification['policy']})",
     ]
     lines += [f"wrote {path}" for path in result.files]
     emit_text("\n".join(lines))
