@@ -267,3 +267,45 @@ def test_follower_thread_reports_updates_and_stops(
         follower.stop()
     assert metrics.follow_updates.labels(ref)._value.get() == 2
     assert metrics.follow_checks.labels(ref)._value.get() >= 2
+
+
+def test_token_is_reused_across_ticks(
+    registry_factory: object, tmp_path_factory: pytest.TempPathFactory, run_cli: object,
+    falconet_home: Path, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Behind the Docker token flow, unchanged ticks cost one HEAD and no token request."""
+    from registry.artifacts import PushSpec, push_artifact
+    from registry.options import ClientOptions
+    from registry.reference import parse_reference
+    from registry.store import open_store
+    from registry.tarball import targz_bytes
+    from tests.support.registry_server import PASSWORD, USER
+    from tests.support.token_registry import TokenRegistryServer, TokenService
+
+    service = TokenService(tmp_path_factory.mktemp("token"))
+    server = TokenRegistryServer(tmp_path_factory.mktemp("token-registry"))
+    server.token_service = service
+    server.start()
+    try:
+        login = run_cli(  # type: ignore[operator]
+            "registry", "login", server.host, "-u", USER, "--password-stdin", "--plain-http",
+            input=PASSWORD,
+        )  # fmt: skip
+        assert login.returncode == 0, login.stderr
+        ref = f"{server.host}/{REPO}:latest"
+        archive = tmp_path / "a.tar.gz"
+        archive.write_bytes(targz_bytes({"a.yaml": rule_yaml("Rule A").encode()}))
+        options = ClientOptions(plain_http=True, username=USER, password=PASSWORD)
+        push_artifact(
+            open_store(parse_reference(ref), options), PushSpec("rulesfile", [archive], "1.0.0")
+        )
+        follower = make_follower(server.host, falconet_home, [], [])
+        assert follower.check()[0].status == "updated"
+        follower.check()
+        before = len(service.requests)
+        for _ in range(5):
+            assert follower.check()[0].status == "unchanged"
+        assert len(service.requests) == before
+    finally:
+        server.stop()
+        service.stop()
