@@ -314,3 +314,45 @@ class Follower:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(values, indent=2, sort_keys=True))
         os.replace(tmp, path)
+
+
+def follower_from_config(
+    context: FeedsContext,
+    dirs: InstallDirs,
+    *,
+    refs: tuple[str, ...] = (),
+    engine_versions: str | None = None,
+    on_update: UpdateCallback | None = None,
+    on_alert: AlertCallback | None = None,
+    metrics: FollowMetrics | None = None,
+    on_tick: TickCallback | None = None,
+    **options: Any,
+) -> Follower | None:
+    """A Follower as configured (artifact.follow.refs|every|cron|startup|compliance), or None
+    when there is nothing to follow. `options` go to FollowOptions (no_verify, platform...)."""
+    config = context.config
+    followed = tuple(refs or config["artifact.follow.refs"])
+    if not followed:
+        return None
+    schedule = Schedule.parse(
+        config["artifact.follow.every"],
+        config["artifact.follow.cron"] or None,
+        config["artifact.follow.startup"],
+    )
+    compliance = tuple(config["artifact.follow.compliance"])
+    follow_options = FollowOptions(
+        refs=followed,
+        dirs=dirs,
+        engine_versions=engine_versions,
+        selection=Selection(compliance) if compliance else None,
+        **options,
+    )
+    return Follower(
+        context,
+        follow_options,
+        schedule,
+        on_update=on_update,
+        on_alert=on_alert,
+        metrics=metrics,
+        on_tick=on_tick,
+    )

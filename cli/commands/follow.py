@@ -82,52 +82,37 @@ def follow(
     SIGTERM/SIGINT (or one tick with --once)."""
     import signal
 
-    from feeds.follow import Follower, FollowOptions
-    from feeds.install import Selection, install_dirs_from
-    from feeds.schedule import Schedule
+    from feeds.errors import ConfigError
+    from feeds.follow import follower_from_config
+    from feeds.install import install_dirs_from
 
     if every and cron:
-        from feeds.errors import ConfigError
-
         raise ConfigError("--every and --cron both given", "choose one schedule")
     flags = {
         "artifact.install.state_dir": state_dir,
         "artifact.follow.every": every,
-        "artifact.follow.cron": cron,
+        # A flag schedule replaces a configured one of the other kind.
+        "artifact.follow.cron": "" if every else cron,
         "artifact.follow.startup": startup,
         "artifact.follow.compliance": compliance or None,
     }
     context = _context(plain_http, ca_file, insecure, flags)
-    config = context.config
-    followed = list(refs or config["artifact.follow.refs"])
-    if not followed:
-        from feeds.errors import ConfigError
-
-        raise ConfigError("nothing to follow", "give refs, or set artifact.follow.refs")
-    schedule = Schedule.parse(
-        config["artifact.follow.every"],
-        None if every else (config["artifact.follow.cron"] or None),
-        config["artifact.follow.startup"],
-    )
     signaller = _reload_signaller(reload_signal) if reload_signal else None
-    options = FollowOptions(
-        refs=tuple(followed),
-        dirs=install_dirs_from(context, rulesfiles_dir, plugins_dir, assets_dir),
+    follower = follower_from_config(
+        context,
+        install_dirs_from(context, rulesfiles_dir, plugins_dir, assets_dir),
+        refs=tuple(refs or ()),
         engine_versions=engine_versions,
+        on_update=signaller,
+        on_alert=lambda ref, why: _print_alert(ref, why, output),
+        on_tick=lambda results: _print_results(results, output),
         no_verify=no_verify,
         require_signature=require_signature,
         allowed_types=tuple(t for item in allowed_types or [] for t in item.split(",") if t),
         platform=platform,
-        selection=Selection(tuple(config["artifact.follow.compliance"])) or None,
     )
-    follower = Follower(
-        context,
-        options,
-        schedule,
-        on_update=signaller,
-        on_alert=lambda ref, why: _print_alert(ref, why, output),
-        on_tick=lambda results: _print_results(results, output),
-    )
+    if follower is None:
+        raise ConfigError("nothing to follow", "give refs, or set artifact.follow.refs")
     if once:
         results = follower.check()
         _print_results(results, output)
@@ -138,7 +123,8 @@ def follow(
         signal.signal(signum, lambda *_: follower.stop(timeout=None))
     from cli.render import warn
 
-    warn(f"following {', '.join(followed)} ({schedule.describe()})")
+    refs_text = ", ".join(follower.options.refs)
+    warn(f"following {refs_text} ({follower.schedule.describe()})")
     follower.run()
 
 
