@@ -356,3 +356,9 @@ def follower_from_config(
         metrics=metrics,
         on_tick=on_tick,
     )
+
+
+def installed_file_versions(state_dir: Path) -> dict[str, str]:
+    """{installed file path: version of the artifact that shipped it}, for the /rules endpoint
+    (engine.web.rules_document)."""
+    return {f.path: r.version for r in StateStore(state_dir).all() for f in r.files}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from feeds.context import FeedsContext, TransportFlags
-from feeds.follow import Follower, FollowOptions
+from feeds.follow import Follower, FollowOptions, installed_file_versions
 from feeds.install import install_dirs_from
 from feeds.lastgood import rollback
 from feeds.schedule import Schedule
@@ -84,6 +84,8 @@ def test_new_digest_is_swapped_in_within_one_tick_and_unchanged_costs_one_reques
     assert installed_names(falconet_home) == {"b.yaml"}
     assert [p.name for p in updates[-1]] == ["b.yaml"]
     assert not alerts
+    versions = installed_file_versions(follower.context.state_dir)
+    assert versions == {str(rules_dir(falconet_home) / "b.yaml"): "2.0.0"}
 
 
 def test_restart_does_not_download_again(
