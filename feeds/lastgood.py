@@ -126,7 +126,7 @@ def rollback(state_dir: Path, name: str, validator: object | None = None) -> Ins
         promote(state_dir, work, [name])
         if current is not None:
             _write_holds(state_dir, {**holds(state_dir), name: current.digest})
-        log.info("rolled %s back to %s (%s)", name, previous.version, previous.digest)
+        log.debug("rolled %s back to %s (%s)", name, previous.version, previous.digest)
         return previous
 
 
