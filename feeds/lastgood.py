@@ -5,8 +5,8 @@ Layout under the state directory (OPA keeps its last-good bundle the same way):
     last-good/<name>/files/<i>     its files, by position in record.files
     last-good/holds.json           {name: digest}: a digest rolled back from, which follow skips
 A rollback is one journaled transaction (feeds.transaction), so a crash leaves the complete
-current set or the complete last-good set. The set it replaces becomes the new last-good, so a
-rollback can itself be undone.
+current set or the complete last-good set; the lock file then names the restored version.
+The set it replaces becomes the new last-good, so a rollback can itself be undone.
 """
 
 from __future__ import annotations
@@ -124,10 +124,27 @@ def rollback(state_dir: Path, name: str, validator: object | None = None) -> Ins
             raise
         commit(plan, state_dir)
         promote(state_dir, work, [name])
+        _lock_restored(state_dir / "falconet.lock", previous)
         if current is not None:
             _write_holds(state_dir, {**holds(state_dir), name: current.digest})
         log.debug("rolled %s back to %s (%s)", name, previous.version, previous.digest)
         return previous
+
+
+def _lock_restored(lock_path: Path, previous: InstalledArtifact) -> None:
+    """Point the lock entry at the restored version, so `install --locked` keeps it."""
+    from dataclasses import replace
+
+    from feeds.lockfile import read_lock, write_lock
+
+    lock = read_lock(lock_path) if lock_path.is_file() else None
+    if lock is None or previous.name not in lock.artifacts:
+        return
+    entry = lock.artifacts[previous.name]
+    lock.artifacts[previous.name] = replace(
+        entry, version=previous.version, digest=previous.digest, reference=previous.reference
+    )
+    write_lock(lock_path, lock)
 
 
 def _restore_plan(

@@ -153,6 +153,11 @@ def test_rollback_restores_last_good_and_follow_does_not_reapply(
     follower.check()
     restored = rollback(follower.context.state_dir, REPO)
     assert restored.version == "1.0.0"
+    from feeds.lockfile import read_lock
+
+    lock = read_lock(follower.context.state_dir / "falconet.lock")
+    assert lock is not None
+    assert (lock.artifacts[REPO].version, lock.artifacts[REPO].digest) == ("1.0.0", restored.digest)
     assert installed_names(falconet_home) == {"a.yaml"}
     assert (rules_dir(falconet_home) / "a.yaml").read_text() == v1
     assert follower.check()[0].status in ("unchanged", "held")
