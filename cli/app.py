@@ -39,6 +39,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.compliance",
     "cli.commands.resolve",
     "cli.commands.response",
+    "cli.commands.follow",
 ]
 
 
