@@ -168,6 +168,8 @@ class Ruleset:
             event_type: tuple(sorted((*listed, *self._any_type), key=lambda r: r.index))
             for event_type, listed in by_type.items()
         }
+        # The matched rules of an event, in definition order (one with rule_matching: first).
+        self.evaluate: Callable[[Any], list[CompiledRule]] = self._dispatcher()
 
     def event_types(self) -> frozenset[str] | None:
         """The evt.type values some enabled rule needs (None: every type is needed)."""
@@ -181,14 +183,23 @@ class Ruleset:
         event_type = self._event_type_of(event)
         return self._by_type.get(event_type, self._any_type) if event_type else self._any_type
 
-    def evaluate(self, event: Any) -> list[CompiledRule]:
-        matched = []
-        for rule in self.candidates(event):
-            if rule.matches(event):
-                matched.append(rule)
-                if self.matching == "first":
-                    break
-        return matched
+    def _dispatcher(self) -> Callable[[Any], list[CompiledRule]]:
+        """`evaluate` for this ruleset, precomputed: most syscall events are of types no rule
+        lists (futex, read, epoll_wait...), and evaluation runs once per event, so the per-type
+        work (bucket lookup, matching mode) is decided here, once, not per event."""
+        first = self.matching == "first"
+        if self._event_type_of is None:
+            return _bucket_evaluator(self.rules, first)
+        untyped = _bucket_evaluator(self._any_type, first)
+        by_type = {t: _bucket_evaluator(rules, first) for t, rules in self._by_type.items()}
+        lookup, type_of = by_type.get, self._event_type_of
+
+        def evaluate(event: Any) -> list[CompiledRule]:
+            # A falsy type (none extracted) is never a key: the untyped rules apply, as in
+            # candidates().
+            return lookup(type_of(event) or "", untyped)(event)
+
+        return evaluate
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -241,6 +252,33 @@ def build_rulesets(
             for source, listed in by_source.items()
         }
     )
+
+
+def _no_match(event: Any) -> list[CompiledRule]:
+    return []
+
+
+def _bucket_evaluator(
+    rules: Sequence[CompiledRule], first: bool
+) -> Callable[[Any], list[CompiledRule]]:
+    """Evaluate `rules` in order: the first match only, or every match."""
+    if not rules:
+        return _no_match
+    pairs = tuple((rule, rule.matches) for rule in rules)
+    if first:
+
+        def first_match(event: Any) -> list[CompiledRule]:
+            for rule, matches in pairs:
+                if matches(event):
+                    return [rule]
+            return []
+
+        return first_match
+
+    def every_match(event: Any) -> list[CompiledRule]:
+        return [rule for rule, matches in pairs if matches(event)]
+
+    return every_match
 
 
 def tag_matches(rule: CompiledRule, tags: Iterable[str]) -> bool:
