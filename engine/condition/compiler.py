@@ -413,10 +413,8 @@ class _Compiler:
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
-            inside = network_matcher([constant])
-            if base == "=":
-                return self.guarded_call(variable, x, inside)
-            return self.guarded_call(variable, x, lambda value: not inside(value))
+            matcher = network_matcher([constant], negate=base != "=")
+            return self.guarded_call(variable, x, matcher)
         c = self.bind(constant, "c")
         inline = {
             "=": f"({x} == {c})",
