@@ -184,20 +184,36 @@ class Ruleset:
         return self._by_type.get(event_type, self._any_type) if event_type else self._any_type
 
     def _dispatcher(self) -> Callable[[Any], list[CompiledRule]]:
-        """`evaluate` for this ruleset, precomputed: most syscall events are of types no rule
-        lists (futex, read, epoll_wait...), and evaluation runs once per event, so the per-type
-        work (bucket lookup, matching mode) is decided here, once, not per event."""
+        """`evaluate` for this ruleset. Most syscall events are of types no rule lists (futex,
+        read, epoll_wait...), so the per-type work is decided once per type, not per event:
+        each type's rules become one evaluator (see _bucket_evaluator), built the first time
+        an event of that type arrives (a ruleset lists many types a host rarely produces, and
+        building them all would slow every load and reload)."""
         first = self.matching == "first"
         if self._event_type_of is None:
             return _bucket_evaluator(self.rules, first)
         untyped = _bucket_evaluator(self._any_type, first)
-        by_type = {t: _bucket_evaluator(rules, first) for t, rules in self._by_type.items()}
-        lookup, type_of = by_type.get, self._event_type_of
+        by_rules: dict[tuple[CompiledRule, ...], Callable[[Any], list[CompiledRule]]] = {}
+        evaluators: dict[str, Callable[[Any], list[CompiledRule]]] = {}
+        lookup, type_of, buckets = evaluators.get, self._event_type_of, self._by_type
+
+        def build(event_type: str) -> Callable[[Any], list[CompiledRule]]:
+            rules = buckets.get(event_type)
+            if rules is None:
+                evaluator = untyped
+            else:  # open, openat, openat2... usually list the same rules: build them once
+                evaluator = by_rules.get(rules) or _bucket_evaluator(rules, first)
+                by_rules[rules] = evaluator
+            evaluators[event_type] = evaluator
+            return evaluator
 
         def evaluate(event: Any) -> list[CompiledRule]:
-            # A falsy type (none extracted) is never a key: the untyped rules apply, as in
-            # candidates().
-            return lookup(type_of(event) or "", untyped)(event)
+            # A falsy type (none extracted) gets the untyped rules, as in candidates().
+            event_type = type_of(event) or ""
+            evaluator = lookup(event_type)
+            if evaluator is None:
+                evaluator = build(event_type) if event_type else untyped
+            return evaluator(event)
 
         return evaluate
 
@@ -261,9 +277,15 @@ def _no_match(event: Any) -> list[CompiledRule]:
 def _bucket_evaluator(
     rules: Sequence[CompiledRule], first: bool
 ) -> Callable[[Any], list[CompiledRule]]:
-    """Evaluate `rules` in order: the first match only, or every match."""
+    """Evaluate `rules` in definition order: the first match only, or every match. Rules
+    loaded from files share one generated function (engine.condition.compiler.compile_chain:
+    fields common to their conditions are extracted once per event); rules built from bare
+    callables are called one by one."""
     if not rules:
         return _no_match
+    chain = _compiled_chain(rules, first)
+    if chain is not None:
+        return chain
     pairs = tuple((rule, rule.matches) for rule in rules)
     if first:
 
@@ -279,6 +301,29 @@ def _bucket_evaluator(
         return [rule for rule, matches in pairs if matches(event)]
 
     return every_match
+
+
+def _compiled_chain(
+    rules: Sequence[CompiledRule], first: bool
+) -> Callable[[Any], list[CompiledRule]] | None:
+    """The rules' expanded conditions compiled as one chain, or None when some rule has no
+    condition tree (a rule built from a callable) or its source no field catalog."""
+    from engine import condition_backend
+    from engine.condition.compiler import compile_chain
+
+    conditions = [rule.info.get("expanded_condition") for rule in rules]
+    sources = {rule.source for rule in rules}
+    catalog = condition_backend.catalog_for(sources.pop()) if len(sources) == 1 else None
+    if catalog is None or any(condition is None for condition in conditions):
+        return None
+    chain = compile_chain(conditions, catalog, first=first)
+    ordered = tuple(rules)
+
+    def evaluate(event: Any) -> list[CompiledRule]:
+        positions = chain(event)
+        return [ordered[position] for position in positions] if positions else []
+
+    return evaluate
 
 
 def tag_matches(rule: CompiledRule, tags: Iterable[str]) -> bool:

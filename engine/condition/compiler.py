@@ -82,6 +82,24 @@ def compile_condition(
     )
 
 
+def compile_chain(
+    nodes: Sequence[ast.Expr], catalog: FieldCatalog, *, first: bool
+) -> Callable[[Any], Sequence[int]]:
+    """One function evaluating several conditions in order on the same event; it returns the
+    positions of those that match (only the first one with `first`).
+
+    This is how a ruleset evaluates the rules of one event type: their conditions share most
+    of their fields (the open_read, spawned_process, container... macros), and here a field
+    read by more than one check of any of them is extracted once per event for all of them,
+    with one Python call for the lot instead of one per rule. Each condition keeps its own
+    short-circuit order, so what matches, and in which order, is what evaluating each
+    condition alone gives. The conditions must already compile (ConditionCompileError
+    otherwise)."""
+    compiler = _Compiler(catalog)
+    compiler.repeated = _repeated_fields(ast.And(tuple(nodes)))
+    return compiler.compile_chain(nodes, first)
+
+
 @dataclass(frozen=True)
 class CompiledValue:
     """A field or transformer compiled for extraction (output formats use this)."""
@@ -197,6 +215,30 @@ class _Compiler:
         source = f"def {name}(e):\n{preamble}    return {body}\n"
         self.sources.append(source)
         exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
+        return self.namespace[name]
+
+    def compile_chain(self, nodes: Sequence[ast.Expr], first: bool) -> Callable[[Any], Any]:
+        name = f"_b{next(self.counter)}"
+        outer_memo, self.memo = self.memo, {}
+        try:
+            bodies = [self.expr(node, 0) for node in nodes]
+            memo = self.memo
+        finally:
+            self.memo = outer_memo
+        lines = [f"def {name}(e):"]
+        lines += [f"    {variable} = _U" for variable in memo.values()]
+        if first:
+            for position, body in enumerate(bodies):
+                lines += [f"    if {body}:", f"        return ({position},)"]
+            lines.append("    return ()")
+        else:
+            lines.append("    matched = []")
+            for position, body in enumerate(bodies):
+                lines += [f"    if {body}:", f"        matched.append({position})"]
+            lines.append("    return matched")
+        source = "\n".join(lines) + "\n"
+        self.sources.append(source)
+        exec(compile(source, "<falco rules chain>", "exec"), self.namespace)  # our generated code
         return self.namespace[name]
 
     def expr(self, node: ast.Expr, nesting: int) -> str:
