@@ -193,17 +193,12 @@ class Ruleset:
         if self._event_type_of is None:
             return _bucket_evaluator(self.rules, first)
         untyped = _bucket_evaluator(self._any_type, first)
-        by_rules: dict[tuple[CompiledRule, ...], Callable[[Any], list[CompiledRule]]] = {}
         evaluators: dict[str, Callable[[Any], list[CompiledRule]]] = {}
         lookup, type_of, buckets = evaluators.get, self._event_type_of, self._by_type
 
         def build(event_type: str) -> Callable[[Any], list[CompiledRule]]:
             rules = buckets.get(event_type)
-            if rules is None:
-                evaluator = untyped
-            else:  # open, openat, openat2... usually list the same rules: build them once
-                evaluator = by_rules.get(rules) or _bucket_evaluator(rules, first)
-                by_rules[rules] = evaluator
+            evaluator = untyped if rules is None else _bucket_evaluator(rules, first, event_type)
             evaluators[event_type] = evaluator
             return evaluator
 
@@ -275,15 +270,16 @@ def _no_match(event: Any) -> list[CompiledRule]:
 
 
 def _bucket_evaluator(
-    rules: Sequence[CompiledRule], first: bool
+    rules: Sequence[CompiledRule], first: bool, event_type: str | None = None
 ) -> Callable[[Any], list[CompiledRule]]:
     """Evaluate `rules` in definition order: the first match only, or every match. Rules
     loaded from files share one generated function (engine.condition.compiler.compile_chain:
-    fields common to their conditions are extracted once per event); rules built from bare
-    callables are called one by one."""
+    fields common to their conditions are extracted once per event), specialised for
+    `event_type` when every event it sees has that evt.type; rules built from bare callables
+    are called one by one."""
     if not rules:
         return _no_match
-    chain = _compiled_chain(rules, first)
+    chain = _compiled_chain(rules, first, event_type)
     if chain is not None:
         return chain
     pairs = tuple((rule, rule.matches) for rule in rules)
@@ -304,24 +300,30 @@ def _bucket_evaluator(
 
 
 def _compiled_chain(
-    rules: Sequence[CompiledRule], first: bool
+    rules: Sequence[CompiledRule], first: bool, event_type: str | None
 ) -> Callable[[Any], list[CompiledRule]] | None:
     """The rules' expanded conditions compiled as one chain, or None when some rule has no
-    condition tree (a rule built from a callable) or its source no field catalog."""
+    condition tree (a rule built from a callable) or its source no field catalog. Rules whose
+    condition cannot hold for `event_type` are left out of the chain."""
     from engine import condition_backend
     from engine.condition.compiler import compile_chain
+    from engine.condition.evttypes import specialize_for_event_type
 
     conditions = [rule.info.get("expanded_condition") for rule in rules]
     sources = {rule.source for rule in rules}
     catalog = condition_backend.catalog_for(sources.pop()) if len(sources) == 1 else None
     if catalog is None or any(condition is None for condition in conditions):
         return None
-    chain = compile_chain(conditions, catalog, first=first)
-    ordered = tuple(rules)
+    if event_type is not None:
+        conditions = [specialize_for_event_type(c, event_type) for c in conditions]
+    candidates = tuple(rule for rule, c in zip(rules, conditions, strict=True) if c is not False)
+    if not candidates:
+        return _no_match
+    chain = compile_chain([c for c in conditions if c is not False], catalog, first=first)
 
     def evaluate(event: Any) -> list[CompiledRule]:
         positions = chain(event)
-        return [ordered[position] for position in positions] if positions else []
+        return [candidates[position] for position in positions] if positions else []
 
     return evaluate
 

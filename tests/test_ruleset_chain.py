@@ -98,3 +98,36 @@ def test_chained_rulesets_match_exactly_as_each_rule_alone(
             assert ruleset.evaluate(event) == expected, (capture.name, event)
             matched += len(expected)
     assert matched > 0
+
+
+@pytest.mark.parametrize(
+    ("condition", "event_type", "expected"),
+    [
+        ("evt.type in (open, openat) and proc.name = cat", "openat", "proc.name = cat"),
+        ("evt.type in (open, openat) and proc.name = cat", "execve", False),
+        ("evt.type != execve", "openat", True),
+        ("not evt.type = execve and fd.name exists", "execve", False),
+        (
+            "(evt.type = rename and fd.name = a) or (evt.type = openat and fd.name = b)",
+            "openat",
+            "fd.name = b",
+        ),
+        ("(evt.type = rename and fd.name = a) or proc.name = x", "openat", "proc.name = x"),
+        ("evt.type = openat or proc.name = x", "openat", True),
+        ("syscall.type = openat and proc.name = x", "openat", None),  # not evt.type: kept
+        ("evt.type startswith open", "openat", None),  # not an equality: kept
+    ],
+)
+def test_conditions_specialise_to_what_they_are_on_one_event_type(
+    condition: str, event_type: str, expected: Any
+) -> None:
+    from engine.condition.evttypes import specialize_for_event_type
+
+    node = parse(condition)
+    found = specialize_for_event_type(node, event_type)
+    if expected is None:
+        assert found == node
+    elif isinstance(expected, bool):
+        assert found is expected
+    else:
+        assert found == parse(expected)

@@ -83,7 +83,7 @@ def compile_condition(
 
 
 def compile_chain(
-    nodes: Sequence[ast.Expr], catalog: FieldCatalog, *, first: bool
+    nodes: Sequence[ast.Expr | bool], catalog: FieldCatalog, *, first: bool
 ) -> Callable[[Any], Sequence[int]]:
     """One function evaluating several conditions in order on the same event; it returns the
     positions of those that match (only the first one with `first`).
@@ -94,9 +94,11 @@ def compile_chain(
     with one Python call for the lot instead of one per rule. Each condition keeps its own
     short-circuit order, so what matches, and in which order, is what evaluating each
     condition alone gives. The conditions must already compile (ConditionCompileError
-    otherwise)."""
+    otherwise). A node may be a constant (a condition already decided, see
+    evttypes.specialize_for_event_type)."""
     compiler = _Compiler(catalog)
-    compiler.repeated = _repeated_fields(ast.And(tuple(nodes)))
+    trees = tuple(node for node in nodes if not isinstance(node, bool))
+    compiler.repeated = _repeated_fields(ast.And(trees))
     return compiler.compile_chain(nodes, first)
 
 
@@ -217,11 +219,11 @@ class _Compiler:
         exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
         return self.namespace[name]
 
-    def compile_chain(self, nodes: Sequence[ast.Expr], first: bool) -> Callable[[Any], Any]:
+    def compile_chain(self, nodes: Sequence[ast.Expr | bool], first: bool) -> Callable[[Any], Any]:
         name = f"_b{next(self.counter)}"
         outer_memo, self.memo = self.memo, {}
         try:
-            bodies = [self.expr(node, 0) for node in nodes]
+            bodies = [repr(n) if isinstance(n, bool) else self.expr(n, 0) for n in nodes]
             memo = self.memo
         finally:
             self.memo = outer_memo
