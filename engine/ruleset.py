@@ -208,7 +208,8 @@ class Ruleset:
             evaluator = lookup(event_type)
             if evaluator is None:
                 evaluator = build(event_type) if event_type else untyped
-            return evaluator(event)
+            # Most events (futex, read, epoll_wait...) have no rule: spare them a call.
+            return [] if evaluator is _no_match else evaluator(event)
 
         return evaluate
 

@@ -594,7 +594,8 @@ def _regex_could_be_simpler(value: str) -> bool:
 
 
 def _any_candidate(predicate: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda candidates: any(predicate(c) for c in candidates)
+    # map(), not a generator expression: fd.net/fd.ip checks run this on every socket event.
+    return lambda candidates: any(map(predicate, candidates))
 
 
 def _list_predicate(base: str, type_: str, constants: list[Any]) -> Callable[[Any], bool]:
