@@ -99,6 +99,7 @@ def compile_chain(
     compiler = _Compiler(catalog)
     trees = tuple(node for node in nodes if not isinstance(node, bool))
     compiler.repeated = _repeated_fields(ast.And(trees))
+    compiler.repeated_subtrees = _repeated_subtrees(trees)
     return compiler.compile_chain(nodes, first)
 
 
@@ -162,6 +163,31 @@ def _repeated_fields(node: ast.Expr) -> frozenset[tuple[str, str | None]]:
     return frozenset(repeated)
 
 
+def _repeated_subtrees(trees: Sequence[ast.Expr]) -> frozenset[ast.Expr]:
+    """and/or/not subtrees found more than once across `trees`: the expanded macros several
+    rules share (open_read, spawned_process, inbound, outbound...). Inside a repeated subtree
+    nothing more is counted: it is evaluated at most once, so its parts are not repeated by it.
+    """
+    seen: set[ast.Expr] = set()
+    repeated: set[ast.Expr] = set()
+    stack = list(trees)
+    while stack:
+        current = stack.pop()
+        match current:
+            case ast.And(children) | ast.Or(children):
+                pass
+            case ast.Not(child):
+                children = (child,)
+            case _:
+                continue
+        if current in seen:
+            repeated.add(current)
+            continue
+        seen.add(current)
+        stack.extend(children)
+    return frozenset(repeated)
+
+
 def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
 
@@ -195,7 +221,9 @@ class _Compiler:
         self.sources: list[str] = []
         # Fields worth sharing, and (while generating a function body) their local variables.
         self.repeated: frozenset[tuple[str, str | None]] = frozenset()
-        self.memo: dict[tuple[str, str | None], str] | None = None
+        self.memo: dict[Any, str] | None = None
+        # Subtrees evaluated at most once per evaluation (compile_chain), memoised in `memo`.
+        self.repeated_subtrees: frozenset[ast.Expr] = frozenset()
         self.namespace["_U"] = _UNSET
 
     # -- code generation -----------------------------------------------------------------------
@@ -244,6 +272,17 @@ class _Compiler:
         return self.namespace[name]
 
     def expr(self, node: ast.Expr, nesting: int) -> str:
+        if self.memo is not None and node in self.repeated_subtrees:
+            variable = self.memo.get(node)
+            if variable is None:
+                # The memo slot is reserved before the subtree is generated: its own parts
+                # take later slots.
+                variable = self.memo[node] = f"_s{next(self.counter)}"
+            code = self.inline_expr(node, nesting)
+            return f"({variable} if {variable} is not _U else ({variable} := {code}))"
+        return self.inline_expr(node, nesting)
+
+    def inline_expr(self, node: ast.Expr, nesting: int) -> str:
         if nesting > _MAX_INLINE_NESTING and isinstance(node, ast.And | ast.Or | ast.Not):
             function = self.compile_function(node)
             return f"{self.bind(function, 'g')}(e)"
