@@ -63,6 +63,8 @@ class Selection:
     disable_rules: Sequence[str] = ()
     min_priority: str = "Debug"
     matching: Matching = "first"
+    # Exactly these rules (a compliance selection, falconet's `rules:` fragment); then the rest.
+    only_rules: Sequence[str] = ()
 
     def steps(self) -> list[SelectionStep]:
         if self.tags and (self.disable_tags or self.disable_rules):
@@ -72,6 +74,9 @@ class Selection:
                 hint="select with --tag alone, or disable with --disable-tag/--disable-rule",
             )
         steps = []
+        if self.only_rules:
+            steps.append(SelectionStep(enable=False, rule="*"))
+            steps += [SelectionStep(enable=True, rule=name) for name in self.only_rules]
         if self.tags:
             # falco -t: every rule off, then the rules carrying any of the tags on.
             steps.append(SelectionStep(enable=False, rule="*"))

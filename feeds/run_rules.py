@@ -33,3 +33,13 @@ def rules_for_run(context: FeedsContext) -> list[Path]:
     log.warning("no rules installed: installing %s", ", ".join(refs))
     install(context, refs, install_dirs_from(context), allowed_types=["rulesfile"])
     return installed_rules_files(context)
+
+
+def installed_selection(context: FeedsContext) -> list[str] | None:
+    """The rule names `artifact install --compliance ...` selected (its config.d fragment next to
+    the rules), so that `falconet run` on the installed rules enables the same rules as Falco."""
+    from feeds.compliance.operations import SELECTION_NAME
+    from feeds.compliance.selection import read_selection
+
+    path = Path(context.config["artifact.install.rulesfiles_dir"]) / SELECTION_NAME
+    return read_selection(path) if path.is_file() else None

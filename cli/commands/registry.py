@@ -129,6 +129,7 @@ def push(
     """Push a rulesfile, plugin or asset in falcoctl's format."""
     from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
+    from feeds.publish import compliance_annotations
     from registry.artifacts import (
         PushSpec,
         parse_annotations,
@@ -148,7 +149,10 @@ def push(
         tags=tag or (),
         add_floating_tags=add_floating_tags,
         annotation_source=annotation_source,
-        annotations=parse_annotations(annotation or ()),
+        annotations={
+            **compliance_annotations(artifact_type, files),
+            **parse_annotations(annotation or ()),
+        },
     )
     store = _store(
         reference,

@@ -70,6 +70,14 @@ def run(
     output_syslog: Annotated[
         str | None, typer.Option("--output-syslog", help="Syslog socket path or HOST:PORT.")
     ] = None,
+    compliance: Annotated[
+        list[str] | None,
+        typer.Option("--compliance", help="Run only rules covering framework[:control prefix]."),
+    ] = None,
+    maturity: Annotated[
+        str | None,
+        typer.Option("--maturity", help="stable|incubating|sandbox: rules at least this mature."),
+    ] = None,
 ) -> None:
     """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
 
@@ -82,8 +90,14 @@ def run(
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
 
+    rules_files = rules or _installed_rules()
+    only_rules = _compliance_selection(rules_files, compliance, tag, maturity, min_priority)
+    if only_rules is None and not rules:
+        only_rules = _installed_selection()
+    if compliance or maturity:
+        tag = None  # folded into the compliance selection, as install does
     request = RunRequest(
-        rules_files=rules or _installed_rules(),
+        rules_files=rules_files,
         source=source,
         replay=replay,
         listen=listen,
@@ -96,6 +110,7 @@ def run(
             disable_rules=disable_rule or (),
             min_priority=min_priority,
             matching=rule_matching,  # type: ignore[arg-type]  # checked by the ruleset
+            only_rules=tuple(only_rules or ()),
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
     )
@@ -125,6 +140,30 @@ def _installed_rules() -> list[str]:
     from feeds.run_rules import rules_for_run
 
     return [str(p) for p in rules_for_run(FeedsContext.load(ENV.config_path))]
+
+
+def _compliance_selection(
+    files: list[str],
+    compliance: list[str] | None,
+    tags: list[str] | None,
+    maturity: str | None,
+    min_priority: str,
+) -> list[str] | None:
+    """Rule names the compliance selection enables (the same meaning as install and follow)."""
+    if not compliance and not maturity:
+        return None
+    from feeds.compliance.operations import select_from_files
+
+    priority = None if min_priority.lower() == "debug" else min_priority
+    return list(select_from_files(files, compliance or (), tags or (), maturity, priority).rules)
+
+
+def _installed_selection() -> list[str] | None:
+    from cli.context import ENV
+    from feeds.context import FeedsContext
+    from feeds.run_rules import installed_selection
+
+    return installed_selection(FeedsContext.load(ENV.config_path))
 
 
 def _sink_specs(
