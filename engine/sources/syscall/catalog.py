@@ -7,7 +7,6 @@ engine.fields' conventions; None means "cannot be extracted" (rendered <NA>).
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -479,16 +478,9 @@ def _both(ip_c: Extractor, ip_s: Extractor) -> Extractor:
 
 
 def _as_net(ip_extract: Extractor) -> Extractor:
-    def extract(event: SyscallEvent) -> Any:
-        value = ip_extract(event)
-        if value is None:
-            return None
-        if isinstance(value, tuple):
-            return tuple(ipaddress.ip_network(v) for v in value)
-        return ipaddress.ip_network(value)
-
-    extract.any_of = getattr(ip_extract, "any_of", False)  # type: ignore[attr-defined]
-    return extract
+    # libsinsp's fd.*net fields extract the address; the comparison tests it against the
+    # network operand (engine.condition's in_network accepts addresses).
+    return ip_extract
 
 
 def _fd_sockfamily(event: SyscallEvent) -> str | None:

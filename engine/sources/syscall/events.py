@@ -50,7 +50,7 @@ class SyscallEvent:
         self.tid = tid
         self.cpu = cpu
         self.info = info
-        self.type = info.name
+        self.type = info.name if info.code > 1 else _generic_name(params)
         self.dir = info.dir
         self.params = params
         self.thread: ThreadInfo | None = None
@@ -74,6 +74,14 @@ class SyscallEvent:
 
     def __repr__(self) -> str:
         return f"SyscallEvent(#{self.num} {self.dir} {self.type} tid={self.tid} {self.params!r})"
+
+
+def _generic_name(params: dict[str, Any]) -> str:
+    # Syscalls without a dedicated event arrive as generic events carrying the syscall's id;
+    # libsinsp reports them under the syscall's own name (evt.type=madvise).
+    from engine.sources.syscall.eventtable_data import SYSCALL_NAMES
+
+    return SYSCALL_NAMES.get(params.get("ID", -1), "syscall")
 
 
 def new_event(

@@ -21,6 +21,7 @@ _ENUM = re.compile(r"^\s*(PPME_\w+)\s*=\s*(\d+)", re.M)
 _TABLE = re.compile(r"const struct ppm_name_value (\w+)\[\] = \{(.*?)\};", re.S)
 _PAIR = re.compile(r'\{"([^"]+)",\s*([^}]+?)\}')
 _EVENT = re.compile(r"\[(PPME_\w+)\]\s*=\s*\{\s*\"([^\"]+)\",(.*?)\}\}?,\s*(?=\[PPME_|\};)", re.S)
+_SC = re.compile(r"PPM_SC_X\((\w+),\s*(\d+)\)")
 _PARAM = re.compile(r'\{"([^"]+)",\s*(PT_\w+),\s*(PF_\w+)(?:,\s*(\w+))?')
 
 
@@ -67,9 +68,12 @@ def generate(libs: Path) -> str:
         tables[table] = pairs
     events: dict[int, tuple[str, list[tuple[str, str, str, str | None]]]] = {}
     source = (libs / "driver/event_table.c").read_text()
+    large: list[int] = []
     for enum_name, name, body in _EVENT.findall(source + "\n[PPME_"):
         if enum_name not in codes:
             continue
+        if "EF_LARGE_PAYLOAD" in body.split("{", 1)[0]:
+            large.append(codes[enum_name])
         params = [(p, t[3:], f[3:], tbl or None) for p, t, f, tbl in _PARAM.findall(body)]
         events[codes[enum_name]] = (name, params)
     out = [
@@ -82,6 +86,13 @@ def generate(libs: Path) -> str:
         name, params = events[code]
         out.append(f"    {code}: ({name!r}, {tuple(params)!r}),")
     out.append("}")
+    out.append("")
+    out.append("# Events whose parameter lengths are 32-bit (EF_LARGE_PAYLOAD) in V2 event blocks.")
+    out.append(f"LARGE_PAYLOAD = frozenset({sorted(large)!r})")
+    out.append("")
+    out.append('# ppm_sc syscall id -> name: what generic ("syscall") events report as evt.type.')
+    syscalls = {int(code): name.lower() for name, code in _SC.findall(header)}
+    out.append(f"SYSCALL_NAMES = {syscalls!r}")
     out.append("")
     out.append("# flag/enum table name: ((label, value), ...)")
     out.append("FLAG_TABLES = {")

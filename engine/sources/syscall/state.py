@@ -248,7 +248,7 @@ class StateTracker:
         self.max_fds = max_fds_per_process
         self.counters = StateCounters()
         self._pending_removal: int | None = None
-        self._handlers = _handlers(self)
+        self._handlers, self.state_events = _handlers(self)
 
     # -- tables ---------------------------------------------------------------------------------
     def add_thread(self, thread: ThreadInfo) -> ThreadInfo | None:
@@ -340,7 +340,7 @@ class StateTracker:
 
 
 # -- handlers -----------------------------------------------------------------------------------
-def _handlers(tracker: StateTracker) -> dict[str, Any]:
+def _handlers(tracker: StateTracker) -> tuple[dict[str, Any], frozenset[str]]:
     from engine.sources.syscall import transitions
 
     return transitions.handlers(tracker)

@@ -66,7 +66,10 @@ def split_args(raw: Any) -> tuple[str, ...]:
     return ()
 
 
-def handlers(tracker: StateTracker) -> dict[str, Handler]:
+def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]:
+    """The handler of each event the tracker looks at, and the names of those that change state
+    (the others only bind the event's fd: they matter only when a rule needs them)."""
+
     def fd_from_param(event: SyscallEvent, thread: ThreadInfo | None) -> None:
         if thread is None:
             return
@@ -349,6 +352,7 @@ def handlers(tracker: StateTracker) -> dict[str, Handler]:
     table["setsid"] = on_setsid
     table["setpgid"] = on_setpgid
     table["procexit"] = on_procexit
+    state_changing = frozenset(table)
     for name in (
         "read",
         "write",
@@ -383,7 +387,7 @@ def handlers(tracker: StateTracker) -> dict[str, Handler]:
         "getsockname",
     ):
         table[name] = on_fd_event
-    return table
+    return table, state_changing
 
 
 def _bpf_handler(tracker: StateTracker, kind: str) -> Handler:
@@ -461,8 +465,40 @@ def _create_child(
     tracker.add_thread(child)
 
 
+def _inherit_from_parent(tracker: StateTracker, thread: ThreadInfo, ptid: Any) -> None:
+    """A thread first seen at its execve (its fork predates the capture): give it what the fork
+    would have copied from its parent."""
+    parent = tracker.threads.get(ptid) if isinstance(ptid, int) else None
+    if parent is None:
+        return
+    for attr in (
+        "uid",
+        "gid",
+        "euid",
+        "egid",
+        "loginuid",
+        "tty",
+        "sid",
+        "vpgid",
+        "pgid",
+        "cgroups",
+        "container_id",
+        "cap_permitted",
+        "cap_effective",
+        "cap_inheritable",
+    ):
+        if getattr(thread, attr) in (None, (), 0) or attr == "container_id":
+            setattr(thread, attr, getattr(parent, attr))
+    if thread.cwd is None:
+        thread.fs.cwd = parent.cwd
+    if not thread.fds:
+        thread.fds.update(parent.fds)
+
+
 def _apply_exec(tracker: StateTracker, event: SyscallEvent, thread: ThreadInfo) -> None:
     params = event.params
+    if not thread.complete:
+        _inherit_from_parent(tracker, thread, params.get("ptid"))
     thread.complete = True
     if "comm" in params:
         thread.comm = params["comm"]
