@@ -156,11 +156,11 @@ class LiveSource:
                 f"loading the eBPF probe failed: {exc}", hint="run `falconet bpf check`"
             ) from exc
         self._fill_argspecs()
-        self._bpf["self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(os.getpid())
+        self._bpf[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(os.getpid())
         if self.bootstrap:
             self._bootstrap_state()
         self._write_interesting(self.selection.syscalls)
-        self._bpf["events"].open_ring_buffer(self._on_record)
+        self._bpf[b"events"].open_ring_buffer(self._on_record)
         if self.selection.unsupported:
             log.warning(
                 "rules use event types the live probe does not capture: %s",
@@ -174,13 +174,13 @@ class LiveSource:
 
     # -- maps -----------------------------------------------------------------------------------
     def _fill_argspecs(self) -> None:
-        table = self._bpf["argspecs"]
+        table = self._bpf[b"argspecs"]
         for name, spec in SPECS.items():
             value = table.Leaf.from_buffer_copy(spec.packed())
             table[ctypes.c_int(X86_64[name])] = value
 
     def _write_interesting(self, names: frozenset[str]) -> None:
-        table = self._bpf["interesting"]
+        table = self._bpf[b"interesting"]
         wanted = {X86_64[n] for n in names}
         for number in range(512):
             table[ctypes.c_int(number)] = ctypes.c_uint8(1 if number in wanted else 0)
@@ -196,7 +196,9 @@ class LiveSource:
     def _bootstrap_state(self) -> None:
         from bpf import procfs
 
-        for thread in procfs.live_threads(skip_pid=os.getpid()):
+        # falconet's own process is in the table (its children need a parent), though the
+        # kernel sends none of its events.
+        for thread in procfs.live_threads():
             self.tracker.add_thread(thread)
         self.tracker.users.update({u.uid: u for u in procfs.users()})
         self.tracker.groups.update({g.gid: g for g in procfs.groups()})
@@ -221,8 +223,8 @@ class LiveSource:
 
     def kernel_counters(self) -> KernelCounters:
         zero = ctypes.c_int(0)
-        counted = tuple(int(v) for v in self._bpf["counted"][zero])
-        dropped = tuple(int(v) for v in self._bpf["dropped"][zero])
+        counted = tuple(int(v) for v in self._bpf[b"counted"][zero])
+        dropped = tuple(int(v) for v in self._bpf[b"dropped"][zero])
         return KernelCounters(counted, dropped)
 
     def stats(self) -> LiveStats:

@@ -14,7 +14,7 @@
 #define NR_SYSCALLS 512
 #define NONE 0xff
 
-enum rec_kind { KIND_SYSCALL = 0, KIND_EXEC = 1, KIND_PROCEXIT = 2 };
+enum rec_kind { KIND_SYSCALL = 0, KIND_EXEC = 1, KIND_PROCEXIT = 2, KIND_SELF_FORK = 3 };
 
 struct hdr {
     u64 ts;
@@ -273,6 +273,23 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
     }
     enters.delete(&tid);
     events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+// falconet's own events are filtered, so its children would appear parentless: their creation
+// is sent from here (the tracepoint carries both ids, no kernel struct needed).
+TRACEPOINT_PROBE(sched, sched_process_fork) {
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!is_self(pid_tgid >> 32))
+        return 0;
+    struct hdr *h = events.ringbuf_reserve(sizeof(struct hdr));
+    if (!h) {
+        count(1);
+        return 0;
+    }
+    count(0);
+    fill_hdr(h, -1, KIND_SELF_FORK, args->child_pid);
+    events.ringbuf_submit(h, 0);
     return 0;
 }
 

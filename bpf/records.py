@@ -22,7 +22,7 @@ HDR = struct.Struct("<QIIIIiH3HB11xq6Q16s")
 STR_MAX = 256
 SA_MAX = 128
 SYS_REC_SIZE = HDR.size + 2 * STR_MAX + SA_MAX
-KIND_SYSCALL, KIND_EXEC, KIND_PROCEXIT = 0, 1, 2
+KIND_SYSCALL, KIND_EXEC, KIND_PROCEXIT, KIND_SELF_FORK = 0, 1, 2, 3
 TRUNCATED_ARGV, TRUNCATED_ENV = 1, 2
 _CLONE_VFORK_VM = (1 << 27) | (1 << 15)  # PPM_CL_CLONE_VFORK | PPM_CL_CLONE_VM
 _NAMES_BY_ID = {number: name for name, number in X86_64.items()}
@@ -40,6 +40,7 @@ def _infos() -> dict[int, tuple[str, EventInfo]]:
 
 _INFO_BY_ID = _infos()
 _PROCEXIT = event_info(newest_code("procexit", True) or 0)
+_CLONE = event_info(newest_code("clone", False) or 0)
 
 
 def _text(raw: bytes, length: int) -> str:
@@ -88,6 +89,9 @@ class RecordDecoder:
         self.num += 1
         if kind == KIND_PROCEXIT:
             return SyscallEvent(self.num, ts, tid, _PROCEXIT, {})
+        if kind == KIND_SELF_FORK:
+            # A child of falconet itself: a parent-side clone exit (ret = the child's tid).
+            return SyscallEvent(self.num, ts, tid, _CLONE, {"res": ret, "flags": 0})
         entry = _INFO_BY_ID.get(sysid)
         if entry is None:
             self.unknown += 1

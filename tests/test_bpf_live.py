@@ -1,0 +1,255 @@
+"""Live capture with the upstream stable rules: real actions, real alerts (root + BPF only).
+
+One probe and one ruleset serve the module; a background thread feeds every event through the
+state tracker and the ruleset, as `falconet run --source syscall` does. Each test performs an
+action in a fresh directory and waits (up to 2 s) for the alert naming that directory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ALERT_WAIT_S = 2.0
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "live eBPF capture needs root (CAP_BPF + CAP_PERFMON)"
+    from bpf.setup import run_checks
+
+    failed = [c for c in run_checks(repair=True) if not c.ok and c.name != "btf"]
+    if failed:
+        return f"live eBPF capture unavailable: {failed[0].name}: {failed[0].detail}"
+    return None
+
+
+class Detector:
+    """LiveSource -> StateTracker -> Ruleset, collecting alerts (rule, priority, fields)."""
+
+    def __init__(self, rules_file: Path) -> None:
+        from bpf.capture import LiveSource
+        from engine.loader import load_valid_rules, rulesets_for
+        from engine.sources.syscall.state import StateTracker
+
+        loaded = load_valid_rules([rules_file])
+        self.rulesets = rulesets_for(loaded, matching="all")
+        self.tracker = StateTracker()
+        self.source = LiveSource(self.rulesets.event_types("syscall"), tracker=self.tracker)
+        self.alerts: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Detector:
+        self.source.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.source.close()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            for event in self.source.poll(50):
+                self.tracker.process(event)
+                for rule in self.rulesets.evaluate(event, "syscall"):
+                    fields = rule.output.field_values(event) if rule.output else {}
+                    for name in ("proc.name", "fd.name", "proc.pname", "user.name", "proc.cmdline"):
+                        extract = _extractor(name)
+                        fields.setdefault(name, extract(event))
+                    with self.lock:
+                        self.alerts.append(
+                            {"rule": rule.name, "priority": rule.priority, "fields": fields}
+                        )
+
+    def wait_for(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        deadline = time.monotonic() + ALERT_WAIT_S
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = next((a for a in self.alerts if match(a)), None)
+            if found is not None:
+                return found
+            time.sleep(0.05)
+        return None
+
+    def settle(self) -> None:
+        """Waits until every event so far has been evaluated (for negative cases)."""
+        time.sleep(ALERT_WAIT_S)
+
+
+def _extractor(name: str) -> Callable[[Any], Any]:
+    from engine.fields import catalog
+
+    _, extract = catalog("syscall").extractor(name)
+    return extract
+
+
+@pytest.fixture(scope="module")
+def detector() -> Iterator[Detector]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    shared = Path(__file__).resolve().parent.parent.parent / "shared"
+    rules = shared / "upstream-rules" / "falco_rules.yaml"
+    if not rules.exists():
+        pytest.skip(f"{rules} is absent (upstream rules live only in the project's workspace)")
+    with Detector(rules) as d:
+        yield d
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def _copy_binary(src: str, dest: Path) -> Path:
+    shutil.copy(shutil.which(src) or src, dest)
+    dest.chmod(0o755)
+    return dest
+
+
+def _rule(name: str, key: str, contains: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda a: a["rule"] == name and contains in str(a["fields"].get(key))
+
+
+def test_untrusted_program_reads_shadow(detector: Detector, workdir: Path) -> None:
+    reader = _copy_binary("cat", workdir / "shadowpeek")
+    subprocess.run([str(reader), "/etc/shadow"], stdout=subprocess.DEVNULL, check=True)
+    alert = detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "shadowpeek"))
+    assert alert is not None
+    assert alert["priority"].lower() == "warning"
+    assert alert["fields"]["fd.name"] == "/etc/shadow"
+    assert alert["fields"]["user.name"] == "root"
+    assert alert["fields"]["proc.pname"] == Path("/proc/self/comm").read_text().strip()
+
+
+def test_trusted_program_reading_shadow_is_quiet(detector: Detector, workdir: Path) -> None:
+    trusted = _copy_binary("cat", workdir / "sshd")  # in read_sensitive_file_binaries
+    subprocess.run([str(trusted), "/etc/shadow"], stdout=subprocess.DEVNULL, check=True)
+    detector.settle()
+    assert detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "sshd")) is None
+    # ... while the event itself was seen: the same binary under another name alerts.
+    other = _copy_binary("cat", workdir / "peek2")
+    subprocess.run([str(other), "/etc/shadow"], stdout=subprocess.DEVNULL, check=True)
+    assert detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "peek2"))
+
+
+def test_symlink_over_shadow(detector: Detector, workdir: Path) -> None:
+    subprocess.run(["ln", "-s", "/etc/shadow", str(workdir / "sym")], check=True)
+    alert = detector.wait_for(
+        _rule("Create Symlink Over Sensitive Files", "evt.arg.linkpath", str(workdir))
+    )
+    assert alert is not None
+    assert alert["fields"]["evt.arg.target"] == "/etc/shadow"
+    assert alert["priority"].lower() == "warning"
+
+
+def test_symlink_over_ordinary_file_is_quiet(detector: Detector, workdir: Path) -> None:
+    subprocess.run(["ln", "-s", "/etc/hostname", str(workdir / "sym")], check=True)
+    detector.settle()
+    assert (
+        detector.wait_for(
+            _rule("Create Symlink Over Sensitive Files", "evt.arg.linkpath", str(workdir))
+        )
+        is None
+    )
+
+
+def test_hardlink_over_shadow(detector: Detector, workdir: Path) -> None:
+    # Across filesystems link() fails (EXDEV); the attempt is what the rule reports.
+    subprocess.run(["ln", "/etc/shadow", str(workdir / "hard")], capture_output=True)
+    alert = detector.wait_for(
+        _rule("Create Hardlink Over Sensitive Files", "evt.arg.newpath", str(workdir))
+    )
+    assert alert is not None
+    assert alert["fields"]["evt.arg.oldpath"] == "/etc/shadow"
+    assert alert["fields"]["proc.name"] == "ln"
+
+
+def test_execution_from_dev_shm(detector: Detector) -> None:
+    target = Path("/dev/shm") / f"falconet-test-{os.getpid()}"
+    _copy_binary("true", target)
+    try:
+        subprocess.run([str(target)], check=True)
+        alert = detector.wait_for(_rule("Execution from /dev/shm", "proc.exepath", str(target)))
+        assert alert is not None
+        assert alert["priority"].lower() == "warning"
+    finally:
+        target.unlink()
+
+
+def test_execution_elsewhere_is_quiet(detector: Detector, workdir: Path) -> None:
+    target = _copy_binary("true", workdir / "truthy")
+    subprocess.run([str(target)], check=True)
+    detector.settle()
+    assert detector.wait_for(_rule("Execution from /dev/shm", "proc.exepath", "truthy")) is None
+
+
+MEMFD_EXEC = """
+import os, sys
+fd = os.memfd_create("payload", 0)
+os.write(fd, open("/bin/sleep", "rb").read())
+os.execv(f"/proc/self/fd/{fd}", ["payload", "0.5"])
+"""
+
+
+def test_fileless_execution_via_memfd(detector: Detector) -> None:
+    subprocess.run([sys.executable, "-c", MEMFD_EXEC], check=True)
+    alert = detector.wait_for(lambda a: a["rule"] == "Fileless execution via memfd_create")
+    assert alert is not None
+    assert alert["priority"].lower() == "critical"
+    # Executed through /proc/self/fd/N: the kernel names the process after the fd.
+    assert alert["fields"]["proc.cmdline"].endswith(" 0.5")
+
+
+def test_ptrace_attach(detector: Detector, workdir: Path) -> None:
+    tracer = _copy_binary(sys.executable, workdir / "tracerpy")
+    code = (
+        "import ctypes, subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '2'])\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert libc.ptrace(16, child.pid, None, None) == 0\n"  # PTRACE_ATTACH
+        "time.sleep(0.1); libc.ptrace(17, child.pid, None, None); child.kill()\n"
+    )
+    subprocess.run([str(tracer), "-c", code], check=True)
+    alert = detector.wait_for(_rule("PTRACE attached to process", "proc.name", "tracerpy"))
+    assert alert is not None
+    assert alert["fields"]["user.name"] == "root"
+
+
+def test_find_private_keys(detector: Detector, workdir: Path) -> None:
+    subprocess.run(["find", str(workdir), "-name", "id_rsa"], check=True)
+    alert = detector.wait_for(_rule("Search Private Keys or Passwords", "proc.cmdline", "id_rsa"))
+    assert alert is not None
+    assert alert["fields"]["proc.name"] == "find"
+
+
+def test_find_ordinary_files_is_quiet(detector: Detector, workdir: Path) -> None:
+    subprocess.run(["find", str(workdir), "-name", "notes.txt"], check=True)
+    detector.settle()
+    assert (
+        detector.wait_for(_rule("Search Private Keys or Passwords", "proc.cmdline", str(workdir)))
+        is None
+    )
+
+
+def test_kernel_filter_and_counters(detector: Detector) -> None:
+    stats = detector.source.stats()
+    assert stats.delivered > 0
+    # Every record the kernel counted was either delivered or counted as dropped.
+    assert stats.kernel.total_counted >= stats.delivered
+    assert "getpid" not in detector.source.selection.syscalls
+    assert ctypes.sizeof(ctypes.c_uint64) == 8
