@@ -253,3 +253,36 @@ def test_kernel_filter_and_counters(detector: Detector) -> None:
     assert stats.kernel.total_counted >= stats.delivered
     assert "getpid" not in detector.source.selection.syscalls
     assert ctypes.sizeof(ctypes.c_uint64) == 8
+
+
+def test_capture_replays_to_the_same_alert(
+    detector: Detector, workdir: Path, run_cli: Callable[..., Any]
+) -> None:
+    from engine.sources.syscall.replay import open_replay
+
+    capture = workdir / "live.fncap"
+    reader = _copy_binary("cat", workdir / "replaypeek")
+    results: list[Any] = []
+    recorder = threading.Thread(
+        target=lambda: results.append(
+            run_cli("capture", "-w", str(capture), "--duration", "6", timeout=120)
+        )
+    )
+    recorder.start()
+    # The recorder writes its snapshot once the probe is attached: act only then.
+    deadline = time.monotonic() + 60
+    while not list(workdir.glob(".live.fncap.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    subprocess.run([str(reader), "/etc/shadow"], stdout=subprocess.DEVNULL, check=True)
+    recorder.join()
+    assert results and results[0].returncode == 0, results and results[0].stderr
+    live = detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "replaypeek"))
+    assert live is not None
+    replayed = []
+    with open_replay(capture) as replay:
+        for event in replay.events():
+            replay.tracker.process(event)
+            for rule in detector.rulesets.evaluate(event, "syscall"):
+                if rule.name == live["rule"] and _extractor("proc.name")(event) == "replaypeek":
+                    replayed.append(_extractor("fd.name")(event))
+    assert replayed == [live["fields"]["fd.name"]]
