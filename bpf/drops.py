@@ -34,12 +34,13 @@ class DropMonitor:
     rate: float = 1 / 30
     max_burst: float = 1.0
     _tokens: float = field(default=1.0, init=False)
-    _last_refill: float = field(default_factory=time.monotonic, init=False)
+    _last_refill: float | None = field(default=None, init=False)
     _previous: KernelCounters | None = field(default=None, init=False)
     suppressed: int = field(default=0, init=False)
 
     def _take_token(self, now: float) -> bool:
-        self._tokens = min(self.max_burst, self._tokens + (now - self._last_refill) * self.rate)
+        elapsed = 0.0 if self._last_refill is None else max(0.0, now - self._last_refill)
+        self._tokens = min(self.max_burst, self._tokens + elapsed * self.rate)
         self._last_refill = now
         if self._tokens >= 1:
             self._tokens -= 1

@@ -7,7 +7,6 @@ action in a fresh directory and waits (up to 2 s) for the alert naming that dire
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -251,8 +250,24 @@ def test_kernel_filter_and_counters(detector: Detector) -> None:
     assert stats.delivered > 0
     # Every record the kernel counted was either delivered or counted as dropped.
     assert stats.kernel.total_counted >= stats.delivered
+    assert len(stats.kernel.dropped) == os.cpu_count()
     assert "getpid" not in detector.source.selection.syscalls
-    assert ctypes.sizeof(ctypes.c_uint64) == 8
+
+
+def test_hot_swap_updates_the_kernel_filter(detector: Detector, workdir: Path) -> None:
+    source = detector.source
+    before = source.selection
+    rule = "Create Symlink Over Sensitive Files"
+    try:
+        source.update_interesting(set(before.syscalls) - {"symlink", "symlinkat"})
+        subprocess.run(["ln", "-s", "/etc/shadow", str(workdir / "off")], check=True)
+        detector.settle()
+        assert detector.wait_for(_rule(rule, "evt.arg.linkpath", str(workdir / "off"))) is None
+    finally:
+        source.update_interesting(detector.rulesets.event_types("syscall"))
+    assert source.selection == before
+    subprocess.run(["ln", "-s", "/etc/shadow", str(workdir / "on")], check=True)
+    assert detector.wait_for(_rule(rule, "evt.arg.linkpath", str(workdir / "on")))
 
 
 def test_capture_replays_to_the_same_alert(
@@ -286,3 +301,90 @@ def test_capture_replays_to_the_same_alert(
                 if rule.name == live["rule"] and _extractor("proc.name")(event) == "replaypeek":
                     replayed.append(_extractor("fd.name")(event))
     assert replayed == [live["fields"]["fd.name"]]
+
+
+@pytest.fixture
+def container_cgroup() -> Iterator[Callable[[], None]]:
+    """A real cgroup named like Docker's (pids hierarchy): processes moved into it have a
+    container id, as Falco derives it from /proc/PID/cgroup. Yields a preexec_fn."""
+    root = Path("/sys/fs/cgroup/pids")
+    if not (root / "cgroup.procs").exists():
+        pytest.skip("no cgroup v1 pids hierarchy at /sys/fs/cgroup/pids to stand in a container")
+    group = root / "docker" / (f"{os.getpid():08x}" * 8)
+    group.mkdir(parents=True, exist_ok=True)
+
+    def enter() -> None:
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    yield enter
+    for _ in range(50):  # the cgroup empties once its processes are reaped
+        try:
+            group.rmdir()
+            break
+        except OSError:
+            time.sleep(0.1)
+
+
+REVERSE_SHELL = """
+import os, socket, sys
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+os.dup2(client.fileno(), 0)
+os.dup2(client.fileno(), 1)
+"""
+
+
+def test_shell_redirected_to_tcp_in_container(
+    detector: Detector, container_cgroup: Callable[[], None]
+) -> None:
+    subprocess.run([sys.executable, "-c", REVERSE_SHELL], preexec_fn=container_cgroup, check=True)
+    alert = detector.wait_for(
+        lambda a: a["rule"] == "Redirect STDOUT/STDIN to Network Connection in Container"
+    )
+    assert alert is not None
+    assert alert["priority"].lower() == "notice"
+    assert alert["fields"]["fd.type"] == "ipv4"
+    assert alert["fields"]["fd.rport"] > 0
+    assert alert["fields"]["fd.sip"] == "127.0.0.1"
+
+
+def test_redirect_on_host_is_quiet(detector: Detector, workdir: Path) -> None:
+    marker = _copy_binary(sys.executable, workdir / "hostredir")
+    subprocess.run([str(marker), "-c", REVERSE_SHELL], check=True)
+    detector.settle()
+    assert (
+        detector.wait_for(
+            _rule(
+                "Redirect STDOUT/STDIN to Network Connection in Container", "proc.name", "hostredir"
+            )
+        )
+        is None
+    )
+
+
+def test_netcat_remote_execution_in_container(
+    detector: Detector, workdir: Path, container_cgroup: Callable[[], None]
+) -> None:
+    # A program named nc (no netcat is installed here): the rule looks at the exec only.
+    nc = _copy_binary("true", workdir / "nc")
+    subprocess.run(
+        [str(nc), "-e", "/bin/sh", "127.0.0.1", "4444"], preexec_fn=container_cgroup, check=True
+    )
+    alert = detector.wait_for(lambda a: a["rule"] == "Netcat Remote Code Execution in Container")
+    assert alert is not None
+    assert alert["fields"]["proc.name"] == "nc"
+    assert " -e" in alert["fields"]["proc.cmdline"]
+
+
+def test_netcat_without_exec_option_is_quiet(
+    detector: Detector, workdir: Path, container_cgroup: Callable[[], None]
+) -> None:
+    nc = _copy_binary("true", workdir / "nc")
+    subprocess.run([str(nc), "-l", "4444"], preexec_fn=container_cgroup, check=True)
+    detector.settle()
+    assert (
+        detector.wait_for(
+            _rule("Netcat Remote Code Execution in Container", "proc.cmdline", "-l 4444")
+        )
+        is None
+    )
