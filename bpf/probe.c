@@ -3,9 +3,11 @@
 // Falco's exit-event model: raw_syscalls:sys_enter keeps the raw arguments of the syscalls the
 // interesting map selects (and execve's argv/env, which are gone once the exec succeeded);
 // raw_syscalls:sys_exit emits one record with the arguments, the strings and sockaddrs they
-// point to, and the result. Which argument is a string or a sockaddr is data (the argspec map
-// the loader fills), so one program serves every syscall. Only UAPI types and tracepoint
-// arguments are used: no kernel struct layouts, so headers of a nearby version compile it.
+// point to, and the result. (fentry/fexit or kprobes on the syscall functions would leave the
+// other syscalls untouched, but kernels like this lab's Firecracker one refuse both.)
+// Which argument is a string or a sockaddr is data (the argspec map the loader fills), so one
+// body serves every syscall. Only UAPI types and tracepoint arguments are used: headers
+// of a nearby kernel version compile it.
 //
 // The loader defines RINGBUF_PAGES, MAX_TIDS, ARGS_MAX and ARGV_MAX_N.
 
@@ -162,32 +164,13 @@ static __always_inline void save_exec(u32 tid, struct argspec *spec, u64 *args) 
     execs.update(&tid, r);
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
-    s32 id = args->id;
+static __always_inline int wanted(s32 id) {
     if (id < 0 || id >= NR_SYSCALLS)
         return 0;
     u8 *want = interesting.lookup(&id);
     if (!want || !*want)
         return 0;
-    u64 pid_tgid = bpf_get_current_pid_tgid();
-    if (is_self(pid_tgid >> 32))
-        return 0;
-    u32 tid = (u32)pid_tgid;
-    struct argspec *spec = argspecs.lookup(&id);
-    if (spec && spec->is_exec) {
-        u64 a[6];
-#pragma unroll
-        for (int i = 0; i < 6; i++)
-            a[i] = args->args[i];
-        save_exec(tid, spec, a);
-        return 0;
-    }
-    struct enter e = {};
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        e.args[i] = args->args[i];
-    enters.update(&tid, &e);
-    return 0;
+    return !is_self(bpf_get_current_pid_tgid() >> 32);
 }
 
 static __always_inline void emit_exec(u32 tid, s32 id, s64 ret) {
@@ -214,7 +197,7 @@ static __always_inline u16 read_str(char *dst, u64 ptr) {
     return n > 0 ? n : 0;
 }
 
-static __always_inline u16 read_sockaddr(u8 *dst, struct argspec *spec, u64 *a) {
+static __always_inline u16 read_sockaddr(u8 *dst, struct argspec *spec, const u64 *a) {
     u64 ptr = arg_at(a, spec->sa);
     if (!ptr)
         return 0;
@@ -237,6 +220,55 @@ static __always_inline u16 read_sockaddr(u8 *dst, struct argspec *spec, u64 *a) 
     return len;
 }
 
+// One exit record: header, strings and sockaddr as the argspec says.
+static __always_inline int emit_syscall(s32 id, const u64 *a, s64 ret) {
+    struct argspec *spec = argspecs.lookup(&id);
+    struct sys_rec *r = events.ringbuf_reserve(sizeof(struct sys_rec));
+    if (!r) {
+        count(1);
+        return 0;
+    }
+    count(0);
+    fill_hdr(&r->h, id, KIND_SYSCALL, ret);
+    r->h.truncated = 0;
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        r->h.args[i] = a[i];
+    r->h.lens[0] = r->h.lens[1] = r->h.lens[2] = 0;
+    if (spec) {
+        if (spec->str0 != NONE)
+            r->h.lens[0] = read_str(r->s0, arg_at(a, spec->str0));
+        if (spec->str1 != NONE)
+            r->h.lens[1] = read_str(r->s1, arg_at(a, spec->str1));
+        if (spec->sa != NONE && ret >= 0)
+            r->h.lens[2] = read_sockaddr(r->sa, spec, a);
+    }
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
+TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
+    s32 id = args->id;
+    if (!wanted(id))
+        return 0;
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct argspec *spec = argspecs.lookup(&id);
+    u64 a[6];
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        a[i] = args->args[i];
+    if (spec && spec->is_exec) {
+        save_exec(tid, spec, a);
+        return 0;
+    }
+    struct enter e = {};
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        e.args[i] = a[i];
+    enters.update(&tid, &e);
+    return 0;
+}
+
 TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
     s32 id = args->id;
     if (id < 0 || id >= NR_SYSCALLS)
@@ -250,32 +282,13 @@ TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
     struct enter *e = enters.lookup(&tid);
     if (!e)
         return 0;
-    struct sys_rec *r = events.ringbuf_reserve(sizeof(struct sys_rec));
-    if (!r) {
-        count(1);
-        enters.delete(&tid);
-        return 0;
-    }
-    count(0);
-    fill_hdr(&r->h, id, KIND_SYSCALL, args->ret);
-    r->h.truncated = 0;
+    u64 a[6];
 #pragma unroll
     for (int i = 0; i < 6; i++)
-        r->h.args[i] = e->args[i];
-    r->h.lens[0] = r->h.lens[1] = r->h.lens[2] = 0;
-    if (spec) {
-        if (spec->str0 != NONE)
-            r->h.lens[0] = read_str(r->s0, arg_at(e->args, spec->str0));
-        if (spec->str1 != NONE)
-            r->h.lens[1] = read_str(r->s1, arg_at(e->args, spec->str1));
-        if (spec->sa != NONE && args->ret >= 0)
-            r->h.lens[2] = read_sockaddr(r->sa, spec, e->args);
-    }
+        a[i] = e->args[i];
     enters.delete(&tid);
-    events.ringbuf_submit(r, 0);
-    return 0;
+    return emit_syscall(id, a, args->ret);
 }
-
 // falconet's own events are filtered, so its children would appear parentless: their creation
 // is sent from here (the tracepoint carries both ids, no kernel struct needed).
 TRACEPOINT_PROBE(sched, sched_process_fork) {

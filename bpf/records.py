@@ -13,34 +13,41 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bpf import procfs
-from bpf.syscalls import SPECS, X86_64, Raw, ppm_clone_flags
+from bpf.syscalls import SPECS, X86_64, Decoder, Raw, ppm_clone_flags
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.eventtable import EventInfo, event_info, newest_code
 from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
 
 HDR = struct.Struct("<QIIIIiH3HB11xq6Q16s")
+_HEAD = struct.Struct("<QIIIIiH3HB11xq6Q")  # HDR without comm
+_COMM = _HEAD.size
 STR_MAX = 256
 SA_MAX = 128
 SYS_REC_SIZE = HDR.size + 2 * STR_MAX + SA_MAX
+_S0, _S1, _SA = HDR.size, HDR.size + STR_MAX, HDR.size + 2 * STR_MAX
 KIND_SYSCALL, KIND_EXEC, KIND_PROCEXIT, KIND_SELF_FORK = 0, 1, 2, 3
 TRUNCATED_ARGV, TRUNCATED_ENV = 1, 2
 _CLONE_VFORK_VM = (1 << 27) | (1 << 15)  # PPM_CL_CLONE_VFORK | PPM_CL_CLONE_VM
 _NAMES_BY_ID = {number: name for name, number in X86_64.items()}
 
 
-def _infos() -> dict[int, tuple[str, EventInfo]]:
-    table: dict[int, tuple[str, EventInfo]] = {}
-    for name in SPECS:
+def _infos() -> dict[int, tuple[str, EventInfo, Decoder | None]]:
+    table: dict[int, tuple[str, EventInfo, Decoder | None]] = {}
+    for name, spec in SPECS.items():
         code = newest_code(name, False)
         info = event_info(code) if code is not None else None
         if info is not None and name in X86_64:
-            table[X86_64[name]] = (name, info)
+            table[X86_64[name]] = (name, info, spec.decode)
     return table
 
 
 _INFO_BY_ID = _infos()
 _PROCEXIT = event_info(newest_code("procexit", True) or 0)
 _CLONE = event_info(newest_code("clone", False) or 0)
+
+
+def _comm(record: bytes) -> str:
+    return record[_COMM : _COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _text(raw: bytes, length: int) -> str:
@@ -83,10 +90,34 @@ class RecordDecoder:
                 yield event
 
     def decode_one(self, record: bytes) -> SyscallEvent | None:
-        ts, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *rest = HDR.unpack_from(record)
-        args, comm = tuple(rest[:6]), rest[6].split(b"\0", 1)[0].decode(errors="replace")
+        # The hot path (plain syscalls) touches only what its decoder reads.
+        ts, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
+            record
+        )
         ts += self.boot_offset
         self.num += 1
+        if kind == KIND_SYSCALL:
+            entry = _INFO_BY_ID.get(sysid)
+            if entry is None:
+                self.unknown += 1
+                return None
+            name, info, decode = entry
+            if decode is not None:
+                raw = Raw(
+                    ret,
+                    args,
+                    record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape") if l0 else "",
+                    record[_S1 : _S1 + l1 - 1].decode("utf-8", "surrogateescape") if l1 else "",
+                    record[_SA : _SA + l2] if l2 else b"",
+                )
+                return SyscallEvent(self.num, ts, tid, info, decode(raw))
+            return SyscallEvent(
+                self.num,
+                ts,
+                tid,
+                info,
+                self._clone_params(name, record, tid, pid, uid, gid, ret, args),
+            )
         if kind == KIND_PROCEXIT:
             return SyscallEvent(self.num, ts, tid, _PROCEXIT, {})
         if kind == KIND_SELF_FORK:
@@ -96,27 +127,20 @@ class RecordDecoder:
         if entry is None:
             self.unknown += 1
             return None
-        name, info = entry
-        if kind == KIND_EXEC:
-            params = self._exec_params(record, pid, tid, uid, gid, comm, ret, (l0, l1, l2), trunc)
-        elif name in ("clone", "clone3", "fork", "vfork"):
-            flags = ppm_clone_flags(args[0]) if name == "clone" else 0
-            if name == "vfork":
-                flags = _CLONE_VFORK_VM
-            params = {"res": ret, "tid": tid, "pid": pid, "comm": comm, "flags": flags,
-                      "uid": uid, "gid": gid}  # fmt: skip
-        else:
-            base = HDR.size
-            raw = Raw(
-                ret,
-                args,
-                _text(record[base : base + STR_MAX], l0),
-                _text(record[base + STR_MAX : base + 2 * STR_MAX], l1),
-                record[base + 2 * STR_MAX : base + 2 * STR_MAX + l2],
-            )
-            decode = SPECS[name].decode
-            params = decode(raw) if decode else {"res": ret}
-        return SyscallEvent(self.num, ts, tid, info, params)
+        params = self._exec_params(
+            record, pid, tid, uid, gid, _comm(record), ret, (l0, l1, l2), trunc
+        )
+        return SyscallEvent(self.num, ts, tid, entry[1], params)
+
+    @staticmethod
+    def _clone_params(
+        name: str, record: bytes, tid: int, pid: int, uid: int, gid: int, ret: int, args: list[int]
+    ) -> dict[str, Any]:
+        flags = ppm_clone_flags(args[0]) if name == "clone" else 0
+        if name == "vfork":
+            flags = _CLONE_VFORK_VM
+        return {"res": ret, "tid": tid, "pid": pid, "comm": _comm(record), "flags": flags,
+                "uid": uid, "gid": gid}  # fmt: skip
 
     def _exec_params(
         self,

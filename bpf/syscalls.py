@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,15 +140,18 @@ def peer_tuple(addr: SockAddr | None, peer_is_dest: bool) -> SockTuple | None:
     return SockTuple(addr.family, addr.address, addr.port, any_address, 0)
 
 
-@dataclass(frozen=True, slots=True)
 class Raw:
-    """A decoded record, before naming: what the decoders read."""
+    """A decoded record, before naming: what the decoders read (a plain slotted class: one is
+    made per event, and a frozen dataclass costs twice as much to build)."""
 
-    ret: int
-    args: tuple[int, ...]
-    s0: str
-    s1: str
-    sa: bytes
+    __slots__ = ("args", "ret", "s0", "s1", "sa")
+
+    def __init__(self, ret: int, args: Sequence[int], s0: str, s1: str, sa: bytes) -> None:
+        self.ret = ret
+        self.args = args
+        self.s0 = s0
+        self.s1 = s1
+        self.sa = sa
 
 
 Decoder = Callable[[Raw], dict[str, Any]]
