@@ -115,6 +115,25 @@ def side_by_side(binary: Path, mode: str, seconds: float, label: str) -> None:
           f"ratio {with_capture / without:.3f}")  # fmt: skip
 
 
+def tracepoint_floor(binary: Path, seconds: float) -> None:
+    """The same getpid loop with empty raw_syscalls programs: what the kernel's syscall
+    tracepoints cost by themselves, before any filtering (falconet cannot go below this)."""
+    from bpf.setup import import_bcc
+
+    bcc = import_bcc()
+    without = storm(binary, "getpid", 0, seconds)
+    empty = bcc.BPF(
+        text=b"TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return 0; }\n"
+        b"TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return 0; }\n"
+    )
+    try:
+        floor = storm(binary, "getpid", 0, seconds)
+    finally:
+        empty.cleanup()
+    print(f"   floor: empty raw_syscalls programs: {without:,.0f} -> {floor:,.0f} ops/s, "
+          f"ratio {floor / without:.3f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -125,6 +144,7 @@ def main() -> None:
             capacity(pipeline, binary, args.seconds)
         side_by_side(binary, "openat", args.seconds, "2. overhead, openat storm")
         side_by_side(binary, "getpid", args.seconds, "3. getpid loop (filtered in kernel)")
+        tracepoint_floor(binary, args.seconds)
 
 
 if __name__ == "__main__":

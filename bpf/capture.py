@@ -16,7 +16,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +222,30 @@ class LiveSource:
     def batches(self, timeout_ms: int = 100) -> Iterator[list[SyscallEvent]]:
         while self._bpf is not None:
             yield self.poll(timeout_ms)
+
+    def events(
+        self,
+        stop: threading.Event,
+        on_drop_alert: Callable[[dict[str, Any]], None] | None = None,
+        timeout_ms: int = 100,
+    ) -> Iterator[SyscallEvent]:
+        """Every event, after the tracker has applied it (as Replay.events does), until `stop`
+        is set. Once a second the drop counters are checked; Falco's internal drop alert goes
+        to on_drop_alert (rate limited), and is logged when no callback is given."""
+        process = self.tracker.process
+        next_check = time.monotonic() + 1
+        while not stop.is_set():
+            for event in self.poll(timeout_ms):
+                process(event)
+                yield event
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1
+                alert = self.check_drops()
+                if alert is not None:
+                    if on_drop_alert is None:
+                        log.warning("%s", alert["output"])
+                    else:
+                        on_drop_alert(alert)
 
     def kernel_counters(self) -> KernelCounters:
         zero = ctypes.c_int(0)
