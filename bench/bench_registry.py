@@ -69,6 +69,27 @@ def _pull_in_process(refs: list[str], options: ClientOptions, out: Path) -> int:
     return sum(p.downloaded_blobs for p in results)
 
 
+ONE_PROCESS = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from registry.artifacts import pull_artifact
+from registry.reference import parse_reference
+from registry.store import ClientOptions, open_store
+options = ClientOptions(plain_http=True, cache_dir=Path({cache!r}))
+for ref in {refs!r}:
+    pull_artifact(open_store(parse_reference(ref), options), Path({out!r}))
+"""
+
+
+def _pull_one_process(refs: list[str], work: Path) -> None:
+    """What `artifact install a b c` costs: one interpreter, imports, then 3 pulls."""
+    code = ONE_PROCESS.format(
+        repo=str(REPO), cache=str(work / "cache"), refs=refs, out=str(work / "out")
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
 def _skopeo_copy(refs: list[str], dest: Path) -> None:
     dest.mkdir()
     for i, ref in enumerate(refs):
@@ -82,11 +103,12 @@ def _skopeo_copy(refs: list[str], dest: Path) -> None:
 
 def bench_cold_and_warm(refs: list[str], work: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    cli, inproc, skopeo, warm = [], [], [], []
+    cli, one, inproc, skopeo, warm = [], [], [], [], []
     warm_downloads = []
     for n in range(ROUNDS):
         # Interleaved rounds, so both tools see the same machine load.
         cli.append(_timed(lambda n=n: _pull_cli(refs, work / f"home-{n}", env)))
+        one.append(_timed(lambda n=n: _pull_one_process(refs, work / f"one-{n}")))
         options = ClientOptions(plain_http=True, cache_dir=work / f"cache-{n}")
         inproc.append(_timed(lambda o=options: _pull_in_process(refs, o, work / "inproc")))
         skopeo.append(_timed(lambda n=n: _skopeo_copy(refs, work / f"skopeo-{n}")))
@@ -95,9 +117,11 @@ def bench_cold_and_warm(refs: list[str], work: Path) -> None:
         warm.append(time.perf_counter() - start)
     print(f"cold pull of 3 x {ARTIFACT_SIZE >> 20} MiB artifacts, best of {ROUNDS}:")
     print(f"  falconet CLI (3 processes)   {min(cli):.3f} s")
+    print(f"  falconet 1 process, 3 refs   {min(one):.3f} s")
     print(f"  falconet in-process          {min(inproc):.3f} s")
     print(f"  skopeo copy (3 processes)    {min(skopeo):.3f} s")
     print(f"  ratio CLI/skopeo             {min(cli) / min(skopeo):.2f}")
+    print(f"  ratio 1-process/skopeo       {min(one) / min(skopeo):.2f}")
     print(f"  ratio in-process/skopeo      {min(inproc) / min(skopeo):.2f}")
     print(f"warm re-pull of the same refs: {min(warm):.3f} s, blob downloads {warm_downloads}")
 

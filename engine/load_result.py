@@ -264,7 +264,13 @@ class LoadResult:
     name: str
     errors: list[LoadMessage] = field(default_factory=list)
     warnings: list[LoadMessage] = field(default_factory=list)
-    schema_warnings: list[str] | None = None  # None: no schema validation was run
+    # One status per YAML document ("ok" or "failed for ..."), None when no schema check ran.
+    schema_statuses: list[str] | None = None
+
+    @property
+    def schema_valid(self) -> bool:
+        """Falco looks at the first status only (yaml_helper::validation_ok)."""
+        return bool(self.schema_statuses) and self.schema_statuses[0] == "ok"
 
     @property
     def successful(self) -> bool:
@@ -288,11 +294,12 @@ class LoadResult:
         return f"{self.name}: Ok" + (", with warnings" if self.warnings else "")
 
     def as_verbose_text(self, contents: dict[str, str]) -> str:
-        """Falco's verbose result text (what `falco -V` prints for a file)."""
-        out = [self.summary() + "\n"]
-        if self.schema_warnings:
-            out.append(f"\n{len(self.schema_warnings)} Schema warnings:\n")
-            out.extend(f"------\n{w}\n" for w in self.schema_warnings)
+        """Falco's verbose result text (what `falco -V` prints for a file): the summary line,
+        then each section after a newline; no newline at the end of a bare summary."""
+        out = [self.summary()]
+        if self.schema_statuses is not None and not self.schema_valid:
+            out.append(f"\n{len(self.schema_statuses)} Schema warnings:\n")
+            out.extend(f"------\n{w}\n" for w in self.schema_statuses)
             out.append("------\n")
         for title, messages in (("Errors", self.errors), ("Warnings", self.warnings)):
             if not messages:
@@ -306,9 +313,9 @@ class LoadResult:
 
     def as_json(self, contents: dict[str, str]) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "successful": self.successful}
-        if self.schema_warnings is not None:
-            out["schema_valid"] = not self.schema_warnings
-            out["schema_warnings"] = list(self.schema_warnings)
+        if self.schema_statuses is not None:
+            out["schema_valid"] = self.schema_valid
+            out["schema_warnings"] = [] if self.schema_valid else list(self.schema_statuses)
         out["errors"] = [e.as_json(contents) for e in self.errors]
         out["warnings"] = [w.as_json(contents) for w in self.warnings]
         return out

@@ -44,9 +44,13 @@ CACHE_SIZE = 8
 
 
 class RulesFileError(EngineError):
-    """A rules file could not be read at all (missing, unreadable, not UTF-8)."""
+    """A rules file (or any file at all) is missing."""
 
     exit_status = "not_found"
+
+
+class RulesFileUnreadableError(EngineError):
+    """A rules file exists but cannot be read (permissions, not UTF-8)."""
 
 
 class RulesInvalidError(EngineError):
@@ -104,7 +108,8 @@ def _satisfies(loaded: str | None, required: str) -> bool:
 class RulesLoader:
     """Accumulates rules files like one Falco engine instance."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_schema: bool = False) -> None:
+        self.check_schema = check_schema
         self.collector = Collector(
             source_known=condition_backend.source_known,
             field_is_valid=condition_backend.field_is_valid,
@@ -117,7 +122,7 @@ class RulesLoader:
         result = LoadResult(name)
         self.contents[name] = content
         self.results.append(result)
-        if RulesReader(self.collector, result, content).read():
+        if RulesReader(self.collector, result, content, self.check_schema).read():
             output = RuleCompiler(self.collector, result).compile()
             if result.successful:
                 self.output = output
@@ -142,9 +147,21 @@ _cache: OrderedDict[str, LoadedRules] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cache_key(files: Sequence[tuple[str, str]]) -> str:
+def clear_caches() -> None:
+    """Forget every cached load, composed YAML document and remembered compilation (for
+    benchmarks measuring cold loads; nothing else needs it: caches are keyed by content)."""
+    from engine import yamlfile
+
+    with _cache_lock:
+        _cache.clear()
+    yamlfile.clear_documents()
+    condition_backend.clear_memo()
+
+
+def _cache_key(files: Sequence[tuple[str, str]], check_schema: bool) -> str:
     digest = hashlib.sha256()
     digest.update(versions.ENGINE_VERSION_SEMVER.encode())
+    digest.update(b"\0schema\0" if check_schema else b"\0")
     for source in condition_backend.known_sources():
         digest.update(b"\0source\0" + source.encode())
     for name, content in files:
@@ -152,10 +169,13 @@ def _cache_key(files: Sequence[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def load_contents(files: Sequence[tuple[str, str]], use_cache: bool = True) -> LoadedRules:
+def load_contents(
+    files: Sequence[tuple[str, str]], use_cache: bool = True, check_schema: bool = False
+) -> LoadedRules:
     """Load (name, content) pairs in order. Compiled rules are immutable once built, so a
-    cached result is shared by every caller that loads the same contents."""
-    key = _cache_key(files)
+    cached result is shared by every caller that loads the same contents. `check_schema` adds
+    the (informational) JSON Schema statuses `falco -V` reports."""
+    key = _cache_key(files, check_schema)
     if use_cache:
         with _cache_lock:
             cached = _cache.get(key)
@@ -163,7 +183,7 @@ def load_contents(files: Sequence[tuple[str, str]], use_cache: bool = True) -> L
                 _cache.move_to_end(key)
                 log.debug("rules cache hit for %d file(s)", len(files))
                 return cached
-    loader = RulesLoader()
+    loader = RulesLoader(check_schema)
     for name, content in files:
         loader.load(content, name)
     loaded = loader.loaded()
@@ -191,16 +211,25 @@ def read_rules_files(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
                 f"rules file {path} does not exist", hint="check the path"
             ) from None
         except (OSError, UnicodeDecodeError) as error:
-            raise RulesFileError(
+            raise RulesFileUnreadableError(
                 f"cannot read rules file {path}: {error}",
                 hint="rules files are UTF-8 YAML readable by this user",
             ) from None
     return files
 
 
-def load_rules_files(paths: Iterable[str | Path], use_cache: bool = True) -> LoadedRules:
+def load_rules_files(
+    paths: Iterable[str | Path], use_cache: bool = True, check_schema: bool = False
+) -> LoadedRules:
     """Read and load rules files in order (no error raised for invalid files: see results)."""
-    return load_contents(read_rules_files(paths), use_cache=use_cache)
+    paths = list(paths)
+    files = read_rules_files(paths)
+    if not files:
+        raise RulesFileError(
+            "no rules files to load in " + ", ".join(map(str, paths)),
+            hint="give rules files, or directories holding .yaml/.yml files",
+        )
+    return load_contents(files, use_cache=use_cache, check_schema=check_schema)
 
 
 def load_valid_rules(paths: Iterable[str | Path], use_cache: bool = True) -> LoadedRules:
@@ -228,7 +257,7 @@ class Validation:
 
 
 def validate_rules_files(paths: Iterable[str | Path]) -> Validation:
-    loaded = load_rules_files(paths)
+    loaded = load_rules_files(paths, check_schema=True)
     return Validation(loaded, loaded.unmet_plugin_requirements(versions.plugin_versions()))
 
 

@@ -7,7 +7,7 @@ reports the first one, as Falco does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.condition.ast import And, Expr, MacroRef, Not, Or
@@ -29,13 +29,16 @@ class MacroResolution:
         return None
 
 
-def resolve_macros(expr: Expr, macros: Mapping[str, Expr]) -> MacroResolution:
+MacroLookup = Callable[[str], Expr | None]  # a macro's condition, None when not visible
+
+
+def resolve_macros(expr: Expr, macros: MacroLookup) -> MacroResolution:
     resolution = MacroResolution(expr)
     resolution.expr = _resolve(expr, macros, [], resolution)
     return resolution
 
 
-def _resolve(expr: Expr, macros: Mapping[str, Expr], path: list[str], out: MacroResolution) -> Expr:
+def _resolve(expr: Expr, macros: MacroLookup, path: list[str], out: MacroResolution) -> Expr:
     if isinstance(expr, And | Or):
         children = tuple(_resolve(child, macros, path, out) for child in expr.children)
         return type(expr)(children, expr.pos)
@@ -43,7 +46,7 @@ def _resolve(expr: Expr, macros: Mapping[str, Expr], path: list[str], out: Macro
         return Not(_resolve(expr.child, macros, path, out), expr.pos)
     if not isinstance(expr, MacroRef):
         return expr
-    body = macros.get(expr.name)
+    body = macros(expr.name)
     if body is None:
         out.unknown.append((expr.name, expr.pos))
         return expr

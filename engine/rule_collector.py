@@ -177,7 +177,7 @@ class Collector:
                 info.context,
             )
         for exception in info.exceptions:
-            if not exception.fields.defined:
+            if not exception.fields.is_valid:
                 raise _fail(
                     "Rule exception item must have fields property with a list of fields",
                     exception.context,
@@ -209,7 +209,7 @@ class Collector:
     ) -> None:
         existing = next((e for e in rule.exceptions if e.name == exception.name), None)
         if existing is None:
-            if not exception.fields.defined:
+            if not exception.fields.is_valid:
                 raise _fail(
                     "Rule exception must have fields property with a list of fields",
                     exception.context,
@@ -222,12 +222,12 @@ class Collector:
             self._validate_exception(source, exception)
             rule.exceptions.append(exception)
             return
-        if exception.fields.defined:
+        if exception.fields.is_valid:
             raise _fail(
                 "Can not append exception fields to existing exception, only values",
                 exception.context,
             )
-        if exception.comps.defined:
+        if exception.comps.is_valid:
             raise _fail(
                 "Can not append exception comps to existing exception, only values",
                 exception.context,
@@ -272,9 +272,9 @@ class Collector:
         """Falco's validate_exception_info: default comps, lengths, operators, fields."""
         fields, comps = exception.fields, exception.comps
         if fields.is_list:
-            if not comps.defined:
-                comps.defined = comps.is_list = True
-                comps.items = [ExceptionEntry(item="=", defined=True) for _ in fields.items]
+            if not comps.is_valid:
+                comps.is_list = True
+                comps.items = [ExceptionEntry(item="=") for _ in fields.items]
             if len(fields.items) != len(comps.items):
                 raise _fail("Fields and comps lists must have equal length", exception.context)
             for comp in comps.items:
@@ -285,8 +285,8 @@ class Collector:
                     )
             checked = [f.item for f in fields.items]
         else:
-            if not comps.defined:
-                comps.defined, comps.is_list, comps.item = True, False, "in"
+            if not comps.is_valid:
+                comps.is_list, comps.item = False, "in"
             if comps.is_list:
                 raise _fail("Fields and comps must both be strings", exception.context)
             comps.item = comps.item.strip(" \t\r\n")

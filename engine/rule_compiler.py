@@ -125,6 +125,8 @@ class RuleCompiler:
     def _parse(self, condition: str, context: Context) -> tuple[Expr, str]:
         """Substitute the lists (all of them, in definition order) and parse."""
         for compiled in self.out.lists.values():
+            if compiled.name not in condition:  # the common case, without a call
+                continue
             condition, used = substitute_list(condition, compiled.name, compiled.items)
             compiled.used |= used
         try:
@@ -139,12 +141,17 @@ class RuleCompiler:
     def _resolve(
         self, expr: Expr, condition: str, visibility: int | None, context: Context
     ) -> Expr:
-        macros = {
-            name: compiled.condition
-            for name, compiled in self.out.macros.items()
-            if visibility is None or self.collector.macros[name].index < visibility
-        }
-        resolution = resolve_macros(expr, macros)
+        """Substitute the macros visible from an item: those first defined before its latest
+        (re)definition (`visibility`), or every macro for a rule (None)."""
+        macros, infos = self.out.macros, self.collector.macros
+
+        def visible(name: str) -> Expr | None:
+            compiled = macros.get(name)
+            if compiled is None or (visibility is not None and infos[name].index >= visibility):
+                return None
+            return compiled.condition
+
+        resolution = resolve_macros(expr, visible)
         problem = resolution.first_problem()
         if problem is not None:
             message, position = problem
@@ -154,7 +161,7 @@ class RuleCompiler:
                 condition_context(context, condition, position),
             )
         for name in resolution.resolved:
-            self.out.macros[name].used = True
+            macros[name].used = True
         return resolution.expr
 
     def _compile_macros(self) -> None:

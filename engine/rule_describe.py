@@ -99,6 +99,15 @@ def _details(expr: Expr, loaded: LoadedRules) -> _Details:
     return details
 
 
+def _written_details(condition: str, loaded: LoadedRules) -> _Details:
+    """Details of a condition as written. It may not parse before list substitution (a list
+    named `a b`); its macros and lists are then unknown, where Falco would fail."""
+    try:
+        return _details(backend.parse_cached(condition), loaded)
+    except backend.ConditionSyntaxError:
+        return _Details(set(), set())
+
+
 def _events(source: str, expr: Expr) -> list[str]:
     if source and source != SYSCALL_SOURCE:
         return [ASYNC_EVENT, PLUGIN_EVENT]
@@ -110,7 +119,7 @@ def _events(source: str, expr: Expr) -> list[str]:
 
 def describe_rule(rule: CompiledRule, loaded: LoadedRules) -> dict[str, Any]:
     info = rule.info
-    written = _details(backend.parse(info["condition"]), loaded)
+    written = _written_details(info["condition"], loaded)
     compiled_expr: Expr = info["expanded_condition"]
     compiled = _details(compiled_expr, loaded)
     return {
@@ -146,7 +155,7 @@ def describe_rule(rule: CompiledRule, loaded: LoadedRules) -> dict[str, Any]:
 def _describe_macros(loaded: LoadedRules) -> list[dict[str, Any]]:
     out = []
     for macro in loaded.macros.values():
-        written = _details(backend.parse(macro.definition), loaded)
+        written = _written_details(macro.definition, loaded)
         compiled = _details(macro.condition, loaded)
         out.append(
             {
@@ -219,18 +228,29 @@ def describe_rules_files(paths: list[str], rule_name: str | None = None) -> dict
     return describe(load_valid_rules(paths), rule_name)
 
 
-def list_rules_files(paths: list[str], tags: list[str]) -> list[dict[str, Any]]:
-    """The loaded rules (optionally only those with any of `tags`), in evaluation order."""
+def list_rules_files(
+    paths: list[str],
+    tags: list[str],
+    selection: list[str] | None = None,
+    min_priority: str = "Debug",
+) -> list[dict[str, Any]]:
+    """The loaded rules (optionally only those with any of `tags`), in evaluation order;
+    `enabled` is the outcome of the files' defaults, then the falco.yaml-style `selection`
+    steps in order ("enable:rule=PATTERN", "disable:tag=TAG"), then the minimum priority."""
     from engine.loader import load_valid_rules
-    from engine.ruleset import tag_matches
+    from engine.ruleset import parse_selection_text, select_enabled, tag_matches
 
     loaded = load_valid_rules(paths)
+    enabled = {
+        r.name
+        for r in select_enabled(loaded.rules, parse_selection_text(selection or []), min_priority)
+    }
     return [
         {
             "name": rule.name,
             "source": rule.source,
             "priority": rule.priority,
-            "enabled": rule.enabled,
+            "enabled": rule.name in enabled,
             "tags": sorted(rule.tags),
             "event_types": None if rule.event_types is None else sorted(rule.event_types),
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.load_result import Context
+from engine.output import Priority
 
 SYSCALL_SOURCE = "syscall"
 
@@ -22,7 +23,11 @@ class ExceptionEntry:
     item: str = ""
     items: list[ExceptionEntry] = field(default_factory=list)
     is_list: bool = False
-    defined: bool = False  # the key was present (Falco's entry::is_valid)
+
+    @property
+    def is_valid(self) -> bool:
+        """Falco's entry::is_valid: a non-empty scalar or a non-empty sequence."""
+        return bool(self.items) if self.is_list else bool(self.item)
 
 
 @dataclass
@@ -135,25 +140,17 @@ class RuleUpdate:
         )
 
 
-# Falco's priorities, most severe first (falco_common.cpp); `Info` is accepted as Informational.
-PRIORITIES = (
-    "Emergency",
-    "Alert",
-    "Critical",
-    "Error",
-    "Warning",
-    "Notice",
-    "Informational",
-    "Debug",
-)
-_PRIORITY_BY_LOWER = {p.lower(): p for p in PRIORITIES} | {"info": "Informational"}
-
-
 def parse_priority(text: str) -> str | None:
-    """The canonical name of a priority written in any case, or None."""
-    return _PRIORITY_BY_LOWER.get(text.lower())
+    """The canonical Falco name ("Warning", "Informational"...) of a priority, or None."""
+    try:
+        return Priority.parse(text).falco_name
+    except ValueError:
+        return None
 
 
 def priority_rank(name: str) -> int:
     """0 for Emergency ... 7 for Debug (lower = more severe), as Falco orders them."""
-    return PRIORITIES.index(name)
+    return int(Priority.parse(name))
+
+
+PRIORITIES = tuple(p.falco_name for p in Priority)

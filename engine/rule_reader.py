@@ -233,14 +233,14 @@ def _exception_entry(node: Node | None, context: Context) -> ExceptionEntry:
     if isinstance(node, ScalarNode) and not yamlfile.is_null(node):
         if not node.value:
             raise _invalid("Value must be non-empty", value_context)
-        return ExceptionEntry(item=node.value, defined=True)
+        return ExceptionEntry(item=node.value)
     if isinstance(node, SequenceNode):
         items = [
             _exception_entry(v, _child(value_context, v, ItemType.EXCEPTION)) for v in node.value
         ]
-        return ExceptionEntry(items=items, is_list=True, defined=True)
-    # yaml-cpp leaves an entry of another kind (null, mapping) as neither scalar nor list.
-    return ExceptionEntry(defined=True)
+        return ExceptionEntry(items=items, is_list=True)
+    # yaml-cpp leaves an entry of another kind (null, mapping) empty: neither scalar nor list.
+    return ExceptionEntry()
 
 
 def _exception_key(item: Node, key: str, context: Context, *, optional: bool) -> ExceptionEntry:
@@ -284,8 +284,6 @@ def _exceptions(
                 raise _invalid("Rule exception values must be a sequence", values_context)
             for value in values.value:
                 value_context = _child(values_context, value, ItemType.EXCEPTION_VALUE)
-                if yamlfile.is_null(value):
-                    raise _invalid("Item has no mapping for key ''", value_context)
                 info.values.append(_exception_entry(value, value_context))
         elif append:
             result.add_warning(
@@ -303,10 +301,13 @@ def _exceptions(
 class RulesReader:
     """Reads one file's content into a collector, recording messages in `result`."""
 
-    def __init__(self, collector: Collector, result: LoadResult, content: str) -> None:
+    def __init__(
+        self, collector: Collector, result: LoadResult, content: str, check_schema: bool = False
+    ) -> None:
         self.collector = collector
         self.result = result
         self.content = content
+        self.check_schema = check_schema
         self.file_context = Context.for_file(result.name)
 
     def read(self) -> bool:
@@ -316,6 +317,10 @@ class RulesReader:
             context = self.file_context.child(error.position, ItemType.VALUE_FOR)
             self.result.add_error(ErrorCode.LOAD_ERR_YAML_PARSE, str(error), context)
             return False
+        if self.check_schema:
+            from engine.rule_schema_check import schema_statuses
+
+            self.result.schema_statuses = schema_statuses(documents)
         for document in documents:
             if document is None or yamlfile.is_null(document):
                 continue

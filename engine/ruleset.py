@@ -19,6 +19,14 @@ from engine.errors import EngineError
 from engine.rule_items import PRIORITIES, SYSCALL_SOURCE, parse_priority, priority_rank
 
 Matching = Literal["first", "all"]
+
+
+class RulesSelectionError(EngineError):
+    """A bad selection step, minimum priority or matching mode (a usage error)."""
+
+    exit_status = "usage"
+
+
 # Event → evt.type name, for sources indexed by event type (None: every event is one kind).
 EventTypeOf = Callable[[Any], str | None]
 
@@ -69,7 +77,7 @@ def parse_selection(entries: Iterable[Mapping[str, Any]]) -> list[SelectionStep]
     steps = []
     for entry in entries:
         if len(entry) != 1 or next(iter(entry)) not in ("enable", "disable"):
-            raise EngineError(
+            raise RulesSelectionError(
                 f"invalid rules selection entry {dict(entry)!r}",
                 hint="each entry is {enable: {rule: NAME}} or {disable: {tag: TAG}}",
             )
@@ -79,7 +87,7 @@ def parse_selection(entries: Iterable[Mapping[str, Any]]) -> list[SelectionStep]
             or len(target) != 1
             or not ("rule" in target or "tag" in target)
         ):
-            raise EngineError(
+            raise RulesSelectionError(
                 f"invalid rules selection target {target!r}", hint="use {rule: NAME} or {tag: TAG}"
             )
         steps.append(
@@ -92,6 +100,22 @@ def parse_selection(entries: Iterable[Mapping[str, Any]]) -> list[SelectionStep]
     return steps
 
 
+def parse_selection_text(entries: Iterable[str]) -> list[SelectionStep]:
+    """Selection steps written `enable:rule=PATTERN`, `disable:tag=TAG` (command lines)."""
+    parsed = []
+    for entry in entries:
+        action, _, target = entry.partition(":")
+        kind, _, value = target.partition("=")
+        if action not in ("enable", "disable") or kind not in ("rule", "tag") or not value:
+            raise RulesSelectionError(
+                f"invalid rules selection {entry!r}",
+                hint="write enable:rule=PATTERN, disable:rule=PATTERN, enable:tag=TAG or "
+                "disable:tag=TAG",
+            )
+        parsed.append({action: {kind: value}})
+    return parse_selection(parsed)
+
+
 def select_enabled(
     rules: Iterable[CompiledRule],
     steps: Sequence[SelectionStep] = (),
@@ -101,7 +125,7 @@ def select_enabled(
     priority (a rule less severe than it is never enabled)."""
     parsed = parse_priority(min_priority)
     if parsed is None:
-        raise EngineError(
+        raise RulesSelectionError(
             f"unknown priority {min_priority!r}", hint="use one of: " + ", ".join(PRIORITIES)
         )
     limit = priority_rank(parsed)
@@ -127,7 +151,9 @@ class Ruleset:
         event_type_of: EventTypeOf | None = None,
     ) -> None:
         if matching not in ("first", "all"):
-            raise EngineError(f"unknown rule_matching {matching!r}", hint="use first or all")
+            raise RulesSelectionError(
+                f"unknown rule_matching {matching!r}", hint="use first or all"
+            )
         self.source = source
         self.matching = matching
         self.rules: tuple[CompiledRule, ...] = tuple(sorted(rules, key=lambda r: r.index))
@@ -225,12 +251,14 @@ def tag_matches(rule: CompiledRule, tags: Iterable[str]) -> bool:
 __all__ = [
     "CompiledRule",
     "Matching",
+    "RulesSelectionError",
     "Ruleset",
     "RulesetSwitch",
     "Rulesets",
     "SelectionStep",
     "build_rulesets",
     "parse_selection",
+    "parse_selection_text",
     "select_enabled",
     "tag_matches",
 ]

@@ -13,7 +13,8 @@ YAML in a stable order (keys sorted, one artifact per block) so a change reads a
       container: {version: 0.4.1, digest: sha256:..., reference: ..., dependencies: []}
 
 `install --locked` installs exactly `artifacts[*].reference` at their digests and never resolves;
-`install --update NAME` re-resolves with every other entry pinned to its locked version.
+a plain `install` keeps every locked version that still satisfies the constraints, and
+`install --update NAME` re-resolves NAME (and its dependencies) to the newest allowed.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import yaml
 from feeds.errors import ConfigError, NotFoundError
 from feeds.plan import Plan
 from feeds.solver import Resolution
-from feeds.versions import VersionRange, parse_range
+from feeds.versions import Version, parse_version
 
 LOCK_FILE_NAME = "falconet.lock"
 LOCK_VERSION = 1
 _HEADER = (
-    "# falconet.lock: written by `falconet artifact install`. Commit it and review changes;\n"
-    "# `install --locked` installs exactly these digests.\n"
+    "# falconet.lock: written by `falconet artifact install` (or `resolve --write-lock`).\n"
+    "# Commit it and review changes;"
+    " `install --locked` installs exactly these digests.\n"
 )
 
 
@@ -84,9 +86,10 @@ class LockFile:
                 stack.extend(self.artifacts[name].dependencies)
         return [self.artifacts[name] for name in sorted(names)]
 
-    def pins(self, unlocked: Iterable[str] = ()) -> dict[str, VersionRange]:
-        """Exact-version pins for every locked artifact except `unlocked` and what they depend
-        on (install --update NAME: a new NAME may need newer dependencies)."""
+    def locked_versions(self, unlocked: Iterable[str] = ()) -> dict[str, Version]:
+        """The version of every locked artifact except `unlocked` and what they depend on
+        (install --update NAME: a new NAME may need newer dependencies). The solver prefers
+        these versions while they satisfy the constraints."""
         wanted = set(unlocked)
         unknown = sorted(wanted - set(self.artifacts))
         if unknown:
@@ -96,7 +99,7 @@ class LockFile:
             )
         free = wanted | {a.name for name in wanted for a in self._dependencies_of(name)}
         return {
-            name: parse_range(artifact.version)
+            name: parse_version(artifact.version, f"{LOCK_FILE_NAME}: {name} version")
             for name, artifact in self.artifacts.items()
             if name not in free and not artifact.provided_by_engine
         }

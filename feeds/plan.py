@@ -49,6 +49,7 @@ class PlanEntry:
     action: str
     installed_version: str | None = None
     dependencies: tuple[str, ...] = ()
+    note: str | None = None  # e.g. a newer release held back by the engine's version
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -102,7 +103,7 @@ def build_plan(
         else:
             digest = catalog.digest(name, selected.version)
             reference = catalog.reference(name, selected.version)
-            action = _action(str(selected.version), digest, current, allow_downgrade)
+            action = plan_action(str(selected.version), digest, current, allow_downgrade)
         entries.append(
             PlanEntry(
                 name=name,
@@ -113,14 +114,16 @@ def build_plan(
                 action=action,
                 installed_version=current.version if current else None,
                 dependencies=selected.dependencies,
+                note=selected.held_back,
             )
         )
     return Plan(tuple(entries))
 
 
-def _action(
+def plan_action(
     version: str, digest: str | None, current: InstalledLike | None, allow_downgrade: bool
 ) -> str:
+    """What installing `version` (at `digest`) means given the installed record."""
     if current is None:
         return INSTALL
     have = try_parse_version(current.version)

@@ -1,6 +1,10 @@
 """The solver's catalog backed by OCI repositories: each artifact name is located (index name ->
 repository), its tag list is fetched once per run (concurrently, in a thread pool, as soon as the
 solver learns the name may be needed) and each version's config layer is fetched once.
+
+As soon as a tag list arrives, the config of the newest release is fetched too, in the pool: the
+solver almost always tries the newest release first, so its dependencies are known without a
+round trip on the solver's own thread.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ TAG_LIST_WORKERS = 8
 Locate = Callable[[str], str]
 # open(locator) -> the store of that repository (transport options chosen by the caller).
 OpenStore = Callable[[str], "ArtifactStore"]
+_Fetched = tuple["ArtifactConfig", "ResolvedArtifact"]
 
 
 class RegistryCatalog:
@@ -42,7 +47,8 @@ class RegistryCatalog:
         self._lock = threading.Lock()
         self._stores: dict[str, ArtifactStore] = {}
         self._tags: dict[str, Future[dict[Version, str]]] = {}
-        self._configs: dict[tuple[str, Version], tuple[ArtifactConfig, ResolvedArtifact]] = {}
+        self._configs: dict[tuple[str, Version], Future[_Fetched]] = {}
+        self._fixed: dict[str, tuple[Version, str]] = {}
         self.tag_list_requests = 0
         self.config_requests = 0
 
@@ -71,22 +77,52 @@ class RegistryCatalog:
         tags = self.store(name).list_tags()
         with self._lock:
             self.tag_list_requests += 1
-        return release_versions(tags)
+        versions = release_versions(tags)
+        newest = [v for v in versions if not v.prerelease]
+        if newest:
+            self._config_future(name, max(newest), versions)
+        return versions
 
     def versions(self, name: str) -> dict[Version, str]:
         self.prefetch([name])
-        return self._tags[name].result()
+        versions = self._tags[name].result()
+        fixed = self._fixed.get(name)
+        return {**versions, fixed[0]: fixed[1]} if fixed else versions
 
-    def _fetched(self, name: str, version: Version) -> tuple[ArtifactConfig, ResolvedArtifact]:
-        key = (name, version)
-        if key not in self._configs:
-            from registry.artifacts import fetch_config
+    def add_fixed(self, name: str, target: str) -> Version:
+        """A reference by tag (`falco-rules:5`, `:latest`) or digest: its config decides the
+        version, which becomes a candidate even if no release tag names it."""
+        from feeds.versions import parse_version
 
-            tag = self.versions(name)[version]
-            config, _, resolved = fetch_config(self.store(name), tag, self._platform)
+        config, resolved = self._fetch_config(name, target)
+        version = parse_version(config.version, f"{name}:{target} config version")
+        done: Future[_Fetched] = Future()
+        done.set_result((config, resolved))
+        with self._lock:
+            self._fixed[name] = (version, target)
+            self._configs[(name, version)] = done
+        return version
+
+    def _config_future(
+        self, name: str, version: Version, versions: dict[Version, str]
+    ) -> Future[_Fetched]:
+        with self._lock:
+            key = (name, version)
+            if key not in self._configs:
+                tag = versions[version]
+                self._configs[key] = self._pool.submit(self._fetch_config, name, tag)
+            return self._configs[key]
+
+    def _fetch_config(self, name: str, tag: str) -> _Fetched:
+        from registry.artifacts import fetch_config
+
+        config, _, resolved = fetch_config(self.store(name), tag, self._platform)
+        with self._lock:
             self.config_requests += 1
-            self._configs[key] = (config, resolved)
-        return self._configs[key]
+        return config, resolved
+
+    def _fetched(self, name: str, version: Version) -> _Fetched:
+        return self._config_future(name, version, self.versions(name)).result()
 
     def config(self, name: str, version: Version) -> ArtifactConfig:
         return self._fetched(name, version)[0]
@@ -97,9 +133,13 @@ class RegistryCatalog:
 
     def digest(self, name: str, version: Version) -> str | None:
         fetched = self._configs.get((name, version))
-        return fetched[1].root.digest if fetched else None
+        if fetched is None or not fetched.done() or fetched.exception() is not None:
+            return None
+        return fetched.result()[1].root.digest
 
     def reference(self, name: str, version: Version) -> str:
         locator = self.store(name).reference.locator
         digest = self.digest(name, version)
+        if digest is None and self.versions(name)[version].startswith("sha256:"):
+            digest = self.versions(name)[version]
         return f"{locator}@{digest}" if digest else f"{locator}:{self.versions(name)[version]}"

@@ -12,15 +12,18 @@ Semantics (falcoctl's, fixed where it hurts users; see docs/dependencies.md):
 - when nothing fits, the error names the conflicting chains
   (`cloudtrail-rules 0.12.0 -> json ^0.7.0` vs `k8saudit-rules 0.9.0 -> json ^1.0.0`).
 
-The search is a depth-first search over an explicit stack (no recursion limit), processing
-pending dependencies before deciding the next artifact, so a dead end is found as early as the
-constraints allow.
+The search is a depth-first search over an explicit stack of choice points (no recursion limit),
+processing pending dependencies before deciding the next artifact, so a dead end is found as early
+as the constraints allow. It backjumps (conflict-directed backjumping): every constraint remembers
+the choice points it came from, and when a choice point runs out of options the search returns
+straight to the latest choice point that contributed to the failure instead of retrying the
+unrelated ones in between, which keeps large unsatisfiable graphs from exploding.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from feeds.catalog import Catalog, ConfigLike, DependencyLike
@@ -60,6 +63,7 @@ class Request:
 class Constraint:
     range: VersionRange
     origin: str  # `requested falco-rules@^5` or a chain `a 1.0.0 -> b 2.0.0 -> json ^0.7.0`
+    causes: frozenset[int] = frozenset()  # the choice points (levels) it depends on
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Selected:
     dependencies: tuple[str, ...] = ()  # the artifacts chosen for its dependencies
     requested: bool = False
     provided_by_engine: bool = False
+    held_back: str | None = None  # why a newer allowed release was not taken (engine too old)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class Resolution:
     selected: Mapping[str, Selected]  # by name, sorted
 
     def closure(self, name: str) -> list[str]:
-        """Every artifact `name` needs, transitively, sorted (not including itself)."""
+        """Every artifact `name` needs, transitively, sorted (itself only through a cycle)."""
         seen: set[str] = set()
         stack = list(self.selected[name].dependencies)
         while stack:
@@ -97,6 +102,7 @@ class _Obligation:
     """A dependency of a chosen artifact that no choice has satisfied yet."""
 
     parent: str
+    parent_level: int  # the choice point that chose the parent's version
     chain: str  # the chain down to the parent, e.g. `a 1.0.0 -> b 2.0.0`
     dependency: DependencyLike
 
@@ -116,6 +122,7 @@ class _State:
     chains: dict[str, str] = field(default_factory=dict)
     edges: dict[str, tuple[_Edge, ...]] = field(default_factory=dict)
     provided: dict[str, Version] = field(default_factory=dict)
+    levels: dict[str, int] = field(default_factory=dict)  # choice point of each chosen/provided
 
     def copy(self) -> _State:
         return _State(
@@ -126,6 +133,7 @@ class _State:
             dict(self.chains),
             dict(self.edges),
             dict(self.provided),
+            dict(self.levels),
         )
 
     def needed(self, name: str) -> bool:
@@ -134,6 +142,15 @@ class _State:
     @property
     def depth(self) -> int:
         return len(self.chosen) + len(self.provided)
+
+
+@dataclass
+class _Frame:
+    """A choice point: its options (lazily) and the levels its failures were caused by."""
+
+    level: int
+    options: Iterator[_State] = field(default_factory=lambda: iter(()))
+    conflict: set[int] = field(default_factory=set)
 
 
 class Solver:
@@ -149,6 +166,8 @@ class Solver:
         pre: bool = False,
         max_steps: int = DEFAULT_MAX_STEPS,
         policy: str = CARET,
+        prefer: Mapping[str, Version] | None = None,
+        resolve_deps: bool = True,
     ) -> None:
         self.catalog = catalog
         self.engine = engine
@@ -159,6 +178,9 @@ class Solver:
             if (parsed := try_parse_version(text)) is not None
         }
         self.pins = dict(pins or {})
+        # Versions tried first when allowed (falconet.lock): reproducible, never a conflict.
+        self.prefer = dict(prefer or {})
+        self.resolve_deps = resolve_deps  # False: the requested artifacts only (--no-deps)
         self.pre = pre
         self.max_steps = max_steps
         self.policy = policy
@@ -172,24 +194,41 @@ class Solver:
 
     def solve(self, requests: Sequence[Request]) -> Resolution:
         if not requests:
-            raise ConfigError("nothing to resolve", "name at least one artifact")
+            raise ConfigError(
+                "nothing to resolve", "name at least one artifact, e.g. falco-rules@^5"
+            )
         initial = _State()
         for request in requests:
-            self._add_constraint(initial, request.name, request.range, f"requested {request.label}")
+            origin = f"requested {request.label}"
+            self._add_constraint(initial, request.name, Constraint(request.range, origin))
             initial.chains[request.name] = ""
         self.catalog.prefetch(initial.queue)
-        stack: list[Iterator[_State]] = [iter([initial])]
-        while stack:
+        frames = [_Frame(0, iter([initial]))]
+        while frames:
+            frame = frames[-1]
             try:
-                state = next(stack[-1])
+                state = next(frame.options)
             except StopIteration:
-                stack.pop()
+                self._backjump(frames)
                 continue
             self._count_step()
             if not state.obligations and not state.queue:
                 return self._resolution(state, requests)
-            stack.append(self._successors(state))
+            child = _Frame(len(frames))
+            child.options = self._successors(state, child)
+            frames.append(child)
         raise self._failure[1] if self._failure else ResolutionError("no resolution found")
+
+    @staticmethod
+    def _backjump(frames: list[_Frame]) -> None:
+        """The last choice point ran out of options: return to the latest one that caused it."""
+        exhausted = frames.pop()
+        conflict = exhausted.conflict - {exhausted.level}
+        target = max(conflict, default=0)
+        while frames and frames[-1].level > target:
+            frames.pop()
+        if frames:
+            frames[-1].conflict |= conflict
 
     def _count_step(self) -> None:
         self.steps += 1
@@ -199,19 +238,29 @@ class Solver:
                 "narrow the version ranges (name@^X.Y) or pin the artifacts that conflict",
             )
 
-    def _successors(self, state: _State) -> Iterator[_State]:
+    def _successors(self, state: _State, frame: _Frame) -> Iterator[_State]:
         if state.obligations:
-            return self._satisfy(state, state.obligations[0])
-        return self._decide(state, state.queue[0])
+            return self._satisfy(state, state.obligations[0], frame)
+        return self._decide(state, self._most_constrained(state), frame)
+
+    def _most_constrained(self, state: _State) -> str:
+        """The undecided artifact with the fewest versions left: its dead ends show first."""
+        return min(state.queue, key=lambda name: len(self._candidates_in(state, name)))
+
+    def _candidates_in(self, state: _State, name: str) -> list[Version]:
+        ranges = tuple(c.range for c in self._all_constraints(state, name))
+        return self._candidates_for(name, ranges)
 
     # -- dependencies -----------------------------------------------------------------------
 
-    def _satisfy(self, state: _State, obligation: _Obligation) -> Iterator[_State]:
+    def _satisfy(self, state: _State, obligation: _Obligation, frame: _Frame) -> Iterator[_State]:
         """Branch over the ways to satisfy one dependency, most preferred first."""
         dependency = obligation.dependency
         choices = [(dependency.name, dependency.version)]
         choices += [(alt.name, alt.version) for alt in dependency.alternatives]
-        ranked = sorted(enumerate(choices), key=lambda item: (self._rank(state, *item[1]), item[0]))
+        ranked = sorted(
+            enumerate(choices), key=lambda item: (self._rank(state, item[1][0]), item[0])
+        )
         for _, (name, version_text) in ranked:
             allowed = self._dependency_range(obligation, name, version_text)
             branch = state.copy()
@@ -220,14 +269,16 @@ class Solver:
             branch.edges[obligation.parent] = (*branch.edges.get(obligation.parent, ()), edge)
             if not branch.needed(name) and self._engine_provides(name, allowed):
                 branch.provided[name] = self.provided[name]
+                branch.levels[name] = frame.level
                 yield branch
                 continue
             origin = f"{obligation.chain} -> {name} {allowed}"
-            if self._add_constraint(branch, name, allowed, origin):
+            causes = frozenset((obligation.parent_level, frame.level))
+            if self._add_constraint(branch, name, Constraint(allowed, origin, causes), frame):
                 branch.chains.setdefault(name, obligation.chain)
                 yield branch
 
-    def _rank(self, state: _State, name: str, version_text: str) -> int:
+    def _rank(self, state: _State, name: str) -> int:
         if state.needed(name) or name in state.provided:
             return 0
         if name in self.provided:
@@ -254,13 +305,23 @@ class Solver:
         floor = next((b.version for b in allowed.bounds if b.op == ">="), None)
         return floor is None or falco_compatible(have, floor)
 
-    def _add_constraint(self, state: _State, name: str, allowed: VersionRange, origin: str) -> bool:
+    def _add_constraint(
+        self, state: _State, name: str, constraint: Constraint, frame: _Frame | None = None
+    ) -> bool:
         """Record the constraint; False (and the conflict noted) when it excludes the choice."""
-        constraint = Constraint(allowed, origin)
         state.constraints[name] = (*state.constraints.get(name, ()), constraint)
         chosen = state.chosen.get(name, state.provided.get(name))
-        if chosen is not None and not allowed.allows(chosen, self.pre):
+        if chosen is not None and not constraint.range.allows(chosen, self.pre):
+            if frame is not None:
+                frame.conflict |= constraint.causes | {state.levels[name]}
             self._note_failure(state, lambda: self._conflict_error(name, state.constraints[name]))
+            return False
+        if chosen is None and frame is not None and not self._candidates_in(state, name):
+            # Forward check: no release of `name` fits its constraints any more.
+            constraints = self._all_constraints(state, name)
+            for constraint in constraints:
+                frame.conflict |= constraint.causes
+            self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
             return False
         if not state.needed(name) and name not in state.provided:
             state.queue = (*state.queue, name)
@@ -269,22 +330,29 @@ class Solver:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _decide(self, state: _State, name: str) -> Iterator[_State]:
+    def _decide(self, state: _State, name: str, frame: _Frame) -> Iterator[_State]:
         """Branch over the versions of `name` allowed by its constraints, newest first."""
         constraints = self._all_constraints(state, name)
+        # The constraints pruned this choice point's options: they share in any failure.
+        for constraint in constraints:
+            frame.conflict |= constraint.causes
         found = False
-        for version in self._candidates_for(name, tuple(c.range for c in constraints)):
+        for version in self._ordered(
+            name, self._candidates_for(name, tuple(c.range for c in constraints))
+        ):
             config = self._config(name, version)
             if self._unmet_for(name, version, config):
                 continue
             found = True
             branch = state.copy()
-            branch.queue = state.queue[1:]
+            branch.queue = tuple(queued for queued in state.queue if queued != name)
             branch.chosen[name] = version
+            branch.levels[name] = frame.level
             prefix = state.chains.get(name, "")
             chain = f"{prefix} -> {name} {version}" if prefix else f"{name} {version}"
+            dependencies = config.dependencies if self.resolve_deps else ()
             branch.obligations = state.obligations + tuple(
-                _Obligation(name, chain, dep) for dep in config.dependencies
+                _Obligation(name, frame.level, chain, dep) for dep in dependencies
             )
             self.catalog.prefetch(
                 [choice.name for dep in config.dependencies for choice in (dep, *dep.alternatives)]
@@ -292,6 +360,12 @@ class Solver:
             yield branch
         if not found:
             self._note_failure(state, lambda: self._no_candidate_error(name, constraints))
+
+    def _ordered(self, name: str, candidates: list[Version]) -> list[Version]:
+        preferred = self.prefer.get(name)
+        if preferred is None or preferred not in candidates:
+            return candidates
+        return [preferred, *(v for v in candidates if v != preferred)]
 
     def _all_constraints(self, state: _State, name: str) -> tuple[Constraint, ...]:
         constraints = state.constraints.get(name, ())
@@ -343,10 +417,11 @@ class Solver:
 
     # -- errors ----------------------------------------------------------------------------
 
-    def _note_failure(self, state: _State, make_error: object) -> None:
-        """Keep the dead end reached deepest in the search: it explains the failure best."""
+    def _note_failure(self, state: _State, make_error: Callable[[], Exception]) -> None:
+        """Keep the dead end reached deepest in the search: it explains the failure best.
+        (The error is built only then: building it reads tag lists and configs.)"""
         if self._failure is None or state.depth > self._failure[0]:
-            self._failure = (state.depth, make_error())  # type: ignore[operator]
+            self._failure = (state.depth, make_error())
 
     def _conflict_error(self, name: str, constraints: Sequence[Constraint]) -> Exception:
         versions = sorted(self._versions(name))
@@ -404,6 +479,14 @@ class Solver:
             hint,
         )
 
+    def _held_back(self, name: str, chosen: Version) -> str | None:
+        """The newest release skipped for unmet requirements, when newer than the choice."""
+        skipped = [v for (n, v), unmet in self._unmet.items() if n == name and unmet and v > chosen]
+        if not skipped:
+            return None
+        newest = max(skipped)
+        return f"{name} {newest} {'; '.join(str(u) for u in self._unmet[(name, newest)])}"
+
     def _newest_fitting(self, name: str) -> Version | None:
         for version in sorted(self._versions(name), reverse=True):
             if version.prerelease and not self.pre:
@@ -433,6 +516,7 @@ class Solver:
                 dependencies=tuple(sorted({e.child for e in state.edges.get(name, ())})),
                 requested=name in requested,
                 provided_by_engine=provided,
+                held_back=None if provided else self._held_back(name, version),
             )
         return Resolution(tuple(requests), selected)
 
@@ -476,9 +560,21 @@ def resolve(
     pins: Mapping[str, VersionRange] | None = None,
     pre: bool = False,
     policy: str = CARET,
+    prefer: Mapping[str, Version] | None = None,
+    resolve_deps: bool = True,
 ) -> Resolution:
     """Resolve `requests` against `catalog` (see Solver for the semantics)."""
-    solver = Solver(catalog, engine, installed, provided, pins, pre, policy=policy)
+    solver = Solver(
+        catalog,
+        engine,
+        installed,
+        provided,
+        pins,
+        pre,
+        policy=policy,
+        prefer=prefer,
+        resolve_deps=resolve_deps,
+    )
     resolution = solver.solve(requests)
     log.debug("resolved %d artifacts in %d steps", len(resolution.selected), solver.steps)
     return resolution

@@ -27,6 +27,8 @@ from registry.options import ClientOptions
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Registries whose API lives on another host than the name users write.
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 BodyFactory = Callable[[], bytes | Iterable[bytes] | Any]
 
 
@@ -68,7 +70,7 @@ class RegistryClient:
         self.registry = registry
         self.options = options
         scheme = "http" if options.uses_plain_http(registry) else "https"
-        self.base_url = f"{scheme}://{registry}"
+        self.base_url = f"{scheme}://{API_HOSTS.get(registry, registry)}"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = options.user_agent
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
@@ -109,6 +111,12 @@ class RegistryClient:
         try:
             return self.session.request(method, url, **kwargs)
         except requests.exceptions.SSLError as error:
+            if _CLIENT_CERT_RE.search(str(error)):
+                raise NetworkError(
+                    f"{self.registry} refused the TLS client certificate "
+                    f"({'none was given' if self.session.cert is None else 'not trusted'})",
+                    hint="pass --cert and --key with a certificate the registry trusts",
+                ) from error
             raise NetworkError(
                 f"TLS connection to {self.registry} failed: {_short(error)}",
                 hint="pass --ca-file with the registry's CA, or --plain-http if it speaks HTTP "
@@ -142,8 +150,13 @@ class RegistryClient:
         body: BodyFactory | None = None,
         params: Mapping[str, str] | None = None,
         stream: bool = False,
+        retry: bool = True,
     ) -> requests.Response:
-        """Send with auth and bounded retries; return the final response (any status)."""
+        """Send with auth and bounded retries; return the final response (any status).
+
+        With retry=False a reset raises TransientNetworkError and a 5xx/429 is returned as is,
+        for callers that must restart a larger unit (an upload session) themselves.
+        """
         if not url.startswith(("http://", "https://")):
             url = self.base_url + url
         attempt = 0
@@ -165,6 +178,8 @@ class RegistryClient:
                     allow_redirects=True,
                 )
             except _TransientError as error:
+                if not retry:
+                    raise TransientNetworkError(str(error)) from error
                 if attempt >= self.options.max_retries:
                     raise NetworkError(
                         f"{error} (gave up after {attempt + 1} attempts)",
@@ -179,7 +194,11 @@ class RegistryClient:
                 self.auth.on_challenge(challenge, scope)
                 auth_retried = True
                 continue
-            if response.status_code in RETRY_STATUSES and attempt < self.options.max_retries:
+            if (
+                retry
+                and response.status_code in RETRY_STATUSES
+                and attempt < self.options.max_retries
+            ):
                 wait = _retry_after(response) if response.status_code in (429, 503) else None
                 if wait is not None and wait > self.options.retry_after_max:
                     return response
@@ -238,10 +257,18 @@ class _TransientError(Exception):
     """A failure worth retrying (reset, timeout); becomes NetworkError when retries run out."""
 
 
+class TransientNetworkError(NetworkError):
+    """A reset or timeout reported to a caller that retries a larger unit itself."""
+
+
 _REASON_RE = re.compile(
     r"(certificate verify failed[^()'\"]*|wrong version number|"
     r"Connection reset by peer|Read timed out|Connection aborted)"
 )
+
+
+# TLS alerts a server sends when it wants (another) client certificate.
+_CLIENT_CERT_RE = re.compile(r"alert (bad certificate|certificate required|unknown ca)", re.I)
 
 
 def _short(error: BaseException) -> str:

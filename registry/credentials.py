@@ -133,9 +133,17 @@ def load_credentials(host: str, options: ClientOptions) -> Credentials | None:
     helper = _helper_for(config, host)
     if helper:
         for key in (host, f"https://{host}"):
-            output = _run_helper(helper, "get", key)
+            try:
+                output = _run_helper(helper, "get", key)
+            except AuthError as error:
+                # A broken helper must not block anonymous pulls: warn, fall back to `auths`.
+                log.warning("%s; trying config.json and anonymous access", error)
+                break
             if output.strip():
-                secret = json.loads(output)
+                try:
+                    secret = json.loads(output)
+                except ValueError as error:
+                    raise AuthError(f"credential helper {helper} returned invalid JSON") from error
                 username = secret.get("Username", "")
                 # docker's convention: username "<token>" marks an identity token.
                 if username == "<token>":

@@ -21,6 +21,7 @@ from registry.cache import BlobCache
 from registry.digests import read_chunks, verify_bytes, write_verified
 from registry.errors import NotFoundError, RegistryError
 from registry.options import ClientOptions
+from registry.progress import Progress, report_chunks
 from registry.reference import Reference
 from registry.store import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, manifest_media_type
 
@@ -70,6 +71,12 @@ class LayoutStore:
     def _initialise(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         marker = self.root / LAYOUT_FILE
+        if not marker.exists() and any(self.root.iterdir()):
+            # Never turn an unrelated directory (say, /etc/falco) into a layout by accident.
+            raise RegistryError(
+                f"{self.root} is not an OCI image layout and is not empty",
+                hint="push to a new or empty directory, or to an existing layout",
+            )
         if not marker.exists():
             _write_atomically(marker, json.dumps(LAYOUT_VERSION).encode())
 
@@ -114,10 +121,12 @@ class LayoutStore:
         media_type = known.media_type if known else manifest_media_type(data, "")
         return data, Descriptor(media_type=media_type, digest=digest, size=len(data))
 
-    def fetch_blob(self, descriptor: Descriptor, dest_path: Path) -> bool:
+    def fetch_blob(
+        self, descriptor: Descriptor, dest_path: Path, progress: Progress | None = None
+    ) -> bool:
         path = self._blob_path(descriptor)
         write_verified(
-            read_chunks(path),
+            report_chunks(read_chunks(path), descriptor, progress),
             dest_path,
             descriptor.digest,
             descriptor.size,
@@ -142,15 +151,17 @@ class LayoutStore:
     def blob_exists(self, descriptor: Descriptor) -> bool:
         return self.blobs.has(descriptor.digest, descriptor.size)
 
-    def push_blob(self, source: Path | bytes, descriptor: Descriptor) -> None:
+    def push_blob(
+        self, source: Path | bytes, descriptor: Descriptor, progress: Progress | None = None
+    ) -> None:
         self._initialise()
         if self.blob_exists(descriptor):
             return
         what = f"blob {descriptor.digest} for {self.reference.locator}"
-        if isinstance(source, bytes):
-            self.blobs.ingest([source], descriptor.digest, descriptor.size, what)
-        else:
-            self.blobs.ingest(read_chunks(source), descriptor.digest, descriptor.size, what)
+        chunks = [source] if isinstance(source, bytes) else read_chunks(source)
+        self.blobs.ingest(
+            report_chunks(chunks, descriptor, progress), descriptor.digest, descriptor.size, what
+        )
 
     def push_manifest(self, data: bytes, media_type: str, tag: str | None = None) -> Descriptor:
         from registry.digests import digest_bytes

@@ -3,6 +3,7 @@ stored, so a wrong password is refused at login time rather than at the next pul
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from registry.errors import AuthError, ReferenceError_
 from registry.oauth import OAuthClient, fetch_token, save_client
 from registry.options import ClientOptions
 from registry.reference import HOST_RE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ def verify_basic(host: str, username: str, password: str, options: ClientOptions
         ) from error
     finally:
         client.close()
+    if not client.auth.challenged:
+        log.warning("%s answered without asking for credentials: they could not be verified", host)
 
 
 def login(host: str, username: str, password: str, options: ClientOptions) -> LoginResult:

@@ -106,11 +106,14 @@ def mirror(
                 result.tags.append((dst.reference.tag, root.digest))
         else:
             roots = []
-            for tag in _tags_to_copy(src, tags):
+            wanted = _tags_to_copy(src, tags)
+            for tag in wanted:
+                # One tag to a destination ref with its own tag: copy under that name.
+                target = dst.reference.tag if len(wanted) == 1 and dst.reference.tag else tag
                 root = src.resolve(tag)
-                copier.copy(root, tag)
+                copier.copy(root, target)
                 roots.append(root)
-                result.tags.append((tag, root.digest))
+                result.tags.append((target, root.digest))
         if include_signatures:
             _copy_signatures(src, copier, roots, result)
     return result

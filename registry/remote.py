@@ -8,15 +8,16 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 
 from registry.cache import BlobCache, fetch_through_cache
-from registry.client import RegistryClient
+from registry.client import RETRY_STATUSES, RegistryClient, TransientNetworkError
 from registry.digests import CHUNK_SIZE, digest_bytes, verify_bytes
 from registry.errors import DigestMismatchError, NetworkError, RegistryError
 from registry.options import ClientOptions
+from registry.progress import Progress, report_chunks, upload_body
 from registry.reference import Reference
 from registry.store import (
     MANIFEST_MEDIA_TYPES,
@@ -198,7 +199,9 @@ class RemoteRepository:
                 self.client.sleep_before_retry(attempt, None, f"{what}: transfer interrupted")
         raise AssertionError("unreachable")
 
-    def fetch_blob(self, descriptor: Descriptor, dest_path: Path) -> bool:
+    def fetch_blob(
+        self, descriptor: Descriptor, dest_path: Path, progress: Progress | None = None
+    ) -> bool:
         """Stream the blob to dest (verified, atomic). Returns True when it was downloaded."""
         what = f"blob {descriptor.digest} of {self.reference.locator}"
         downloaded = self._retrying_transfer(
@@ -208,7 +211,7 @@ class RemoteRepository:
                 descriptor.digest,
                 descriptor.size,
                 dest_path,
-                lambda: self._blob_chunks(descriptor),
+                lambda: report_chunks(self._blob_chunks(descriptor), descriptor, progress),
                 what,
             ),
         )
@@ -236,10 +239,34 @@ class RemoteRepository:
             self.cache.ingest([data], descriptor.digest, descriptor.size, what)
         return data
 
-    def push_blob(self, source: Path | bytes, descriptor: Descriptor) -> None:
+    def push_blob(
+        self, source: Path | bytes, descriptor: Descriptor, progress: Progress | None = None
+    ) -> None:
+        """Monolithic upload streamed from disk; a failed session is restarted from the POST."""
         if self.blob_exists(descriptor):
             log.debug("blob %s already in %s", descriptor.digest, self.reference.locator)
             return
+        what = f"blob upload {descriptor.digest} to {self.reference.locator}"
+        for attempt in range(self.options.max_retries + 1):
+            try:
+                response = self._upload_once(source, descriptor, progress)
+            except TransientNetworkError as error:
+                if attempt >= self.options.max_retries:
+                    raise NetworkError(f"{what} failed: {error}") from error
+                self.client.sleep_before_retry(attempt, None, f"{what}: {error}")
+                continue
+            if response.status_code in RETRY_STATUSES and attempt < self.options.max_retries:
+                response.close()
+                self.client.sleep_before_retry(attempt, None, f"{what}: {response.status_code}")
+                continue
+            self.client.check(response, what)
+            response.close()
+            self.stats.blobs_uploaded += 1
+            return
+
+    def _upload_once(
+        self, source: Path | bytes, descriptor: Descriptor, progress: Progress | None
+    ) -> requests.Response:
         response = self.client.request(
             "POST", f"{self._path}/blobs/uploads/", scope=self._push_scope
         )
@@ -248,34 +275,26 @@ class RemoteRepository:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(f"{self.reference.registry} started an upload without a Location")
-        upload_url = urllib.parse.urljoin(self.client.base_url, location)
-        opened: list[object] = []
-
-        def body() -> bytes | object:
-            if isinstance(source, bytes):
-                return source
-            handle = open(source, "rb")  # noqa: SIM115 - closed after the request below
-            opened.append(handle)
-            return handle
-
-        try:
-            response = self.client.request(
+        with upload_body(source, descriptor, progress) as body:
+            return self.client.request(
                 "PUT",
-                upload_url,
+                urllib.parse.urljoin(self.client.base_url, location),
                 scope=self._push_scope,
                 params={"digest": descriptor.digest},
                 headers={
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(descriptor.size),
                 },
-                body=body,
+                body=lambda: _rewound(body),
+                retry=False,
             )
-        finally:
-            for handle in opened:
-                handle.close()  # type: ignore[attr-defined]
-        self.client.check(response, f"blob upload {descriptor.digest}")
-        response.close()
-        self.stats.blobs_uploaded += 1
+
+
+def _rewound(body: Any) -> Any:
+    """The upload body from its start (an auth retry resends it)."""
+    if hasattr(body, "seek"):
+        body.seek(0)
+    return body
 
 
 def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:

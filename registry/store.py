@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from registry.errors import RegistryError
 from registry.options import ClientOptions
+from registry.progress import Progress
 from registry.reference import Reference
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -110,13 +111,17 @@ class ArtifactStore(Protocol):
 
     def fetch_manifest(self, tag_or_digest: str) -> tuple[bytes, Descriptor]: ...
 
-    def fetch_blob(self, descriptor: Descriptor, dest_path: Path) -> bool: ...
+    def fetch_blob(
+        self, descriptor: Descriptor, dest_path: Path, progress: Progress | None = None
+    ) -> bool: ...
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int) -> bytes: ...
 
     def blob_exists(self, descriptor: Descriptor) -> bool: ...
 
-    def push_blob(self, source: Path | bytes, descriptor: Descriptor) -> None: ...
+    def push_blob(
+        self, source: Path | bytes, descriptor: Descriptor, progress: Progress | None = None
+    ) -> None: ...
 
     def push_manifest(self, data: bytes, media_type: str, tag: str | None = None) -> Descriptor: ...
 

@@ -114,3 +114,21 @@ def test_upstream_mitre_ids_are_all_in_the_catalogue(shared_dir: Path) -> None:
                     ids.add(match.group(1))
     assert ids, "upstream rules carry ATT&CK ids"
     assert ids <= set(attack.controls), ids - set(attack.controls)
+
+
+def test_cli_frameworks_and_controls(run_cli) -> None:
+    result = run_cli("compliance", "frameworks", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    listed = {row["id"]: row for row in json.loads(result.stdout)}
+    catalogue = load_catalogue()
+    assert set(listed) == set(catalogue.frameworks)
+    for framework_id, row in listed.items():
+        assert row["controls"] == len(catalogue.frameworks[framework_id].controls)
+    result = run_cli("compliance", "controls", "pci:10.2", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    ids = [row["id"] for row in json.loads(result.stdout)]
+    pci = catalogue.frameworks["pci-dss"].controls
+    assert ids == [c for c in pci if c == "10.2" or c.startswith("10.2.")]
+    result = run_cli("compliance", "controls", "hipa")
+    assert result.returncode == 2
+    assert "unknown compliance framework" in result.stderr and "did you mean hipaa" in result.stderr

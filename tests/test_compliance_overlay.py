@@ -167,14 +167,18 @@ def test_overlay_of_all_upstream_files_is_a_valid_append_only_rules_file(
                 assert f"FedRAMP_{baseline}_{control}" in entry["tags"], (entry["rule"], control)
 
 
-def test_overriding_file_alone_yields_an_empty_overlay_and_a_warning(
+def test_an_override_without_its_base_file_is_rejected_like_falco_does(
     shared_dir: Path, run_cli
 ) -> None:
     gke = shared_dir / "upstream-rules/k8saudit-gke/k8s_audit_rules_gke.yaml"
     result = run_cli("compliance", "overlay", str(gke))
+    assert result.returncode == 2
+    assert "no rule by that name already exists" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    base = shared_dir / "upstream-rules/k8s_audit_rules.yaml"
+    result = run_cli("compliance", "overlay", str(base), str(gke))
     assert result.returncode == 0, result.stderr
-    assert yaml.safe_load(result.stdout) == []
-    assert "Disallowed K8s User" in result.stderr and "warning:" in result.stderr
+    assert "Disallowed K8s User" in {e["rule"] for e in yaml.safe_load(result.stdout)}
 
 
 @pytest.mark.skipif(
@@ -195,3 +199,22 @@ def test_upstream_files_plus_overlay_load_with_zero_errors(
     tags = effective_tags(files, overlay.read_text())
     for rule in loaded.rules:
         assert set(tags[rule.name]) <= set(rule.tags), rule.name
+
+
+def test_explain_shows_the_rows_behind_each_appended_tag(fixture_rules: Path, run_cli) -> None:
+    import json
+
+    result = run_cli(
+        "compliance", "explain", str(fixture_rules), "--rule", "C sandbox log removal", "-o", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout)
+    rows = {(next(iter(m["when"].values())), m["framework"]): m for m in facts["mappings"]}
+    # T1070's own row and, through the implied tactic, the TA0005 rows.
+    assert rows["T1070", "nist-800-53"]["controls"] == ["AU-9"]
+    assert ("TA0005", "pci-dss") in rows and all(m["rationale"] for m in facts["mappings"])
+    overlay = run_cli("compliance", "overlay", str(fixture_rules))
+    entry = next(e for e in yaml.safe_load(overlay.stdout) if e["rule"] == "C sandbox log removal")
+    assert facts["overlay_tags"] == entry["tags"]
+    missing = run_cli("compliance", "explain", str(fixture_rules), "--rule", "C sandbox")
+    assert missing.returncode == 3 and "did you mean 'C sandbox log removal'" in missing.stderr

@@ -63,7 +63,7 @@ def fixture_rules(tmp_path: Path) -> Path:
 def test_selection_criteria_on_a_fixture(
     fixture_rules: Path, criteria: dict[str, object], expected: set[str]
 ) -> None:
-    rules = read_rules([fixture_rules]).rules
+    rules = read_rules([fixture_rules])
     assert select_rules(rules, **criteria) == expected
 
 
@@ -107,9 +107,14 @@ def test_bad_criteria_fail_with_one_line_and_a_hint(
     ("content", "status", "message"),
     [
         (None, 3, "does not exist"),
-        ("- rule: [unclosed\n", 2, "is not valid YAML"),
-        ("rule: x\n", 2, "top level must be a list"),
-        ("- rule: x\n  tags: notalist\n", 2, "tags must be a list"),
+        ("- rule: [unclosed\n", 2, "YAML parse error"),
+        ("rule: x\n", 2, "Rules content is not yaml array of objects"),
+        (
+            "- rule: x\n  desc: d\n  condition: evt.type=open\n  output: o\n  priority: INFO\n"
+            "  tags: notalist\n",
+            2,
+            "Value is not a sequence",
+        ),
     ],
 )
 def test_bad_rules_files_fail_cleanly(
@@ -120,7 +125,8 @@ def test_bad_rules_files_fail_cleanly(
         path.write_text(content)
     result = run_cli("compliance", "report", str(path), "--framework", "pci-dss")
     assert result.returncode == status, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and "hint:" in result.stderr
     assert result.stdout == ""
 
 
@@ -135,7 +141,7 @@ def test_selection_equals_falco_enable_by_tag_on_the_overlay(
         "fedramp": "High_AC", "nis2": "21.2.b", "dora": "Art9", "mitre-attack": "TA0004",
     }[framework] if with_prefix else None  # fmt: skip
     spec = framework + (f":{prefix}" if prefix else "")
-    selected = select_rules(read_rules(files).rules, spec)
+    selected = select_rules(read_rules(files), spec)
     tags = effective_tags(files, overlay_text)
     falco_would_enable = {
         name
@@ -144,3 +150,45 @@ def test_selection_equals_falco_enable_by_tag_on_the_overlay(
     }
     assert selected, spec
     assert selected == falco_would_enable
+
+
+def test_frameworks_covered_lists_only_frameworks_some_rule_maps_to(tmp_path: Path) -> None:
+    from feeds.compliance.operations import frameworks_covered
+
+    only_pci = tmp_path / "pci.yaml"
+    only_pci.write_text(
+        "- rule: P\n  desc: p\n  condition: evt.type = open\n  output: p\n  priority: INFO\n"
+        "  tags: [PCI_DSS_10.2.1, host]\n"
+    )
+    assert frameworks_covered([only_pci]) == ["pci-dss"]
+    untagged = tmp_path / "none.yaml"
+    untagged.write_text(only_pci.read_text().replace("PCI_DSS_10.2.1, ", ""))
+    assert frameworks_covered([untagged]) == []
+
+
+def test_selection_files_for_install_are_written_next_to_the_rules(
+    fixture_rules: Path, tmp_path: Path
+) -> None:
+    from feeds.compliance.operations import write_selection_files
+
+    dest = tmp_path / "rules.d"
+    written = write_selection_files(dest, [fixture_rules], ["nist:IA-5"], min_priority="warning")
+    assert written.rules == ["B incubating credentials"]
+    assert written.criteria["compliance"] == ["nist-800-53:IA-5"]
+    assert read_selection(written.selection) == written.rules
+    overlay = yaml.safe_load(written.overlay.read_text())
+    # E only carries PCI_DSS_10.20 already: it gains no tag, so it has no overlay entry.
+    gaining = {r.name for r in read_rules([fixture_rules])} - {"E pre-tagged"}
+    assert {e["rule"] for e in overlay} == gaining
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        [written.overlay.name, written.selection.name]
+    )  # no temporary files left behind
+
+
+def test_invalid_criteria_write_nothing(fixture_rules: Path, tmp_path: Path) -> None:
+    from feeds.compliance.errors import SelectionError
+    from feeds.compliance.operations import write_selection_files
+
+    with pytest.raises(SelectionError):
+        write_selection_files(tmp_path / "rules.d", [fixture_rules], ["pci-dss:99"])
+    assert not (tmp_path / "rules.d").exists()

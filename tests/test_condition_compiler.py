@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.condition.compiler import compile_condition
-from engine.condition.errors import ConditionCompileError, ConditionError
+from engine.condition.errors import ConditionCompileError, ConditionError, ConditionSyntaxError
 from engine.condition.parser import parse
 from engine.testing import make_event, synthetic_catalog
 
@@ -224,6 +224,7 @@ def test_operator_semantics(condition: str, event: dict[str, Any], expected: boo
         ('concat(test.str, "-", test.str2) = a-b', {"test_str": "a", "test_str2": "b"}, True),
         ('join(",", test.list) = "a,b"', {"test_list": ["a", "b"]}, True),
         ('join(",", (test.str, "x")) = "s,x"', {"test_str": "s"}, True),
+        ('join(",", (test.str, "x")) exists', {}, False),  # one missing element: no list
         ('getopt(test.list, "nt:")[t] = v', {"test_list": ["-n", "-t", "v"]}, True),
         ('getopt(test.list, "nt:")[t] = v', {"test_list": ["-ntv"]}, True),
         ('getopt(test.list, "nt:")[n] = n', {"test_list": ["-n", "x"]}, True),
@@ -336,10 +337,12 @@ def test_compile_errors_carry_libsinsp_messages(condition: str, message: str | N
     assert error.position is not None and 0 <= error.position <= len(condition)
 
 
-def test_compile_error_position_points_at_the_offending_node() -> None:
-    assert compile_error("test.str = a and test.int = abc").position == 28
+def test_compile_error_position_points_at_the_check_like_libsinsp() -> None:
+    assert compile_error("test.str = a and test.int = abc").position == 17
     assert compile_error("test.str = a and test.int contains 1").position == 17
     assert compile_error("test.str = a or test.nope = 1").position == 16
+    assert compile_error("test.str = a or (test.str = val(test.nope))").position == 17
+    assert compile_error("test.str = a and some_macro").position == 17
 
 
 def test_warnings_match_libsinsp_heuristics() -> None:
@@ -395,3 +398,108 @@ def test_deeply_nested_condition_compiles() -> None:
 def test_generated_source_is_inspectable() -> None:
     compiled = compile_condition(parse("test.str = a or test.int > 3"), CATALOG)
     assert "==" in compiled.source and ">" in compiled.source
+
+
+def test_field_specific_value_checks_reject_constants_at_compile_time() -> None:
+    from engine.fields import FieldCatalog, FieldSpec, with_value_check
+
+    def known_event(text: str) -> None:
+        if text not in ("open", "execve"):
+            raise ValueError(f"unknown event type {text}")
+
+    catalog = FieldCatalog("checked")
+    catalog.add_simple(FieldSpec("evt.type", "string"), with_value_check(lambda e: e, known_event))
+    compile_condition(parse("evt.type in (open, execve)"), catalog)
+    with pytest.raises(ConditionCompileError) as info:
+        compile_condition(parse("evt.type in (open, list_a)"), catalog)
+    assert (info.value.message, info.value.position) == ("unknown event type list_a", 0)
+
+
+TRANSFORMER_DATA = json.loads((DATA / "transformer_cases.json").read_text())
+TRANSFORMER_EVENT = {
+    name: tuple(value) if isinstance(value, list) else value
+    for name, value in TRANSFORMER_DATA["event"].items()
+}
+
+
+@pytest.mark.parametrize(("condition", "expected"), TRANSFORMER_DATA["cases"])
+def test_upstream_multivalue_transformer_cases(condition: str, expected: bool | None) -> None:
+    if expected is None:
+        with pytest.raises(ConditionError):
+            compile_condition(parse(condition), CATALOG)
+        return
+    assert compile_condition(parse(condition), CATALOG)(TRANSFORMER_EVENT) is expected
+
+
+# libsinsp test/filter_op_numeric_compare.ut.cpp: evt.cpu = 1 (test.int), evt.rawarg.res = -22
+# (test.int2), fd.num = -1 (test.fd).
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("test.int < 300", True),
+        ("test.int > 300", False),
+        ("test.int < 2", True),
+        ("test.int > -500", True),
+        ("test.int < 500", True),
+        ("test.int <= 500", True),
+        ("test.int <= 1025", True),
+        ("test.int >= 1025", False),
+        ("test.int2 > 0", False),
+        ("test.int2 < 0", True),
+        ("test.int2 > 4294967295", False),
+        ("test.int2 < -1", True),
+        ("test.int2 > -65535", True),
+        ("test.fd >= 0", False),
+        ("test.fd > 0", False),
+        ("test.fd < 0", True),
+        ("test.fd > 4294967295", False),
+        ("test.fd < -1", False),
+        ("test.fd > -65535", True),
+    ],
+)
+def test_upstream_signed_numeric_compare(condition: str, expected: bool) -> None:
+    assert run(condition, test_int=1, test_int2=-22, test_fd=-1) is expected
+
+
+def test_a_field_read_by_several_checks_is_extracted_once_per_evaluation() -> None:
+    from engine.fields import FieldCatalog, FieldSpec
+
+    calls: list[str] = []
+
+    def name_of(event: dict[str, Any]) -> Any:
+        calls.append("x")
+        return event.get("name")
+
+    catalog = FieldCatalog("counting")
+    catalog.add_simple(FieldSpec("p.name", "string"), name_of)
+    text = "p.name = a or p.name startswith b or tolower(p.name) = c or p.name exists"
+    shared = compile_condition(parse(text), catalog)
+    assert shared({"name": "C"}) is True
+    assert len(calls) == 1
+    calls.clear()
+    assert shared({"name": "a"}) is True and len(calls) == 1  # short-circuit: one read
+    calls.clear()
+    unshared = compile_condition(parse(text), catalog, share_extractions=False)
+    assert unshared({"name": "C"}) is True
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("test.str startswith val(test.str2)", True),
+        ("test.str endswith val(test.str2)", False),
+        ("test.str contains val(test.str2)", True),
+        ("test.str intersects val(test.str2)", False),
+        ("test.str in val(test.str)", True),
+        ("test.int >= val(test.int2)", True),
+    ],
+)
+def test_field_to_field_comparisons(condition: str, expected: bool) -> None:
+    assert run(condition, test_str="abc", test_str2="ab", test_int=3, test_int2=3) is expected
+
+
+def test_modifiers_take_lists_not_fields() -> None:
+    # After a modifier the grammar wants a list: `val` is read as a list name, then `(` is stray.
+    with pytest.raises(ConditionSyntaxError, match="unexpected token after 'val'"):
+        parse("test.str startswith oneof val(test.str2)")

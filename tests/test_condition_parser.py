@@ -272,3 +272,73 @@ def test_positions_are_zero_based_indexes() -> None:
     node = parse("a.b = x and  c.d exists")
     assert isinstance(node, ast.And)
     assert [child.pos for child in node.children] == [0, 13]
+
+
+# libsinsp test/filter_escaping.ut.cpp, transcribed.
+@pytest.mark.parametrize(
+    ("plain", "escaped"),
+    [
+        ("some string", '"some string"'),
+        ("some\\b\\f\\n\\r\\tstring", '"some\\\\b\\\\f\\\\n\\\\r\\\\tstring"'),
+        ('some "quoted string"', '"some \\"quoted string\\""'),
+        ("some 'quoted string'", "\"some 'quoted string'\""),
+        ("a\udcffb", "a\udcffb"),  # a high byte passes raw
+        ("\0", '"\0"'),
+    ],
+)
+def test_upstream_escape_cases(plain: str, escaped: str) -> None:
+    assert escape_str(plain) == escaped
+    if escaped.startswith('"'):
+        assert unescape_str(escaped) == plain
+
+
+@pytest.mark.parametrize(
+    ("body", "decoded"),
+    [
+        ("\\x41", "A"),
+        ("\\x7f", "\x7f"),
+        ("\\x01", "\x01"),
+        ("\\xff", "\udcff"),  # not UTF-8: kept as the raw byte
+        ("\\xAb", "\udcab"),
+        ("\\xff\\xfe", "\udcff\udcfe"),
+        ("a\\xffb", "a\udcffb"),
+        ("\\xc3\\xa9", "é"),  # bytes, decoded as UTF-8
+        ("\\x00", "\0"),
+        ("a\\x00b", "a\0b"),
+        ("\\x413", "A3"),
+    ],
+)
+def test_upstream_hex_escapes(body: str, decoded: str) -> None:
+    assert unescape_str(f'"{body}"') == decoded
+
+
+@pytest.mark.parametrize(
+    "body", ["\\x", "\\xf", "a\\xf", "\\xgg", "\\xfg", "\\x g", "\\x-1", "\\x+a"]
+)
+def test_upstream_bad_hex_escapes(body: str) -> None:
+    with pytest.raises(ConditionSyntaxError):
+        unescape_str(f'"{body}"')
+
+
+@pytest.mark.parametrize(
+    "plain", ["some string", "some\\b\\f\\n\\r\\tstring", 'some "q"', "a \udcff", "\0"]
+)
+def test_upstream_escape_round_trips(plain: str) -> None:
+    assert unescape_str(escape_str(plain)) == plain
+
+
+def test_nodes_hash_by_structure_and_survive_pickling() -> None:
+    import pickle
+
+    first = parse("proc.name = bash and fd.name in (a, b) or not x")
+    second = parse("  proc.name = bash and  fd.name in (a,b) or not   x")
+    assert first == second and hash(first) == hash(second)
+    assert first != parse("proc.name = zsh and fd.name in (a, b) or not x")
+    copy = pickle.loads(pickle.dumps(first))
+    assert copy == first and hash(copy) == hash(first)
+
+
+def test_escape_error_position_is_after_the_string_like_libsinsp() -> None:
+    with pytest.raises(ConditionSyntaxError) as info:
+        parse('a.b = "dog\\q" or c')
+    assert info.value.position == 13

@@ -48,6 +48,12 @@ def test_falco_loader_case(case: dict[str, Any]) -> None:
     if "error_snippet_contains" in case:
         snippet = result.errors[0].context.snippet(loaded.contents)
         assert case["error_snippet_contains"] in snippet
+    if "deprecated_snippet_includes" in case:
+        deprecated = [w for w in result.warnings if w.code.name == "LOAD_DEPRECATED_ITEM"]
+        snippet = deprecated[0].context.snippet(loaded.contents)
+        assert case["deprecated_snippet_includes"] in snippet
+        assert case["deprecated_snippet_excludes"] not in snippet
+        assert deprecated[0].deprecated_field == "evt.dir"
     if not case["ok"]:
         return
     for name, compiled in case.get("compiled", {}).items():

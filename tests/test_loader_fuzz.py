@@ -93,7 +93,7 @@ def test_mutated_rules_only_give_load_results(text: str) -> None:
 def test_large_list_and_deep_condition_load() -> None:
     _need_compiler()
     items = ", ".join(f"bin{i}" for i in range(10_000))
-    deep = "(" * 200 + "proc.name = x" + ")" * 200
+    deep = "(" * 100 + "proc.name = x" + ")" * 100
     text = (
         f"- list: many\n  items: [{items}]\n"
         "- rule: big\n  desc: d\n"

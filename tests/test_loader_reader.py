@@ -359,6 +359,18 @@ def test_exception_validation(exception: str, message: str) -> None:
     assert only_error(result) == ("LOAD_ERR_VALIDATE", message)
 
 
+def test_empty_exception_entries_count_as_absent() -> None:
+    """Falco's entry::is_valid: empty fields are missing fields, empty comps get defaults."""
+    _, (missing,) = read(RULE + "  exceptions: [{name: e, fields: [], values: []}]\n")
+    assert only_error(missing) == (
+        "LOAD_ERR_VALIDATE",
+        "Rule exception item must have fields property with a list of fields",
+    )
+    collector, (ok,) = read(RULE + "  exceptions: [{name: e, fields: [proc.name], comps: []}]\n")
+    assert ok.successful, ok.errors
+    assert [c.item for c in collector.rules["r1"].exceptions[0].comps.items] == ["="]
+
+
 def test_exception_of_a_new_rule_needs_fields() -> None:
     _, (result,) = read(RULE + "  exceptions: [{name: e, values: []}]\n")
     assert only_error(result) == ("LOAD_ERR_YAML_VALIDATE", "Item has no mapping for key 'fields'")

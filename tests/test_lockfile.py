@@ -22,7 +22,7 @@ from feeds.plan import (
     build_plan,
 )
 from feeds.solver import Request, resolve
-from feeds.versions import parse_range
+from feeds.versions import parse_range, parse_version
 
 
 @dataclass(frozen=True)
@@ -145,14 +145,18 @@ def test_update_re_resolves_one_entry_and_its_dependencies() -> None:
     cat.publish("cloudtrail-rules", "0.13.1", depends_on=["cloudtrail:0.13.0", "json:0.7.0"])
     cat.publish("cloudtrail", "0.13.2")
     cat.publish("json", "0.7.9")
-    kept = resolve([request("cloudtrail-rules"), request("json")], cat, pins=lock.pins())
+    kept = resolve(
+        [request("cloudtrail-rules"), request("json")], cat, prefer=lock.locked_versions()
+    )
     assert {n: str(s.version) for n, s in kept.selected.items()} == {
         "cloudtrail-rules": "0.13.0",
         "cloudtrail": "0.13.0",
         "json": "0.7.2",
     }
     updated = resolve(
-        [request("cloudtrail-rules"), request("json")], cat, pins=lock.pins(["cloudtrail-rules"])
+        [request("cloudtrail-rules"), request("json")],
+        cat,
+        prefer=lock.locked_versions(["cloudtrail-rules"]),
     )
     assert {n: str(s.version) for n, s in updated.selected.items()} == {
         "cloudtrail-rules": "0.13.1",
@@ -160,12 +164,12 @@ def test_update_re_resolves_one_entry_and_its_dependencies() -> None:
         "json": "0.7.9",  # a dependency of the updated entry: unlocked with it
     }
     only_json = resolve(
-        [request("cloudtrail-rules"), request("json")], cat, pins=lock.pins(["json"])
+        [request("cloudtrail-rules"), request("json")], cat, prefer=lock.locked_versions(["json"])
     )
     assert str(only_json.selected["cloudtrail-rules"].version) == "0.13.0"
     assert str(only_json.selected["json"].version) == "0.7.9"
     with pytest.raises(NotFoundError, match="ghost"):
-        lock.pins(["ghost"])
+        lock.locked_versions(["ghost"])
 
 
 def test_lock_drops_artifacts_no_ref_needs_any_more() -> None:
@@ -188,3 +192,14 @@ def test_malformed_lock_is_a_clear_error(text: str) -> None:
     with pytest.raises(ConfigError) as caught:
         LockFile.from_yaml(text, "falconet.lock")
     assert caught.value.hint == "delete it and run install to regenerate it"
+
+
+def test_a_locked_version_that_no_longer_fits_yields_to_the_constraints() -> None:
+    cat = catalog()
+    first = resolve([request("json")], cat)
+    lock = lock_from(first, build_plan(first, cat))
+    assert lock.locked_versions() == {"json": parse_version("0.7.2")}
+    cat.publish("json", "0.8.1")
+    cat.publish("new-rules", "1.0.0", depends_on=["json:0.8.0"])
+    later = resolve([request("json"), request("new-rules")], cat, prefer=lock.locked_versions())
+    assert str(later.selected["json"].version) == "0.8.1"

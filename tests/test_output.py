@@ -41,6 +41,7 @@ def render(fmt: str, **event: Any) -> str:
         ("*start %test.str %test.uint end", "start init <NA> end"),
         ("start end", "start end"),
         ("start %test.anc[0] end", "start init end"),
+        ("start %test.anc end", "start init end"),  # candidates print the first one
         ("start%test.anc[0]and%test.anc[1]end", "startinitandsystemdend"),
         ("start %toupper(test.str) end", "start INIT end"),
         ("start %toupper( test.str ) end", "start INIT end"),

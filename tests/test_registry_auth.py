@@ -138,3 +138,27 @@ def test_oauth_client_credentials(run_cli, token_registry, falconet_home: Path, 
         "--type", "rulesfile", "--version", "1.0.0", "--plain-http",
     )  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr
+
+
+def test_identity_token_from_docker_config(
+    token_registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker's `identitytoken` (Azure ACR and others): a refresh token POSTed to the realm."""
+    from tests.support.token_registry import REFRESH_TOKEN
+
+    service = token_registry.token_service
+    assert service is not None
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    entry = {"auth": "", "identitytoken": REFRESH_TOKEN}
+    (docker / "config.json").write_text(json.dumps({"auths": {token_registry.host: entry}}))
+    options = ClientOptions(plain_http=True, docker_config_dir=docker)
+    rules = tmp_path / "id_rules.yaml"
+    rules.write_text("- rule: r\n")
+    ref = parse_reference(f"{token_registry.host}/identity/rules:1.0.0")
+    push_artifact(
+        open_store(ref, options),
+        PushSpec(artifact_type="rulesfile", files=[rules], version="1.0.0"),
+    )
+    grants = {r.get("grant_type") for r in service.requests}
+    assert grants == {"refresh_token"}

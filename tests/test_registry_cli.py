@@ -205,3 +205,43 @@ def test_tls_and_basic_auth_together(run_cli, registry_factory, tmp_path: Path) 
         "--type", "rulesfile", "--version", "1.0.0", "--ca-file", ca,
     )  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr
+
+
+def test_mutual_tls_needs_the_client_certificate(
+    run_cli, registry_factory, tmp_path_factory, tmp_path: Path
+) -> None:
+    from tests.support.mtls_registry import MutualTLS, MutualTLSRegistryServer
+
+    registry_factory  # noqa: B018 - only for its skip when docker-registry is missing
+    mtls = MutualTLS(tmp_path_factory.mktemp("mtls"))
+    server = MutualTLSRegistryServer(tmp_path_factory.mktemp("mtls-registry"))
+    server.mtls = mtls
+    server.start()
+    try:
+        args = (
+            "registry", "push", f"{server.host}/mtls/r:1.0.0", str(_rules(tmp_path)),
+            "--type", "rulesfile", "--version", "1.0.0", "--ca-file", str(mtls.ca_cert),
+        )  # fmt: skip
+        refused = run_cli(*args)
+        assert refused.returncode == 5, refused.stderr
+        assert "refused the TLS client certificate" in refused.stderr
+        assert "--cert" in refused.stderr
+        accepted = run_cli(*args, "--cert", str(mtls.client_cert), "--key", str(mtls.client_key))
+        assert accepted.returncode == 0, accepted.stderr
+    finally:
+        server.stop()
+
+
+def test_unwritable_destination_is_one_clear_line(run_cli, tmp_path: Path) -> None:
+    layout = tmp_path / "feed"
+    pushed = run_cli(
+        "registry", "push", f"oci-layout:{layout}:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "-o", str(blocker))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot write to {blocker}")
+    assert "Traceback" not in result.stderr and "bug" not in result.stderr

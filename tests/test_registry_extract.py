@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from registry.errors import UnsafeArchiveError
 from registry.extract import extract_targz
@@ -122,3 +125,37 @@ def test_setuid_bits_are_dropped(tmp_path: Path) -> None:
     dest = tmp_path / "stage"
     extract_targz(_archive(tmp_path, setuid), dest)
     assert (dest / "tool").stat().st_mode & 0o7777 == 0o755
+
+
+NAME_PARTS = st.sampled_from(["a", "b.yaml", "..", ".", "", "sub", "/", "x/../..", "c\\d"])
+KINDS = st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE])
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    members=st.lists(
+        st.tuples(st.lists(NAME_PARTS, min_size=1, max_size=4), KINDS), min_size=1, max_size=6
+    )
+)
+def test_whatever_the_archive_nothing_lands_outside(tmp_path: Path, members) -> None:
+    work = Path(tempfile.mkdtemp(dir=tmp_path))
+    archive = work / "fuzz.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for parts, kind in members:
+            name = "/".join(parts) or "."
+            data = b"x" if kind == tarfile.REGTYPE else b""
+            tar.addfile(_entry(name, kind, len(data), link="../../outside"), io.BytesIO(data))
+    dest = work / "stage" / "inner"
+    dest.mkdir(parents=True)
+    try:
+        files = extract_targz(archive, dest)
+    except UnsafeArchiveError:
+        assert list(dest.iterdir()) == []
+        return
+    for path in dest.rglob("*"):
+        assert not path.is_symlink()
+        assert path.resolve().is_relative_to(dest.resolve())
+    assert all((dest / f).is_file() for f in files)
+    assert sorted(p.name for p in work.iterdir()) == ["fuzz.tar.gz", "stage"]

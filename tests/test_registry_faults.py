@@ -123,3 +123,56 @@ def test_tampered_blob_is_refused(run_cli, registry, artifact: str, tmp_path: Pa
     assert not out.exists() or list(out.iterdir()) == []
     with pytest.raises(DigestMismatchError):
         pull_artifact(store, tmp_path / "out2")
+
+
+def test_failed_upload_session_is_restarted(registry, proxy: FaultProxy, tmp_path: Path) -> None:
+    fault = proxy.add(Fault("PUT", "/blobs/uploads/", times=1, status=500))
+    rules = tmp_path / "up_rules.yaml"
+    rules.write_text("- rule: r\n")
+    ref = parse_reference(f"{proxy.host}/faults/upload:1.0.0")
+    push_artifact(
+        open_store(ref, FAST),
+        PushSpec(artifact_type="rulesfile", files=[rules], version="1.0.0"),
+    )
+    assert fault.fired == 1
+    # The retry opened a new upload session rather than reusing the failed one.
+    assert proxy.count("POST", "/blobs/uploads/") >= 3
+    assert pull_artifact(open_store(ref, FAST), tmp_path / "out").config.name == "upload"
+
+
+def test_progress_reports_every_byte_both_ways(registry, tmp_path: Path) -> None:
+    seen: dict[str, list[int]] = {}
+
+    def progress(label: str, advanced: int, total: int) -> None:
+        seen.setdefault(label, []).append(advanced)
+        assert total > 0
+
+    rules = tmp_path / "prog_rules.yaml"
+    rules.write_text(f"- list: l\n  items: [{os.urandom(1 << 20).hex()}]\n")
+    ref = parse_reference(f"{registry.host}/progress/rules:1.0.0")
+    pushed = push_artifact(
+        open_store(ref, ClientOptions(plain_http=True)),
+        PushSpec(artifact_type="rulesfile", files=[rules], version="1.0.0"),
+        progress,
+    )
+    size = pushed.layers[0].size
+    assert sum(seen.pop("prog_rules.tar.gz")) == size
+    pull_artifact(
+        open_store(ref, ClientOptions(plain_http=True)), tmp_path / "out", progress=progress
+    )
+    assert sum(seen["prog_rules.tar.gz"]) == size
+
+
+def test_proxy_from_the_environment_is_used(
+    run_cli, registry, proxy: FaultProxy, artifact: str, tmp_path: Path
+) -> None:
+    env = {"HTTP_PROXY": f"http://{proxy.host}", "http_proxy": f"http://{proxy.host}"}
+    env |= {"NO_PROXY": "", "no_proxy": ""}
+    out = tmp_path / "out"
+    result = run_cli(
+        "registry", "pull", f"{registry.host}/{artifact}", "-o", str(out), "--plain-http",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert proxy.count("GET", "/manifests/") >= 1
+    assert proxy.count("GET", "/blobs/") >= 1

@@ -180,3 +180,35 @@ def test_mirror_registry_to_registry_with_plugin_index(registry_factory, tmp_pat
     )
     assert pulled.digest == pushed.digest
     assert pulled.platform == "linux/arm64"
+
+
+def test_mirror_one_tag_under_the_destination_tag(registry, tmp_path: Path) -> None:
+    pushed = _push_rules(f"{registry.host}/one/rules:1.0.0", tmp_path)
+    result = mirror(
+        open_store(parse_reference(f"{registry.host}/one/rules:1.0.0"), PLAIN),
+        open_store(parse_reference(f"oci-layout:{tmp_path / 'l'}:stable")),
+    )
+    assert result.tags == [("stable", pushed.digest)]
+    assert open_store(parse_reference(f"oci-layout:{tmp_path / 'l'}")).list_tags() == ["stable"]
+
+
+def test_mirror_layout_back_into_a_registry(registry_factory, tmp_path: Path) -> None:
+    """The air-gap round trip: registry -> layout (carried over) -> another registry."""
+    outside, inside = registry_factory(), registry_factory()
+    first = _push_rules(f"{outside.host}/gap/rules:2.0.0", tmp_path, "2.0.0")
+    sig = _push_fake_signature(f"{outside.host}/gap/rules", first.digest)
+    carried = tmp_path / "usb-stick"
+    mirror(
+        open_store(parse_reference(f"{outside.host}/gap/rules"), PLAIN),
+        open_store(parse_reference(f"oci-layout:{carried}")),
+    )
+    outside.stop()
+    result = mirror(
+        open_store(parse_reference(f"oci-layout:{carried}")),
+        open_store(parse_reference(f"{inside.host}/mirrored/rules"), PLAIN),
+    )
+    assert result.tags == [("2.0.0", first.digest)]
+    assert result.signatures == [sig]
+    internal = open_store(parse_reference(f"{inside.host}/mirrored/rules:2.0.0"), PLAIN)
+    assert sorted(internal.list_tags()) == sorted(["2.0.0", sig])
+    assert pull_artifact(internal, tmp_path / "out").digest == first.digest

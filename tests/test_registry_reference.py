@@ -146,3 +146,12 @@ def test_tags() -> None:
     assert sig == "sha256-" + "ab" * 32 + ".sig"
     tags = ["latest", "1.10.0", "1.2.0", sig, "1", "1.2.0-rc.1", "0.9.9"]
     assert sort_tags(tags) == ["0.9.9", "1.2.0-rc.1", "1.2.0", "1.10.0", "1", "latest"]
+
+
+def test_malformed_plugin_requirement_is_a_clear_error(tmp_path: Path) -> None:
+    from registry.errors import RegistryError
+
+    rules = tmp_path / "r.yaml"
+    rules.write_text("- required_plugin_versions:\n  - version: 1.0.0\n")
+    with pytest.raises(RegistryError, match="malformed required_plugin_versions"):
+        rulesfile_metadata(rules)

@@ -236,3 +236,73 @@ def test_a_corrupted_cache_entry_is_downloaded_again(registry, tmp_path: Path) -
     assert again.downloaded_blobs == 1
     assert digest_file(again.files[0])[0] == layer_digest
     assert digest_file(cached)[0] == layer_digest
+
+
+def test_layout_push_refuses_a_non_empty_foreign_directory(tmp_path: Path) -> None:
+    from registry.errors import RegistryError
+
+    foreign = tmp_path / "etc-falco"
+    foreign.mkdir()
+    (foreign / "falco.yaml").write_text("keep: me\n")
+    with pytest.raises(RegistryError, match="not an OCI image layout and is not empty"):
+        push_artifact(
+            open_store(parse_reference(f"oci-layout:{foreign}:1.0.0")),
+            PushSpec(artifact_type="rulesfile", files=[_rules_file(tmp_path)], version="1.0.0"),
+        )
+    assert sorted(p.name for p in foreign.iterdir()) == ["falco.yaml"]
+
+
+def test_a_layer_title_that_escapes_the_output_dir_is_refused(tmp_path: Path) -> None:
+    from registry.artifacts import config_media_type, go_json, layer_media_type
+    from registry.digests import digest_bytes
+    from registry.errors import RegistryError
+    from registry.store import OCI_MANIFEST, Descriptor
+    from registry.tarball import targz_bytes
+
+    store = open_store(parse_reference(f"oci-layout:{tmp_path / 'evil'}"))
+    config = b'{"name":"evil","version":"1.0.0"}'
+    layer = targz_bytes({"x.yaml": b"x: 1\n"})
+    config_desc = Descriptor(config_media_type("rulesfile"), digest_bytes(config), len(config))
+    layer_desc = Descriptor(
+        layer_media_type("rulesfile"),
+        digest_bytes(layer),
+        len(layer),
+        annotations={"org.opencontainers.image.title": "../../evil.tar.gz"},
+    )
+    store.push_blob(config, config_desc)
+    store.push_blob(layer, layer_desc)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_desc.to_json(),
+        "layers": [layer_desc.to_json()],
+    }
+    store.push_manifest(go_json(manifest), OCI_MANIFEST, "1.0.0")
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RegistryError, match="not a plain file name"):
+        pull_artifact(open_store(parse_reference(f"oci-layout:{tmp_path / 'evil'}:1.0.0")), out)
+    assert not (tmp_path / "a" / "evil.tar.gz").exists()
+
+
+def test_tag_listing_follows_pagination(
+    registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry.remote as remote
+    from registry.tags import sort_tags
+
+    ref = parse_reference(f"{registry.host}/paged/rules:1.0.0")
+    store = open_store(ref, ClientOptions(plain_http=True))
+    push_artifact(
+        store,
+        PushSpec(
+            artifact_type="rulesfile",
+            files=[_rules_file(tmp_path)],
+            version="1.0.0",
+            tags=["1.0.0", "latest", "1.10.0", "1.9.0"],
+            add_floating_tags=True,
+        ),
+    )
+    monkeypatch.setattr(remote, "TAG_PAGE_SIZE", 2)
+    tags = open_store(ref, ClientOptions(plain_http=True)).list_tags()
+    assert sorted(tags) == sorted(["1.0.0", "latest", "1.10.0", "1.9.0", "1", "1.0"])
+    assert sort_tags(tags) == ["1.0.0", "1.9.0", "1.10.0", "1", "1.0", "latest"]

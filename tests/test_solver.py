@@ -273,6 +273,10 @@ def test_latest_compatible_skips_versions_the_engine_cannot_run() -> None:
     catalog.publish("falco-rules", "5.1.0", requires=["engine_version_semver:0.58.0"])
     resolution = resolve([req("falco-rules@latest-compatible")], catalog, engine=ENGINE)
     assert versions(resolution)["falco-rules"] == "5.0.0"
+    assert resolution.selected["falco-rules"].held_back == (
+        "falco-rules 5.1.0 requires engine_version_semver 0.58.0 "
+        "(engine has 0.57.0: engine is older)"
+    )
 
 
 def test_requirement_unmet_names_requirement_engine_and_what_fits() -> None:
@@ -320,3 +324,28 @@ def test_deep_chains_do_not_hit_the_recursion_limit() -> None:
         catalog.publish(f"a{index}", "1.0.0", depends_on=[f"a{index + 1}:1.0.0"])
     catalog.publish("a1500", "1.0.0")
     assert len(resolve([req("a0")], catalog).selected) == 1501
+
+
+def test_without_dependency_resolution_only_requests_are_chosen() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("rules", "1.0.0", depends_on=["ghost:1.0.0"])
+    resolution = resolve([req("rules")], catalog, resolve_deps=False)
+    assert versions(resolution) == {"rules": "1.0.0"}
+    assert resolution.selected["rules"].dependencies == ()
+
+
+def test_dependency_cycles_resolve() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("a", "1.0.0", depends_on=["b:1.0.0"])
+    catalog.publish("b", "1.0.0", depends_on=["a:1.0.0"])
+    resolution = resolve([req("a")], catalog)
+    assert versions(resolution) == {"a": "1.0.0", "b": "1.0.0"}
+    assert resolution.closure("a") == ["a", "b"]
+
+
+def test_a_config_with_a_non_semver_dependency_is_reported() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("rules", "1.0.0", depends_on=["json:seven"])
+    catalog.publish("json", "1.0.0")
+    with pytest.raises(ResolutionError, match=r"invalid artifact config: rules 1\.0\.0 depends"):
+        resolve([req("rules")], catalog)

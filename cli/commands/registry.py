@@ -127,6 +127,7 @@ def push(
     output: Output = "text",
 ) -> None:
     """Push a rulesfile, plugin or asset in falcoctl's format."""
+    from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
     from registry.artifacts import (
         PushSpec,
@@ -159,7 +160,8 @@ def push(
     )
     # Opened before pushing: a wrong passphrase pushes nothing.
     signing_key = _signing_key(sign_key)
-    result = push_artifact(store, spec)
+    with transfer_progress() as progress:
+        result = push_artifact(store, spec, progress)
     signed = _sign_pushed(store, result.digest, signing_key)
     if output == "json":
         emit_json({**result.to_json(), **({"signature": vars(signed)} if signed else {})})
@@ -210,6 +212,7 @@ def pull(
     output_format: Annotated[str, typer.Option("--format", help="text|json")] = "text",
 ) -> None:
     """Pull an artifact's layer tarball(s), named by their title (no extraction)."""
+    from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
     from registry.artifacts import pull_artifact
 
@@ -221,7 +224,8 @@ def pull(
         key=key,
         insecure=insecure_skip_tls_verify,
     )
-    result = pull_artifact(store, dest_dir, platform=platform)
+    with transfer_progress() as progress:
+        result = pull_artifact(store, dest_dir, platform=platform, progress=progress)
     if output_format == "json":
         emit_json(result.to_json())
         return

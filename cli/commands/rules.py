@@ -41,12 +41,15 @@ def validate(files: FilesArgument, output: OutputOption = "text") -> None:
     if output == "json":
         emit_json(validation.as_json())
     else:
+        # Falco prints errors with the summary and sends the details of warnings to stderr.
+        summaries = []
         for result in validation.loaded.results:
             if result.successful and result.warnings:
-                emit_text(result.summary())
-                sys.stderr.write(result.as_verbose_text(contents))
+                summaries.append(result.summary())
+                sys.stderr.write(result.as_verbose_text(contents) + "\n")
             else:
-                emit_text(result.as_verbose_text(contents))
+                summaries.append(result.as_verbose_text(contents))
+        emit_text("\n".join(summaries))
     if not validation.loaded.successful:
         raise typer.Exit(int(ExitStatus.ERROR))
     for message in validation.unmet_requirements:
@@ -62,23 +65,36 @@ def describe(
 ) -> None:
     """Describe loaded rules, macros and lists as `falco -L` does (incl. condition_compiled)."""
     _check_output(output)
-    from cli.render import emit_json, emit_text, table
+    from cli.render import emit_json, emit_text
     from engine.rule_describe import describe_rules_files
 
     described = describe_rules_files(files, rule)
     if output == "json":
         emit_json(described)
         return
-    rows = [
-        (
-            r["info"]["name"],
-            r["info"]["priority"],
-            r["info"]["source"],
-            r["details"]["condition_compiled"],
-        )
-        for r in described["rules"]
-    ]
-    emit_text(table(["rule", "priority", "source", "condition (compiled)"], rows))
+    emit_text(_falco_rules_text(described["rules"]))
+
+
+def _wrap(text: str, indent: int, width: int) -> str:
+    """Falco's wrap_text: words packed into lines of width - indent, continuation indented."""
+    out, length = [], 0
+    for word in text.split():
+        if length + len(word) + 1 <= width - indent:
+            length += len(word) + 1
+        else:
+            out.append("\n" + " " * indent)
+            length = len(word) + 1
+        out.append(word + " ")
+    return "".join(out)
+
+
+def _falco_rules_text(rules: list[dict]) -> str:
+    """`falco -L` text: rule names and wrapped descriptions in two columns."""
+    lines = [f"{'Rule':<50} Description", f"{'----':<50} -----------"]
+    for described in rules:
+        info = described["info"]
+        lines.append(f"{info['name']:<50} {_wrap(info['description'], 51, 110)}\n")
+    return "\n".join(lines) + "\n"
 
 
 def list_rules(
@@ -86,14 +102,27 @@ def list_rules(
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="Only rules with any of these tags.")
     ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            help="falco.yaml `rules:` selection, applied in order: enable:rule=PATTERN "
+            "(`*` wildcard), disable:rule=PATTERN, enable:tag=TAG, disable:tag=TAG.",
+        ),
+    ] = None,
+    min_priority: Annotated[
+        str, typer.Option("--min-priority", help="Rules less severe are not enabled.")
+    ] = "debug",
     output: OutputOption = "text",
 ) -> None:
-    """List the rules of rules files: name, source, priority, enabled, tags, event types."""
+    """List the rules of rules files: name, source, priority, enabled, tags, event types.
+
+    ENABLED is what Falco would enable with the same `rules:` selection and `priority:`."""
     _check_output(output)
     from cli.render import emit_json, emit_text, table
     from engine.rule_describe import list_rules_files
 
-    listed = list_rules_files(files, tag or [])
+    listed = list_rules_files(files, tag or [], select or [], min_priority)
     if output == "json":
         emit_json(listed)
         return

@@ -3,8 +3,9 @@
 The whole boolean structure becomes a single generated expression (`and`/`or`/`not` short-circuit
 natively); each check is inlined when it is a plain comparison (`_x3(e) == _c3`,
 `_x4(e) in _c4`) and calls a prepared closure otherwise. Extractors and typed constants (frozensets,
-RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. Semantics follow
-libsinsp: a field that cannot be extracted (None) makes its check false.
+RE2 regexes, globs, path-prefix tries, IP networks) are bound once, here. A field read by
+several checks is extracted at most once per evaluation. Semantics follow libsinsp: a field that
+cannot be extracted (None) makes its check false.
 """
 
 from __future__ import annotations
@@ -20,27 +21,23 @@ from engine.condition.errors import ConditionCompileError
 from engine.condition.operators import (
     CMPOP_NAMES,
     SET_OPS,
+    cached_path_matcher,
     comparability_error,
     compile_glob,
     compile_regex,
     in_network,
-    path_prefix_set,
+    network_matcher,
     scalar_comparator,
     split_operator,
 )
 from engine.condition.parser import supported_field_transformers
 from engine.condition.values import parse_value, type_name, unhex
 from engine.errors import UnknownFieldError
-from engine.fields import FieldCatalog, is_any_of, text_renderer
+from engine.fields import FieldCatalog, is_any_of, text_renderer, value_check
 
 # Python's parser refuses deeply nested parentheses; deeper subtrees become their own function.
 _MAX_INLINE_NESTING = 40
 _EQ_ONLY_TYPES = frozenset({"ipaddr", "ipnet"})
-_HASHABLE_SET_TYPES = frozenset(
-    {"string", "fspath", "bytebuf", "bool", "ipaddr", "double"}
-    | {"int", "uint", "pid", "fd", "port", "uid", "gid", "mode", "flags", "errno"}
-    | {"reltime", "abstime"}
-)
 _REGEX_SPECIAL = ".+*?^$()[]{}|\\"
 
 
@@ -65,11 +62,17 @@ class CompiledCondition:
         return self.evaluate(event)
 
 
-def compile_condition(node: ast.Expr, catalog: FieldCatalog) -> CompiledCondition:
+def compile_condition(
+    node: ast.Expr, catalog: FieldCatalog, *, share_extractions: bool = True
+) -> CompiledCondition:
     """Compile `node` (macros already substituted) for the fields of `catalog`.
 
-    Raises ConditionCompileError (message as libsinsp's, position of the offending node)."""
+    With `share_extractions`, a field checked several times (typical once macros are expanded)
+    is extracted at most once per evaluation, like libsinsp's per-node extraction cache.
+    Raises ConditionCompileError (message as libsinsp's, position of the check)."""
     compiler = _Compiler(catalog)
+    if share_extractions:
+        compiler.repeated = _repeated_fields(node)
     evaluate = compiler.compile_function(node)
     return CompiledCondition(
         evaluate=evaluate,
@@ -96,14 +99,57 @@ def compile_value(node: ast.Field | ast.Transformer, catalog: FieldCatalog) -> C
     operand = compiler.operand(node)
     to_text = None
     if isinstance(node, ast.Field):
-        to_text = text_renderer(compiler.namespace[operand.code.removesuffix("(e)")])
+        # A plain field is its extractor: no generated code in between.
+        extract = compiler.namespace[operand.code.removesuffix("(e)")]
+        to_text = text_renderer(extract)
+        if operand.any_of:
+            extract = _first_candidate(extract)
+    else:
+        extract = compiler.evaluator(operand)
     return CompiledValue(
-        extract=compiler.evaluator(operand),
+        extract=extract,
         type=operand.type,
         is_list=operand.is_list,
         fields=frozenset(compiler.fields),
         to_text=to_text,
     )
+
+
+_UNSET = object()  # a shared extraction not done yet in this evaluation
+
+
+def _repeated_fields(node: ast.Expr) -> frozenset[tuple[str, str | None]]:
+    """Fields (name, argument) that more than one check of the condition reads."""
+    seen: set[tuple[str, str | None]] = set()
+    repeated: set[tuple[str, str | None]] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        match current:
+            case ast.And(children) | ast.Or(children) | ast.TransformerList(children):
+                stack.extend(children)
+            case ast.Not(child):
+                stack.append(child)
+            case ast.UnaryCheck(left):
+                stack.append(left)
+            case ast.BinaryCheck(left, _, right):
+                stack.extend((left, right))
+            case ast.Transformer(_, args):
+                stack.extend(args)
+            case ast.Field(name, arg):
+                key = (name, arg)
+                (repeated if key in seen else seen).add(key)
+    return frozenset(repeated)
+
+
+def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
+
+    def first(event: Any) -> Any:
+        candidates = extract(event)
+        return candidates[0] if candidates else None
+
+    return first
 
 
 @dataclass
@@ -116,6 +162,7 @@ class _Operand:
     name: str
     no_rhs: bool = False
     any_of: bool = False  # the value is a tuple of candidates; any may satisfy the check
+    check_value: Callable[[str], None] | None = None  # field-specific constant validation
 
 
 class _Compiler:
@@ -126,6 +173,10 @@ class _Compiler:
         self.fields: set[str] = set()
         self.warnings: list[CompileWarning] = []
         self.sources: list[str] = []
+        # Fields worth sharing, and (while generating a function body) their local variables.
+        self.repeated: frozenset[tuple[str, str | None]] = frozenset()
+        self.memo: dict[tuple[str, str | None], str] | None = None
+        self.namespace["_U"] = _UNSET
 
     # -- code generation -----------------------------------------------------------------------
 
@@ -136,7 +187,14 @@ class _Compiler:
 
     def compile_function(self, node: ast.Expr) -> Callable[[Any], bool]:
         name = f"_f{next(self.counter)}"
-        source = f"def {name}(e):\n    return {self.expr(node, 0)}\n"
+        outer_memo, self.memo = self.memo, {}
+        try:
+            body = self.expr(node, 0)
+            memo = self.memo
+        finally:
+            self.memo = outer_memo
+        preamble = "".join(f"    {variable} = _U\n" for variable in memo.values())
+        source = f"def {name}(e):\n{preamble}    return {body}\n"
         self.sources.append(source)
         exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
         return self.namespace[name]
@@ -151,11 +209,8 @@ class _Compiler:
                 return "(" + joiner.join(self.expr(c, nesting + 1) for c in children) + ")"
             case ast.Not(child):
                 return f"(not {self.expr(child, nesting + 1)})"
-            case ast.UnaryCheck(left, _op):
-                operand = self.operand(left)
-                return f"({operand.code} is not None)"
-            case ast.BinaryCheck():
-                return self.binary_check(node)
+            case ast.UnaryCheck() | ast.BinaryCheck():
+                return self.check(node)
             case ast.MacroRef(name):
                 raise ConditionCompileError(
                     f"filter error: unexpected identifier '{name}'", node.pos
@@ -164,6 +219,15 @@ class _Compiler:
             "sinsp_filter_compiler: unexpected standalone value expression in filter AST",
             getattr(node, "pos", None),
         )
+
+    def check(self, node: ast.UnaryCheck | ast.BinaryCheck) -> str:
+        """A check's code. Errors point at the check, as libsinsp's compiler reports them."""
+        try:
+            if isinstance(node, ast.UnaryCheck):
+                return f"({self.operand(node.left).code} is not None)"
+            return self.binary_check(node)
+        except ConditionCompileError as error:
+            raise ConditionCompileError(error.message, node.pos, error.hint) from None
 
     # -- operands ------------------------------------------------------------------------------
 
@@ -201,7 +265,21 @@ class _Compiler:
             raise ConditionCompileError(str(error), node.pos) from None
         self.fields.add(name)
         code = f"{self.bind(extractor, 'x')}(e)"
-        return _Operand(code, spec.type, spec.is_list, spec.name, spec.no_rhs, is_any_of(extractor))
+        key = (name, arg)
+        if self.memo is not None and key in self.repeated:
+            variable = self.memo.get(key)
+            if variable is None:
+                variable = self.memo[key] = f"_m{next(self.counter)}"
+            code = f"({variable} if {variable} is not _U else ({variable} := {code}))"
+        return _Operand(
+            code,
+            spec.type,
+            spec.is_list,
+            spec.name,
+            spec.no_rhs,
+            is_any_of(extractor),
+            value_check(extractor),
+        )
 
     def _transformer_support(self, node: ast.Expr, operand: _Operand) -> None:
         spec = self.catalog.spec(operand.name)
@@ -231,16 +309,24 @@ class _Compiler:
     def evaluator(self, operand: _Operand) -> Callable[[Any], Any]:
         return eval(f"lambda e: {operand.code}", self.namespace)  # our generated code
 
+    def operand_outside_body(self, node: ast.Expr) -> _Operand:
+        """An operand evaluated by its own lambda (no access to the body's shared values)."""
+        saved, self.memo = self.memo, None
+        try:
+            return self.operand(node)
+        finally:
+            self.memo = saved
+
     def list_operand(self, children: Sequence[ast.Expr]) -> _Operand:
-        parts = [self.operand(child) for child in children]
+        parts = [self.operand_outside_body(child) for child in children]
         evaluators = [(self.evaluator(p), p.is_list) for p in parts]
 
-        def extract(event: Any) -> tuple[Any, ...]:
+        def extract(event: Any) -> tuple[Any, ...] | None:
             values: list[Any] = []
             for evaluate, is_list in evaluators:
                 value = evaluate(event)
                 if value is None:
-                    continue
+                    return None  # as libsinsp's list_check: one missing element, no list
                 if is_list:
                     values.extend(value)
                 else:
@@ -258,7 +344,7 @@ class _Compiler:
                 + ", ".join(supported_field_transformers(True)),
                 node.pos,
             )
-        operands = [self.operand(a) for a in args]
+        operands = [self.operand_outside_body(a) for a in args]
         try:
             tr.check_multi_arguments(name, [(o.type, o.is_list) for o in operands], arg)
         except ValueError as error:
@@ -277,12 +363,17 @@ class _Compiler:
         if error is not None:
             raise ConditionCompileError(f"filter error: {error}", node.pos)
         if isinstance(node.right, ast.Transformer):
-            return self.field_comparison(node, left, base, modifier)
+            return self.field_comparison(node, left, base)
         raw = (
             list(node.right.values) if isinstance(node.right, ast.ListValue) else [node.right.value]
         )
         for value in raw:
             self.add_value_warnings(base, value, node.right.pos)
+            if left.check_value is not None:
+                try:
+                    left.check_value(value)
+                except ValueError as error:
+                    raise ConditionCompileError(str(error), node.right.pos) from None
         constants = [self.constant(base, left.type, value, node.right.pos) for value in raw]
         variable = self.bind(None, "v")
         if left.is_list:
@@ -313,21 +404,19 @@ class _Compiler:
         guard = f"({variable} := {x}) is not None and "
         if base in SET_OPS or base == "pmatch":
             if base == "pmatch":
-                prefixes = path_prefix_set(constants)
-                return f"({guard}{self.bind(prefixes.match, 'p')}({variable}))"
-            if left.type in _EQ_ONLY_TYPES:
-                compare = scalar_comparator("=", left.type)
-                networks = tuple(constants)
-
-                def in_any(value: Any) -> bool:
-                    return any(compare(value, n) for n in networks)
-
-                return self.guarded_call(variable, x, in_any)
+                matcher = cached_path_matcher(constants)
+                return f"({guard}{self.bind(matcher, 'p')}({variable}))"
+            if left.type == "ipnet":
+                return self.guarded_call(variable, x, network_matcher(constants))
+            # Every other type compares by equality, which hashing preserves (an IPv4 address
+            # never equals an IPv6 one, as in libsinsp).
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
-            predicate = scalar_comparator(base, "ipnet")
-            return f"({guard}{self.bind(predicate, 'p')}({variable}, {self.bind(constant, 'c')}))"
+            inside = network_matcher([constant])
+            if base == "=":
+                return self.guarded_call(variable, x, inside)
+            return self.guarded_call(variable, x, lambda value: not inside(value))
         c = self.bind(constant, "c")
         inline = {
             "=": f"({x} == {c})",
@@ -373,9 +462,7 @@ class _Compiler:
         except ValueError as error:
             raise ConditionCompileError(str(error), position) from None
 
-    def field_comparison(
-        self, node: ast.BinaryCheck, left: _Operand, base: str, modifier: str | None
-    ) -> str:
+    def field_comparison(self, node: ast.BinaryCheck, left: _Operand, base: str) -> str:
         assert isinstance(node.right, ast.Transformer)
         if base in ("pmatch", "regex"):
             raise ConditionCompileError(
@@ -402,7 +489,7 @@ class _Compiler:
                 f"{' (list)' if right.is_list else ''}'",
                 node.pos,
             )
-        predicate = _field_predicate(base, modifier, left.type, left.is_list, right.is_list)
+        predicate = _field_predicate(base, left.type, left.is_list)
         v, w = self.bind(None, "v"), self.bind(None, "w")
         return (
             f"(({v} := {left.code}) is not None and ({w} := {right.code}) is not None"
@@ -420,13 +507,14 @@ class _Compiler:
                 )
             )
         stripped = "".join(value.split())
-        if stripped and self.catalog.split(stripped) is not None:
+        # Field names always hold a dot, transformers end with ')': skip the lookups otherwise.
+        if "." in stripped and self.catalog.split(stripped) is not None:
             self.warnings.append(
                 CompileWarning(
                     f"'{value}' may be a valid field misused as a const string value", position
                 )
             )
-        for name in supported_field_transformers(True):
+        for name in supported_field_transformers(True) if stripped.endswith(")") else ():
             if (
                 len(stripped) >= len(name) + 2
                 and stripped.startswith(name + "(")
@@ -521,35 +609,19 @@ def _modifier_predicate(
     return exactly_one
 
 
-def _field_predicate(
-    base: str, modifier: str | None, type_: str, left_list: bool, right_list: bool
-) -> Callable[[Any, Any], bool]:
-    """Field-to-field comparison: the right field's values play the constants' role."""
+def _field_predicate(base: str, type_: str, is_list: bool) -> Callable[[Any, Any], bool]:
+    """Field-to-field comparison; both sides have the same type and list-ness (checked before).
+
+    List fields only take `in` (every left value among the right ones) and `intersects` (some
+    is). A single right value makes `in`/`intersects` equality, and every modifier (oneof,
+    anyof, allof of one value) the plain operator."""
     compare = scalar_comparator(base, type_)
+    if not is_list:
+        return compare
     equal = scalar_comparator("=", type_)
-
-    def as_tuple(values: Any, is_list: bool) -> tuple[Any, ...]:
-        return tuple(values) if is_list else (values,)
-
-    if left_list:
-        if base == "in":
-            return lambda v, w: all(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
-        return lambda v, w: any(any(equal(x, y) for y in as_tuple(w, right_list)) for x in v)
-    if base in SET_OPS:
-        return lambda v, w: any(equal(v, y) for y in as_tuple(w, right_list))
-    if modifier is not None:
-
-        def with_modifier(v: Any, w: Any) -> bool:
-            matches = sum(1 for y in as_tuple(w, right_list) if compare(v, y))
-            count = len(as_tuple(w, right_list))
-            if modifier == "oneof":
-                return matches == 1
-            if modifier == "anyof":
-                return matches >= 1
-            return count > 0 and matches == count
-
-        return with_modifier
-    return lambda v, w: compare(v, w[0] if right_list else w) if (w or not right_list) else False
+    if base == "in":
+        return lambda v, w: all(any(equal(x, y) for y in w) for x in v)
+    return lambda v, w: any(any(equal(x, y) for y in w) for x in v)
 
 
 def _multi_extractor(

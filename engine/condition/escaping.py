@@ -30,10 +30,14 @@ def escape_str(value: str) -> str:
 
 
 def unescape_str(quoted: str, position: int | None = None) -> str:
-    """Decode a quoted token including its delimiters (`"a\\tb"` -> `a<TAB>b`)."""
+    """Decode a quoted token including its delimiters (`"a\\tb"` -> `a<TAB>b`).
+
+    libsinsp works on bytes: `\\xHH` is one byte, so the result is decoded as UTF-8 (a
+    `\\xc3\\xa9` pair is "é"); a byte that is not valid UTF-8 is kept as a surrogate escape."""
     delimiter = quoted[0]
     body = quoted[1:-1]
     out: list[str] = []
+    has_bytes = False
     i = 0
     while i < len(body):
         char = body[i]
@@ -62,9 +66,18 @@ def unescape_str(quoted: str, position: int | None = None) -> str:
             digits = body[i + 1 : i + 3]
             if len(digits) != 2 or not set(digits) <= _HEX:
                 raise ConditionSyntaxError(f"invalid hex char escape sequence: {digits}", position)
-            out.append(chr(int(digits, 16)))
+            byte = int(digits, 16)
+            if byte < 0x80:
+                out.append(chr(byte))
+            else:
+                out.append(chr(0xDC00 + byte))  # a raw byte, resolved below
+                has_bytes = True
             i += 2
         else:
             raise ConditionSyntaxError(f"unsupported string escape sequence: \\{code}", position)
         i += 1
-    return "".join(out)
+    text = "".join(out)
+    if has_bytes:
+        raw = text.encode("utf-8", "surrogateescape")
+        text = raw.decode("utf-8", "surrogateescape")
+    return text

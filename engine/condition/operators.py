@@ -281,6 +281,29 @@ def path_prefix_set(paths: Iterable[str]) -> PathPrefixSet:
     return prefixes
 
 
+def cached_path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
+    """`pmatch` for compiled conditions: the same paths recur constantly on a host, so the
+    component walk is memoised (bounded)."""
+    return lru_cache(maxsize=16384)(path_prefix_set(paths).match)
+
+
+def network_matcher(networks: Iterable[Any]) -> Callable[[Any], bool]:
+    """Does an extracted address (or network) fall in any of the networks? Addresses are
+    compared as integers under each mask, the common case of `fd.snet in (...)`."""
+    networks = tuple(networks)
+    masks: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+    for network in networks:
+        masks[network.version].append((int(network.network_address), int(network.netmask)))
+
+    def matches(value: Any) -> bool:
+        if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+            return any(in_network(value, n) for n in networks)
+        address = int(value)
+        return any(address & mask == net for net, mask in masks[value.version])
+
+    return matches
+
+
 # -- scalar comparisons ------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ and rejected with the same messages. Input stops at the first NUL character, as 
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Callable
@@ -28,7 +29,8 @@ from engine.condition.escaping import unescape_str
 MAX_DEPTH = 1000
 
 _SPACE = " \t\n\r\f\v"  # POSIX [[:space:]]
-_BLANKS = frozenset(" \t\b\r\n")  # what lex_blank skips (note: \b yes, \f and \v no)
+_BLANK_CLASS = "[ \t\b\r\n]"  # what lex_blank skips (note: \b yes, \f and \v no)
+_RGX_BLANKS = re.compile(f"{_BLANK_CLASS}*")
 _RGX_NOT_BLANK = re.compile(f"not[{_SPACE}]+")
 _RGX_IDENTIFIER = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*")
 _RGX_FIELD_NAME = re.compile(r"[a-zA-Z]+[a-zA-Z0-9_]*(?:\.[a-zA-Z]+[a-zA-Z0-9_]*)+")
@@ -68,6 +70,16 @@ FIELD_TRANSFORMERS = (
 )
 _VAL = "val("
 _BOOL_KEYWORDS = ("and", "or", "not")
+
+
+@functools.cache
+def _alternation(tokens: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex trying `tokens` in order (as libsinsp's loop over its operator tables)."""
+    items = [
+        f"({re.escape(t.rstrip())}){_BLANK_CLASS}+" if t.endswith(" ") else f"({re.escape(t)})"
+        for t in tokens
+    ]
+    return re.compile("|".join(items))
 
 
 def supported_operators() -> list[str]:
@@ -146,7 +158,7 @@ class _Parser:
             self.lex_blank()
             result = self.parse_transformer_remainder(self.last_token[:-1], start)
         else:
-            raise self.error(f"unexpected token after '{self.last_token}")
+            raise self.error(f"unexpected token after '{self.last_token}")  # libsinsp's text
         self.leave()
         return result
 
@@ -387,22 +399,29 @@ class _Parser:
             return None
         values: list[str] = []
         self.lex_blank()
-        depth = self.depth
+        # Each item is libsinsp's parse_str_value_or_transformer(no_transformer=true), inlined
+        # (lists of hundreds of items are common once rule lists are substituted), with the same
+        # depth guard and errors.
         try:
-            head = self.parse_str_value_or_transformer(no_transformer=True)
+            if self.depth + 1 >= self.max_depth:
+                raise self.error(f"exceeded max depth limit of {self.max_depth}")
+            values.append(self.list_item())
         except ConditionSyntaxError:
-            self.depth = depth  # the failed attempt did not unwind its depth guard
-            head = None
-        if head is not None:
-            values.append(head.value)  # type: ignore[union-attr]
+            values = []  # no first item (libsinsp swallows this error): the list must be empty
+        else:
             self.lex_blank()
             while self.lex_str(","):
-                item = self.parse_str_value_or_transformer(no_transformer=True)
-                values.append(item.value)  # type: ignore[union-attr]
+                values.append(self.list_item())
                 self.lex_blank()
         if not self.lex_str(")"):
             raise self.error("expected a ')' token")
         return ast.ListValue(tuple(values), start)
+
+    def list_item(self) -> str:
+        self.lex_blank()
+        if self.lex_quoted_str() or self.lex_regex(_RGX_BARESTR):
+            return self.last_token
+        raise self.error("expected a string value")
 
     def parse_list_value(self) -> ast.Value | ast.ListValue:
         self.enter()
@@ -457,11 +476,11 @@ class _Parser:
     # -- lexer ---------------------------------------------------------------------------------
 
     def lex_blank(self) -> bool:
-        start = self.pos
-        text = self.text
-        while self.pos < len(text) and text[self.pos] in _BLANKS:
-            self.pos += 1
-        return self.pos != start
+        end = _RGX_BLANKS.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        if end == self.pos:
+            return False
+        self.pos = end
+        return True
 
     def lex_regex(self, pattern: re.Pattern[str]) -> bool:
         match = pattern.match(self.text, self.pos)
@@ -479,20 +498,17 @@ class _Parser:
         return False
 
     def lex_any_str(self, tokens: tuple[str, ...]) -> bool:
-        return any(self.lex_str(token) for token in tokens)
+        return self.lex_operator(tokens)
 
     def lex_operator(self, operators: tuple[str, ...]) -> bool:
-        for op in operators:
-            if not op.endswith(" "):
-                if self.lex_str(op):
-                    return True
-                continue
-            saved = (self.pos, self.last_token)
-            if self.lex_str(op.rstrip()):
-                if self.lex_blank():
-                    return True
-                self.pos, self.last_token = saved
-        return False
+        """The first of `operators` found at the cursor, in list order; one ending with a space
+        needs (and consumes) a following blank. The token is the operator without the blank."""
+        match = _alternation(operators).match(self.text, self.pos)
+        if match is None:
+            return False
+        self.last_token = match.group(match.lastindex)  # type: ignore[arg-type]
+        self.pos = match.end()
+        return True
 
     def lex_quoted_str(self) -> bool:
         text = self.text
@@ -507,9 +523,9 @@ class _Parser:
             char = text[index]
             if char == delimiter and previous != "\\":
                 token = text[self.pos : index + 1]
-                start = self.pos
                 self.pos = index + 1
-                self.last_token = unescape_str(token, start)
+                # libsinsp reports escape errors where its cursor is: after the closing quote.
+                self.last_token = unescape_str(token, self.pos)
                 return True
             previous = char
             index += 1

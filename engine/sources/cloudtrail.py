@@ -11,7 +11,8 @@ from typing import Any
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
-from engine.sources.json_event import JsonEvent, add_event_fields, on_object
+from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
+from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, on_object
 from engine.sources.json_source import add_json_fields
 from engine.sources.jsonpath import MISSING, getter, string_or_empty, to_json_text
 
@@ -544,7 +545,8 @@ def build_catalog() -> FieldCatalog:
         catalog.add_simple(FieldSpec(name, "string", desc), on_object(extract))
     for name, desc, count in _UINT_FIELDS:
         catalog.add_simple(FieldSpec(name, "uint", desc), on_object(count))
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ec2.imageids",
             "string",
@@ -557,5 +559,18 @@ def build_catalog() -> FieldCatalog:
     return catalog
 
 
+def trail_records(document: Any) -> list[Any]:
+    """The records of a CloudTrail log file: {"Records": [...]}."""
+    records = document.get("Records") if isinstance(document, dict) else None
+    if not isinstance(records, list):
+        raise InputFormatError(
+            'not a CloudTrail log file (no "Records" array)',
+            hint='CloudTrail files hold {"Records": [...]}, plain or gzipped',
+        )
+    return records
+
+
 register_source(SOURCE, build_catalog)
+# Records without a valid eventTime are skipped, as the plugin does.
+register_format(RecordFormat(SOURCE, trail_records, rfc3339_at("eventTime")))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

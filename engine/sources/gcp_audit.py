@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.fields import FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import RecordFormat, register_format, rfc3339_at, single_or_array
 from engine.sources.json_event import add_event_fields, on_object
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import MISSING, as_text, getter, string_or_empty
@@ -122,4 +123,6 @@ def build_catalog() -> FieldCatalog:
 
 
 register_source(SOURCE, build_catalog)
+# Log entries carry their time; the plugin (reading Pub/Sub) stamps arrival, which we fall back to.
+register_format(RecordFormat(SOURCE, single_or_array, rfc3339_at("timestamp", or_arrival=True)))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

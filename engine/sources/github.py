@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.fields import FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import RecordFormat, arrival_time, register_format, single_or_array
 from engine.sources.json_event import add_event_fields, on_object
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import getter, string_or_empty
@@ -230,5 +231,26 @@ def build_catalog() -> FieldCatalog:
     return catalog
 
 
+def unwrap_delivery(record: Any) -> Any:
+    """A delivery as GitHub's API returns it ({"event", "request": {"headers", "payload"}}, from
+    the webhook's "Recent Deliveries") -> its payload with `webhook_type`; anything else (a
+    payload saved with its `webhook_type`) is taken as it is."""
+    request = record.get("request") if isinstance(record, dict) else None
+    if not isinstance(request, dict) or not isinstance(request.get("payload"), dict):
+        return record
+    headers = request.get("headers") if isinstance(request.get("headers"), dict) else {}
+    payload = dict(request["payload"])
+    event_type = record.get("event") or headers.get("X-GitHub-Event")
+    if event_type:
+        payload.setdefault(WEBHOOK_TYPE_KEY, event_type)
+    return payload
+
+
+def deliveries(document: Any) -> list[Any]:
+    return [unwrap_delivery(record) for record in single_or_array(document)]
+
+
 register_source(SOURCE, build_catalog)
+# Deliveries carry no event time: the plugin stamps their arrival.
+register_format(RecordFormat(SOURCE, deliveries, arrival_time))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

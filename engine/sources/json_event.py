@@ -8,13 +8,14 @@ counters there, so state belongs to a stream, not to the process).
 
 from __future__ import annotations
 
+import functools
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from engine.fields import FieldCatalog, FieldSpec
+from engine.fields import ExtractorFactory, FieldCatalog, FieldSpec
 
 # Falco gives every plugin event this type (PPME_PLUGINEVENT_E).
 PLUGIN_EVENT_TYPE = "pluginevent"
@@ -28,6 +29,14 @@ class JsonEvent:
     num: int = 0
     raw: bytes | None = None
     context: Any = None
+    # Values of the hottest fields, computed once per event: dozens of rules test the same
+    # few fields (ka.verb, jevt.value[/stage]...) on every event.
+    memo: dict[object, Any] = field(default_factory=dict)
+
+    @property
+    def ts(self) -> int:
+        """The time under the name syscall events use (outputs read either)."""
+        return self.time
 
 
 def parse_rfc3339_ns(text: str) -> int:
@@ -47,22 +56,21 @@ def parse_rfc3339_ns(text: str) -> int:
             if position != -1:
                 head, zone = head[:position], head[position:]
                 break
-    if zone in ("Z", "z"):
-        zone = "+00:00"
-    moment = datetime.fromisoformat(head + zone)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {text!r}")
     nanos = int(fraction.ljust(9, "0")[:9]) if fraction else 0
-    return int(moment.timestamp()) * 1_000_000_000 + nanos
+    return _epoch_seconds(head, zone) * 1_000_000_000 + nanos
+
+
+@functools.lru_cache(maxsize=4096)
+def _epoch_seconds(head: str, zone: str) -> int:
+    # Cached: a stream's events share their seconds (a webhook batch often all of them).
+    moment = datetime.fromisoformat(head + ("+00:00" if zone in ("Z", "z") else zone))
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {head}")
+    return int(moment.timestamp())
 
 
 def now_ns() -> int:
     return _time.time_ns()
-
-
-def _local_time(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return _time.strftime("%H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
 def _local_datetime(ns: int) -> str:
@@ -70,22 +78,38 @@ def _local_datetime(ns: int) -> str:
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
-def iso8601(ns: int) -> str:
-    """Falco's evt.time.iso8601: UTC with nanoseconds."""
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z"
+_UNSET = object()
+
+
+def memoized(extract: Callable[[JsonEvent], Any]) -> Callable[[JsonEvent], Any]:
+    """`extract`, computed at most once per event."""
+    token = object()
+    unset = _UNSET
+
+    def cached(event: JsonEvent) -> Any:
+        value = event.memo.get(token, unset)
+        if value is unset:
+            value = event.memo[token] = extract(event)
+        return value
+
+    return cached
+
+
+def add_shared(catalog: FieldCatalog, spec: FieldSpec, factory: ExtractorFactory) -> None:
+    """Register a field whose factory returns one extractor per argument, shared by every rule
+    that uses it, so that `memoized` extractors share their per-event value across rules."""
+    catalog.add(spec, functools.cache(factory))
 
 
 def on_object(extract: Callable[[dict[str, Any]], Any]) -> Callable[[JsonEvent], Any]:
-    """An extractor over the event's document, which must be a JSON object (the plugins extract
-    nothing from anything else)."""
+    """A (memoized) extractor over the event's document, which must be a JSON object (the
+    plugins extract nothing from anything else)."""
 
     def on_event(event: JsonEvent) -> Any:
         data = event.data
         return extract(data) if type(data) is dict else None
 
-    return on_event
+    return memoized(on_event)
 
 
 def add_event_fields(
@@ -93,25 +117,27 @@ def add_event_fields(
 ) -> None:
     """The `evt.*` fields libsinsp extracts from any plugin event. `info` renders
     evt.plugininfo (the plugin's String() of the event)."""
+    from engine.output import iso8601_utc, local_clock  # the alert line's own time formats
+
     simple: list[tuple[str, str, str, Callable[[JsonEvent], Any]]] = [
         ("evt.num", "uint", "event number", lambda e: e.num),
         (
             "evt.time",
             "string",
             "event timestamp, local time with nanoseconds",
-            lambda e: _local_time(e.time),
+            lambda e: local_clock(e.time),
         ),
         (
             "evt.time.s",
             "string",
             "event timestamp, local time without nanoseconds",
-            lambda e: _local_time(e.time)[:8],
+            lambda e: local_clock(e.time)[:8],
         ),
         (
             "evt.time.iso8601",
             "string",
             "event timestamp in ISO 8601 (UTC, nanoseconds)",
-            lambda e: iso8601(e.time),
+            lambda e: iso8601_utc(e.time),
         ),
         (
             "evt.datetime",

@@ -10,8 +10,9 @@ import json
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
-from engine.sources.json_event import JsonEvent, add_event_fields
-from engine.sources.jsonpath import as_text, compile_pointer, walk
+from engine.sources.formats import RecordFormat, arrival_time, register_format
+from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
+from engine.sources.jsonpath import MISSING, compile_pointer, steps_getter, to_json_text
 
 SOURCE = "json"
 PLUGIN = "json"
@@ -21,12 +22,15 @@ PLUGIN_VERSION = "0.7.4"
 def _value_extractor(pointer: str | None) -> Extractor:
     # The json plugin marks the argument required, but renders the whole document for an empty
     # one; both spellings ("json.value[]" is rejected by the parser anyway) end up here.
-    steps = compile_pointer(pointer or "")
+    get = steps_getter(compile_pointer(pointer or ""))
 
     def extract(event: JsonEvent) -> str | None:
-        return as_text(walk(event.data, steps))
+        value = get(event.data)
+        if type(value) is str:
+            return value
+        return None if value is MISSING else to_json_text(value)
 
-    return extract
+    return memoized(extract)
 
 
 def json_obj(event: JsonEvent) -> str:
@@ -49,7 +53,8 @@ def raw_text(event: JsonEvent) -> str:
 
 def add_json_fields(catalog: FieldCatalog) -> None:
     for prefix, alias in (("json", ""), ("jevt", "Alias for json.*, kept for compatibility. ")):
-        catalog.add(
+        add_shared(
+            catalog,
             FieldSpec(
                 f"{prefix}.value",
                 "string",
@@ -63,7 +68,7 @@ def add_json_fields(catalog: FieldCatalog) -> None:
         )
         catalog.add_simple(
             FieldSpec(f"{prefix}.rawtime", "string", alias + "The event time, as evt.rawtime"),
-            lambda event: str(event.time),
+            memoized(lambda event: str(event.time)),
         )
 
 
@@ -75,4 +80,6 @@ def build_catalog() -> FieldCatalog:
 
 
 register_source(SOURCE, build_catalog)
+# Any JSON document is one event, stamped on arrival.
+register_format(RecordFormat(SOURCE, lambda document: (document,), arrival_time))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

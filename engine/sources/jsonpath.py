@@ -56,17 +56,32 @@ def walk(value: Any, steps: tuple[Step, ...]) -> Any:
     return value
 
 
-def getter(*keys: str) -> Getter:
-    """A compiled `walk` for a fixed key path (the common case, kept allocation-free)."""
-    steps = compile_keys(keys)
-    if len(steps) == 1 and steps[0][1] is None:
-        only = steps[0][0]
+def steps_getter(steps: tuple[Step, ...]) -> Getter:
+    """A compiled `walk`. Paths that never index an array (the common case) get a loop over
+    object keys only, which is what the per-event cost of most fields comes down to."""
+    if any(index is not None for _, index in steps):
+        return lambda value: walk(value, steps)
+    keys = tuple(key for key, _ in steps)
+    if len(keys) == 1:
+        only = keys[0]
 
         def get_one(value: Any) -> Any:
             return value.get(only, MISSING) if type(value) is dict else MISSING
 
         return get_one
-    return lambda value: walk(value, steps)
+
+    def get_keys(value: Any) -> Any:
+        for key in keys:
+            if type(value) is not dict:
+                return MISSING
+            value = value.get(key, MISSING)
+        return value
+
+    return get_keys
+
+
+def getter(*keys: str) -> Getter:
+    return steps_getter(compile_keys(keys))
 
 
 def to_json_text(value: Any) -> str:

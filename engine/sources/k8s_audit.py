@@ -14,9 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
-from engine.sources.json_event import JsonEvent, add_event_fields
+from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
+from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
 from engine.sources.json_source import add_json_fields, raw_text
-from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, walk
+from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, to_json_text, walk
 
 SOURCE = "k8s_audit"
 PLUGIN = "k8saudit"
@@ -69,7 +70,13 @@ def values_recursive(value: Any, index: int | None, keys: tuple[str, ...]) -> li
                 return MISSING
             value = value[index]
         if key:
-            value = walk(value, compile_keys((key,)))
+            # fastjson's Get: object member, or array element for a decimal key
+            if type(value) is dict:
+                value = value.get(key, MISSING)
+            elif type(value) is list and key.isdecimal() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                return MISSING
             if value is MISSING:
                 return MISSING
     return [value]
@@ -95,7 +102,7 @@ def _guarded(extract: Callable[[Any], Any]) -> Extractor:
             return None
         return extract(data)
 
-    return guarded
+    return memoized(guarded)
 
 
 def _from_keys(*keys: str, is_list: bool = False) -> Extractor:
@@ -111,7 +118,18 @@ def _from_keys(*keys: str, is_list: bool = False) -> Extractor:
             return _listed(texts)  # type: ignore[arg-type]
 
         return _guarded(extract_list)
-    return _guarded(lambda data: as_text(get(data)))
+
+    def extract_text(event: JsonEvent) -> str | None:
+        # The hot path of most ka.* fields: guard, lookup and rendering in one call.
+        data = event.data
+        if type(data) is not dict or "auditID" not in data:
+            return None
+        value = get(data)
+        if type(value) is str:
+            return value
+        return None if value is MISSING else to_json_text(value)
+
+    return memoized(extract_text)
 
 
 def _recursive_strings(index: int | None, *keys: str) -> Extractor:
@@ -322,8 +340,10 @@ def _add_container_fields(catalog: FieldCatalog) -> None:
                 is_list=True,
                 arg="optional",
             )
-            catalog.add(
-                spec, lambda arg, lst=container_list, make=factory: make(lst, _index_arg(arg))
+            add_shared(
+                catalog,
+                spec,
+                lambda arg, lst=container_list, make=factory: make(lst, _index_arg(arg)),
             )
 
 
@@ -538,12 +558,13 @@ def _indexed(
     required: bool = False,
 ) -> None:
     spec = FieldSpec(name, "string", desc, is_list=True, arg="required" if required else "optional")
-    catalog.add(spec, lambda arg: make(_index_arg(arg)))
+    add_shared(catalog, spec, lambda arg: make(_index_arg(arg)))
 
 
 def _add_special_fields(catalog: FieldCatalog) -> None:
     string = "string"
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ka.uri.param",
             string,
@@ -570,7 +591,8 @@ def _add_special_fields(catalog: FieldCatalog) -> None:
             ),
             _subject_names(kind),
         )
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ka.req.binding.subject.has_name",
             string,
@@ -622,7 +644,8 @@ def _add_special_fields(catalog: FieldCatalog) -> None:
             index, "requestObject", "spec", "volumes", "hostPath", "path"
         ),
     )
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec(
             "ka.req.volume.hostpath",
             string,
@@ -684,7 +707,25 @@ def build_catalog() -> FieldCatalog:
     return catalog
 
 
+def audit_events(document: Any) -> list[Any]:
+    """The audit Events of a payload: one Event, an EventList, or a JSON array of either (the
+    shapes the plugin's webhook and file readers accept)."""
+    if isinstance(document, list):
+        return [event for item in document for event in audit_events(item)]
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if kind == "EventList" and isinstance(document.get("items"), list):
+        return list(document["items"])
+    if kind == "Event":
+        return [document]
+    raise InputFormatError(
+        "data not recognized as a k8s audit event",
+        hint='expected an audit.k8s.io Event or EventList ("kind": "Event" | "EventList")',
+    )
+
+
 register_source(SOURCE, build_catalog)
+# The plugin stamps each event with its stageTimestamp and refuses events without one.
+register_format(RecordFormat(SOURCE, audit_events, rfc3339_at("stageTimestamp")))
 provide_plugin(PLUGIN, PLUGIN_VERSION)
 for _name, _version in ALTERNATIVE_PLUGINS.items():
     provide_plugin(_name, _version)

@@ -4,8 +4,7 @@
 actor produced in the last N seconds, the current one included).
 
 The counters are real state owned by the stream the events come from (an `MfaCounters` in each
-event's `context`): `record` is called once per event, in arrival order, by whoever creates it
-(readers and endpoints go through `make_event`).
+event's `context`), fed once per event, in arrival order, by the stream's EventFactory.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ from typing import Any
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
+from engine.sources.formats import RecordFormat, register_format, rfc3339_at, single_or_array
 from engine.sources.json_event import (
     JsonEvent,
     add_event_fields,
-    now_ns,
+    add_shared,
     on_object,
-    parse_rfc3339_ns,
 )
 from engine.sources.json_source import add_json_fields, raw_text
 from engine.sources.jsonpath import getter, string_or_empty
@@ -85,11 +84,12 @@ class MfaCounters:
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
 
-    def count(self, data: Data, time_ns: int, window_s: int) -> int | None:
+    def count(self, data: Data, time_ns: int, window_s: int, kind: str | None = None) -> int | None:
         """Entries of this event's counter newer than `window_s` before it; None when the event
-        feeds no counter (the plugin then extracts nothing)."""
+        feeds no counter (the plugin then extracts nothing) or, with `kind` (DENY_PUSH or
+        AUTH_VIA_MFA), feeds another kind's counter."""
         key = counter_key(data)
-        if key is None:
+        if key is None or (kind is not None and data.get("eventType") != kind):
             return None
         oldest = time_ns - window_s * 1_000_000_000
         return sum(1 for stamp in self._live(key, time_ns) if oldest < stamp <= time_ns)
@@ -101,23 +101,10 @@ class MfaCounters:
         return entry[1]
 
 
-def event_time(data: Any) -> int:
-    """The plugin's timestamp: `published`, else the time of arrival."""
-    published = data.get("published") if type(data) is dict else None
-    try:
-        return parse_rfc3339_ns(published)  # type: ignore[arg-type]
-    except ValueError:
-        return now_ns()
-
-
-def make_event(
-    data: Any, counters: MfaCounters, num: int = 0, raw: bytes | None = None
-) -> JsonEvent:
-    """An okta event, recorded into the stream's counters."""
-    time_ns = event_time(data)
-    if type(data) is dict:
-        counters.record(data, time_ns)
-    return JsonEvent(data, time_ns, SOURCE, num, raw, counters)
+def observe(event: JsonEvent) -> None:
+    """Feed the stream's counters with each event, in arrival order."""
+    if isinstance(event.context, MfaCounters) and type(event.data) is dict:
+        event.context.record(event.data, event.time)
 
 
 def _go_float(value: Any) -> str:
@@ -268,18 +255,23 @@ def _display_names(arg: str | None) -> Extractor:
     return on_object(extract)
 
 
-def _countlast(arg: str | None) -> Extractor:
-    window_s = _index(arg)
-    if window_s is None:
-        raise ValueError("the argument (a window in seconds) is required")
+def _countlast(kind: str) -> Callable[[str | None], Extractor]:
+    # Upstream gives both fields the count of whichever kind the current event is, so a run of
+    # MFA failures also fires the "denied pushes" rule; each field counts its own kind here.
+    def factory(arg: str | None) -> Extractor:
+        window_s = _index(arg)
+        if window_s is None:
+            raise ValueError("the argument (a window in seconds) is required")
 
-    def extract(event: JsonEvent) -> int | None:
-        counters = event.context
-        if not isinstance(counters, MfaCounters) or type(event.data) is not dict:
-            return None
-        return counters.count(event.data, event.time, window_s)
+        def extract(event: JsonEvent) -> int | None:
+            counters = event.context
+            if not isinstance(counters, MfaCounters) or type(event.data) is not dict:
+                return None
+            return counters.count(event.data, event.time, window_s, kind)
 
-    return extract
+        return extract
+
+    return factory
 
 
 def build_catalog() -> FieldCatalog:
@@ -292,22 +284,33 @@ def build_catalog() -> FieldCatalog:
         FieldSpec("okta.security.asnumber", "uint", "Security AS Number"),
         on_object(lambda d: v if type(v := getter(*_SECURITY, "asNumber")(d)) is int else 0),
     )
-    catalog.add(
+    add_shared(
+        catalog,
         FieldSpec("okta.targets.displayName", "string", "Targets Display Names", arg="optional"),
         _display_names,
     )
-    for kind, what in (("failure", "MFA failures"), ("deny", "MFA denies")):
-        catalog.add(
+    for kind, what, event_type in (
+        ("failure", "MFA failures", AUTH_VIA_MFA),
+        ("deny", "MFA push denies", DENY_PUSH),
+    ):
+        add_shared(
+            catalog,
             FieldSpec(
                 f"okta.mfa.{kind}.countlast",
                 "uint",
                 f"Count of this actor's {what} in the last N seconds: countlast[N]",
                 arg="required",
             ),
-            _countlast,
+            _countlast(event_type),
         )
     return catalog
 
 
 register_source(SOURCE, build_catalog)
+# The plugin stamps events with `published` (the System Log API always sets it).
+register_format(
+    RecordFormat(
+        SOURCE, single_or_array, rfc3339_at("published", or_arrival=True), MfaCounters, observe
+    )
+)
 provide_plugin(PLUGIN, PLUGIN_VERSION)

@@ -25,6 +25,8 @@ class RuleRef:
     maturity: str | None
     plugins: tuple[str, ...]
     file: str
+    # evt.type values the compiled condition needs; ["*"]: any type; None: not compiled.
+    event_types: list[str] | None = None
 
 
 @dataclass
@@ -93,12 +95,19 @@ class CoverageReport:
         }
 
 
-def _rule_ref(rule: RuleInfo, catalogue: Catalogue) -> RuleRef:
+def _rule_ref(rule: RuleInfo, catalogue: Catalogue, event_types: dict[str, list[str]]) -> RuleRef:
     maturity = next(
         (p.control for t in rule.tags if (p := parse_tag(t, catalogue)).kind == "maturity"), None
     )
     return RuleRef(
-        rule.name, rule.enabled, rule.source, rule.priority, maturity, rule.plugins, rule.file
+        rule.name,
+        rule.enabled,
+        rule.source,
+        rule.priority,
+        maturity,
+        rule.plugins,
+        rule.file,
+        event_types.get(rule.name),
     )
 
 
@@ -114,8 +123,12 @@ def _unrecognised_tags(rules: Sequence[RuleInfo], catalogue: Catalogue) -> dict[
 
 
 def build_report(
-    rules: Sequence[RuleInfo], framework_name: str, catalogue: Catalogue | None = None
+    rules: Sequence[RuleInfo],
+    framework_name: str,
+    catalogue: Catalogue | None = None,
+    event_types: dict[str, list[str]] | None = None,
 ) -> CoverageReport:
+    """`event_types`: rule name -> the evt.type values of its compiled condition, when known."""
     catalogue = catalogue or load_catalogue()
     framework = catalogue.framework(framework_name)
     controls = [ControlCoverage(c.id, c.title, c.family) for c in framework.controls.values()]
@@ -125,7 +138,7 @@ def build_report(
         covered_ids = rule_controls(rule, catalogue).get(framework.id, set())
         if not covered_ids:
             continue
-        mapped[rule.name] = _rule_ref(rule, catalogue)
+        mapped[rule.name] = _rule_ref(rule, catalogue, event_types or {})
         for coverage in controls:
             if any(control_matches(c, coverage.id) for c in covered_ids):
                 coverage.rules.append(rule.name)

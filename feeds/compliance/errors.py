@@ -23,3 +23,7 @@ class RulesFileNotFoundError(NotFoundError):
 
 class SelectionError(ConfigError):
     """Selection criteria given by the user are invalid (priority, maturity, control prefix)."""
+
+
+class RuleNotFoundError(NotFoundError):
+    """A rule named by the user is in none of the given rules files."""

@@ -20,7 +20,7 @@ import yaml
 
 from feeds.compliance.catalogue import FEDRAMP, MITRE, NIST, Catalogue, load_catalogue, validated
 from feeds.compliance.errors import ComplianceError
-from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import parse_tag
 
 MAPPING_FILE = "attack-to-controls.yaml"
@@ -90,38 +90,49 @@ def _with_implied_tactics(mitre_ids: set[str], catalogue: Catalogue) -> set[str]
     return implied
 
 
-def _mitre_condition_met(wanted: str, mitre_ids: set[str]) -> bool:
-    """A technique row matches its sub-techniques too (T1070 matches T1070.002)."""
-    return any(i == wanted or i.startswith(wanted + ".") for i in mitre_ids)
+def _mitre_keys(mitre_ids: set[str]) -> set[tuple[str, str]]:
+    """A technique row matches its sub-techniques too: T1070.002 also looks up T1070."""
+    keys = set()
+    for mitre_id in mitre_ids:
+        keys.add(("mitre", mitre_id))
+        keys.add(("mitre", mitre_id.split(".", 1)[0]))
+    return keys
 
 
-def _row_applies(row: MappingRow, rule: RuleInfo, mitre_ids: set[str]) -> bool:
-    if row.condition == "mitre":
-        return _mitre_condition_met(row.value, mitre_ids)
-    if row.condition == "tag":
-        return row.value in rule.tags
-    return row.condition == "source" and row.value == rule.source
+@cache
+def _rows_by_condition() -> dict[tuple[str, str], tuple[tuple[int, MappingRow], ...]]:
+    index: dict[tuple[str, str], list[tuple[int, MappingRow]]] = defaultdict(list)
+    for number, row in enumerate(load_mappings()):
+        index[row.condition, row.value].append((number, row))
+    return {key: tuple(rows) for key, rows in index.items()}
 
 
-def rule_controls(rule: RuleInfo, catalogue: Catalogue | None = None) -> Controls:
+def _applicable_rows(rule: RuleFacts, mitre_ids: set[str]) -> list[MappingRow]:
+    """The rows whose condition the rule meets, in file order."""
+    keys = _mitre_keys(mitre_ids) | {("tag", tag) for tag in rule.tags}
+    keys.add(("source", rule.source))
+    index = _rows_by_condition()
+    found = [entry for key in keys for entry in index.get(key, ())]
+    return [row for _number, row in sorted(found, key=lambda entry: entry[0])]
+
+
+def rule_controls(rule: RuleFacts, catalogue: Catalogue | None = None) -> Controls:
     """Every control the rule covers, per framework (see the module docstring)."""
     catalogue = catalogue or load_catalogue()
     controls = tagged_controls(rule.tags, catalogue)
     if MITRE in controls:
         controls[MITRE] = _with_implied_tactics(controls[MITRE], catalogue)
-    mitre_ids = controls.get(MITRE, set())
-    for row in load_mappings():
-        if _row_applies(row, rule, mitre_ids):
-            controls[row.framework].update(row.controls)
+    for row in _applicable_rows(rule, controls.get(MITRE, set())):
+        controls[row.framework].update(row.controls)
     for nist_id in controls.get(NIST, set()):
-        for baseline in catalogue.fedramp_baselines.get(nist_id.split("(", 1)[0], ()):
-            controls[FEDRAMP].add(f"{baseline}_{nist_id.split('(', 1)[0]}")
+        base_id = nist_id.split("(", 1)[0]  # an enhancement is in its base control's baselines
+        for baseline in catalogue.fedramp_baselines.get(base_id, ()):
+            controls[FEDRAMP].add(f"{baseline}_{base_id}")
     return {framework: ids for framework, ids in controls.items() if ids}
 
 
-def rows_for(rule: RuleInfo, catalogue: Catalogue | None = None) -> list[MappingRow]:
+def rows_for(rule: RuleFacts, catalogue: Catalogue | None = None) -> list[MappingRow]:
     """The mapping rows that apply to a rule (to explain why it carries a tag)."""
     catalogue = catalogue or load_catalogue()
     tagged = tagged_controls(rule.tags, catalogue).get(MITRE, set())
-    mitre_ids = _with_implied_tactics(tagged, catalogue)
-    return [row for row in load_mappings() if _row_applies(row, rule, mitre_ids)]
+    return _applicable_rows(rule, _with_implied_tactics(tagged, catalogue))

@@ -5,6 +5,8 @@ Each takes plain arguments (paths, names), returns a value, raises typed errors;
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from feeds.compliance.catalogue import load_catalogue
 from feeds.compliance.coverage import CoverageReport, build_report
+from feeds.compliance.files import write_text_atomically
 from feeds.compliance.overlay import overlay_entries, render_overlay
 from feeds.compliance.rulesfile import read_rules
 from feeds.compliance.selection import (
@@ -24,13 +27,14 @@ from feeds.compliance.selection import (
 )
 from feeds.compliance.tags import parse_tag
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Overlay:
     text: str
     rules: int  # rules read
     entries: int  # rules that gain tags
-    warnings: list[str]
 
 
 def list_frameworks() -> list[dict[str, object]]:
@@ -61,20 +65,32 @@ def list_controls(spec: str) -> list[dict[str, object]]:
 
 
 def generate_overlay(paths: Sequence[str | Path]) -> Overlay:
-    read = read_rules(paths)
-    entries = overlay_entries(read.rules)
+    rules = read_rules(paths)
+    entries = overlay_entries(rules)
     text = render_overlay(entries, [str(p) for p in paths])
-    return Overlay(text, len(read.rules), len(entries), read.warnings)
+    return Overlay(text, len(rules), len(entries))
 
 
-def coverage_report(
-    paths: Sequence[str | Path], framework: str
-) -> tuple[CoverageReport, list[str]]:
-    """The coverage report and the reader's warnings."""
+def coverage_report(paths: Sequence[str | Path], framework: str) -> CoverageReport:
     catalogue = load_catalogue()
     catalogue.framework(framework)  # an unknown framework fails before any file is read
-    read = read_rules(paths)
-    return build_report(read.rules, framework, catalogue), read.warnings
+    rules = read_rules(paths)
+    return build_report(rules, framework, catalogue, compiled_event_types(paths))
+
+
+def compiled_event_types(paths: Sequence[str | Path]) -> dict[str, list[str]]:
+    """Rule name -> evt.type values, from falconet's engine; empty when the files do not compile
+    (a coverage report stays useful for rules the engine cannot run yet)."""
+    from engine.loader import load_rules_files
+
+    loaded = load_rules_files(paths)
+    if not loaded.successful:
+        log.warning("rules do not compile; the report shows no event types")
+        return {}
+    return {
+        rule.name: sorted(rule.event_types) if rule.event_types is not None else ["*"]
+        for rule in loaded.rules
+    }
 
 
 def select_from_files(
@@ -84,20 +100,102 @@ def select_from_files(
     maturity: str | None = None,
     min_priority: str | None = None,
     write_to: str | Path | None = None,
-) -> tuple[Selection, list[str]]:
+) -> Selection:
     """Select rules of the files; with `write_to`, also write the selection file."""
     criteria = build_criteria(compliance, tags, maturity, min_priority)
-    read = read_rules(paths)
-    selection = select(read.rules, criteria)
+    selection = select(read_rules(paths), criteria)
     if write_to is not None:
         write_selection(write_to, selection)
-    return selection, read.warnings
+    return selection
 
 
 def classify_tags(paths: Sequence[str | Path]) -> list[dict[str, object]]:
     """Every distinct tag of the files: its kind, (framework, control), rule count, reason."""
     catalogue = load_catalogue()
     counts: Counter[str] = Counter()
-    for rule in read_rules(paths).rules:
+    for rule in read_rules(paths):
         counts.update(set(rule.tags))
     return [{**parse_tag(tag, catalogue).as_dict(), "rules": counts[tag]} for tag in sorted(counts)]
+
+
+def frameworks_covered(paths: Sequence[str | Path]) -> list[str]:
+    """Ids of the frameworks the rules cover (for a push annotation or an index `compliance:`)."""
+    from feeds.compliance.mapping import rule_controls
+
+    catalogue = load_catalogue()
+    covered: set[str] = set()
+    for rule in read_rules(paths):
+        covered.update(rule_controls(rule, catalogue))
+    return [framework for framework in catalogue.frameworks if framework in covered]
+
+
+OVERLAY_NAME = "compliance-overlay.yaml"
+SELECTION_NAME = "compliance-selection.yaml"
+
+
+@dataclass
+class SelectionFiles:
+    overlay: Path  # load after the rules files (Falco rules file)
+    selection: Path  # Falco `rules:` config fragment (falco.yaml `config_files:`)
+    criteria: dict[str, object]  # for the install state
+    rules: list[str]  # selected rule names
+
+
+def write_selection_files(
+    dest_dir: str | Path,
+    rules_paths: Sequence[str | Path],
+    compliance: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    maturity: str | None = None,
+    min_priority: str | None = None,
+) -> SelectionFiles:
+    """For install/follow: the overlay and the selection file next to the rules, each written
+    atomically; criteria are validated before anything is written."""
+    criteria = build_criteria(compliance, tags, maturity, min_priority)
+    rules = read_rules(rules_paths)
+    dest = Path(dest_dir)
+    overlay = dest / OVERLAY_NAME
+    overlay_text = render_overlay(overlay_entries(rules), [str(p) for p in rules_paths])
+    write_text_atomically(overlay, overlay_text)
+    selection = select(rules, criteria)
+    selection_path = write_selection(dest / SELECTION_NAME, selection)
+    return SelectionFiles(overlay, selection_path, criteria.as_dict(), selection.rules)
+
+
+def explain_rule(paths: Sequence[str | Path], rule_name: str) -> dict[str, object]:
+    """Why a rule covers what it covers: its tags as parsed, and each mapping row that applies."""
+    from feeds.compliance.errors import RuleNotFoundError
+    from feeds.compliance.mapping import rows_for, rule_controls
+    from feeds.compliance.overlay import canonical_tags
+
+    catalogue = load_catalogue()
+    rules = {rule.name: rule for rule in read_rules(paths)}
+    rule = rules.get(rule_name)
+    if rule is None:
+        close = difflib.get_close_matches(rule_name, list(rules), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else "list rule names with `falconet rules list`"
+        )
+        raise RuleNotFoundError(f"no rule named {rule_name!r} in the given files", hint)
+    return {
+        "rule": rule.name,
+        "source": rule.source,
+        "tags": [parse_tag(tag, catalogue).as_dict() for tag in rule.tags],
+        "mappings": [
+            {
+                "when": {row.condition: row.value},
+                "framework": row.framework,
+                "controls": list(row.controls),
+                "rationale": row.rationale,
+            }
+            for row in rows_for(rule, catalogue)
+        ],
+        "controls": {
+            framework: sorted(ids) for framework, ids in rule_controls(rule, catalogue).items()
+        },
+        "overlay_tags": [
+            tag
+            for tag in canonical_tags(rule_controls(rule, catalogue), catalogue)
+            if tag not in rule.tags
+        ],
+    }

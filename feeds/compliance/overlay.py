@@ -14,8 +14,11 @@ import yaml
 
 from feeds.compliance.catalogue import Catalogue, load_catalogue
 from feeds.compliance.mapping import Controls, rule_controls
-from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import tag_for
+
+# libyaml's emitter when PyYAML has it: the pure-Python one dominates overlay generation.
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def canonical_tags(controls: Controls, catalogue: Catalogue) -> list[str]:
@@ -30,7 +33,7 @@ def canonical_tags(controls: Controls, catalogue: Catalogue) -> list[str]:
 
 
 def overlay_entries(
-    rules: Sequence[RuleInfo], catalogue: Catalogue | None = None
+    rules: Sequence[RuleFacts], catalogue: Catalogue | None = None
 ) -> list[dict[str, object]]:
     """One entry per rule that gains at least one tag it does not already carry."""
     catalogue = catalogue or load_catalogue()
@@ -53,7 +56,12 @@ def render_overlay(entries: list[dict[str, object]], sources: Sequence[str]) -> 
     ]
     if not entries:
         return "\n".join([*header, "[]"]) + "\n"
-    body = yaml.safe_dump(
-        entries, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+    body = yaml.dump(
+        entries,
+        Dumper=_SAFE_DUMPER,
+        sort_keys=False,
+        default_flow_style=None,
+        width=100,
+        allow_unicode=True,
     )
     return "\n".join(header) + "\n\n" + body.replace("\n- rule:", "\n\n- rule:")

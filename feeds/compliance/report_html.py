@@ -20,14 +20,20 @@ table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #e5e8eb;
 padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:#f6f8fa}
 tr.uncovered td:first-child{border-left:4px solid #cf222e}
 tr.covered td:first-child{border-left:4px solid #1a7f37}
-.disabled{color:#6e7781}.muted{color:#6e7781}
+.disabled{color:#6e7781}.muted{color:#6e7781}ul{margin:0;padding-left:1.1rem}
 svg text{font:12px system-ui,sans-serif;fill:#1d232a}
 """
 
 _BAR_HEIGHT = 18
 _ROW = 26
-_LABEL_WIDTH = 70
+_LABEL_WIDTH = 300
+_LABEL_CHARS = 44
 _BAR_WIDTH = 420
+
+
+def _label(family: FamilyCoverage) -> str:
+    label = f"{family.id} {family.title}" if family.title != family.id else family.id
+    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
 
 
 def _bar(index: int, family: FamilyCoverage) -> str:
@@ -39,7 +45,7 @@ def _bar(index: int, family: FamilyCoverage) -> str:
         f'<g class="family-bar" data-family="{escape(family.id)}" '
         f'data-covered="{family.covered}" data-controls="{family.controls}">'
         f"<title>{title}</title>"
-        f'<text x="0" y="{y + 13}">{escape(family.id)}</text>'
+        f'<text x="0" y="{y + 13}">{escape(_label(family))}</text>'
         f'<rect class="bar-total" x="{_LABEL_WIDTH}" y="{y}" width="{_BAR_WIDTH}" '
         f'height="{_BAR_HEIGHT}" fill="#eaeef2"/>'
         f'<rect class="bar-covered" x="{_LABEL_WIDTH}" y="{y}" width="{covered_width}" '
@@ -79,6 +85,13 @@ def _totals(report: CoverageReport) -> str:
     )
 
 
+def _event_types_note(event_types: list[str] | None) -> str:
+    if not event_types or event_types == ["*"]:
+        return ""
+    shown = " ".join(event_types[:4]) + (" …" if len(event_types) > 4 else "")
+    return f", evt.type: {shown}"
+
+
 def _rule_cell(report: CoverageReport, names: list[str]) -> str:
     if not names:
         return '<span class="muted">no rule</span>'
@@ -86,7 +99,8 @@ def _rule_cell(report: CoverageReport, names: list[str]) -> str:
     for name in names:
         ref = report.rules[name]
         css = "" if ref.enabled else ' class="disabled"'
-        detail = f"{ref.source}, {ref.priority or '-'}" + ("" if ref.enabled else ", disabled")
+        detail = f"{ref.source}, {ref.priority or '-'}{_event_types_note(ref.event_types)}"
+        detail += "" if ref.enabled else ", disabled"
         parts.append(f'<li{css}>{escape(name)} <span class="muted">({escape(detail)})</span></li>')
     return "<ul>" + "".join(parts) + "</ul>"
 

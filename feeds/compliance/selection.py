@@ -14,32 +14,20 @@ Like Falco's `enable: {tag: ...}`, selection ignores `enabled: false` in the rul
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from engine.rule_items import PRIORITIES, parse_priority, priority_rank
 from feeds.compliance.catalogue import Catalogue, Framework, load_catalogue
 from feeds.compliance.errors import SelectionError
+from feeds.compliance.files import write_text_atomically
 from feeds.compliance.mapping import rule_controls
-from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
 
-# Falco's priorities, most severe first ("info" is Falco's accepted short form).
-PRIORITIES = (
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "informational",
-    "debug",
-)
-_PRIORITY_ALIASES = {"info": "informational", "warn": "warning", "err": "error", "crit": "critical"}
 SELECTABLE_MATURITY = ("stable", "incubating", "sandbox")
 
 _BOUNDARIES = ".(-_"
@@ -105,11 +93,11 @@ def _family_list(framework: Framework) -> str:
 
 
 def normalise_priority(text: str) -> str:
-    lowered = text.strip().lower()
-    lowered = _PRIORITY_ALIASES.get(lowered, lowered)
-    if lowered not in PRIORITIES:
+    """Falco's name of a priority (case-insensitive, `info` accepted, as Falco parses it)."""
+    name = parse_priority(text.strip())
+    if name is None:
         raise SelectionError(f"unknown priority {text!r}", f"use one of: {', '.join(PRIORITIES)}")
-    return lowered
+    return name
 
 
 def normalise_maturity(text: str) -> str:
@@ -138,7 +126,7 @@ def build_criteria(
     )
 
 
-def _rule_maturity(rule: RuleInfo, catalogue: Catalogue) -> str | None:
+def _rule_maturity(rule: RuleFacts, catalogue: Catalogue) -> str | None:
     for tag in rule.tags:
         parsed = parse_tag(tag, catalogue)
         if parsed.kind == "maturity":
@@ -147,16 +135,15 @@ def _rule_maturity(rule: RuleInfo, catalogue: Catalogue) -> str | None:
 
 
 def _priority_rank(priority: str | None) -> int:
-    if priority is None:
-        return len(PRIORITIES)  # no priority: least severe
-    lowered = _PRIORITY_ALIASES.get(priority.lower(), priority.lower())
-    return PRIORITIES.index(lowered) if lowered in PRIORITIES else len(PRIORITIES)
+    """Falco's rank (0 = Emergency); a rule without a valid priority ranks below Debug."""
+    name = parse_priority(priority) if priority else None
+    return priority_rank(name) if name else len(PRIORITIES)
 
 
-def rule_is_selected(rule: RuleInfo, criteria: SelectionCriteria, catalogue: Catalogue) -> bool:
+def rule_is_selected(rule: RuleFacts, criteria: SelectionCriteria, catalogue: Catalogue) -> bool:
     if criteria.tags and not any(tag in rule.tags for tag in criteria.tags):
         return False
-    if criteria.min_priority and _priority_rank(rule.priority) > PRIORITIES.index(
+    if criteria.min_priority and _priority_rank(rule.priority) > priority_rank(
         criteria.min_priority
     ):
         return False
@@ -178,14 +165,14 @@ def _spec_matches(spec: FrameworkSpec, controls: dict[str, set[str]]) -> bool:
     return any(control_matches(control, spec.control_prefix) for control in covered)
 
 
-def select(rules: Iterable[RuleInfo], criteria: SelectionCriteria) -> Selection:
+def select(rules: Iterable[RuleFacts], criteria: SelectionCriteria) -> Selection:
     catalogue = load_catalogue()
     names = [rule.name for rule in rules if rule_is_selected(rule, criteria, catalogue)]
     return Selection(criteria, names)
 
 
 def select_rules(
-    rules: Iterable[RuleInfo],
+    rules: Iterable[RuleFacts],
     framework_spec: str | Sequence[str] | None = None,
     tags: Sequence[str] = (),
     maturity: str | None = None,
@@ -225,19 +212,7 @@ def render_selection(selection: Selection) -> str:
 
 def write_selection(path: str | Path, selection: Selection) -> Path:
     """Write the selection file atomically (a reader never sees half a file)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(render_selection(selection))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomically(Path(path), render_selection(selection))
 
 
 def read_selection(path: str | Path) -> list[str]:

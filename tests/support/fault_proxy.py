@@ -84,6 +84,9 @@ class FaultProxy:
                 return self.rfile.read(length) if length else b""
 
             def _handle(self) -> None:
+                if self.path.startswith("http://"):
+                    # Used as a forward proxy (HTTP_PROXY): the request line holds the full URL.
+                    self.path = "/" + self.path.split("/", 3)[3]
                 body = self._body()
                 fault = proxy._take_fault(self.command, self.path)
                 if fault and fault.before:

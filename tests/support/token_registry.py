@@ -26,6 +26,7 @@ from tests.support.registry_server import PASSWORD, USER, RegistryServer
 
 SERVICE = "falconet-test-registry"
 ISSUER = "falconet-test-token-issuer"
+REFRESH_TOKEN = "falconet-refresh-token"
 
 
 def _b64(data: bytes) -> str:
@@ -109,6 +110,14 @@ class TokenService:
                 """OAuth2 client-credentials grant (the client id/secret are USER/PASSWORD)."""
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                if form.get("grant_type") == "refresh_token":
+                    # docker's identity-token flow: the refresh token replaces the password.
+                    service.requests.append(form)
+                    if form.get("refresh_token") != REFRESH_TOKEN:
+                        self._deny(401)
+                        return
+                    self._send_token(form, "access_token")
+                    return
                 if form.get("grant_type") != "client_credentials":
                     self._deny(400)
                     return
@@ -124,6 +133,9 @@ class TokenService:
                 if self.headers.get("Authorization") != expected:
                     self._deny(401)
                     return
+                self._send_token(query, field)
+
+            def _send_token(self, query: dict[str, str], field: str) -> None:
                 body = json.dumps(
                     {
                         field: service.issue(query.get("scope", "")),

@@ -28,3 +28,12 @@ def event_type_of(event) -> str:
 
 register_source(SOURCE, _load_catalog)
 provide_plugin("container", CONTAINER_PLUGIN_VERSION)
+
+
+def event_names() -> frozenset[str]:
+    """Every evt.type value a syscall event can have: the driver event names and the syscall
+    names generic events take (what libsinsp accepts on the right of `evt.type =`)."""
+    from engine.sources.syscall.eventtable import event_names as table_names
+    from engine.sources.syscall.eventtable_data import SYSCALL_NAMES
+
+    return (table_names() | frozenset(SYSCALL_NAMES.values())) - {"NA"}

@@ -22,7 +22,7 @@ import re
 import struct
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +35,7 @@ from engine.sources.syscall.state import FdInfo, FdTable, FsState, GroupInfo, Th
 
 Wanted = frozenset[str] | set[str] | None
 MAGIC = b"FNCAP\0"
+_SELECTED = re.compile(b"\x01")
 VERSION = 1
 _HEADER = struct.Struct("<6sH")
 _FRAME = struct.Struct("<BI")
@@ -62,6 +63,7 @@ class CaptureStats:
     decoded: int = 0
     events_by_type: Counter[str] = field(default_factory=Counter)
     unknown_events: int = 0
+    filtered: int = 0  # skipped after a look at their fd (state-only socket I/O on TCP)
     chunks: int = 0
 
 
@@ -250,6 +252,10 @@ class CaptureReader:
         self._decoders: list[Any] = []
         self._pending_frame: tuple[int, bytes] | None = None
         self._ended = False
+        self._fd_filters: dict[str, Callable[[int, int], bool]] = {}
+        self._filter_table: list[Any] | None = None
+        self._mask_key: tuple[int, int] | None = None
+        self._mask_table: bytes | None = None
         self._read_snapshot()
 
     def __enter__(self) -> CaptureReader:
@@ -314,8 +320,30 @@ class CaptureReader:
                 else None
             )
 
-    def events_wanted(self, wanted: Wanted) -> Iterator[SyscallEvent]:
+    def events_wanted(
+        self, wanted: Wanted, fd_filters: dict[str, Callable[[int, int], bool]] | None = None
+    ) -> Iterator[SyscallEvent]:
+        """Like events(wanted); `fd_filters` maps event names to `keep(tid, fd)`, asked with only
+        the fd parameter decoded: events it refuses are counted and skipped."""
+        self._fd_filters = fd_filters or {}
+        self._filter_table = None
         return self.events(wanted)
+
+    def _filters(self) -> list[Any]:
+        """Per type index: None, or (keep, lens struct before the fd parameter)."""
+        if self._filter_table is not None and len(self._filter_table) == len(self._types):
+            return self._filter_table
+        table: list[Any] = []
+        for info in self._types:
+            keep = self._fd_filters.get(info.name) if info is not None else None
+            names = [p.name for p in info.params] if info is not None else []
+            if keep is None or "fd" not in names:
+                table.append(None)
+                continue
+            before = names.index("fd")
+            table.append((keep, struct.Struct(f"<{before}H"), len(names)))
+        self._filter_table = table
+        return table
 
     def events(self, wanted: Wanted = None) -> Iterator[SyscallEvent]:
         while True:
@@ -339,11 +367,15 @@ class CaptureReader:
     def _mask(self, wanted: Wanted) -> bytes | None:
         if wanted is None:
             return None
+        key = (id(wanted), len(self._types))
+        if self._mask_key == key:
+            return self._mask_table
         table = bytearray(256)
         for index, info in enumerate(self._types):
             if info is not None and (info.name in wanted or info.code < 2):
                 table[index] = 1
-        return bytes(table)
+        self._mask_key, self._mask_table = key, bytes(table)
+        return self._mask_table
 
     def _chunk(self, payload: bytes, wanted: Wanted) -> Iterator[SyscallEvent]:
         (count,) = _CHUNK_HEAD.unpack_from(payload, 0)
@@ -362,24 +394,46 @@ class CaptureReader:
         if len(offsets) != count + 1 or len(payload) < pos + offsets[-1]:
             raise CaptureError(f"{self.path}: corrupted event chunk")
         area = pos
-        base = self.stats.events
-        self.stats.events += count
-        self.stats.chunks += 1
-        mask = self._mask(wanted)
+        stats = self.stats
+        base = stats.events
+        stats.events += count
+        stats.chunks += 1
         infos, decoders = self._types, self._decoders
+        if count and max(types) >= len(infos):
+            raise CaptureError(f"{self.path}: corrupted event chunk (unknown type index)")
+        mask = self._mask(wanted)
         if mask is None:
             positions: Iterable[int] = range(count)
         else:
-            positions = (m.start() for m in re.finditer(b"\x01", types.translate(mask)))
-        for i in positions:
-            index = types[i]
-            if index >= len(infos):
-                raise CaptureError(f"{self.path}: corrupted event chunk (type index {index})")
-            info = infos[index]
-            if info is None:
-                self.stats.unknown_events += 1
-                continue
-            start = area + offsets[i]
-            params = decoders[index](payload[start + 1 : area + offsets[i + 1]], payload[start])
-            self.stats.decoded += 1
-            yield SyscallEvent(base + i + 1, stamps[i], tids[i], info, params)
+            positions = [m.start() for m in _SELECTED.finditer(types.translate(mask))]
+        decoded = 0
+        make_event = SyscallEvent
+        filters = self._filters() if self._fd_filters else None
+        from_bytes = int.from_bytes
+        try:
+            for i in positions:
+                index = types[i]
+                info = infos[index]
+                if info is None:
+                    stats.unknown_events += 1
+                    continue
+                start = area + offsets[i]
+                if filters is not None and filters[index] is not None:
+                    keep, lens_before, table_count = filters[index]
+                    if payload[start] == table_count:
+                        at = (
+                            start
+                            + 1
+                            + 2 * table_count
+                            + sum(lens_before.unpack_from(payload, start + 1))
+                        )
+                        if not keep(
+                            tids[i], from_bytes(payload[at : at + 8], "little", signed=True)
+                        ):
+                            stats.filtered += 1
+                            continue
+                params = decoders[index](payload[start + 1 : area + offsets[i + 1]], payload[start])
+                decoded += 1
+                yield make_event(base + i + 1, stamps[i], tids[i], info, params)
+        finally:
+            stats.decoded += decoded

@@ -322,22 +322,26 @@ def _param_value(event: SyscallEvent, name: str, raw: bool) -> Any:
 
 
 def _open_flags(event: SyscallEvent) -> int | None:
-    if event.type not in OPEN_EVENTS or event.info.is_enter:
+    if event.type not in OPEN_EVENTS:
         return None
-    flags = event.params.get("flags")
     if event.type == "creat":
         return O_WRONLY | O_CREAT
+    flags = event.params.get("flags")
     return flags if isinstance(flags, int) else None
 
 
 def _is_open_read(event: SyscallEvent) -> bool:
-    flags = _open_flags(event)
-    return flags is not None and bool(flags & O_RDONLY)
+    flags = event.open_flags
+    if flags is None:
+        flags = event.open_flags = _open_flags(event) or 0
+    return flags & O_RDONLY != 0
 
 
 def _is_open_write(event: SyscallEvent) -> bool:
-    flags = _open_flags(event)
-    return flags is not None and bool(flags & O_WRONLY)
+    flags = event.open_flags
+    if flags is None:
+        flags = event.open_flags = _open_flags(event) or 0
+    return flags & O_WRONLY != 0
 
 
 def _is_open_exec(event: SyscallEvent) -> bool:
@@ -496,7 +500,7 @@ def _fd_sockfamily(event: SyscallEvent) -> str | None:
 
 def _fd_l4proto(event: SyscallEvent) -> str | None:
     fd = event.fd
-    if not _is_inet(fd):
+    if fd is None or (fd.type != FD_IPV4 and fd.type != FD_IPV6):
         return None
     return fd.l4proto
 

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
 
 class SyscallEvent:
     __slots__ = (
-        "cache",
         "cpu",
         "dir",
         "fd",
         "info",
         "num",
+        "open_flags",
         "params",
         "state",
         "thread",
@@ -56,8 +56,8 @@ class SyscallEvent:
         self.thread: ThreadInfo | None = None
         self.fd: FdInfo | None = None
         self.state: StateTracker | None = None  # the tracker that bound thread/fd
-        # Per-event memo for values several extractors share (resolved paths, rendered args).
-        self.cache: dict[str, Any] | None = None
+        # evt.is_open_* memo: many rules test them on the same open event (0: not an open).
+        self.open_flags: int | None = None
 
     @property
     def is_enter(self) -> bool:

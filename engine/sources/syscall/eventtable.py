@@ -34,10 +34,7 @@ class EventInfo:
     # Parameter infos by name; for an exit event, also its enter event's parameters (the
     # readers merge those into the exit's values when the exit lacks them).
     by_name: dict[str, ParamInfo]
-
-    @property
-    def dir(self) -> str:
-        return ">" if self.is_enter else "<"
+    dir: str  # evt.dir: ">" for enter events, "<" for exit events
 
     @property
     def has_result(self) -> bool:
@@ -53,7 +50,12 @@ def _build() -> dict[int, EventInfo]:
             for p in EVENTS[code - 1][1]:
                 by_name.setdefault(p[0], ParamInfo(*p))
         table[code] = EventInfo(
-            code=code, name=name, is_enter=code % 2 == 0, params=infos, by_name=by_name
+            code=code,
+            name=name,
+            is_enter=code % 2 == 0,
+            params=infos,
+            by_name=by_name,
+            dir=">" if code % 2 == 0 else "<",
         )
     return table
 

@@ -184,6 +184,12 @@ def value_decoder(ptype: str) -> Any:
         return _text_decoder
     if ptype in ("BYTEBUF", "DYN"):
         return bytes
+    if ptype == "SOCKTUPLE":
+        return _socktuple
+    if ptype == "SOCKADDR":
+        return _sockaddr
+    if ptype == "FDLIST":
+        return _fdlist
     return lambda raw: decode(ptype, raw)
 
 

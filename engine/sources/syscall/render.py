@@ -8,6 +8,7 @@ errnos by name, fds with their type and name ("3(<f>/etc/passwd)"), socket tuple
 from __future__ import annotations
 
 import errno
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from engine.sources.syscall.eventtable import ParamInfo, flag_table
@@ -31,6 +32,7 @@ def result_text(res: int) -> str:
     return "SUCCESS" if res >= 0 else errno_name(res)
 
 
+@lru_cache(maxsize=4096)
 def flag_names(table: str | None, value: int, exclusive: bool) -> str:
     entries = flag_table(table) if table else ()
     if not entries:

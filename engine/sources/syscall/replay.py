@@ -73,7 +73,12 @@ class Replay:
         every type, when some rule is not restricted to a set of types)."""
         if rule_types is None:
             return None
-        return frozenset(rule_types) | self.tracker.state_events | {"procexit"}
+        rules = frozenset(rule_types)
+        wanted = rules | self.tracker.state_events | {"procexit"}
+        # Socket I/O events no rule needs matter to the state only on sockets whose peer can
+        # change (unconnected/UDP): the reader checks their fd and skips the others undecoded.
+        self._planned = (wanted, self.tracker.socket_io_events - rules)
+        return wanted
 
     def events(self, wanted: frozenset[str] | None = None) -> Iterator[SyscallEvent]:
         """Every event (or, with `wanted` and a source that can skip, the wanted ones), after the
@@ -81,10 +86,24 @@ class Replay:
         process = self.tracker.process
         source = self.source
         if wanted is not None and hasattr(source, "events_wanted"):
-            stream = source.events_wanted(wanted)
+            planned = getattr(self, "_planned", None)
+            state_only = planned[1] if planned is not None and planned[0] is wanted else frozenset()
+            filters = {name: self.tracker.socket_io_matters for name in state_only}
+            stream = source.events_wanted(wanted, filters)
         else:
             stream = source.events()
-        for event in merge_enter_params(stream):
+        # merge_enter_params() inlined: this loop runs for every decoded event.
+        last_enter: dict[int, SyscallEvent] = {}
+        for event in stream:
+            if event.info.is_enter:
+                last_enter[event.tid] = event
+            elif last_enter:
+                enter = last_enter.pop(event.tid, None)
+                if enter is not None and enter.info.code == event.info.code - 1:
+                    params = event.params
+                    for name, value in enter.params.items():
+                        if name not in params:
+                            params[name] = value
             process(event)
             yield event
 

@@ -300,6 +300,23 @@ class StateTracker:
     def group(self, gid: int | None) -> GroupInfo | None:
         return None if gid is None else self.groups.get(gid)
 
+    # Socket I/O that changes state only on sockets whose peer can change.
+    socket_io_events = frozenset({"sendto", "sendmsg", "recvfrom", "recvmsg"})
+
+    def socket_io_matters(self, tid: int, fd: int) -> bool:
+        """Whether a send/recv on `fd` by `tid` can change state (unknown thread, unconnected or
+        UDP socket); when it cannot, a reader may skip the event without decoding it."""
+        thread = self.threads.get(tid)
+        if thread is None:
+            return True
+        info = thread.fds.get(fd)
+        if info is None:
+            return False
+        if info.connected and info.l4proto != "udp":
+            info.name_changed = False
+            return False
+        return True
+
     # -- events ---------------------------------------------------------------------------------
     def process(self, event: SyscallEvent) -> None:
         if self._pending_removal is not None:
@@ -332,6 +349,8 @@ class StateTracker:
         if thread is None:
             return
         self.remove_thread(tid)
+        if not thread.is_main:
+            return  # children's ptid names their parent process's main thread
         # Reparent the children to the exiting thread's parent, as the kernel reparents orphans
         # to a subreaper; good enough for ancestry walks (libsinsp does the same, using ptid).
         for other in self.threads.values():

@@ -186,14 +186,18 @@ def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]
         event.fd = tracker.add_fd(thread, info)
 
     def on_sendrecv(event: SyscallEvent, thread: ThreadInfo | None) -> None:
+        # The most frequent state event on a busy host: the fd lookup is inlined.
         if thread is None:
             return
-        fd_from_param(event, thread)
-        fd = event.fd
+        params = event.params
+        fd = thread.fds.get(params.get("fd", -1))
         if fd is None:
             return
+        event.fd = fd
         fd.name_changed = False
-        tuple_ = event.params.get("tuple")
+        tuple_ = params.get("tuple")
+        if tuple_ is None and fd.connected:
+            return
         if tuple_ is not None and fd.l4proto == "udp":
             # An unconnected UDP socket: each datagram may change the peer (fd.name_changed).
             apply_tuple(fd, tuple_, server_side=event.type.startswith("recv"))
@@ -205,13 +209,12 @@ def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]
     def on_close(event: SyscallEvent, thread: ThreadInfo | None) -> None:
         if thread is None:
             return
-        fd_from_param(event, thread)
-        if event.info.is_enter:
-            return
-        res = event.res
-        num = event.params.get("fd")
-        if res == 0 and isinstance(num, int):
-            thread.fds.pop(num, None)
+        params = event.params
+        num = params.get("fd", -1)
+        fds = thread.fds
+        event.fd = fds.get(num)
+        if not event.info.is_enter and params.get("res") == 0:
+            fds.pop(num, None)
 
     def on_dup(event: SyscallEvent, thread: ThreadInfo | None) -> None:
         if event.info.is_enter or thread is None:
