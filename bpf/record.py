@@ -53,10 +53,10 @@ def record_capture(
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     source = LiveSource(types, base=base, ringbuf_pages=ringbuf_pages)
-    start = time.monotonic()
     written = 0
     try:
         with source, CaptureWriter(partial) as writer:
+            start = time.monotonic()  # the duration counts from the moment the probe is attached
             tracker = source.tracker
             writer.write_snapshot(
                 tracker.threads.values(), tracker.users.values(), tracker.groups.values()

@@ -70,7 +70,7 @@ def check_kernel() -> Check:
 
 
 def check_btf() -> Check:
-    ok = BTF.exists()
+    ok = os.path.exists(BTF)
     # bcc does not need BTF (it compiles against headers); reported because Falco's modern
     # probe does, and it tells the user what the kernel offers.
     return Check("btf", ok, str(BTF) if ok else "absent", None if ok else "optional for falconet")
@@ -115,7 +115,12 @@ def check_bpf_permitted() -> Check:
 
 
 def _tracefs_mounted() -> bool:
-    return (TRACEFS / "events").is_dir()
+    # /proc/self/mounts, not the directory: an unprivileged user may not look inside tracefs.
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == str(TRACEFS) and fields[2] == "tracefs":
+            return True
+    return False
 
 
 def mount_tracefs() -> None:
@@ -142,7 +147,7 @@ def import_bcc() -> ModuleType:
     try:
         import bcc  # type: ignore[import-not-found]
     except ImportError:
-        if DIST_PACKAGES not in sys.path and Path(DIST_PACKAGES, "bcc").is_dir():
+        if DIST_PACKAGES not in sys.path and os.path.isdir(Path(DIST_PACKAGES, "bcc")):
             sys.path.append(DIST_PACKAGES)
         try:
             import bcc  # type: ignore[import-not-found]
@@ -165,7 +170,7 @@ def _debian_header_dirs() -> tuple[str | None, str | None]:
     """The arch-specific (build) and common (source) header dirs, newest version first."""
     dirs = sorted(glob.glob(HEADERS_GLOB), reverse=True)
     build = next(
-        (d for d in dirs if not d.endswith("-common") and Path(d, "Makefile").exists()), None
+        (d for d in dirs if not d.endswith("-common") and os.path.exists(Path(d, "Makefile"))), None
     )
     source = next((d for d in dirs if d.endswith("-common")), None)
     return build, source
@@ -175,7 +180,7 @@ def _link_headers(modules: Path, build: str, source: str | None) -> None:
     modules.mkdir(parents=True, exist_ok=True)
     for name, target in (("build", build), ("source", source or build)):
         link = modules / name
-        if not link.exists():
+        if not os.path.exists(link):
             if link.is_symlink():
                 link.unlink()  # dangling
             link.symlink_to(target)
@@ -185,7 +190,7 @@ def _link_headers(modules: Path, build: str, source: str | None) -> None:
 def check_headers(repair: bool) -> Check:
     modules = Path("/lib/modules") / kernel_release()
     build_dir = modules / "build"
-    if build_dir.exists():
+    if os.path.exists(build_dir):
         return Check("kernel headers", True, f"{build_dir} -> {os.path.realpath(build_dir)}")
     build, source = _debian_header_dirs()
     if build is None:

@@ -46,3 +46,27 @@ def test_capture_rejects_a_bad_ring_buffer_size(run_cli, tmp_path) -> None:
     assert result.returncode != 0
     assert "power of two" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_bpf_check_as_unprivileged_user_names_the_fix(falconet_home) -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+         sys.executable, "-m", "cli", "bpf", "check", "--no-repair"],
+        capture_output=True, text=True, cwd="/", timeout=60,
+        env={**os.environ, "PYTHONPATH": str(repo), "FALCONET_HOME": "/tmp"},
+    )  # fmt: skip
+    assert result.returncode == 7  # requirement_unmet
+    assert "FAIL capabilities" in result.stdout
+    assert "fix: run as root, or grant CAP_BPF" in result.stdout
+    assert result.stderr.startswith("error: live capture is not possible here: capabilities")
+    assert "Traceback" not in result.stderr
