@@ -8,13 +8,15 @@ in step with the ruleset, reads the ring buffer and yields batches of engine eve
         source.update_interesting(new_types)  # hot swap: map updated in place, no reload
         source.stats()
 
-The ring-buffer callback only copies the record; decoding happens per batch.
+The ring buffer is read from its memory mapping a batch at a time (bpf/ringbuf.py); decoding
+happens per batch.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 import os
 import threading
 import time
@@ -26,6 +28,7 @@ from typing import Any
 from bpf.drops import DropMonitor, KernelCounters
 from bpf.errors import BpfError, BpfRequirementError
 from bpf.records import RecordDecoder
+from bpf.ringbuf import RingBufferReader
 from bpf.syscalls import SPECS, STATE_SYSCALLS, X86_64
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.state import StateTracker
@@ -129,8 +132,8 @@ class LiveSource:
         self.decoder = RecordDecoder()
         self.drop_monitor = DropMonitor()
         self._stats = LiveStats()
-        self._pending: list[bytes] = []
         self._bpf: Any = None
+        self._ring: RingBufferReader | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> LiveSource:
@@ -162,7 +165,9 @@ class LiveSource:
         if self.bootstrap:
             self._bootstrap_state()
         self._write_interesting(self.selection.syscalls)
-        self._bpf[b"events"].open_ring_buffer(self._on_record)
+        self._ring = RingBufferReader(
+            self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
+        )
         if self.selection.unsupported:
             log.warning(
                 "rules use event types the live probe does not capture: %s",
@@ -170,6 +175,9 @@ class LiveSource:
             )
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None
@@ -206,14 +214,9 @@ class LiveSource:
         self.tracker.groups.update({g.gid: g for g in procfs.groups()})
 
     # -- reading --------------------------------------------------------------------------------
-    def _on_record(self, ctx: Any, data: Any, size: int) -> int:
-        self._pending.append(ctypes.string_at(data, size))
-        return 0
-
     def poll(self, timeout_ms: int = 100) -> list[SyscallEvent]:
         """One batch: whatever the ring buffer holds (waits up to timeout_ms when empty)."""
-        self._bpf.ring_buffer_poll(timeout_ms)
-        records, self._pending = self._pending, []
+        records = self._ring.read(timeout_ms)
         self._stats.delivered += len(records)
         events = list(self.decoder.decode(records))
         self._stats.decoded += len(events)
