@@ -360,11 +360,20 @@ def test_redirect_on_host_is_quiet(detector: Detector, workdir: Path) -> None:
     )
 
 
+def _fake_netcat(workdir: Path) -> Path:
+    """A program named nc (no netcat is installed here): the rule looks at the exec only. It
+    lives a moment, as a real nc would, so its cgroups can be read from /proc (this test moves
+    it into the container cgroup after its fork; a real container's processes inherit theirs)."""
+    nc = workdir / "nc"
+    nc.write_text("#!/bin/sh\nsleep 0.3\n")
+    nc.chmod(0o755)
+    return nc
+
+
 def test_netcat_remote_execution_in_container(
     detector: Detector, workdir: Path, container_cgroup: Callable[[], None]
 ) -> None:
-    # A program named nc (no netcat is installed here): the rule looks at the exec only.
-    nc = _copy_binary("true", workdir / "nc")
+    nc = _fake_netcat(workdir)
     subprocess.run(
         [str(nc), "-e", "/bin/sh", "127.0.0.1", "4444"], preexec_fn=container_cgroup, check=True
     )
@@ -377,7 +386,7 @@ def test_netcat_remote_execution_in_container(
 def test_netcat_without_exec_option_is_quiet(
     detector: Detector, workdir: Path, container_cgroup: Callable[[], None]
 ) -> None:
-    nc = _copy_binary("true", workdir / "nc")
+    nc = _fake_netcat(workdir)
     subprocess.run([str(nc), "-l", "4444"], preexec_fn=container_cgroup, check=True)
     detector.settle()
     assert (
