@@ -17,6 +17,7 @@ Prints events/s, alerts by rule, and RSS sampled every million events (flat = bo
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = args.rules or [UPSTREAM / name for name in UPSTREAM_FILES]
     configs = args.configs.split(",")
+    # Wall-clock rates depend on what else runs; the load shows how shared the machine was.
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     ruleset = _load_ruleset(files) if {"upstream", "all"} & set(configs) else None
     if ruleset is not None:
         print(
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(CPU {result['cpu']:6.2f} s: {result['cpu_rate']:>11,.0f} events/CPU-s)  "
             f"alerts {sum(result['alerts'].values()):,}  RSS MB [{rss}]"
         )
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if "empty" in results and "upstream" in results:
         ratio = results["upstream"]["cpu_rate"] / results["empty"]["cpu_rate"]
         print(f"upstream/empty throughput ratio (per CPU-second): {ratio:.2f}")

@@ -7,7 +7,6 @@ verified and extracted; a failure before the commit leaves the previous files un
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from feeds.transaction import (
 
 if TYPE_CHECKING:
     from feeds.context import FeedsContext
-    from registry.artifacts import ArtifactConfig, ResolvedArtifact
+    from registry.artifacts import ResolvedArtifact
     from registry.store import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -94,22 +93,44 @@ class InstallReport:
     artifacts: list[PlannedArtifact]
     dry_run: bool
     recovered: bool = False
+    selection: dict[str, Any] | None = None
+    lock_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
             "recovered_interrupted_install": self.recovered,
             "artifacts": [a.to_json() for a in self.artifacts],
+            "selection": self.selection,
+            "lock_file": self.lock_file,
         }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rules to enable (Falco's enable-by-tag meaning), as install/follow/run take it."""
+
+    compliance: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    maturity: str | None = None
+    min_priority: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.compliance or self.tags or self.maturity or self.min_priority)
+
+    def validate(self) -> None:
+        from feeds.compliance.selection import build_criteria
+
+        build_criteria(list(self.compliance), self.tags, self.maturity, self.min_priority)
 
 
 @dataclass
 class _Candidate:
     planned: PlannedArtifact
-    user_ref: UserRef
-    store: ArtifactStore
-    resolved: ResolvedArtifact
-    config: ArtifactConfig
+    user_ref: UserRef | None  # None for dependencies
+    # Set for the artifacts that will be fetched:
+    store: ArtifactStore | None = None
+    resolved: ResolvedArtifact | None = None
 
 
 # A validator gets the staged rules files (with the other installed ones) and raises on error.
@@ -130,6 +151,24 @@ def install_dirs_from(
     )
 
 
+@dataclass(frozen=True)
+class ResolveOptions:
+    """How install resolves what to fetch (feeds.planner): ranges, dependencies, requirements
+    of the target engine, the lock file, downgrades."""
+
+    engine_versions: str | None = None  # Falco /versions URL or FILE; None: falconet's engine
+    allow_downgrade: bool = False
+    pre: bool = False
+    update: tuple[str, ...] = ()  # lock entries to re-resolve
+    locked: bool = False  # install exactly the locked digests, resolve nothing
+    resolve_deps: bool = True
+    lock_path: Path | None = None  # default: <state dir>/falconet.lock
+
+
+def default_lock_path(context: FeedsContext) -> Path:
+    return context.state_dir / "falconet.lock"
+
+
 def install(
     context: FeedsContext,
     refs: list[str],
@@ -141,9 +180,13 @@ def install(
     validator: Validator | None = None,
     no_verify: bool = False,
     require_signature: bool = False,
+    selection: Selection | None = None,
+    resolve: ResolveOptions | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> InstallReport:
-    refs = refs or list(context.config["artifact.install.refs"])
-    if not refs:
+    resolve = resolve or ResolveOptions()
+    refs = refs or ([] if resolve.locked else list(context.config["artifact.install.refs"]))
+    if not refs and not resolve.locked:
         raise InstallError("nothing to install", "give refs, or set artifact.install.refs")
     allowed = allowed_types or list(context.config["artifact.allowed_types"]) or []
     for kind in allowed:
@@ -152,84 +195,191 @@ def install(
                 f"unknown artifact type {kind!r}", "allowed types are rulesfile, plugin, asset"
             )
     platform = platform or context.config["artifact.platform"] or None
+    lock_path = resolve.lock_path or default_lock_path(context)
     state_dir = context.state_dir
     recovered = recover(state_dir)
     with InstallLock(state_dir):
         sweep_stale_staging(dirs.all())
         state = StateStore(state_dir)
+        if selection:
+            selection.validate()  # before anything is fetched or written
         no_verify = no_verify or bool(context.config["artifact.no_verify"])
-        candidates = [
-            _plan_one(context, text, state, platform, no_verify, require_signature) for text in refs
-        ]
-        _refuse_disallowed(candidates, allowed)
-        _refuse_duplicates(candidates)
-        report = InstallReport([c.planned for c in candidates], dry_run, recovered)
-        if dry_run:
-            return report
-        _apply(candidates, dirs, state_dir, state, validator)
+        outcome = None
+        try:
+            if resolve.locked:
+                from feeds.planner import locked_plan
+
+                install_plan = locked_plan(context, lock_path, refs, resolve.allow_downgrade)
+            else:
+                outcome = _resolve(context, refs, resolve, platform, lock_path)
+                install_plan = outcome.plan
+            install_plan.check()  # never a silent downgrade
+            candidates = _candidates(context, install_plan, outcome, refs, state, platform, dirs)
+            _refuse_disallowed(candidates, allowed)
+            for candidate in candidates:
+                if candidate.store is not None:
+                    candidate.planned.verification = _verify(
+                        context, candidate, no_verify, require_signature
+                    )
+            report = InstallReport([c.planned for c in candidates], dry_run, recovered)
+            if dry_run:
+                return report
+            _apply(candidates, dirs, state_dir, state, validator, progress)
+            if outcome is not None:
+                from feeds.lockfile import write_lock
+
+                write_lock(lock_path, outcome.lock)
+            report.lock_file = str(lock_path)
+        finally:
+            if outcome is not None:
+                outcome.catalog.close()
+        if selection:
+            report.selection = _write_selection(dirs, state, selection)
         return report
 
 
-def _plan_one(
+def _resolve(
     context: FeedsContext,
-    text: str,
+    refs: list[str],
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+) -> Any:
+    from feeds.planner import PlanOptions, plan_install
+
+    options = PlanOptions(
+        engine_versions=resolve.engine_versions,
+        allow_downgrade=resolve.allow_downgrade,
+        pre=resolve.pre,
+        update=resolve.update,
+        lock_path=lock_path if lock_path.is_file() else None,
+        platform=platform,
+        resolve_deps=resolve.resolve_deps,
+    )
+    return plan_install(context, refs, options)
+
+
+def _candidates(
+    context: FeedsContext,
+    install_plan: Any,
+    outcome: Any,
+    refs: list[str],
     state: StateStore,
     platform: str | None,
-    no_verify: bool,
-    require_signature: bool,
-) -> _Candidate:
-    from registry.artifacts import fetch_config
+    dirs: InstallDirs,
+) -> list[_Candidate]:
+    """One candidate per plan entry; those that change the disk carry their store, resolved
+    manifest and config (fetched while solving; for --locked, fetched here by digest)."""
+    from feeds.plan import CHANGING, KEEP
+    from feeds.versions import parse_version
+
+    asked = {}
+    for text in refs:
+        user_ref = parse_user_ref(text, context.indexes)
+        asked[user_ref.name] = user_ref
+    candidates = []
+    for entry in install_plan.entries:
+        user_ref = asked.get(entry.name)
+        record = state.get(entry.name)
+        action = entry.action
+        if action == KEEP and record is not None and not _kept_in_place(record, dirs):
+            action = "repair"  # same digest, but the files are changed, gone or elsewhere
+        planned = PlannedArtifact(
+            ref=user_ref.text if user_ref else entry.name,
+            name=entry.name,
+            type=record.type if record else "",
+            version=entry.version,
+            digest=entry.digest or "",
+            reference=entry.reference or "",
+            reason=entry.reason,
+            action=action,
+            installed_version=entry.installed_version,
+        )
+        candidate = _Candidate(planned, user_ref)
+        if action == KEEP and outcome is not None:
+            candidate.store = outcome.catalog.store(entry.name)  # verified, not fetched
+        if action in CHANGING or action == "repair":
+            if outcome is not None:
+                version = parse_version(entry.version)
+                candidate.store = outcome.catalog.store(entry.name)
+                candidate.resolved = outcome.catalog.resolved(entry.name, version)
+            else:
+                candidate.store, candidate.resolved = _fetch_locked(context, entry, platform)
+            planned.type = candidate.resolved.artifact_type
+            planned.platform = candidate.resolved.platform
+        elif record is not None:
+            planned.files = [f.path for f in record.files]
+        candidates.append(candidate)
+    return candidates
+
+
+def _fetch_locked(context: FeedsContext, entry: Any, platform: str | None) -> tuple[Any, Any]:
+    from registry.artifacts import resolve_artifact
     from registry.reference import parse_reference
     from registry.store import open_store
 
-    user_ref = parse_user_ref(text, context.indexes)
-    if user_ref.version_range:
-        raise InstallError(
-            f"version ranges need the resolver: {text}",
-            "use a tag (name:5) or a digest (name@sha256:...)",
-        )
-    reference = parse_reference(user_ref.full)
+    reference = parse_reference(entry.reference)
     store = open_store(reference, context.client_options(reference.registry))
-    config, _, resolved = fetch_config(store, reference.target, platform)
-    installed = state.get(config.name)
-    planned = PlannedArtifact(
-        ref=text,
-        name=config.name,
-        type=resolved.artifact_type,
-        version=config.version,
-        digest=resolved.root.digest,
-        reference=f"{reference.locator}@{resolved.root.digest}",
-        reason="requested",
-        action=_action(installed, config.version, resolved.root.digest),
-        installed_version=installed.version if installed else None,
-        platform=resolved.platform,
+    return store, resolve_artifact(store, entry.digest, platform)
+
+
+def _write_selection(dirs: InstallDirs, state: StateStore, selection: Selection) -> dict[str, Any]:
+    """Write the compliance overlay and the selection next to the installed rules, and record
+    the selection in the state of every installed rules artifact."""
+    from feeds.compliance.operations import OVERLAY_NAME, write_selection_files
+
+    records = [r for r in state.all() if r.type == "rulesfile"]
+    paths = sorted(
+        f.path
+        for r in records
+        for f in r.files
+        if f.path.endswith((".yaml", ".yml")) and Path(f.path).name != OVERLAY_NAME
     )
-    planned.verification = _verify(context, user_ref, store, planned, no_verify, require_signature)
-    return _Candidate(planned, user_ref, store, resolved, config)
+    files = write_selection_files(
+        dirs.rulesfiles,
+        paths,
+        list(selection.compliance),
+        list(selection.tags),
+        selection.maturity,
+        selection.min_priority,
+    )
+    summary = {
+        "criteria": files.criteria,
+        "overlay": str(files.overlay),
+        "selection_file": str(files.selection),
+        "selected_rules": len(files.rules),
+    }
+    for record in records:
+        record.selection = summary
+        state.put(record)
+    return summary
 
 
 def _verify(
-    context: FeedsContext,
-    user_ref: UserRef,
-    store: ArtifactStore,
-    planned: PlannedArtifact,
-    no_verify: bool,
-    require_signature: bool,
+    context: FeedsContext, candidate: _Candidate, no_verify: bool, require_signature: bool
 ) -> dict[str, Any]:
     """Check the signature of the exact root digest that is then downloaded, before any blob
     is fetched. Raises VerificationError when a policy is not met."""
+    from feeds.errors import NotFoundError
     from feeds.verify_policy import config_verify, resolve_policy
     from registry.signatures import UNVERIFIED, verify_artifact
 
-    signature = user_ref.entry.signature if user_ref.entry else None
+    planned, user_ref = candidate.planned, candidate.user_ref
+    entry = user_ref.entry if user_ref else None
+    if entry is None and user_ref is None:  # a dependency: its index entry's policy, if any
+        try:
+            entry = context.indexes.find(planned.name)
+        except NotFoundError:
+            entry = None
     policy = resolve_policy(
-        user_ref.full,
-        signature,
+        planned.reference,
+        entry.signature if entry else None,
         config_verify(context.config),
         no_verify=no_verify,
         require_signature=require_signature,
     )
-    result = verify_artifact(store, store.reference, planned.digest, policy)
+    assert candidate.store is not None
+    result = verify_artifact(candidate.store, candidate.store.reference, planned.digest, policy)
     if result.verdict == UNVERIFIED:
         log.warning("%s is unverified: %s", planned.ref, result.reason or "no policy applies")
     return {
@@ -240,41 +390,24 @@ def _verify(
     }
 
 
-def _action(installed: InstalledArtifact | None, version: str, digest: str) -> str:
-    if installed is None:
-        return "install"
-    if installed.digest == digest and _files_intact(installed):
-        return "keep"
-    from feeds.versions_compare import compare_versions
-
-    order = compare_versions(version, installed.version)
-    return "upgrade" if order > 0 else "downgrade" if order < 0 else "reinstall"
-
-
-def _files_intact(record: InstalledArtifact) -> bool:
-    return all(item.unchanged_on_disk() for item in record.files)
+def _kept_in_place(record: InstalledArtifact, dirs: InstallDirs) -> bool:
+    """Installed files still as installed, in the directory this install targets."""
+    target = dirs.for_type(record.type) if record.type in ARTIFACT_TYPES else None
+    return all(
+        item.unchanged_on_disk() and (target is None or Path(item.path).parent == target)
+        for item in record.files
+    )
 
 
 def _refuse_disallowed(candidates: list[_Candidate], allowed: list[str]) -> None:
     for candidate in candidates:
-        if allowed and candidate.planned.type not in allowed:
+        kind = candidate.planned.type
+        if allowed and kind and candidate.planned.action != "provided" and kind not in allowed:
             raise TypeNotAllowedError(
                 f"{candidate.planned.ref} is a {candidate.planned.type}, not one of the allowed "
                 f"types ({', '.join(allowed)})",
                 "change --allowed-types",
             )
-
-
-def _refuse_duplicates(candidates: list[_Candidate]) -> None:
-    seen: dict[str, str] = {}
-    for candidate in candidates:
-        name = candidate.planned.name
-        if name in seen and seen[name] != candidate.planned.digest:
-            raise InstallError(
-                f"{name} is requested twice with different versions",
-                "ask for one version of each artifact",
-            )
-        seen[name] = candidate.planned.digest
 
 
 def _apply(
@@ -283,20 +416,15 @@ def _apply(
     state_dir: Path,
     state: StateStore,
     validator: Validator | None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> None:
     plan = Plan()
     work = Path(tempfile.mkdtemp(prefix="falconet-pull-"))
     try:
-        to_fetch = []
-        for candidate in candidates:
-            if candidate.planned.action == "keep":
-                record = state.get(candidate.planned.name)
-                candidate.planned.files = [f.path for f in record.files] if record else []
-            else:
-                to_fetch.append(candidate)
+        to_fetch = [c for c in candidates if c.resolved is not None]
         # Fetching, hashing and inflating release the GIL: artifacts are staged concurrently.
         with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
-            futures = [pool.submit(_stage, c, dirs, work, state) for c in to_fetch]
+            futures = [pool.submit(_stage, c, dirs, work, state, progress) for c in to_fetch]
         failure: BaseException | None = None
         for future in futures:  # merge every success first, so a failure discards them all
             if future.exception() is not None:
@@ -324,13 +452,19 @@ def _apply(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _stage(candidate: _Candidate, dirs: InstallDirs, work: Path, state: StateStore) -> Plan:
+def _stage(
+    candidate: _Candidate,
+    dirs: InstallDirs,
+    work: Path,
+    state: StateStore,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Plan:
     from registry.artifacts import pull_artifact
     from registry.extract import extract_targz
 
     planned = candidate.planned
     pulled = pull_artifact(
-        candidate.store, work / planned.name, planned.digest, planned.platform or None
+        candidate.store, work / planned.name, planned.digest, planned.platform or None, progress
     )
     planned.downloaded_blobs = pulled.downloaded_blobs
     target_dir = dirs.for_type(planned.type)
@@ -383,11 +517,10 @@ def _refuse_file_clashes(plan: Plan) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file (as recorded in the state)."""
+    from registry.digests import digest_file
+
+    return digest_file(path)[0].split(":", 1)[1]
 
 
 def uninstall(context: FeedsContext, name: str) -> InstalledArtifact:

@@ -197,7 +197,8 @@ def lock_from(resolution: Resolution, plan: Plan, previous: LockFile | None = No
             provided_by_engine=selected.provided_by_engine,
         )
     for request in resolution.requests:
-        refs[request.label] = request.name
+        if not request.installed:
+            refs[request.label] = request.name
     return _without_unreachable(LockFile(refs, artifacts))
 
 

@@ -9,26 +9,30 @@ plan (actions, downgrade refusal) -> the lock file the install would write.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from feeds.errors import NotFoundError
+from feeds.errors import FeedsError, NotFoundError
 from feeds.lockfile import LockedArtifact, LockFile, lock_from, read_lock, require_lock
 from feeds.plan import PROVIDED, InstalledLike, Plan, PlanEntry, build_plan, plan_action
 from feeds.registry_catalog import RegistryCatalog
 from feeds.requirements import EngineVersions, load_engine_versions
 from feeds.resolve import UserRef, parse_user_ref
 from feeds.solver import Request, Resolution, resolve
-from feeds.state import StateStore
+from feeds.state import InstalledArtifact, StateStore
 from feeds.versions import (
+    ANY,
     CARET,
     LATEST_COMPATIBLE,
     VersionRange,
     parse_range,
     try_parse_version,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from feeds.context import FeedsContext
@@ -46,6 +50,9 @@ class PlanOptions:
     platform: str | None = None
     policy: str = CARET
     resolve_deps: bool = True  # False: only the requested artifacts (falcoctl --resolve-deps=false)
+    # Keep installed artifacts in the resolution, so a new install cannot break what they
+    # depend on (it may upgrade them when it must; downgrades are refused by the plan).
+    keep_installed: bool = True
 
 
 @dataclass
@@ -94,16 +101,24 @@ def plan_install(context: FeedsContext, refs: Sequence[str], options: PlanOption
     def locate(name: str) -> str:
         return explicit[name] if name in explicit else context.indexes.find(name).locator
 
+    installed_records = {record.name: record for record in StateStore(context.state_dir).all()}
+    for name, record in installed_records.items():
+        explicit.setdefault(name, record.reference.split("@", 1)[0])
     catalog = RegistryCatalog(locate, _store_opener(context), options.platform)
     try:
         requests = [_request(ref, catalog) for ref in user_refs]
-        installed_records = {record.name: record for record in StateStore(context.state_dir).all()}
         installed = {
             name: version
             for name, record in installed_records.items()
             if (version := try_parse_version(record.version)) is not None
         }
-        prefer = previous.locked_versions(options.update) if previous else {}
+        # Installing something must not move what is installed unless it has to: installed
+        # versions are preferred, then the lock's; --update lifts both for the names given.
+        still = {n: v for n, v in installed.items() if n not in set(options.update)}
+        prefer = {**still, **(previous.locked_versions(options.update) if previous else {})}
+        if options.keep_installed and options.resolve_deps:
+            requested = {request.name for request in requests}
+            requests += _installed_requests(installed_records, requested, catalog)
         resolution = resolve(
             requests,
             catalog,
@@ -178,6 +193,29 @@ def _locked_entry(
         installed_version=current.version if current else None,
         dependencies=artifact.dependencies,
     )
+
+
+def _installed_requests(
+    records: Mapping[str, InstalledArtifact], requested: set[str], catalog: RegistryCatalog
+) -> list[Request]:
+    """Installed artifacts not asked for, at any version (their installed one preferred).
+    One whose digest is gone from its registry is left out with a warning: it cannot be
+    re-resolved, but it must not block installing something else."""
+    from registry.errors import RegistryError
+
+    kept = []
+    for name, record in sorted(records.items()):
+        if name in requested or not record.digest:
+            continue
+        try:
+            catalog.add_fixed(name, record.digest)
+        except (RegistryError, FeedsError) as error:
+            log.warning(
+                "installed %s %s left out of the resolution: %s", name, record.version, error
+            )
+            continue
+        kept.append(Request(name, ANY, name, installed=True))
+    return kept
 
 
 def _request(ref: UserRef, catalog: RegistryCatalog) -> Request:

@@ -51,9 +51,14 @@ class Request:
     name: str
     range: VersionRange = ANY
     ref: str = ""  # as typed; the lock file's key
+    # An installed artifact kept in the resolution so that what it depends on stays
+    # satisfied; not something the user asked for (no lock entry, reason `installed`).
+    installed: bool = False
 
     @property
     def label(self) -> str:
+        if self.installed:
+            return f"installed {self.name}"
         if self.ref:
             return self.ref
         return self.name if self.range.is_any else f"{self.name}@{self.range}"
@@ -189,6 +194,7 @@ class Solver:
         self._unmet: dict[tuple[str, Version], list[Unmet]] = {}
         self._candidates: dict[tuple[str, tuple[VersionRange, ...]], list[Version]] = {}
         self._failure: tuple[int, Exception] | None = None
+        self._kept_installed: set[str] = set()
 
     # -- entry point ----------------------------------------------------------------------
 
@@ -198,6 +204,7 @@ class Solver:
                 "nothing to resolve", "name at least one artifact, e.g. falco-rules@^5"
             )
         initial = _State()
+        self._kept_installed = {r.name for r in requests if r.installed}
         for request in requests:
             origin = f"requested {request.label}"
             self._add_constraint(initial, request.name, Constraint(request.range, origin))
@@ -350,6 +357,8 @@ class Solver:
             branch.levels[name] = frame.level
             prefix = state.chains.get(name, "")
             chain = f"{prefix} -> {name} {version}" if prefix else f"{name} {version}"
+            if not prefix and name in self._kept_installed:
+                chain = f"installed {chain}"
             dependencies = config.dependencies if self.resolve_deps else ()
             branch.obligations = state.obligations + tuple(
                 _Obligation(name, frame.level, chain, dep) for dep in dependencies
@@ -498,7 +507,7 @@ class Solver:
     # -- result ----------------------------------------------------------------------------
 
     def _resolution(self, state: _State, requests: Sequence[Request]) -> Resolution:
-        requested = {r.name for r in requests}
+        requested = {r.name for r in requests if not r.installed}
         parents: dict[str, list[tuple[str, _Edge]]] = {}
         for parent, edges in state.edges.items():
             for edge in edges:
@@ -524,6 +533,8 @@ class Solver:
 def _reason(requested: bool, parents: list[tuple[str, _Edge]], provided: bool) -> str:
     if requested:
         return "requested"
+    if not parents:
+        return "installed"
     parts = []
     for parent, edge in sorted(parents, key=lambda item: item[0]):
         if edge.primary != edge.child:

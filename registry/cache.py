@@ -60,10 +60,14 @@ def fetch_through_cache(
     digest: str,
     size: int | None,
     dest: Path,
-    open_chunks: Callable[[], Iterable[bytes]],
+    download: Callable[[Path], None],
     what: str,
 ) -> bool:
-    """Write the blob to dest, downloading only on a cache miss. Returns True when downloaded."""
+    """Write the blob to dest, calling download(target) only on a cache miss.
+
+    download must write target atomically and verified (a VerifiedWriter). Returns True when
+    the blob was downloaded.
+    """
     if cache is not None and cache.has(digest, size):
         cached = cache.path_for(digest)
         try:
@@ -75,8 +79,9 @@ def fetch_through_cache(
             log.warning("%s: cached copy is corrupt; downloading it again", what)
             cached.unlink(missing_ok=True)
     if cache is None:
-        write_verified(open_chunks(), dest, digest, size, what)
+        download(dest)
         return True
-    cached = cache.ingest(open_chunks(), digest, size, what)
+    cached = cache.path_for(digest)
+    download(cached)
     copy_atomically(cached, dest)
     return True

@@ -10,8 +10,10 @@ from __future__ import annotations
 import email.utils
 import errno
 import logging
+import os
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -50,6 +52,29 @@ def _refused(error: BaseException) -> bool:
     return False
 
 
+def system_ca_bundle() -> bool | str:
+    """The operating system's CA bundle (where corporate CAs get installed), else certifi's.
+
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, when set, still win, as requests users expect.
+    """
+    if os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        return True
+    cafile = ssl.get_default_verify_paths().cafile
+    return cafile if cafile and os.path.isfile(cafile) else True
+
+
+def tls_verify(options: ClientOptions) -> bool | str:
+    """requests' `verify` for these options: skip (only when asked), --ca-file, or the system's."""
+    if options.insecure_skip_tls_verify:
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        return False
+    if options.ca_file is not None:
+        return str(options.ca_file)
+    return system_ca_bundle()
+
+
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -77,14 +102,7 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
-        self.verify: bool | str = True
-        if options.insecure_skip_tls_verify:
-            import urllib3
-
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-            self.verify = False
-        elif options.ca_file is not None:
-            self.verify = str(options.ca_file)
+        self.verify = tls_verify(options)
         if options.client_cert is not None:
             self.session.cert = (
                 (str(options.client_cert), str(options.client_key))

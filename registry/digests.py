@@ -52,38 +52,67 @@ def verify_bytes(data: bytes, digest: str, what: str) -> None:
         )
 
 
+class VerifiedWriter:
+    """A temporary file next to dest that becomes dest only if size and digest match.
+
+    Resumable: after an interrupted transfer the caller continues from `written` (an HTTP
+    Range request), or calls `restart()` when the server sends the whole blob again.
+    """
+
+    def __init__(self, dest: Path, digest: str, size: int | None, what: str) -> None:
+        self.dest, self.digest, self.size, self.what = dest, digest, size, what
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        self.tmp = Path(tmp_name)
+        self._out = os.fdopen(fd, "wb")
+        self._hasher = hashlib.sha256()
+        self.written = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self.written += len(chunk)
+        if self.size is not None and self.written > self.size:
+            raise DigestMismatchError(
+                f"{self.what}: more than the {self.size} bytes its descriptor declares",
+                hint="the registry or the layout holds corrupted or tampered data",
+            )
+        self._out.write(chunk)
+
+    def restart(self) -> None:
+        self._out.seek(0)
+        self._out.truncate()
+        self._hasher = hashlib.sha256()
+        self.written = 0
+
+    def commit(self) -> None:
+        self._out.close()
+        actual = "sha256:" + self._hasher.hexdigest()
+        if actual != self.digest or (self.size is not None and self.written != self.size):
+            raise DigestMismatchError(
+                f"{self.what}: content digest {actual} ({self.written} bytes) does not match "
+                f"the expected {self.digest} ({self.size} bytes)",
+                hint="the registry or the layout holds corrupted or tampered data; "
+                "nothing was written",
+            )
+        os.chmod(self.tmp, FILE_MODE)
+        os.replace(self.tmp, self.dest)
+
+    def abort(self) -> None:
+        self._out.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def write_verified(
     chunks: Iterable[bytes], dest: Path, digest: str, size: int | None, what: str
 ) -> None:
     """Stream chunks into dest atomically; a mismatch raises DigestMismatchError, dest untouched."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    hasher = hashlib.sha256()
-    written = 0
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    writer = VerifiedWriter(dest, digest, size, what)
     try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                hasher.update(chunk)
-                written += len(chunk)
-                if size is not None and written > size:
-                    raise DigestMismatchError(
-                        f"{what}: more than the {size} bytes its descriptor declares",
-                        hint="the registry or the layout holds corrupted or tampered data",
-                    )
-                out.write(chunk)
-        actual = "sha256:" + hasher.hexdigest()
-        if actual != digest or (size is not None and written != size):
-            raise DigestMismatchError(
-                f"{what}: content digest {actual} ({written} bytes) does not match the expected "
-                f"{digest} ({size} bytes)",
-                hint="the registry or the layout holds corrupted or tampered data; "
-                "nothing was written",
-            )
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dest)
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        writer.abort()
         raise
 
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.client import RegistryClient
+from registry.client import RegistryClient, tls_verify
 from registry.credentials import erase_credentials, store_credentials
 from registry.errors import AuthError, ReferenceError_
 from registry.oauth import OAuthClient, fetch_token, save_client
@@ -76,11 +76,6 @@ def login_oauth(
 ) -> Path:
     """Validate the client credentials at the token URL, then store them (0600)."""
     host = check_host(host)
-    verify: bool | str = (
-        False
-        if options.insecure_skip_tls_verify
-        else (str(options.ca_file) if options.ca_file else True)
-    )
-    fetch_token(client, verify=verify, timeout=options.connect_timeout)
+    fetch_token(client, verify=tls_verify(options), timeout=options.connect_timeout)
     save_client(credentials_file, host, client)
     return credentials_file

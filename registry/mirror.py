@@ -30,6 +30,7 @@ class MirrorResult:
     signatures: list[str] = field(default_factory=list)
     blobs_copied: int = 0
     blobs_present: int = 0
+    blobs_mounted: int = 0
     manifests_copied: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -40,6 +41,7 @@ class MirrorResult:
             "signatures": self.signatures,
             "blobsCopied": self.blobs_copied,
             "blobsPresent": self.blobs_present,
+            "blobsMounted": self.blobs_mounted,
             "manifestsCopied": self.manifests_copied,
         }
 
@@ -70,6 +72,10 @@ class _GraphCopier:
             self.result.blobs_present += 1
             self._done.add(blob.digest)
             return
+        if self._mount(blob):
+            self.result.blobs_mounted += 1
+            self._done.add(blob.digest)
+            return
         staged = self.work / blob.digest.replace(":", "-")
         self.src.fetch_blob(blob, staged)
         try:
@@ -78,6 +84,17 @@ class _GraphCopier:
             staged.unlink(missing_ok=True)
         self._done.add(blob.digest)
         self.result.blobs_copied += 1
+
+    def _mount(self, blob: Descriptor) -> bool:
+        """Same registry on both sides: ask it to mount the blob instead of moving bytes."""
+        from registry.remote import RemoteRepository
+
+        src, dst = self.src, self.dst
+        if not (isinstance(src, RemoteRepository) and isinstance(dst, RemoteRepository)):
+            return False
+        if src.reference.registry != dst.reference.registry:
+            return False
+        return dst.mount_blob(blob, src.reference.repository)
 
 
 def _tags_to_copy(src: ArtifactStore, tags: Sequence[str] | None) -> list[str]:

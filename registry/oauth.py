@@ -107,5 +107,6 @@ def access_token_for(host: str, options: ClientOptions) -> str | None:
     client = load_clients(options.oauth_credentials_file).get(host)
     if client is None:
         return None
-    verify: bool | str = str(options.ca_file) if options.ca_file else True
-    return fetch_token(client, verify=verify, timeout=options.connect_timeout)
+    from registry.client import tls_verify
+
+    return fetch_token(client, verify=tls_verify(options), timeout=options.connect_timeout)

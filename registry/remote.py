@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 import requests
 
+from registry.auth import merge_scopes
 from registry.cache import BlobCache, fetch_through_cache
 from registry.client import RETRY_STATUSES, RegistryClient, TransientNetworkError
-from registry.digests import CHUNK_SIZE, digest_bytes, verify_bytes
+from registry.digests import CHUNK_SIZE, VerifiedWriter, digest_bytes, verify_bytes
 from registry.errors import DigestMismatchError, NetworkError, RegistryError
 from registry.options import ClientOptions
-from registry.progress import Progress, report_chunks, upload_body
+from registry.progress import Progress, label_of, upload_body
 from registry.reference import Reference
 from registry.store import (
     MANIFEST_MEDIA_TYPES,
@@ -175,15 +176,55 @@ class RemoteRepository:
         self.client.check(response, f"blob {descriptor.digest}")
         return True
 
-    def _blob_chunks(self, descriptor: Descriptor) -> Iterator[bytes]:
+    def _open_blob(self, descriptor: Descriptor, offset: int = 0) -> requests.Response:
+        headers = {"Range": f"bytes={offset}-"} if offset else None
         response = self.client.request(
-            "GET", f"{self._path}/blobs/{descriptor.digest}", scope=self._pull_scope, stream=True
+            "GET",
+            f"{self._path}/blobs/{descriptor.digest}",
+            scope=self._pull_scope,
+            headers=headers,
+            stream=True,
         )
         self.client.check(response, f"blob {descriptor.digest} of {self.reference.locator}")
-        with response:
+        return response
+
+    def _blob_chunks(self, descriptor: Descriptor) -> Iterator[bytes]:
+        with self._open_blob(descriptor) as response:
             for chunk in response.iter_content(CHUNK_SIZE):
                 self.stats.bytes_downloaded += len(chunk)
                 yield chunk
+
+    def _download(self, descriptor: Descriptor, target: Path, progress: Progress | None) -> None:
+        """Stream a blob into target (verified, atomic), resuming with Range after a reset."""
+        what = f"blob {descriptor.digest} of {self.reference.locator}"
+        label = label_of(descriptor)
+        writer = VerifiedWriter(target, descriptor.digest, descriptor.size, what)
+        try:
+            attempt = 0
+            while writer.written < descriptor.size or descriptor.size == 0:
+                try:
+                    with self._open_blob(descriptor, writer.written) as response:
+                        if writer.written and response.status_code != 206:
+                            writer.restart()  # the server ignored Range: the whole blob again
+                        for chunk in response.iter_content(CHUNK_SIZE):
+                            self.stats.bytes_downloaded += len(chunk)
+                            writer.write(chunk)
+                            if progress is not None:
+                                progress(label, len(chunk), descriptor.size)
+                    break
+                except _STREAM_ERRORS as error:
+                    if attempt >= self.options.max_retries:
+                        raise NetworkError(
+                            f"{what}: transfer failed after {attempt + 1} attempts: {error}",
+                            hint="the registry or the network is unstable; nothing was written",
+                        ) from error
+                    log.info("%s: interrupted at byte %d; resuming", what, writer.written)
+                    self.client.sleep_before_retry(attempt, None, f"{what}: transfer interrupted")
+                    attempt += 1
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
 
     def _retrying_transfer(self, what: str, transfer: Callable[[], T]) -> T:
         """Run a streamed transfer again from the start when the connection breaks mid-way."""
@@ -204,16 +245,13 @@ class RemoteRepository:
     ) -> bool:
         """Stream the blob to dest (verified, atomic). Returns True when it was downloaded."""
         what = f"blob {descriptor.digest} of {self.reference.locator}"
-        downloaded = self._retrying_transfer(
+        downloaded = fetch_through_cache(
+            self.cache,
+            descriptor.digest,
+            descriptor.size,
+            dest_path,
+            lambda target: self._download(descriptor, target, progress),
             what,
-            lambda: fetch_through_cache(
-                self.cache,
-                descriptor.digest,
-                descriptor.size,
-                dest_path,
-                lambda: report_chunks(self._blob_chunks(descriptor), descriptor, progress),
-                what,
-            ),
         )
         if downloaded:
             self.stats.blobs_downloaded += 1
@@ -263,6 +301,31 @@ class RemoteRepository:
             response.close()
             self.stats.blobs_uploaded += 1
             return
+
+    def mount_blob(self, descriptor: Descriptor, from_repository: str) -> bool:
+        """Cross-repository mount within this registry: no bytes move. False if refused."""
+        response = self.client.request(
+            "POST",
+            f"{self._path}/blobs/uploads/",
+            scope=merge_scopes(self._push_scope, f"repository:{from_repository}:pull"),
+            params={"mount": descriptor.digest, "from": from_repository},
+        )
+        response.close()
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202:
+            # The registry opened an ordinary upload instead: cancel it, the caller copies.
+            location = response.headers.get("Location")
+            if location:
+                cancel = self.client.request(
+                    "DELETE",
+                    urllib.parse.urljoin(self.client.base_url, location),
+                    scope=self._push_scope,
+                )
+                cancel.close()
+            return False
+        self.client.check(response, f"blob mount {descriptor.digest} from {from_repository}")
+        return False
 
     def _upload_once(
         self, source: Path | bytes, descriptor: Descriptor, progress: Progress | None

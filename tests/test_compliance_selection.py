@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds.compliance.rulesfile import read_rules
 from feeds.compliance.selection import read_selection, select_rules
@@ -180,9 +182,10 @@ def test_selection_files_for_install_are_written_next_to_the_rules(
     # E only carries PCI_DSS_10.20 already: it gains no tag, so it has no overlay entry.
     gaining = {r.name for r in read_rules([fixture_rules])} - {"E pre-tagged"}
     assert {e["rule"] for e in overlay} == gaining
-    assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [written.overlay.name, written.selection.name]
-    )  # no temporary files left behind
+    written_files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert written_files == sorted(  # no temporary files left behind
+        [str(written.overlay.relative_to(dest)), str(written.selection.relative_to(dest))]
+    )
 
 
 def test_invalid_criteria_write_nothing(fixture_rules: Path, tmp_path: Path) -> None:
@@ -192,3 +195,51 @@ def test_invalid_criteria_write_nothing(fixture_rules: Path, tmp_path: Path) -> 
     with pytest.raises(SelectionError):
         write_selection_files(tmp_path / "rules.d", [fixture_rules], ["pci-dss:99"])
     assert not (tmp_path / "rules.d").exists()
+
+
+TAG_POOL = [
+    "mitre_execution", "T1059.004", "TA0003", "MITRE_TA0006_credential_access",
+    "T1562-impair-defenses",
+    "abuse-elevation-control-mechanism", "PCI_DSS_10.2.1.6", "NIST_800-53_AU-9", "SOC2_CC8.1",
+    "HIPAA_164.312(b)", "NIS2_21.2.d", "DORA_Art12", "FedRAMP_High_AU-10", "aws_iam", "okta",
+    "cis", "container", "maturity_stable", "maturity_sandbox", "PCI_DSS_foo",
+]  # fmt: skip
+SPECS = [
+    "pci-dss:10.2", "pci-dss:8", "nist:AU-9", "nist:AC", "soc2:CC8", "hipaa:164.312", "nis2:21.2.d",
+    "dora:Art9", "fedramp:High_AU", "fedramp:Low", "mitre:TA0004", "mitre:T1059",
+]  # fmt: skip
+
+
+@given(
+    rules=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(TAG_POOL), max_size=5, unique=True),
+            st.sampled_from(["syscall", "k8s_audit", "okta", "aws_cloudtrail"]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    spec=st.sampled_from(SPECS),
+)
+@settings(max_examples=150, deadline=None)
+def test_selection_equals_enable_by_tag_after_overlay_for_any_rules(
+    rules: list[tuple[list[str], str]], spec: str
+) -> None:
+    from feeds.compliance.overlay import overlay_entries
+    from feeds.compliance.rulesfile import RuleInfo
+    from feeds.compliance.selection import parse_framework_spec
+
+    infos = [
+        RuleInfo(f"r{i}", tuple(tags), "Warning", source, True, "mem.yaml")
+        for i, (tags, source) in enumerate(rules)
+    ]
+    effective = {info.name: set(info.tags) for info in infos}
+    for entry in overlay_entries(infos):
+        effective[entry["rule"]].update(entry["tags"])
+    parsed = parse_framework_spec(spec)
+    expected = {
+        name
+        for name, tags in effective.items()
+        if any(tag_matches(tag, parsed.framework, parsed.control_prefix) for tag in tags)
+    }
+    assert select_rules(infos, spec) == expected

@@ -206,8 +206,10 @@ def test_embedded_default_feed_installs_offline(run_cli: CliRunner, falconet_hom
     """The main job: no configuration, no network, the embedded feed's ruleset installs."""
     result = run_cli("artifact", "install", "-o", "json")
     assert result.returncode == 0, result.stderr
-    (artifact,) = json.loads(result.stdout)["artifacts"]
-    assert artifact["name"] == "falconet-rules"
+    artifacts = {a["name"]: a for a in json.loads(result.stdout)["artifacts"]}
+    assert artifacts["falconet-rules"]["action"] == "install"
+    # Its dependency, the container plugin, is one falconet's engine stands in for.
+    assert artifacts["container"]["action"] == "provided"
     assert (falconet_home / "rules" / "falconet_rules.yaml").is_file()
 
 
@@ -227,7 +229,8 @@ def test_malformed_refs_are_usage_errors(run_cli: CliRunner, ref: str) -> None:
 def test_embedded_feed_is_verified_offline(run_cli: CliRunner) -> None:
     result = run_cli("artifact", "install", "falconet-rules:0.1.0", "-o", "json")
     assert result.returncode == 0, result.stderr
-    verification = json.loads(result.stdout)["artifacts"][0]["verification"]
+    artifacts = {a["name"]: a for a in json.loads(result.stdout)["artifacts"]}
+    verification = artifacts["falconet-rules"]["verification"]
     assert verification["verdict"] == "verified"
     assert verification["policy"] == "index entry signature"
 
@@ -306,3 +309,29 @@ def test_require_signature_refuses_artifacts_no_policy_covers(
     )
     assert refused.returncode == 6, refused.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_compliance_selection_at_install(run_cli: CliRunner, falconet_home: Path) -> None:
+    """--compliance writes the overlay and a Falco config.d selection; the state records it."""
+    import yaml
+
+    bad = run_cli("artifact", "install", "--compliance", "no-such-framework")
+    assert bad.returncode in (2, 3) and not (falconet_home / "rules").exists()
+    result = run_cli("artifact", "install", "--compliance", "pci-dss:10", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    selection = json.loads(result.stdout)["selection"]
+    fragment = yaml.safe_load(Path(selection["selection_file"]).read_text())
+    enabled = [step["enable"]["rule"] for step in fragment["rules"][1:]]
+    assert fragment["rules"][0] == {"disable": {"rule": "*"}}
+    # Independently: the rules whose own tags plus the overlay's appended tags name a PCI DSS
+    # 10.x control (Falco's enable-by-tag over the overlaid rules).
+    tags: dict[str, set[str]] = {}
+    for path in ("falconet_rules.yaml", "zz-falconet-compliance-overlay.yaml"):
+        for item in yaml.safe_load((falconet_home / "rules" / path).read_text()):
+            if "rule" in item:
+                tags.setdefault(item["rule"], set()).update(item.get("tags", []))
+    expected = [n for n, t in tags.items() if any(x.startswith("PCI_DSS_10.") for x in t)]
+    assert sorted(enabled) == sorted(expected) and expected
+    assert Path(selection["overlay"]).name == "zz-falconet-compliance-overlay.yaml"
+    record = installed(run_cli)["falconet-rules"]
+    assert record["selection"]["criteria"]["compliance"]

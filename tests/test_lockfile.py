@@ -203,3 +203,14 @@ def test_a_locked_version_that_no_longer_fits_yields_to_the_constraints() -> Non
     cat.publish("new-rules", "1.0.0", depends_on=["json:0.8.0"])
     later = resolve([request("json"), request("new-rules")], cat, prefer=lock.locked_versions())
     assert str(later.selected["json"].version) == "0.8.1"
+
+
+def test_installed_requests_are_kept_but_not_locked() -> None:
+    cat = catalog()
+    requests = [request("json@0.7.0"), Request("cloudtrail", installed=True)]
+    resolution = resolve(requests, cat, prefer={"cloudtrail": parse_version("0.12.0")})
+    assert resolution.selected["cloudtrail"].reason == "installed"
+    assert str(resolution.selected["cloudtrail"].version) == "0.12.0"
+    lock = lock_from(resolution, build_plan(resolution, cat))
+    assert lock.refs == {"json@0.7.0": "json"}
+    assert set(lock.artifacts) == {"json"}

@@ -245,3 +245,15 @@ def test_unwritable_destination_is_one_clear_line(run_cli, tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: cannot write to {blocker}")
     assert "Traceback" not in result.stderr and "bug" not in result.stderr
+
+
+def test_system_trust_store_is_used(run_cli, registry_factory, tmp_path: Path) -> None:
+    """OpenSSL's default CA file (SSL_CERT_FILE here) is trusted without --ca-file."""
+    server = registry_factory(tls=True)
+    assert server.ca is not None
+    env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "", "SSL_CERT_FILE": str(server.ca.ca_cert)}
+    pushed = run_cli(
+        "registry", "push", f"{server.host}/sys/r:1.0.0", str(_rules(tmp_path)),
+        "--type", "rulesfile", "--version", "1.0.0", env=env,
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr

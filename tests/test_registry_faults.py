@@ -18,14 +18,15 @@ from registry.store import ClientOptions, open_store
 from tests.support.fault_proxy import Fault, FaultProxy
 
 # Small waits keep the retry tests fast; the backoff schedule itself is the same code.
+PLAIN = ClientOptions(plain_http=True)
 FAST = ClientOptions(plain_http=True, backoff_base=0.01, backoff_max=0.05, max_retries=3)
 
 
 @pytest.fixture
 def artifact(registry, tmp_path: Path) -> str:
-    """A rulesfile with a ~1.5 MiB layer (several chunks) pushed straight to the registry."""
+    """A rulesfile with a ~3 MiB layer (several 1 MiB chunks) pushed straight to the registry."""
     rules = tmp_path / "big_rules.yaml"
-    rules.write_text(f"- list: l\n  items: [{os.urandom(3 << 19).hex()}]\n")
+    rules.write_text(f"- list: l\n  items: [{os.urandom(3 << 20).hex()}]\n")
     ref = parse_reference(f"{registry.host}/faults/rules:1.0.0")
     push_artifact(
         open_store(ref, ClientOptions(plain_http=True)),
@@ -79,12 +80,22 @@ def test_persistent_500_gives_up_with_nothing_written(
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_reset_mid_blob_is_retried(proxy: FaultProxy, artifact: str, tmp_path: Path) -> None:
-    fault = proxy.add(Fault("GET", "/blobs/", times=1, truncate=True))
+def _layer_digest(registry, artifact: str) -> str:
+    store = open_store(parse_reference(f"{registry.host}/{artifact}"), PLAIN)
+    return json.loads(store.fetch_manifest("1.0.0")[0])["layers"][0]["digest"]
+
+
+def test_reset_mid_blob_is_resumed(
+    registry, proxy: FaultProxy, artifact: str, tmp_path: Path
+) -> None:
+    layer = _layer_digest(registry, artifact)
+    fault = proxy.add(Fault("GET", f"/blobs/{layer}", times=1, truncate=True))
     options = ClientOptions(plain_http=True, backoff_base=0.01, cache_dir=tmp_path / "cache")
     result = _pull(proxy, artifact, tmp_path / "out", options)
     assert fault.fired == 1
     assert result.files[0].stat().st_size > 1 << 20
+    # The retry resumed where the cut happened (HTTP Range -> 206), not from byte 0.
+    assert any(m == "GET" and "/blobs/" in p and st == 206 for m, p, st in proxy.requests)
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".part")]
     assert leftovers == []
 
@@ -176,3 +187,22 @@ def test_proxy_from_the_environment_is_used(
     assert result.returncode == 0, result.stderr
     assert proxy.count("GET", "/manifests/") >= 1
     assert proxy.count("GET", "/blobs/") >= 1
+
+
+def test_head_without_digest_falls_back_to_get(proxy: FaultProxy, artifact: str, registry) -> None:
+    truth = open_store(parse_reference(f"{registry.host}/{artifact}"), PLAIN).resolve("1.0.0")
+    fault = proxy.add(Fault("HEAD", "/manifests/", rewrite_headers={"Docker-Content-Digest": None}))
+    via_proxy = open_store(parse_reference(f"{proxy.host}/{artifact}"), FAST).resolve("1.0.0")
+    assert fault.fired == 1
+    assert via_proxy == truth
+    assert proxy.count("GET", "/manifests/") == 1
+
+
+def test_a_registry_lying_about_the_manifest_digest_is_refused(
+    proxy: FaultProxy, artifact: str, tmp_path: Path
+) -> None:
+    lie = "sha256:" + "0" * 64
+    proxy.add(Fault("GET", "/manifests/", rewrite_headers={"Docker-Content-Digest": lie}))
+    with pytest.raises(DigestMismatchError, match="does not match the registry's"):
+        _pull(proxy, artifact, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -212,3 +212,19 @@ def test_mirror_layout_back_into_a_registry(registry_factory, tmp_path: Path) ->
     internal = open_store(parse_reference(f"{inside.host}/mirrored/rules:2.0.0"), PLAIN)
     assert sorted(internal.list_tags()) == sorted(["2.0.0", sig])
     assert pull_artifact(internal, tmp_path / "out").digest == first.digest
+
+
+def test_mirror_within_one_registry_mounts_blobs(registry, tmp_path: Path) -> None:
+    pushed = _push_plugin(f"{registry.host}/staging/dummy:0.2.0", tmp_path)
+    result = mirror(
+        open_store(parse_reference(f"{registry.host}/staging/dummy:0.2.0"), PLAIN),
+        open_store(parse_reference(f"{registry.host}/prod/dummy"), PLAIN),
+    )
+    assert result.blobs_copied == 0
+    assert result.blobs_mounted >= 3  # one config + two layers, no bytes moved
+    pulled = pull_artifact(
+        open_store(parse_reference(f"{registry.host}/prod/dummy:0.2.0"), PLAIN),
+        tmp_path / "out",
+        platform="linux/amd64",
+    )
+    assert pulled.digest == pushed.digest

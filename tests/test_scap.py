@@ -238,3 +238,15 @@ def test_not_a_capture_is_refused(tmp_path: Path) -> None:
     assert raised.value.hint
     with pytest.raises(CaptureError, match="cannot read"):
         open_replay(tmp_path / "missing.scap")
+
+
+def test_wanted_types_skip_decoding_but_keep_numbering(shared_dir: Path) -> None:
+    path = _captures(shared_dir) / "connect_localhost.scap"
+    with open_replay(path) as replay:
+        every = [(e.num, e.type) for e in replay.events()]
+    with open_replay(path) as replay:
+        wanted = replay.needed_events(frozenset({"connect"}))
+        kept = [(e.num, e.type) for e in replay.events(wanted)]
+        assert replay.stats.events == len(every)
+        assert replay.stats.skipped == len(every) - len(kept) > 0
+    assert kept == [row for row in every if row[1] in wanted]

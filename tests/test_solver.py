@@ -349,3 +349,25 @@ def test_a_config_with_a_non_semver_dependency_is_reported() -> None:
     catalog.publish("json", "1.0.0")
     with pytest.raises(ResolutionError, match=r"invalid artifact config: rules 1\.0\.0 depends"):
         resolve([req("rules")], catalog)
+
+
+def test_conflict_message_carries_the_whole_chain() -> None:
+    catalog = MemoryCatalog()
+    catalog.publish("bundle", "2.0.0", depends_on=["cloudtrail-rules:0.12.0"])
+    catalog.publish("cloudtrail-rules", "0.12.0", depends_on=["json:0.7.0"])
+    catalog.publish("k8saudit-rules", "0.9.0", depends_on=["json:1.0.0"])
+    catalog.publish("json", "0.7.0")
+    catalog.publish("json", "1.0.0")
+    with pytest.raises(ResolutionError) as caught:
+        resolve([req("bundle"), req("k8saudit-rules")], catalog)
+    assert "bundle 2.0.0 -> cloudtrail-rules 0.12.0 -> json ^0.7.0" in str(caught.value)
+
+
+def test_search_budget_ends_with_a_clear_error() -> None:
+    catalog = MemoryCatalog()
+    for index in range(30):
+        catalog.publish(f"a{index}", "1.0.0", depends_on=[f"a{index + 1}:1.0.0"])
+    catalog.publish("a30", "1.0.0")
+    with pytest.raises(ResolutionError, match="gave up after 10 steps") as caught:
+        Solver(catalog, max_steps=10).solve([req("a0")])
+    assert caught.value.hint is not None and "pin" in caught.value.hint

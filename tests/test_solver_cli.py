@@ -19,7 +19,7 @@ pytestmark = pytest.mark.registry
 
 # The plugins falconet's engine stands in for (json, cloudtrail, ...) would be `provided`;
 # these tests use plugin names it does not provide, so they come from the registry.
-NAMES = ("cloudtrail-rules", "trail", "jsonx", "falco-rules", "okta-rules")
+NAMES = ("cloudtrail-rules", "trail", "jsonx", "falco-rules", "okta-rules", "k8s-rules")
 
 
 def publish(
@@ -48,6 +48,8 @@ def feed(run_cli: CliRunner, registry: RegistryServer, falconet_home: Path, tmp_
         publish(registry, "trail", version, tmp_path)
     publish(registry, "jsonx", "0.7.1", tmp_path)
     publish(registry, "okta-rules", "0.11.0", tmp_path, ["okta:0.11.0"])
+    publish(registry, "k8s-rules", "1.0.0", tmp_path, ["jsonx:1.0.0"])
+    publish(registry, "jsonx", "1.0.0", tmp_path)
     publish(registry, "falco-rules", "4.0.0", tmp_path, requires=["engine_version_semver:0.50.0"])
     publish(registry, "falco-rules", "5.0.0", tmp_path, requires=["engine_version_semver:0.99.0"])
     index = tmp_path / "index.yaml"
@@ -119,7 +121,7 @@ def test_lock_keeps_versions_until_update(
 ) -> None:
     first = run_cli("artifact", "resolve", "cloudtrail-rules@~0.12", "--plain-http", "--write-lock")
     assert first.returncode == 0, first.stderr
-    lock = (falconet_home / "falconet.lock").read_text()
+    lock = (falconet_home / "state" / "falconet.lock").read_text()
     assert "cloudtrail-rules@~0.12:" in lock and "version: 0.12.3" in lock
     publish(feed, "trail", "0.12.9", tmp_path)
     kept = resolve_json(run_cli, "cloudtrail-rules@~0.12")
@@ -155,7 +157,7 @@ def test_locked_uses_exactly_the_locked_digests(
         "trail": ("0.12.3", "locked"),
         "jsonx": ("0.7.1", "locked"),
     }
-    lock_path = falconet_home / "falconet.lock"
+    lock_path = falconet_home / "state" / "falconet.lock"
     digest = locked["jsonx"]["digest"]
     lock_path.write_text(lock_path.read_text().replace(digest, "sha256:" + "0" * 64))
     gone = run_cli("artifact", "resolve", "--locked", "--plain-http")
@@ -203,3 +205,23 @@ def test_plan_outcome_lists_what_the_installer_fetches(feed, falconet_home: Path
         assert outcome.lock.refs == {"cloudtrail-rules@~0.12": "cloudtrail-rules"}
     finally:
         outcome.catalog.close()
+
+
+def test_installed_artifacts_stay_consistent(run_cli: CliRunner, feed) -> None:
+    for ref in ("cloudtrail-rules:0.12.0", "trail:0.12.3", "jsonx:0.7.1"):
+        installed = run_cli("artifact", "install", ref, "--plain-http")
+        assert installed.returncode == 0, installed.stderr
+    plan = resolve_json(run_cli, "okta-rules")
+    assert plan["cloudtrail-rules"]["action"] == "keep"
+    assert plan["cloudtrail-rules"]["reason"] == "installed"
+    assert plan["jsonx"]["action"] == "keep"  # not moved to 1.0.0: nothing asks for it
+    broken = run_cli("artifact", "resolve", "k8s-rules", "--plain-http")
+    assert broken.returncode == 7
+    assert "installed cloudtrail-rules 0.12.0 -> jsonx ^0.7.0" in broken.stderr
+    assert "k8s-rules 1.0.0 -> jsonx ^1.0.0" in broken.stderr
+
+
+def test_full_reference_with_a_comparator_range(run_cli: CliRunner, feed) -> None:
+    plan = resolve_json(run_cli, f"{feed.host}/falcosecurity/jsonx@>=0.7,<1")
+    assert plan["jsonx"]["version"] == "0.7.1"
+    assert plan["jsonx"]["reference"].startswith(f"{feed.host}/falcosecurity/jsonx@sha256:")

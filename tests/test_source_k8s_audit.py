@@ -166,3 +166,14 @@ def test_events_without_stage_timestamp_are_dropped() -> None:
     assert [e.data["auditID"] for e in events] == ["x"]
     assert factory.dropped == 1
     assert [e.num for e in events] == [1]
+
+
+def test_target_pod_name_is_the_created_pod() -> None:
+    document = {
+        **_pod([]),
+        "objectRef": {"resource": "pods", "namespace": "default"},
+        "responseObject": {"metadata": {"name": "web-7d9f"}},
+    }
+    (event,) = EventFactory(SOURCE).from_document(document)
+    assert field(event, "ka.target.pod.name") == "web-7d9f"
+    assert field(event, "ka.resp.name") == "web-7d9f"

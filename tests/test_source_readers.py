@@ -78,8 +78,21 @@ def test_a_broken_document_is_an_error(tmp_path: Path) -> None:
 def test_corrupt_gzip_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "trail.json.gz"
     bad.write_bytes(gzip.compress(b'{"Records": []}')[:12])
-    with pytest.raises(InputFormatError, match="corrupt gzip"):
+    with pytest.raises(InputFormatError, match="corrupt or truncated gzip"):
         list(read_events("aws_cloudtrail", bad))
+
+
+def test_a_truncated_gzipped_log_delivers_the_events_before_the_damage(tmp_path: Path) -> None:
+    lines = "".join(json.dumps(audit_event(str(i))) + "\n" for i in range(2000))
+    whole = gzip.compress(lines.encode())
+    log = tmp_path / "audit.log.gz"
+    log.write_bytes(whole[: len(whole) // 2])
+    seen: list[str] = []
+    with pytest.raises(InputFormatError, match="truncated"):
+        for event in read_events("k8s_audit", log):
+            seen.append(event.data["auditID"])
+    assert 0 < len(seen) < 2000
+    assert seen == [str(i) for i in range(len(seen))]  # in order, none lost before the damage
 
 
 def test_missing_path_and_unknown_source(tmp_path: Path) -> None:

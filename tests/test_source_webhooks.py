@@ -141,6 +141,8 @@ def test_callback_failures_answer_500_and_the_endpoint_survives(received: Receiv
             for i in range(2)
         ]
     assert statuses == [500, 200]
+    # events count once the callback took them
+    assert (server.stats.requests, server.stats.refused, server.stats.events) == (2, {500: 1}, 1)
 
 
 def test_tls(tmp_path: Path, received: Received) -> None:

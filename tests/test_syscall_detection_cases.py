@@ -138,3 +138,25 @@ def test_falco_0_34_1_syscall_detection_case(case: dict[str, Any]) -> None:
     for expected in _as_list(case.get("detect_counts")):
         for rule, count in expected.items():
             assert by_rule[rule] == count, (rule, count, dict(by_rule))
+
+
+@pytest.mark.skipif(not CASES, reason="../shared upstream specs or captures are absent")
+def test_cat_write_alerts_match_falco_expected_output() -> None:
+    """output_files/single_rule_with_cat_write.txt (stdout_output_strict): time, priority and
+    rendered output of every alert, in order."""
+    from engine.fields import catalog
+    from engine.loader import load_valid_rules, rulesets_for
+    from engine.sources.syscall.replay import open_replay
+
+    expected = (SPECS.parent / "expected-output" / "single_rule_with_cat_write.txt").read_text()
+    rules = rulesets_for(load_valid_rules([SPECS / "rules/single_rule.yaml"])).by_source["syscall"]
+    syscall = catalog("syscall")
+    assert syscall is not None
+    iso = syscall.extractor("evt.time.iso8601")[1]
+    lines = []
+    with open_replay(CAPTURES / "cat_write.scap") as replay:
+        for event in replay.events():
+            for rule in rules.evaluate(event):
+                stamp = iso(event).replace("Z", "+0000")
+                lines.append(f"{stamp}: {rule.priority} {rule.output.render(event)}")
+    assert lines == expected.splitlines()

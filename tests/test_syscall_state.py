@@ -219,3 +219,40 @@ def test_symlink_and_rename_paths() -> None:
     )
     assert seq.field(ev, "fs.path.source") == "/home/u/a"
     assert seq.field(ev, "fs.path.target") == "/tmp/b"
+
+
+@pytest.mark.parametrize(
+    ("evtype", "params", "field", "expected"),
+    [
+        ("fchmodat", {"res": 0, "dirfd": -100, "filename": "/x", "mode": 0o4755}, "evt.arg.mode",
+         "S_ISUID"),
+        ("ptrace", {"res": 0, "addr": b"", "data": b"", "request": 11, "pid": 5},
+         "evt.arg.request", "PTRACE_ATTACH"),
+        ("socket", {"fd": 3, "domain": 17, "type": 3, "proto": 0, "flags": 0}, "evt.arg.domain",
+         "AF_PACKET"),
+        ("bpf", {"fd": 3, "cmd": 5}, "evt.arg.cmd", "BPF_PROG_LOAD"),
+        ("openat", {"fd": 3, "dirfd": -100, "name": "/x", "flags": O_CREAT | O_WRONLY | O_TRUNC,
+                    "mode": 0o644}, "evt.arg.flags", "O_TRUNC"),
+    ],
+)  # fmt: skip
+def test_arguments_render_with_the_names_rules_match(
+    evtype: str, params: dict[str, Any], field: str, expected: str
+) -> None:
+    # Upstream rules test these with `contains` / `=` on the rendered names.
+    seq = Sequence()
+    _seed(seq)
+    event = seq.emit(1, evtype, **params)
+    rendered = seq.field(event, field)
+    assert expected in rendered.split("|")
+    assert f"{field.split('.')[-1]}=" in seq.field(event, "evt.args")
+
+
+def test_exec_closes_close_on_exec_descriptors() -> None:
+    seq = Sequence()
+    _seed(seq)
+    _spawn(seq, 1, 100, "sh", "/bin/sh", b"")
+    o_cloexec = 1 << 12
+    seq.emit(100, "openat", fd=5, dirfd=-100, name="/etc/keep", flags=O_RDONLY, mode=0)
+    seq.emit(100, "openat", fd=6, dirfd=-100, name="/etc/drop", flags=O_RDONLY | o_cloexec, mode=0)
+    seq.emit(100, "execve", res=0, exe="/bin/ls", args=b"", comm="ls", cwd="/", uid=0)
+    assert sorted(seq.tracker.threads[100].fds) == [5]

@@ -75,29 +75,100 @@ def install(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; write nothing.")
     ] = False,
+    compliance: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compliance",
+            help="Enable only rules covering a framework[:control prefix], "
+            "e.g. pci-dss:10.2 (repeatable).",
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="Enable only rules with this tag (repeatable)."),
+    ] = None,
+    maturity: Annotated[
+        str | None,
+        typer.Option(
+            "--maturity", help="stable|incubating|sandbox: enable rules at least this mature."
+        ),
+    ] = None,
+    min_priority: Annotated[
+        str | None,
+        typer.Option("--min-priority", help="Enable only rules of this priority or higher."),
+    ] = None,
+    engine_versions: Annotated[
+        str | None,
+        typer.Option(
+            "--engine-versions",
+            help="Falco /versions URL or JSON file of the target engine "
+            "(default: falconet's own engine).",
+        ),
+    ] = None,
+    allow_downgrade: Annotated[
+        bool, typer.Option("--allow-downgrade", help="Accept replacing an installed newer version.")
+    ] = False,
+    pre: Annotated[bool, typer.Option("--pre", help="Allow pre-release versions.")] = False,
+    resolve_deps: Annotated[
+        bool, typer.Option("--resolve-deps/--no-resolve-deps", help="Install dependencies too.")
+    ] = True,
+    locked: Annotated[
+        bool,
+        typer.Option(
+            "--locked", help="Install exactly the digests of the lock file; resolve nothing."
+        ),
+    ] = False,
+    update: Annotated[
+        list[str] | None,
+        typer.Option("--update", help="Re-resolve this locked artifact (repeatable)."),
+    ] = None,
+    lock: Annotated[
+        str | None,
+        typer.Option("--lock", help="Lock file (default: falconet.lock in the state directory)."),
+    ] = None,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     insecure: Insecure = False,
     output: Output = "text",
 ) -> None:
-    """Install artifacts: every file is fetched, checked and staged before any is replaced."""
+    """Install artifacts: every file is fetched, checked and staged before any is replaced.
+
+    With --compliance/--tag/--maturity/--min-priority, also writes a compliance overlay and a
+    selection (a Falco config.d fragment) next to the rules, so falconet and Falco enable only
+    the selected rules."""
+    from pathlib import Path
+
+    from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text, table
+    from feeds.install import ResolveOptions, Selection, install_dirs_from
     from feeds.install import install as run_install
-    from feeds.install import install_dirs_from
 
     types = [t for item in allowed_types or [] for t in item.split(",") if t]
     context = _context(plain_http, ca_file, insecure, {"artifact.install.state_dir": state_dir})
     dirs = install_dirs_from(context, rulesfiles_dir, plugins_dir, assets_dir)
-    report = run_install(
-        context,
-        list(refs or []),
-        dirs,
-        allowed_types=types,
-        platform=platform,
-        dry_run=dry_run,
-        no_verify=no_verify,
-        require_signature=require_signature,
+    resolve = ResolveOptions(
+        engine_versions=engine_versions,
+        allow_downgrade=allow_downgrade,
+        pre=pre,
+        update=tuple(update or ()),
+        locked=locked,
+        resolve_deps=resolve_deps,
+        lock_path=Path(lock) if lock else None,
     )
+    with transfer_progress() as progress:
+        report = run_install(
+            context,
+            list(refs or []),
+            dirs,
+            allowed_types=types,
+            platform=platform,
+            dry_run=dry_run,
+            no_verify=no_verify,
+            require_signature=require_signature,
+            selection=Selection(tuple(compliance or ()), tuple(tag or ()), maturity, min_priority),
+            resolve=resolve,
+            progress=progress,
+        )
     if output == "json":
         emit_json(report.to_json())
         return
@@ -115,6 +186,11 @@ def install(
         for a in report.artifacts
     ]
     emit_text(table(headers, rows))
+    if report.selection:
+        emit_text(
+            f"selection: {report.selection['selected_rules']} rules enabled "
+            f"({report.selection['selection_file']}; overlay {report.selection['overlay']})"
+        )
     if dry_run:
         emit_text("dry run: nothing was written")
 

@@ -251,6 +251,8 @@ def _login(
     from registry.login import check_host, login
 
     registry = check_host(host)
+    if password_stdin and not username:
+        raise typer.BadParameter("--password-stdin needs --username", param_hint="-u")
     user = username or str(typer.prompt("Username"))
     secret = _read_password(password, password_stdin)
     options = _options(registry, plain_http=plain_http, ca_file=ca_file, insecure=insecure)

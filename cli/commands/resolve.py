@@ -37,8 +37,13 @@ def resolve(
         typer.Option("--update", help="Re-resolve this locked artifact (repeatable)."),
     ] = None,
     lock: Annotated[
-        str, typer.Option("--lock", help="Lock file whose versions are kept while they fit.")
-    ] = "falconet.lock",
+        str | None,
+        typer.Option(
+            "--lock",
+            help="Lock file whose versions are kept while they fit "
+            "(default: falconet.lock in the state directory).",
+        ),
+    ] = None,
     platform: Annotated[
         str | None, typer.Option("--platform", help="os/arch of plugins (default: this host)")
     ] = None,
@@ -60,16 +65,18 @@ def resolve(
 
     from cli.context import ENV
     from feeds.context import FeedsContext, TransportFlags
+    from feeds.install import default_lock_path
     from feeds.planner import PlanOptions, plan_install
 
     context = FeedsContext.load(
         ENV.config_path, None, TransportFlags(plain_http=plain_http, ca_file=ca_file)
     )
+    lock_path = Path(lock) if lock else default_lock_path(context)
     if locked:
         from feeds.planner import locked_plan
 
-        plan = locked_plan(context, Path(lock), refs or [], allow_downgrade)
-        _render(plan, output, "lock file " + lock)
+        plan = locked_plan(context, lock_path, refs or [], allow_downgrade)
+        _render(plan, output, f"lock file {lock_path}")
         plan.check()
         return
     options = PlanOptions(
@@ -77,7 +84,7 @@ def resolve(
         allow_downgrade=allow_downgrade,
         pre=pre,
         update=tuple(update or ()),
-        lock_path=Path(lock),
+        lock_path=lock_path if lock_path.is_file() else None,
         platform=platform,
     )
     outcome = plan_install(context, refs or [], options)
@@ -88,7 +95,7 @@ def resolve(
     if write_lock:
         from feeds.lockfile import write_lock as write_lock_file
 
-        write_lock_file(Path(lock), outcome.lock)
+        write_lock_file(lock_path, outcome.lock)
 
 
 def _render(plan: Any, output: str, footer: str) -> None:

@@ -12,7 +12,13 @@ from typing import Any
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
-from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, on_object
+from engine.sources.json_event import (
+    JsonEvent,
+    add_event_fields,
+    add_shared,
+    index_argument,
+    on_object,
+)
 from engine.sources.json_source import add_json_fields
 from engine.sources.jsonpath import MISSING, getter, string_or_empty, to_json_text
 
@@ -531,9 +537,7 @@ _UINT_FIELDS: tuple[tuple[str, str, Callable[[Data], int | None]], ...] = (
 
 
 def _image_ids_factory(arg: str | None) -> Extractor:
-    if arg is not None and not arg.isdecimal():
-        raise ValueError("the argument must be an index (a non-negative integer)")
-    index = None if arg is None else int(arg)
+    index = index_argument(arg)
     return on_object(lambda data: image_ids(data, index))
 
 

@@ -78,6 +78,15 @@ def _local_datetime(ns: int) -> str:
     return _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(seconds)) + f".{nanos:09d}"
 
 
+def index_argument(arg: str | None) -> int | None:
+    """An index argument (`field[2]`), checked at compile time; None when absent."""
+    if arg is None:
+        return None
+    if not arg.isdecimal():
+        raise ValueError("the argument must be an index (a non-negative integer)")
+    return int(arg)
+
+
 _UNSET = object()
 
 

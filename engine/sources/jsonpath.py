@@ -89,6 +89,12 @@ def to_json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def text_of(value: Any) -> str:
+    """A present value as the plugins render it: strings as themselves, anything else as
+    compact JSON text."""
+    return value if type(value) is str else to_json_text(value)
+
+
 def as_text(value: Any) -> str | None:
     """A present value as the plugins render it: strings as themselves, anything else as compact
     JSON text; None when MISSING."""

@@ -15,9 +15,17 @@ from urllib.parse import parse_qs, urlsplit
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
-from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
+from engine.sources.json_event import (
+    JsonEvent,
+    add_event_fields,
+    add_shared,
+    index_argument,
+    memoized,
+)
 from engine.sources.json_source import add_json_fields, raw_text
-from engine.sources.jsonpath import MISSING, as_text, compile_keys, getter, to_json_text, walk
+from engine.sources.jsonpath import MISSING, as_text, getter, text_of, to_json_text
+from engine.sources.k8s_audit_exports import unwrap_export
+from engine.sources.k8s_audit_gke import is_gke_log_entry, to_audit_event
 
 SOURCE = "k8s_audit"
 PLUGIN = "k8saudit"
@@ -27,25 +35,10 @@ ALTERNATIVE_PLUGINS = {"k8saudit-eks": "0.12.0", "k8saudit-gke": "0.9.0", "k8sau
 
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 
-_has_audit_id = getter("auditID")
-
-
-def _is_audit_event(data: Any) -> bool:
-    # The plugin ignores JSON without auditID for its own fields.
-    return _has_audit_id(data) is not MISSING
-
 
 def _listed(values: list[str] | None) -> tuple[str, ...] | None:
     # libsinsp treats a plugin field extracted with zero values as not extracted.
     return tuple(values) if values else None
-
-
-def _index_arg(arg: str | None) -> int | None:
-    if arg is None:
-        return None
-    if not arg.isdecimal():
-        raise ValueError("the argument must be an index (a non-negative integer)")
-    return int(arg)
 
 
 # --- value helpers (mirroring extract.go) ---
@@ -88,14 +81,16 @@ def strings_skip_missing(values: list[Any]) -> list[str]:
 
 def strings_or_none(values: list[Any]) -> list[str] | None:
     """arrayAsStrings: any missing element fails the whole extraction."""
-    texts = [as_text(value) for value in values]
-    return None if any(text is None for text in texts) else texts  # type: ignore[return-value]
+    if any(value is MISSING for value in values):
+        return None
+    return [text_of(value) for value in values]
 
 
 # --- extractor factories ---
 
 
 def _guarded(extract: Callable[[Any], Any]) -> Extractor:
+    # The plugin extracts its own fields only from JSON with an auditID.
     def guarded(event: JsonEvent) -> Any:
         data = event.data
         if type(data) is not dict or "auditID" not in data:
@@ -114,8 +109,7 @@ def _from_keys(*keys: str, is_list: bool = False) -> Extractor:
             value = get(data)
             if type(value) is not list:
                 return None
-            texts = [as_text(item) for item in value]
-            return _listed(texts)  # type: ignore[arg-type]
+            return _listed([text_of(item) for item in value])
 
         return _guarded(extract_list)
 
@@ -182,7 +176,7 @@ def _subject_names(kind: str) -> Extractor:
                 if namespace is None:
                     continue
                 name = f"{namespace}:{name}"
-            names.append(name)  # type: ignore[arg-type]
+            names.append(name)
         return _listed(names)
 
     return _guarded(extract)
@@ -257,7 +251,7 @@ def _host_ports(container_list: str, index: int | None) -> Extractor:
                 # With hostNetwork the containerPort is the host port.
                 chosen = port.get("hostPort", port.get("containerPort", MISSING))
                 if chosen is not MISSING:
-                    ports.append(as_text(chosen))  # type: ignore[arg-type]
+                    ports.append(text_of(chosen))
         return _listed(ports)
 
     return _guarded(extract)
@@ -279,7 +273,7 @@ def _effective_id(container_list: str, index: int | None, key: str) -> Extractor
         found = _container_values(data, container_list, index, key)
         if found is MISSING:
             return None
-        return _listed([default if value is MISSING else as_text(value) for value in found])  # type: ignore[misc]
+        return _listed([default if value is MISSING else text_of(value) for value in found])
 
     return _guarded(extract)
 
@@ -343,7 +337,7 @@ def _add_container_fields(catalog: FieldCatalog) -> None:
             add_shared(
                 catalog,
                 spec,
-                lambda arg, lst=container_list, make=factory: make(lst, _index_arg(arg)),
+                lambda arg, lst=container_list, make=factory: make(lst, index_argument(arg)),
             )
 
 
@@ -492,6 +486,9 @@ def _uri_param(arg: str | None) -> Extractor:
     return _guarded(extract)
 
 
+_response_name = getter("responseObject", "metadata", "name")
+
+
 def _target_pod_name(data: Any) -> str | None:
     ref = data.get("objectRef")
     if (
@@ -500,7 +497,7 @@ def _target_pod_name(data: Any) -> str | None:
         or ref.get("subresource", "") not in ("", None)
     ):
         return None
-    return as_text(walk(data, compile_keys(("responseObject", "metadata", "name"))))
+    return as_text(_response_name(data))
 
 
 def _first_container(repository: bool) -> Extractor:
@@ -558,7 +555,7 @@ def _indexed(
     required: bool = False,
 ) -> None:
     spec = FieldSpec(name, "string", desc, is_list=True, arg="required" if required else "optional")
-    add_shared(catalog, spec, lambda arg: make(_index_arg(arg)))
+    add_shared(catalog, spec, lambda arg: make(index_argument(arg)))
 
 
 def _add_special_fields(catalog: FieldCatalog) -> None:
@@ -709,9 +706,15 @@ def build_catalog() -> FieldCatalog:
 
 def audit_events(document: Any) -> list[Any]:
     """The audit Events of a payload: one Event, an EventList, or a JSON array of either (the
-    shapes the plugin's webhook and file readers accept)."""
+    shapes the plugin's webhook and file readers accept), or GKE, EKS or AKS log exports."""
     if isinstance(document, list):
         return [event for item in document for event in audit_events(item)]
+    if is_gke_log_entry(document):  # a Cloud Logging export of a GKE cluster (k8saudit-gke)
+        event = to_audit_event(document)
+        return [event] if event is not None else []
+    wrapped = unwrap_export(document)  # EKS CloudWatch events, AKS diagnostic records
+    if wrapped is not None:
+        return audit_events(wrapped)
     kind = document.get("kind") if isinstance(document, dict) else None
     if kind == "EventList" and isinstance(document.get("items"), list):
         return list(document["items"])

@@ -20,6 +20,7 @@ from engine.sources.json_event import (
     JsonEvent,
     add_event_fields,
     add_shared,
+    index_argument,
     on_object,
 )
 from engine.sources.json_source import add_json_fields, raw_text
@@ -233,16 +234,8 @@ _FIELDS: tuple[tuple[str, str, Callable[[Data], str | None]], ...] = (
 )
 
 
-def _index(arg: str | None) -> int | None:
-    if arg is None:
-        return None
-    if not arg.isdecimal():
-        raise ValueError("the argument must be a non-negative integer")
-    return int(arg)
-
-
 def _display_names(arg: str | None) -> Extractor:
-    index = _index(arg)
+    index = index_argument(arg)
 
     def extract(data: Data) -> str | None:
         names = [string_or_empty(target.get("displayName")) for target in _targets(data)]
@@ -259,7 +252,7 @@ def _countlast(kind: str) -> Callable[[str | None], Extractor]:
     # Upstream gives both fields the count of whichever kind the current event is, so a run of
     # MFA failures also fires the "denied pushes" rule; each field counts its own kind here.
     def factory(arg: str | None) -> Extractor:
-        window_s = _index(arg)
+        window_s = index_argument(arg)
         if window_s is None:
             raise ValueError("the argument (a window in seconds) is required")
 

@@ -9,13 +9,16 @@ a missing path, an unreadable file or a broken whole-file document is an error.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import logging
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from engine.sources.errors import InputFormatError, InputNotFoundError, SourceError
 from engine.sources.formats import EventFactory
@@ -37,20 +40,26 @@ class ReadStats:
     skipped_by_file: dict[str, int] = field(default_factory=dict)
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it is gzip data (whatever its name)."""
+@contextlib.contextmanager
+def open_text(path: Path) -> Iterator[TextIO]:
+    """The file as UTF-8 text, gunzipped on the fly when it is gzip data (whatever its name)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as probe:
+            gzipped = probe.read(2) == GZIP_MAGIC
     except FileNotFoundError as error:
         raise InputNotFoundError(f"{path}: no such file", hint="check the --replay path") from error
     except OSError as error:
         raise SourceError(f"{path}: cannot read: {error.strerror}") from error
-    if data.startswith(GZIP_MAGIC):
+    opener = gzip.open if gzipped else open
+    with (
+        opener(path, "rb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as text,
+    ):
         try:
-            return gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise InputFormatError(f"{path}: corrupt gzip data: {error}") from error
-    return data
+            yield text
+        except (OSError, EOFError, zlib.error) as error:
+            # What was read before the damage has been delivered; stop with a clear error.
+            raise InputFormatError(f"{path}: corrupt or truncated gzip data: {error}") from error
 
 
 def input_files(path: Path) -> list[Path]:
@@ -67,20 +76,37 @@ def input_files(path: Path) -> list[Path]:
     return [path]
 
 
-def documents(data: bytes, origin: str, on_bad_line: Callable[[int, str], None]) -> Iterator[Any]:
-    """The JSON documents of a file: the whole file if it is one document, else its lines."""
-    text = data.decode("utf-8", "replace")
-    if not text.strip():
+def documents(text: TextIO, origin: str, on_bad_line: Callable[[int, str], None]) -> Iterator[Any]:
+    """The JSON documents of a file, streamed: JSON lines one by one (so audit logs of any size
+    read in constant memory), or the whole file when it is one multi-line document."""
+    number, first = 0, ""
+    for number, first in enumerate(text, start=1):  # noqa: B007 - the loop finds the first line
+        if first.strip():
+            break
+    else:
         return
     try:
-        yield json.loads(text)
+        document = json.loads(first)
+    except json.JSONDecodeError:
+        whole = first + text.read()
+        try:
+            yield json.loads(whole)
+            return
+        except json.JSONDecodeError as error:
+            # A broken first line of JSON lines fails on that line; anything else is one
+            # broken document.
+            if error.lineno != 1 or "\n" not in whole.strip():
+                raise InputFormatError(f"{origin}: not JSON: {error}") from error
+        yield from _lines(io.StringIO(whole), number - 1, on_bad_line)
         return
-    except json.JSONDecodeError as error:
-        # JSON lines parse as a first document followed by "Extra data"; a broken first line
-        # fails on line 1. Anything else is one broken document.
-        if error.msg != "Extra data" and error.lineno != 1:
-            raise InputFormatError(f"{origin}: not JSON: {error}") from error
-    for number, line in enumerate(text.splitlines(), start=1):
+    yield document
+    yield from _lines(text, number, on_bad_line)
+
+
+def _lines(
+    text: Iterable[str], skipped: int, on_bad_line: Callable[[int, str], None]
+) -> Iterator[Any]:
+    for number, line in enumerate(text, start=skipped + 1):
         if not line.strip():
             continue
         try:
@@ -105,16 +131,17 @@ def read_events(
             stats.skipped_by_file[origin] = stats.skipped_by_file.get(origin, 0) + 1
             log.warning("%s:%d: skipped a line that is not JSON: %s", origin, number, message)
 
-        for document in documents(read_bytes(file), origin, bad_line):
-            try:
-                for event in factory.from_document(document):
-                    stats.events += 1
-                    yield event
-            except InputFormatError as error:
-                # As the plugins do: log the unrecognised document and go on.
-                stats.skipped += 1
-                stats.skipped_by_file[origin] = stats.skipped_by_file.get(origin, 0) + 1
-                log.warning("%s: %s", origin, error)
+        with open_text(file) as text:
+            for document in documents(text, origin, bad_line):
+                try:
+                    for event in factory.from_document(document):
+                        stats.events += 1
+                        yield event
+                except InputFormatError as error:
+                    # As the plugins do: log the unrecognised document and go on.
+                    stats.skipped += 1
+                    stats.skipped_by_file[origin] = stats.skipped_by_file.get(origin, 0) + 1
+                    log.warning("%s: %s", origin, error)
         dropped = factory.dropped - dropped_before
         if dropped:
             stats.skipped += dropped

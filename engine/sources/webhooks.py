@@ -55,6 +55,14 @@ class EndpointStats:
     requests: int = 0
     events: int = 0
     refused: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_request(self, refused: int | None = None) -> None:
+        # Handler threads run concurrently; keep the counters exact.
+        with self._lock:
+            self.requests += 1
+            if refused is not None:
+                self.refused[refused] = self.refused.get(refused, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -162,27 +170,25 @@ def _handler_for(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keep-alive: the apiserver reuses its connection
 
         def do_POST(self) -> None:
-            endpoint.stats.requests += 1
             try:
                 if urlsplit(self.path).path != endpoint.path:
                     raise Refused(HTTPStatus.NOT_FOUND, f"no endpoint at {self.path}")
                 count = endpoint.deliver(self.headers, self._body())
             except Refused as refused:
-                endpoint.stats.refused[refused.status] = (
-                    endpoint.stats.refused.get(refused.status, 0) + 1
-                )
+                endpoint.stats.count_request(refused=refused.status)
                 log.warning("%s %s refused: %s", self.command, self.path, refused.reason)
                 self._answer(refused.status, refused.reason)
                 return
             except Exception:  # a failing callback must not kill the endpoint
+                endpoint.stats.count_request(refused=HTTPStatus.INTERNAL_SERVER_ERROR)
                 log.exception("processing a request to %s failed", self.path)
                 self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
                 return
+            endpoint.stats.count_request()
             self._answer(HTTPStatus.OK, f"{count} events")
 
         def _refuse_method(self) -> None:
-            endpoint.stats.requests += 1
-            endpoint.stats.refused[405] = endpoint.stats.refused.get(405, 0) + 1
+            endpoint.stats.count_request(refused=HTTPStatus.METHOD_NOT_ALLOWED)
             self._answer(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} method not allowed")
 
         do_GET = do_PUT = do_DELETE = do_PATCH = _refuse_method

@@ -129,8 +129,10 @@ def frameworks_covered(paths: Sequence[str | Path]) -> list[str]:
     return [framework for framework in catalogue.frameworks if framework in covered]
 
 
-OVERLAY_NAME = "compliance-overlay.yaml"
-SELECTION_NAME = "compliance-selection.yaml"
+# Rules directories load in name order: the overlay must come after every rules file it extends.
+OVERLAY_NAME = "zz-falconet-compliance-overlay.yaml"
+# A Falco config fragment, in the config.d directory stock Falco reads (falco.yaml config_files).
+SELECTION_NAME = "config.d/falconet-compliance.yaml"
 
 
 @dataclass
@@ -155,6 +157,7 @@ def write_selection_files(
     rules = read_rules(rules_paths)
     dest = Path(dest_dir)
     overlay = dest / OVERLAY_NAME
+    (dest / SELECTION_NAME).parent.mkdir(parents=True, exist_ok=True)
     overlay_text = render_overlay(overlay_entries(rules), [str(p) for p in rules_paths])
     write_text_atomically(overlay, overlay_text)
     selection = select(rules, criteria)

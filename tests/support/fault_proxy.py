@@ -26,6 +26,8 @@ class Fault:
     status: int | None = None  # answer with this status instead of forwarding
     headers: dict[str, str] = field(default_factory=dict)
     truncate: bool = False  # forward, then drop the connection half-way through the body
+    # Forwarded responses: headers to drop (None) or to replace.
+    rewrite_headers: dict[str, str | None] = field(default_factory=dict)
     before: Callable[[], None] | None = None
     fired: int = 0
 
@@ -125,9 +127,16 @@ class FaultProxy:
                 proxy.requests.append((self.command, self.path, upstream.status_code))
                 content = upstream.raw.read() if self.command != "HEAD" else b""
                 self.send_response(upstream.status_code)
+                rewrites = {
+                    k.lower(): v for k, v in (fault.rewrite_headers if fault else {}).items()
+                }
                 for name, value in upstream.headers.items():
                     if name.lower() in HOP_HEADERS | {"content-length"}:
                         continue
+                    if name.lower() in rewrites:
+                        if rewrites[name.lower()] is None:
+                            continue
+                        value = str(rewrites[name.lower()])
                     if name.lower() == "location":
                         value = value.replace(proxy.upstream, f"http://{proxy.host}")
                     self.send_header(name, value)

@@ -132,6 +132,7 @@ class ScapStats:
     unknown_events: int = 0  # event codes this table does not know: skipped
     undecodable_events: int = 0  # parameter lengths that do not add up: skipped
     unknown_blocks: int = 0
+    skipped: int = 0  # events of types the replay did not ask for (counted in events)
 
 
 @dataclass
@@ -206,6 +207,7 @@ class ScapReader:
             ) from error
         self._pending: tuple[int, bytes] | None = None
         self._num = 0
+        self._wanted: frozenset[str] | None = None
         try:
             self._read_section_header()
             self._read_metadata()
@@ -304,6 +306,14 @@ class ScapReader:
                 thread.fs = main.fs
 
     # -- events ---------------------------------------------------------------------------------
+    def events_wanted(
+        self, wanted: frozenset[str], fd_filters: Any = None
+    ) -> Iterator[SyscallEvent]:
+        """Like events(), decoding only the `wanted` event types (generic events, whose name
+        depends on a parameter, always); the others are counted in `stats.skipped`."""
+        self._wanted = wanted
+        return self.events()
+
     def events(self) -> Iterator[SyscallEvent]:
         while True:
             block = self._next_block()
@@ -333,6 +343,11 @@ class ScapReader:
         info = EVENT_INFO.get(code)
         if info is None or info.name == "NA":
             self.stats.unknown_events += 1
+            return None
+        if self._wanted is not None and code > 1 and info.name not in self._wanted:
+            self._num += 1  # evt.num counts every event
+            self.stats.events += 1
+            self.stats.skipped += 1
             return None
         # Blocks are padded to 32 bits: the event's own length says where its parameters end.
         if length < header.size or offset + length > len(body):

@@ -29,6 +29,7 @@ from engine.sources.syscall.state import (
     FD_SIGNALFD,
     FD_TIMERFD,
     FD_USERFAULTFD,
+    O_CLOEXEC,
     O_DIRECTORY,
     PPM_EXE_FROM_MEMFD,
     PPM_EXE_LOWER_LAYER,
@@ -503,6 +504,10 @@ def _apply_exec(tracker: StateTracker, event: SyscallEvent, thread: ThreadInfo) 
     if not thread.complete:
         _inherit_from_parent(tracker, thread, params.get("ptid"))
     thread.complete = True
+    # The kernel closes O_CLOEXEC descriptors on a successful exec; so does libsinsp's state.
+    fds = thread.fds
+    for num in [n for n, fd in fds.items() if fd.flags & O_CLOEXEC]:
+        del fds[num]
     if "comm" in params:
         thread.comm = params["comm"]
     exe = params.get("exe")
