@@ -99,6 +99,8 @@ class LiveStats:
     delivered: int = 0  # records read from the ring buffer
     decoded: int = 0
     kernel: KernelCounters = field(default_factory=lambda: KernelCounters((), ()))
+    truncated_execs: int = 0  # execve argv/env longer than what the probe keeps
+    unknown_records: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +109,8 @@ class LiveStats:
             "kernel_counted": self.kernel.total_counted,
             "dropped": self.kernel.total_dropped,
             "dropped_per_cpu": list(self.kernel.dropped),
+            "truncated_execs": self.truncated_execs,
+            "unknown_records": self.unknown_records,
         }
 
 
@@ -259,6 +263,8 @@ class LiveSource:
     def stats(self) -> LiveStats:
         if self._bpf is not None:
             self._stats.kernel = self.kernel_counters()
+        self._stats.truncated_execs = self.decoder.truncated_execs
+        self._stats.unknown_records = self.decoder.unknown
         return self._stats
 
     def check_drops(self) -> dict[str, Any] | None:

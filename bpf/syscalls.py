@@ -171,6 +171,12 @@ class ArgSpec:
         return bytes([s0, s1, sa, salen, int(is_ptr), int(bool(self.exec_argv)), self.exec_argv, 0])
 
 
+def _open_how(raw: bytes) -> dict[str, int]:
+    """struct open_how {u64 flags; u64 mode; u64 resolve} (zeros when it was not read)."""
+    flags, mode, resolve = struct.unpack_from("<QQQ", raw.ljust(24, b"\0"))
+    return {"flags": ppm_open_flags(flags), "mode": mode & 0o7777, "resolve": resolve}
+
+
 def _res(r: Raw) -> dict[str, Any]:
     return {"res": r.ret}
 
@@ -190,11 +196,11 @@ SPECS: dict[str, ArgSpec] = {
     "openat": ArgSpec((1,), decode=lambda r: {
         "fd": r.ret, "dirfd": s32(r.args[0]), "name": r.s0, "flags": ppm_open_flags(r.args[2]),
         "mode": r.args[3] & 0o7777, "dev": 0, "ino": 0}),
-    # openat2's flags live in a struct open_how the probe does not read: the access mode is
-    # unknown (reported as O_NONE), the path is exact.
-    "openat2": ArgSpec((1,), decode=lambda r: {
-        "fd": r.ret, "dirfd": s32(r.args[0]), "name": r.s0, "flags": 0, "mode": 0,
-        "resolve": 0, "dev": 0, "ino": 0}),
+    # openat2's flags live in a struct open_how: the probe's sockaddr slot copies it (its size
+    # is argument 3), for successful calls, which are the ones open rules look at.
+    "openat2": ArgSpec((1,), sockaddr=(2, 3, False), decode=lambda r: {
+        "fd": r.ret, "dirfd": s32(r.args[0]), "name": r.s0, **_open_how(r.sa), "dev": 0,
+        "ino": 0}),
     "creat": ArgSpec((0,), decode=lambda r: {
         "fd": r.ret, "name": r.s0, "mode": r.args[1] & 0o7777, "dev": 0, "ino": 0,
         "creat_flags": 0}),

@@ -422,3 +422,20 @@ def test_ring_buffer_overflow_is_counted_and_alerted(detector: Detector) -> None
                 break
         assert stats.delivered + stats.kernel.total_dropped == stats.kernel.total_counted
         assert source.check_drops() is None  # no new drops since the last check
+
+
+OPENAT2_READ = """
+import ctypes, os, struct
+how = ctypes.create_string_buffer(struct.pack("<QQQ", os.O_RDONLY, 0, 0), 24)
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(437, -100, b"/etc/shadow", how, 24)
+assert fd >= 0, os.strerror(ctypes.get_errno())
+"""
+
+
+def test_openat2_read_of_shadow(detector: Detector, workdir: Path) -> None:
+    reader = _copy_binary(sys.executable, workdir / "o2peek")
+    subprocess.run([str(reader), "-c", OPENAT2_READ], check=True)
+    alert = detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "o2peek"))
+    assert alert is not None
+    assert alert["fields"]["fd.name"] == "/etc/shadow"

@@ -145,3 +145,14 @@ def test_capture_filters() -> None:
         parse_type_filter("proc.name=cat")
     with pytest.raises(CaptureFilterError, match="sendmsg"):
         parse_type_filter("evt.type in (sendmsg)")
+
+
+def test_openat2_flags_come_from_open_how() -> None:
+    path = b"/etc/shadow\0"
+    how = struct.pack("<QQQ", os.O_RDONLY | os.O_CLOEXEC, 0, 0)
+    body = path.ljust(STR_MAX, b"\0") + bytes(STR_MAX) + how.ljust(128, b"\0")
+    record = _record(437, KIND_SYSCALL, 4, (2**64 - 100, 0, 0, 24, 0, 0), (12, 0, 24), body)
+    event = RecordDecoder().decode_one(record)
+    assert event.type == "openat2"
+    assert event.params["flags"] == 1 | 4096
+    assert event.params["name"] == "/etc/shadow"
