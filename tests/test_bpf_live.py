@@ -7,6 +7,7 @@ action in a fresh directory and waits (up to 2 s) for the alert naming that dire
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -439,3 +440,44 @@ def test_openat2_read_of_shadow(detector: Detector, workdir: Path) -> None:
     alert = detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "o2peek"))
     assert alert is not None
     assert alert["fields"]["fd.name"] == "/etc/shadow"
+
+
+def test_long_execve_argv_is_bounded_and_flagged(detector: Detector, workdir: Path) -> None:
+    from bpf.capture import ARGV_MAX_N
+
+    before = detector.source.stats().truncated_execs
+    marker = _copy_binary("true", workdir / "manyargs")
+    args = [f"argument-{i:04d}" for i in range(ARGV_MAX_N + 20)]
+    subprocess.run([str(marker), *args], check=True)
+    deadline = time.monotonic() + ALERT_WAIT_S
+    while detector.source.stats().truncated_execs == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert detector.source.stats().truncated_execs > before
+
+
+def test_filtered_capture_keeps_the_types_asked_for_and_the_state_set(
+    workdir: Path, run_cli: Callable[..., Any], detector: Detector
+) -> None:
+    from bpf.syscalls import STATE_SYSCALLS
+    from engine.sources.syscall.replay import open_replay
+
+    capture = workdir / "ptrace.fncap"
+    result = run_cli(
+        "capture",
+        "-w",
+        str(capture),
+        "--duration",
+        "1",
+        "--filter",
+        "evt.type=ptrace",
+        "-o",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert set(summary["syscalls"]) == STATE_SYSCALLS | {"ptrace"}
+    with open_replay(capture) as replay:
+        types = {event.type for event in replay.events()}
+        threads = replay.tracker.threads
+    assert types <= STATE_SYSCALLS | {"ptrace", "procexit"}
+    assert len(threads) > 1  # the /proc snapshot
