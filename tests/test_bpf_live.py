@@ -213,16 +213,20 @@ def test_fileless_execution_via_memfd(detector: Detector) -> None:
     assert alert["fields"]["proc.cmdline"].endswith(" 0.5")
 
 
+PTRACE_ATTACH = """
+import ctypes, subprocess, time
+child = subprocess.Popen(["sleep", "2"])
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.ptrace(16, child.pid, None, None) == 0  # PTRACE_ATTACH
+time.sleep(0.1)
+libc.ptrace(17, child.pid, None, None)  # PTRACE_DETACH
+child.kill()
+"""
+
+
 def test_ptrace_attach(detector: Detector, workdir: Path) -> None:
     tracer = _copy_binary(sys.executable, workdir / "tracerpy")
-    code = (
-        "import ctypes, subprocess, time\n"
-        "child = subprocess.Popen(['sleep', '2'])\n"
-        "libc = ctypes.CDLL(None, use_errno=True)\n"
-        "assert libc.ptrace(16, child.pid, None, None) == 0\n"  # PTRACE_ATTACH
-        "time.sleep(0.1); libc.ptrace(17, child.pid, None, None); child.kill()\n"
-    )
-    subprocess.run([str(tracer), "-c", code], check=True)
+    subprocess.run([str(tracer), "-c", PTRACE_ATTACH], check=True)
     alert = detector.wait_for(_rule("PTRACE attached to process", "proc.name", "tracerpy"))
     assert alert is not None
     assert alert["fields"]["user.name"] == "root"
@@ -462,22 +466,26 @@ def test_filtered_capture_keeps_the_types_asked_for_and_the_state_set(
     from engine.sources.syscall.replay import open_replay
 
     capture = workdir / "ptrace.fncap"
-    result = run_cli(
-        "capture",
-        "-w",
-        str(capture),
-        "--duration",
-        "1",
-        "--filter",
-        "evt.type=ptrace",
-        "-o",
-        "json",
-    )
+    results: list[Any] = []
+    recorder = threading.Thread(
+        target=lambda: results.append(
+            run_cli("capture", "-w", str(capture), "--duration", "2",
+                    "--filter", "evt.type=ptrace", "-o", "json")
+        )
+    )  # fmt: skip
+    recorder.start()
+    deadline = time.monotonic() + 60
+    while not list(workdir.glob(".ptrace.fncap.partial-*")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    subprocess.run([sys.executable, "-c", PTRACE_ATTACH], check=True)
+    recorder.join()
+    result = results[0]
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert set(summary["syscalls"]) == STATE_SYSCALLS | {"ptrace"}
     with open_replay(capture) as replay:
         types = {event.type for event in replay.events()}
         threads = replay.tracker.threads
+    assert "ptrace" in types
     assert types <= STATE_SYSCALLS | {"ptrace", "procexit"}
     assert len(threads) > 1  # the /proc snapshot
