@@ -36,7 +36,9 @@ from engine.sources.syscall.state import StateTracker
 log = logging.getLogger(__name__)
 
 PROBE_SOURCE = Path(__file__).with_name("probe.c")
-DEFAULT_RINGBUF_PAGES = 2048  # 8 MiB, Falco's default buffer size
+DEFAULT_RINGBUF_PAGES = (
+    8192  # 32 MiB: ~44k of our fixed 760-byte records (Falco: 8 MiB of small ones)
+)
 ARGS_MAX = 1024  # execve argv / env bytes kept (flagged when truncated)
 ARGV_MAX_N = 32  # argv / env entries read
 MAX_TIDS = 65536  # threads between a syscall's enter and exit
@@ -126,7 +128,7 @@ class LiveSource:
         if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
             raise BpfError(
                 f"ring buffer size {ringbuf_pages} pages is not a power of two",
-                hint="use e.g. 1024, 2048 (8 MiB) or 4096",
+                hint="use e.g. 2048 (8 MiB), 8192 (32 MiB) or 16384",
             )
         self.tracker = tracker if tracker is not None else StateTracker()
         self.base = base or BaseSyscalls()

@@ -49,7 +49,7 @@ def capture(
     ] = None,
     ringbuf_pages: Annotated[
         int, typer.Option("--ringbuf-pages", help="Ring buffer size in pages (power of two).")
-    ] = 2048,
+    ] = 8192,
     output: Annotated[str, typer.Option("-o", "--output", help="text|json")] = "text",
 ) -> None:
     """Record live syscalls to falconet's capture format (replay it with `run --replay`)."""
