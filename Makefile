@@ -3,14 +3,24 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the tests and the run need (docker-registry: real OCI registry; skopeo: interop
-# checks; apache2-utils: htpasswd; openssl: independent signature checks).
-DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates
+# Debian packages the tests and the run need: docker-registry (a real OCI registry), skopeo
+# (interop checks), apache2-utils (htpasswd), openssl (independent signature checks), bcc and
+# kernel headers (live eBPF capture), nftables and iproute2 (response actions in test network
+# namespaces), chromium (the compliance HTML report rendered headless).
+DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates \
+	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install run test lint format bench clean debs venv
+.PHONY: install run test lint format bench clean debs venv bpf-setup
 
-install: debs venv
+install: debs venv bpf-setup
+
+# As root: mount tracefs and link Debian's kernel headers under /lib/modules/$(uname -r) so that
+# bcc can compile the probe (`falconet bpf check` repairs both and reports what is missing).
+bpf-setup: venv
+	@if [ "$$(id -u)" = 0 ] && $(BIN)/falconet bpf --help >/dev/null 2>&1; then \
+	  $(BIN)/falconet bpf check >/dev/null 2>&1 || $(BIN)/falconet bpf check || true; \
+	fi
 
 # Idempotent: only calls apt when a package is missing.
 debs:

@@ -38,6 +38,8 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.rules",
     "cli.commands.compliance",
     "cli.commands.resolve",
+    "cli.commands.response",
+    "cli.commands.follow",
     "cli.commands.bpf",
 ]
 

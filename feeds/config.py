@@ -110,6 +110,12 @@ def _settings() -> list[Setting]:
         Setting("artifact.follow.cron", "str", "", "Follow schedule as a cron expression."),
         Setting("artifact.follow.startup", "str", "jitter", "immediate|skip|jitter."),
         Setting(
+            "artifact.follow.compliance",
+            "list",
+            [],
+            "Enable only rules covering these framework[:control prefix] (e.g. pci-dss:10.2).",
+        ),
+        Setting(
             "verify.require", "bool", False, "Refuse artifacts that no signature policy covers."
         ),
         Setting(

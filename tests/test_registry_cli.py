@@ -243,7 +243,8 @@ def test_unwritable_destination_is_one_clear_line(run_cli, tmp_path: Path) -> No
     blocker.write_text("not a directory")
     result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "-o", str(blocker))
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: cannot write to {blocker}")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot write to {blocker}")
     assert "Traceback" not in result.stderr and "bug" not in result.stderr
 
 

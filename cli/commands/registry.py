@@ -129,6 +129,7 @@ def push(
     """Push a rulesfile, plugin or asset in falcoctl's format."""
     from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
+    from feeds.publish import compliance_annotations
     from registry.artifacts import (
         PushSpec,
         parse_annotations,
@@ -148,7 +149,10 @@ def push(
         tags=tag or (),
         add_floating_tags=add_floating_tags,
         annotation_source=annotation_source,
-        annotations=parse_annotations(annotation or ()),
+        annotations={
+            **compliance_annotations(artifact_type, files),
+            **parse_annotations(annotation or ()),
+        },
     )
     store = _store(
         reference,
@@ -209,12 +213,23 @@ def pull(
     cert: CertFile = None,
     key: KeyFile = None,
     insecure_skip_tls_verify: Insecure = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
+    ] = False,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
+    ] = False,
     output_format: Annotated[str, typer.Option("--format", help="text|json")] = "text",
 ) -> None:
-    """Pull an artifact's layer tarball(s), named by their title (no extraction)."""
+    """Pull an artifact's layer tarball(s), named by their title (no extraction).
+
+    The signature policies of falconet.yaml apply: the digest is verified before any layer is
+    fetched."""
+    from cli.context import ENV
     from cli.progress import transfer_progress
     from cli.render import emit_json, emit_text
-    from registry.artifacts import pull_artifact
+    from feeds.context import FeedsContext
+    from feeds.pull import verified_pull
 
     store = _store(
         reference,
@@ -224,15 +239,19 @@ def pull(
         key=key,
         insecure=insecure_skip_tls_verify,
     )
+    context = FeedsContext.load(ENV.config_path)
     with transfer_progress() as progress:
-        result = pull_artifact(store, dest_dir, platform=platform, progress=progress)
+        result, verification = verified_pull(
+            context, store, dest_dir, platform, no_verify, require_signature, progress
+        )
     if output_format == "json":
-        emit_json(result.to_json())
+        emit_json({**result.to_json(), "verification": verification})
         return
     lines = [
         f"pulled {result.reference} ({result.artifact_type} {result.config.name} "
         f"{result.config.version})",
         f"digest: {result.digest}",
+        f"signature: {verification['verdict']} ({verification['policy']})",
     ]
     lines += [f"wrote {path}" for path in result.files]
     emit_text("\n".join(lines))

@@ -1,9 +1,181 @@
-"""`falconet run` commands."""
+"""`falconet run`: detection on a replayed capture, JSON event files or a webhook endpoint."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|json"
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
-    return None
+    root.command("run")(run)
+
+
+def run(
+    rules: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-r",
+            "--rules",
+            help="Rules file or directory (its .yaml/.yml, sorted); repeatable. "
+            "Default: the installed rules (the embedded default feed is installed if none).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help=f"{SOURCES}. Default: the rules' only source, or syscall."),
+    ] = None,
+    replay: Annotated[
+        str | None,
+        typer.Option("--replay", help="Capture (.scap, falconet) or JSON events file/dir."),
+    ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", help="HOST:PORT of the k8s_audit or github webhook endpoint."),
+    ] = None,
+    output: Annotated[str, typer.Option("-o", "--output", help="text|json alerts")] = "text",
+    rule_matching: Annotated[
+        str, typer.Option("--rule-matching", help="first|all (falco.yaml rule_matching)")
+    ] = "first",
+    min_priority: Annotated[
+        str, typer.Option("--min-priority", help="Least severe priority to run.")
+    ] = "debug",
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="Run only rules with any of these tags.")
+    ] = None,
+    disable_tag: Annotated[
+        list[str] | None, typer.Option("--disable-tag", help="Disable rules with this tag.")
+    ] = None,
+    disable_rule: Annotated[
+        list[str] | None,
+        typer.Option("--disable-rule", help="Disable rules by name (`*` wildcards)."),
+    ] = None,
+    all_events: Annotated[
+        bool, typer.Option("--all-events", help="Also evaluate enter events (falco -A).")
+    ] = False,
+    time_format: Annotated[
+        str | None, typer.Option("--time-format", help="iso8601: UTC times in alerts.")
+    ] = None,
+    output_file: Annotated[
+        str | None, typer.Option("--output-file", help="Append alerts to this file.")
+    ] = None,
+    output_http: Annotated[
+        str | None, typer.Option("--output-http", help="POST JSON alerts to this URL.")
+    ] = None,
+    output_program: Annotated[
+        str | None, typer.Option("--output-program", help="Pipe alerts to this command.")
+    ] = None,
+    output_syslog: Annotated[
+        str | None, typer.Option("--output-syslog", help="Syslog socket path or HOST:PORT.")
+    ] = None,
+    compliance: Annotated[
+        list[str] | None,
+        typer.Option("--compliance", help="Run only rules covering framework[:control prefix]."),
+    ] = None,
+    maturity: Annotated[
+        str | None,
+        typer.Option("--maturity", help="stable|incubating|sandbox: rules at least this mature."),
+    ] = None,
+) -> None:
+    """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
+
+    With --replay, process the input, print a summary on stderr and exit 0. With --listen, serve
+    the webhook until SIGTERM/SIGINT (SIGUSR1 reopens --output-file)."""
+    _check_choice("--output", output, ("text", "json"))
+    _check_choice("--time-format", time_format, (None, "iso8601"))
+    import sys
+
+    from engine.runner import RunRequest, Selection
+    from engine.runner import run as run_detection
+
+    rules_files = rules or _installed_rules()
+    only_rules = _compliance_selection(rules_files, compliance, tag, maturity, min_priority)
+    if only_rules is None and not rules:
+        only_rules = _installed_selection()
+    if compliance or maturity:
+        tag = None  # folded into the compliance selection, as install does
+    request = RunRequest(
+        rules_files=rules_files,
+        source=source,
+        replay=replay,
+        listen=listen,
+        json_output=output == "json",
+        iso8601=time_format == "iso8601",
+        all_events=all_events,
+        selection=Selection(
+            tags=tag or (),
+            disable_tags=disable_tag or (),
+            disable_rules=disable_rule or (),
+            min_priority=min_priority,
+            matching=rule_matching,  # type: ignore[arg-type]  # checked by the ruleset
+            only_rules=tuple(only_rules or ()),
+        ),
+        outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
+    )
+    stats = run_detection(request)
+    sys.stdout.flush()
+    if output == "json":
+        sys.stderr.write(_json_text(stats.as_json()) + "\n")
+    else:
+        sys.stderr.write(stats.summary_text() + "\n")
+
+
+def _json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def _check_choice(option: str, value: str | None, choices: tuple[str | None, ...]) -> None:
+    if value not in choices:
+        allowed = ", ".join(c for c in choices if c)
+        raise typer.BadParameter(f"{option}: unknown value {value!r}: use {allowed}")
+
+
+def _installed_rules() -> list[str]:
+    from cli.context import ENV
+    from feeds.context import FeedsContext
+    from feeds.run_rules import rules_for_run
+
+    return [str(p) for p in rules_for_run(FeedsContext.load(ENV.config_path))]
+
+
+def _compliance_selection(
+    files: list[str],
+    compliance: list[str] | None,
+    tags: list[str] | None,
+    maturity: str | None,
+    min_priority: str,
+) -> list[str] | None:
+    """Rule names the compliance selection enables (the same meaning as install and follow)."""
+    if not compliance and not maturity:
+        return None
+    from feeds.compliance.operations import select_from_files
+
+    priority = None if min_priority.lower() == "debug" else min_priority
+    return list(select_from_files(files, compliance or (), tags or (), maturity, priority).rules)
+
+
+def _installed_selection() -> list[str] | None:
+    from cli.context import ENV
+    from feeds.context import FeedsContext
+    from feeds.run_rules import installed_selection
+
+    return installed_selection(FeedsContext.load(ENV.config_path))
+
+
+def _sink_specs(
+    file: str | None, http: str | None, program: str | None, syslog: str | None
+) -> list[dict[str, str]]:
+    specs = []
+    if file:
+        specs.append({"type": "file", "path": file})
+    if http:
+        specs.append({"type": "http", "url": http})
+    if program:
+        specs.append({"type": "program", "command": program})
+    if syslog:
+        specs.append({"type": "syslog", "address": syslog})
+    return specs

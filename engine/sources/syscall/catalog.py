@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from engine.fields import Extractor, FieldCatalog, FieldSpec
+from engine.fields import Extractor, FieldCatalog, FieldSpec, with_value_check
 from engine.sources.syscall import render
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.params import AF_INET, AF_INET6, AF_UNIX
@@ -662,8 +662,20 @@ def build_catalog() -> FieldCatalog:
     simple("evt.rawtime", "abstime", lambda e: e.ts, "absolute timestamp in ns since the epoch.")
     simple("evt.rawtime.s", "abstime", lambda e: e.ts // _ONE_SECOND, "seconds of evt.rawtime.")
     simple("evt.rawtime.ns", "abstime", lambda e: e.ts % _ONE_SECOND, "ns part of evt.rawtime.")
-    simple("evt.type", "string", lambda e: e.type, "the name of the event (e.g. 'open').")
-    simple("syscall.type", "string", lambda e: e.type, "the system call name.")
+    # libsinsp refuses unknown event names at compile time ("unknown event type list_a"):
+    # a misspelt syscall, or a list name that was never defined, would otherwise never match.
+    simple(
+        "evt.type",
+        "string",
+        with_value_check(lambda e: e.type, _known_event_type),
+        "the name of the event (e.g. 'open').",
+    )
+    simple(
+        "syscall.type",
+        "string",
+        with_value_check(lambda e: e.type, _known_event_type),
+        "the system call name.",
+    )
     simple("evt.dir", "string", lambda e: e.dir, "'>' for enter events, '<' for exit events.")
     simple("evt.cpu", "int", lambda e: e.cpu, "number of the CPU where the event occurred.")
     simple("evt.args", "string", render.render_all, "all the event arguments as one string.")
@@ -1200,3 +1212,10 @@ def _add_container_fields(simple: Any, with_arg: Any) -> None:
             "required",
             "from the container runtime (not available to falconet).",
         )
+
+
+def _known_event_type(name: str) -> None:
+    from engine.sources.syscall import event_names
+
+    if name not in event_names():
+        raise ValueError(f"unknown event type {name}")

@@ -1,0 +1,98 @@
+"""falconet's Prometheus metrics, in their own registry (one per process, or per test).
+
+The run loop updates the engine metrics through the small methods below; feeds.follow updates
+the follow metrics (it takes any object with `follow_checked`, `follow_succeeded`,
+`follow_updated`, `follow_failed`). engine.web serves `render()` at /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+PREFIX = "falconet"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter(f"{PREFIX}_events", "Events evaluated.", ["source"], registry=r)
+        self.drops = Counter(f"{PREFIX}_drops", "Events dropped.", ["source"], registry=r)
+        self.alerts = Counter(
+            f"{PREFIX}_alerts", "Alerts raised.", ["rule", "priority"], registry=r
+        )
+        self.rules_loaded = Gauge(f"{PREFIX}_rules_loaded", "Enabled rules.", registry=r)
+        self.ruleset_info = Gauge(
+            f"{PREFIX}_ruleset_info", "The running ruleset (value 1).", ["digest"], registry=r
+        )
+        self.reloads = Counter(f"{PREFIX}_reloads", "Ruleset reloads.", ["result"], registry=r)
+        self.reload_seconds = Histogram(
+            f"{PREFIX}_reload_duration_seconds", "Time to compile and swap a ruleset.", registry=r
+        )
+        self.follow_checks = Counter(
+            f"{PREFIX}_follow_checks", "Follow checks.", ["ref"], registry=r
+        )
+        self.follow_updates = Counter(
+            f"{PREFIX}_follow_updates", "Follow updates applied.", ["ref"], registry=r
+        )
+        self.follow_failures = Counter(
+            f"{PREFIX}_follow_failures", "Failed follow checks or updates.", ["ref"], registry=r
+        )
+        self.follow_last_success = Gauge(
+            f"{PREFIX}_follow_last_success_timestamp_seconds",
+            "Time of the last successful follow check.",
+            ["ref"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(f"{PREFIX}_output_queue_depth", "Queued alerts.", registry=r)
+        self.queue_overflow = Counter(
+            f"{PREFIX}_output_queue_overflow", "Alerts dropped: queue full.", registry=r
+        )
+
+    # -- the run loop ----------------------------------------------------------------------
+
+    def event(self, source: str, count: int = 1) -> None:
+        self.events.labels(source).inc(count)
+
+    def dropped(self, source: str, count: int = 1) -> None:
+        self.drops.labels(source).inc(count)
+
+    def alert(self, rule: str, priority: str) -> None:
+        self.alerts.labels(rule, priority).inc()
+
+    def ruleset_loaded(self, digest: str, enabled_rules: int, seconds: float) -> None:
+        self.ruleset_info.clear()
+        self.ruleset_info.labels(digest).set(1)
+        self.rules_loaded.set(enabled_rules)
+        self.reloads.labels("ok").inc()
+        self.reload_seconds.observe(seconds)
+
+    def reload_failed(self) -> None:
+        self.reloads.labels("failed").inc()
+
+    def output_queue(self, depth: int, overflow_total: int) -> None:
+        self.queue_depth.set(depth)
+        # Counters only go up: add what the queue reports beyond what was counted.
+        seen = self.queue_overflow._value.get()
+        if overflow_total > seen:
+            self.queue_overflow.inc(overflow_total - seen)
+
+    # -- feeds.follow ----------------------------------------------------------------------
+
+    def follow_checked(self, ref: str) -> None:
+        self.follow_checks.labels(ref).inc()
+
+    def follow_succeeded(self, ref: str) -> None:
+        self.follow_last_success.labels(ref).set(time.time())
+
+    def follow_updated(self, ref: str) -> None:
+        self.follow_updates.labels(ref).inc()
+
+    def follow_failed(self, ref: str) -> None:
+        self.follow_failures.labels(ref).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

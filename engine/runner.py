@@ -1,0 +1,466 @@
+"""The detection run loop: events from a source → the current rulesets (through a RulesetSwitch)
+→ Falco's alert (text line and JSON document) → the bounded output queue → sinks.
+
+Sources: a replayed syscall capture (.scap or falconet's format), JSON event files of a plugin
+source, or a webhook endpoint (k8s audit, GitHub) served until SIGTERM/SIGINT. Each event is
+evaluated against `switch.current`, read once per event, so a reload between two events is one
+reference assignment (`RulesetSwitch.swap`): no event is lost or evaluated twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import versions
+from engine.errors import EngineError
+from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
+from engine.output import JsonOptions, Priority, json_alert, text_line
+from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
+from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
+
+log = logging.getLogger(__name__)
+
+SYSCALL = "syscall"
+WEBHOOK_SOURCES = ("k8s_audit", "github")
+GITHUB_SECRET_ENV = "FALCONET_GITHUB_WEBHOOK_SECRET"
+# Falco's outputs_queue.capacity default is 0 (unbounded); live runs bound it so a slow sink
+# cannot grow memory without limit, replays keep every alert.
+LIVE_QUEUE_CAPACITY = 10_000
+ENGINE_VERSION_MESSAGE = "Rules require engine version"
+
+
+class RequirementUnmetError(EngineError):
+    """Rules need an engine version or a plugin this engine does not provide."""
+
+    exit_status = "requirement_unmet"
+
+
+class LiveCaptureUnavailableError(EngineError):
+    exit_status = "requirement_unmet"
+
+
+class RunUsageError(EngineError):
+    exit_status = "usage"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which loaded rules run: falco -t (tags), -T (disable_tags), -D (disable_rules, `*`
+    wildcards), the minimum priority and the matching mode."""
+
+    tags: Sequence[str] = ()
+    disable_tags: Sequence[str] = ()
+    disable_rules: Sequence[str] = ()
+    min_priority: str = "Debug"
+    matching: Matching = "first"
+    # Exactly these rules (a compliance selection, falconet's `rules:` fragment); then the rest.
+    only_rules: Sequence[str] = ()
+
+    def steps(self) -> list[SelectionStep]:
+        if self.tags and (self.disable_tags or self.disable_rules):
+            # Falco refuses the mix too: what -t enables and -T/-D disable would be ambiguous.
+            raise RunUsageError(
+                "--tag cannot be combined with --disable-tag or --disable-rule",
+                hint="select with --tag alone, or disable with --disable-tag/--disable-rule",
+            )
+        steps = []
+        if self.only_rules:
+            steps.append(SelectionStep(enable=False, rule="*"))
+            steps += [SelectionStep(enable=True, rule=name) for name in self.only_rules]
+        if self.tags:
+            # falco -t: every rule off, then the rules carrying any of the tags on.
+            steps.append(SelectionStep(enable=False, rule="*"))
+            steps += [SelectionStep(enable=True, tag=tag) for tag in self.tags]
+        steps += [SelectionStep(enable=False, tag=tag) for tag in self.disable_tags]
+        steps += [SelectionStep(enable=False, rule=name) for name in self.disable_rules]
+        return steps
+
+
+def check_requirements(loaded: LoadedRules) -> None:
+    """Raise when the rules need a newer engine or a plugin no built-in source stands in for,
+    or when a file is invalid."""
+    for result in loaded.results:
+        for message in result.errors:
+            if message.message.startswith(ENGINE_VERSION_MESSAGE):
+                raise RequirementUnmetError(
+                    f"{result.name}: {message.message}",
+                    hint="use rules written for this engine (see `falconet version`)",
+                )
+    if not loaded.successful:
+        raise RulesInvalidError(loaded)
+    unmet = loaded.unmet_plugin_requirements(versions.plugin_versions())
+    if unmet:
+        raise RequirementUnmetError(
+            unmet[0], hint="falconet's built-in sources provide: " + _provided_text()
+        )
+
+
+def _provided_text() -> str:
+    return ", ".join(f"{n} {v}" for n, v in sorted(versions.plugin_versions().items()))
+
+
+def load_rulesets(
+    files: Sequence[str | Path], selection: Selection = Selection()
+) -> tuple[LoadedRules, Rulesets]:
+    """Load rules files in order, check their requirements, and build the selected rulesets."""
+    loaded = load_rules_files(files)
+    check_requirements(loaded)
+    rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
+    return loaded, rulesets
+
+
+@dataclass
+class RunStats:
+    """What a run saw: events by source, alerts by rule and priority, drops."""
+
+    events_by_source: Counter[str] = field(default_factory=Counter)
+    alerts_by_rule: Counter[str] = field(default_factory=Counter)
+    alerts_by_priority: Counter[Priority] = field(default_factory=Counter)
+    skipped_input: int = 0
+    dropped_alerts: int = 0
+    seconds: float = 0.0
+
+    @property
+    def events(self) -> int:
+        return sum(self.events_by_source.values())
+
+    @property
+    def alerts(self) -> int:
+        return sum(self.alerts_by_rule.values())
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "events_by_source": dict(self.events_by_source),
+            "alerts": self.alerts,
+            "alerts_by_rule": dict(self.alerts_by_rule),
+            "alerts_by_priority": {p.falco_name: n for p, n in self.alerts_by_priority.items()},
+            "skipped_input": self.skipped_input,
+            "dropped_alerts": self.dropped_alerts,
+            "seconds": round(self.seconds, 6),
+            "events_per_second": round(self.events_per_second, 1),
+        }
+
+    def summary_text(self) -> str:
+        """Falco's end-of-run summary, then falconet's throughput line."""
+        lines = [f"Events detected: {self.alerts}", "Rule counts by severity:"]
+        for priority in sorted(self.alerts_by_priority):
+            lines.append(f"   {priority.name}: {self.alerts_by_priority[priority]}")
+        lines.append("Triggered rules by rule name:")
+        lines += [f"   {rule}: {n}" for rule, n in self.alerts_by_rule.most_common()]
+        by_source = ", ".join(f"{s}: {n}" for s, n in sorted(self.events_by_source.items()))
+        lines.append(
+            f"Events processed: {self.events} ({by_source or 'none'}) in {self.seconds:.3f}s "
+            f"({self.events_per_second:,.0f} events/s); skipped input: {self.skipped_input}; "
+            f"alerts dropped: {self.dropped_alerts}"
+        )
+        return "\n".join(lines)
+
+
+class AlertFormatter:
+    """A matched rule and its event as Falco's alert (both shapes)."""
+
+    def __init__(
+        self,
+        iso8601: bool = False,
+        hostname: str | None = None,
+        options: JsonOptions | None = None,
+    ) -> None:
+        self.iso8601 = iso8601
+        # Falco's FALCO_HOSTNAME override keeps alerts comparable across machines.
+        self.hostname = hostname or os.environ.get("FALCO_HOSTNAME") or socket.gethostname()
+        self._options = options or JsonOptions()
+        self._priorities: dict[str, Priority] = {}
+
+    def priority(self, rule: CompiledRule) -> Priority:
+        cached = self._priorities.get(rule.priority)
+        if cached is None:
+            cached = self._priorities[rule.priority] = Priority.parse(rule.priority)
+        return cached
+
+    def alert(self, rule: CompiledRule, event: Any, source: str) -> Alert:
+        priority = self.priority(rule)
+        output = rule.output.render(event) if rule.output is not None else ""
+        fields = rule.output.field_values(event) if rule.output is not None else {}
+        time_ns = event.ts
+        document = json_alert(
+            time_ns=time_ns,
+            priority=priority,
+            rule=rule.name,
+            source=source,
+            output=output,
+            output_fields=fields,
+            tags=rule.tags,
+            hostname=self.hostname,
+            iso8601=self.iso8601,
+            options=self._options,
+        )
+        return Alert(text_line(time_ns, priority, output, self.iso8601), document)
+
+
+class Detector:
+    """Evaluates events against the switch's current rulesets and queues their alerts."""
+
+    def __init__(
+        self,
+        switch: RulesetSwitch,
+        outputs: OutputQueue,
+        formatter: AlertFormatter,
+        all_events: bool = False,
+        stats: RunStats | None = None,
+    ) -> None:
+        self.switch = switch
+        self.outputs = outputs
+        self.formatter = formatter
+        self.all_events = all_events
+        self.stats = stats or RunStats()
+        self._lock = threading.Lock()  # webhook handlers run on several threads
+
+    def _raise(self, rules: list[CompiledRule], event: Any, source: str) -> None:
+        stats = self.stats
+        for rule in rules:
+            alert = self.formatter.alert(rule, event, source)
+            stats.alerts_by_rule[rule.name] += 1
+            stats.alerts_by_priority[self.formatter.priority(rule)] += 1
+            if not self.outputs.put(alert):
+                stats.dropped_alerts += 1
+
+    def process(self, events: Iterable[Any], source: str) -> int:
+        """Evaluate every event (enter events only with all_events); returns the count."""
+        switch = self.switch
+        skip_enter = source == SYSCALL and not self.all_events
+        count = 0
+        seen: Rulesets | None = None
+        ruleset = None
+        try:
+            for event in events:
+                count += 1
+                if skip_enter and event.dir == ">":
+                    continue
+                # One read of switch.current per event: a swap lands between two events.
+                current = switch.current
+                if current is not seen:
+                    seen, ruleset = current, current.by_source.get(source)
+                if ruleset is None:
+                    continue
+                matched = ruleset.evaluate(event)
+                if matched:
+                    self._raise(matched, event, source)
+        finally:  # a stop signal ends a replay early: what was processed still counts
+            self.stats.events_by_source[source] += count
+        return count
+
+    def process_batch(self, events: list[Any], source: str) -> None:
+        """Thread-safe entry point for webhook deliveries."""
+        with self._lock:
+            self.process(events, source)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything `falconet run` needs, as plain values."""
+
+    rules_files: Sequence[str | Path]
+    source: str | None = None
+    replay: str | None = None
+    listen: str | None = None
+    json_output: bool = False
+    iso8601: bool = False
+    all_events: bool = False
+    selection: Selection = field(default_factory=Selection)
+    outputs: Sequence[dict[str, Any]] = ()  # sink specs for engine.sinks.build_sink
+    stdout: bool = True
+    # falco.yaml's json_include_* switches
+    json_options: JsonOptions = field(default_factory=JsonOptions)
+
+
+def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
+    """The source asked for; else the only source the rules are written for; else syscall."""
+    if requested:
+        from engine.fields import known_sources
+
+        if requested not in known_sources():
+            raise RunUsageError(
+                f"unknown source {requested!r}",
+                hint="use one of: " + ", ".join(sorted(known_sources())),
+            )
+        return requested
+    sources = sorted(set(rule_sources))
+    return sources[0] if len(sources) == 1 else SYSCALL
+
+
+def _build_sinks(request: RunRequest) -> list[Sink]:
+    sinks: list[Sink] = [StdoutSink(request.json_output)] if request.stdout else []
+    for spec in request.outputs:
+        if spec.get("type") == "http":
+            sinks.append(build_sink(spec))  # always Falco's JSON alert: what falcosidekick reads
+        else:
+            sinks.append(build_sink({"json_output": request.json_output, **spec}))
+    return sinks
+
+
+def _replay(detector: Detector, source: str, path: str, swappable: bool) -> None:
+    """Evaluate every event of a capture or JSON event file/directory. With rules that cannot
+    change during the replay, only the event types they and the state tracker need are
+    decoded; with `swappable` rules every event is, since a new ruleset may need any type."""
+    stats = detector.stats
+    if source == SYSCALL:
+        from engine.sources.syscall.replay import open_replay
+
+        with open_replay(path) as replay:
+            rule_types = None if swappable else detector.switch.current.event_types(SYSCALL)
+            wanted = replay.needed_events(rule_types)
+            processed = detector.process(replay.events(wanted), source)
+            read = replay.stats
+            # Events the reader skipped undecoded (no rule and no state needs them) were read.
+            stats.events_by_source[source] += max(0, read.events - processed)
+            stats.skipped_input += read.unknown_events
+        return
+    from engine.sources.readers import ReadStats, read_events
+
+    read_stats = ReadStats()
+    detector.process(read_events(source, path, read_stats), source)
+    stats.skipped_input += read_stats.skipped
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT arrived during a replay."""
+
+
+@dataclass
+class _Signals:
+    """SIGTERM/SIGINT stop the run (a replay between two events, through `Stopped`); SIGUSR1
+    reopens file outputs (logrotate)."""
+
+    interrupt: bool  # raise Stopped in the main thread (replay) rather than only set `stop`
+    stop: threading.Event = field(default_factory=threading.Event)
+    previous: dict[int, Any] = field(default_factory=dict)
+
+    def _on_stop(self, *_: object) -> None:
+        self.stop.set()
+        if self.interrupt:
+            raise Stopped
+
+    def install(self, outputs: OutputQueue) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handlers: dict[int, Callable[..., None]] = {
+            signal.SIGTERM: self._on_stop,
+            signal.SIGINT: self._on_stop,
+            signal.SIGUSR1: lambda *_: outputs.reopen(),
+        }
+        for number, handler in handlers.items():
+            self.previous[number] = signal.signal(number, handler)
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def run(
+    request: RunRequest,
+    switch: RulesetSwitch | None = None,
+    extra_sinks: Sequence[Sink] = (),
+) -> RunStats:
+    """Run detection: replay the input and return, or serve the webhook until signalled.
+
+    `switch` lets a caller (the follower) swap rulesets while the run goes on; without it the
+    request's rules files are loaded here. `extra_sinks` receive alerts besides the request's
+    outputs."""
+    swappable = switch is not None
+    if switch is None:
+        loaded, rulesets = load_rulesets(request.rules_files, request.selection)
+        switch = RulesetSwitch(rulesets)
+        rule_sources: Iterable[str] = {rule.source for rule in loaded.rules}
+    else:
+        rule_sources = switch.current.by_source
+    source = choose_source(request.source, rule_sources)
+    _check_mode(request, source)
+    if source not in switch.current.by_source:
+        log.warning("no enabled rule is for the %s source: no alert can be raised", source)
+    capacity = 0 if request.replay else LIVE_QUEUE_CAPACITY
+    outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
+    formatter = AlertFormatter(request.iso8601, options=request.json_options)
+    detector = Detector(switch, outputs, formatter, request.all_events)
+    signals = _Signals(interrupt=bool(request.replay))
+    signals.install(outputs)
+    started = time.perf_counter()
+    try:
+        if request.replay:
+            _replay(detector, source, request.replay, swappable)
+        else:
+            _serve(request, source, detector, signals.stop)
+    except Stopped:
+        log.warning("stopped by a signal: the alerts raised so far are delivered")
+    finally:
+        detector.stats.seconds = time.perf_counter() - started
+        outputs.close()
+        signals.restore()
+    detector.stats.dropped_alerts = max(detector.stats.dropped_alerts, outputs.stats.overflow)
+    return detector.stats
+
+
+def _check_mode(request: RunRequest, source: str) -> None:
+    if request.replay and request.listen:
+        raise RunUsageError("--replay and --listen exclude each other", hint="give one of them")
+    if request.replay:
+        return
+    if source == SYSCALL:
+        raise LiveCaptureUnavailableError(
+            "live eBPF capture is unavailable in this build of falconet",
+            hint="replay a capture instead: falconet run --replay FILE.scap",
+        )
+    if source not in WEBHOOK_SOURCES:
+        raise RunUsageError(
+            f"the {source} source reads files only",
+            hint=f"give --replay PATH (webhook endpoints: {', '.join(WEBHOOK_SOURCES)})",
+        )
+    if not request.listen:
+        raise RunUsageError(
+            f"the {source} source needs --replay PATH or --listen ADDR",
+            hint="e.g. --listen 127.0.0.1:9765",
+        )
+
+
+def _serve(
+    request: RunRequest,
+    source: str,
+    detector: Detector,
+    stop: threading.Event,
+) -> None:
+    import os
+
+    from engine.sources.webhooks import github_webhook, k8s_audit_webhook
+
+    assert request.listen is not None
+
+    def deliver(events: list[Any]) -> None:
+        detector.process_batch(events, source)
+
+    if source == "github":
+        secret = os.environ.get(GITHUB_SECRET_ENV, "")
+        if not secret:
+            raise RunUsageError(
+                "the github webhook needs a shared secret",
+                hint=f"set {GITHUB_SECRET_ENV} to the webhook's secret",
+            )
+        server = github_webhook(request.listen, deliver, secret)
+    else:
+        server = k8s_audit_webhook(request.listen, deliver)
+    with server:  # the server logs the URL it listens on
+        while not stop.wait(0.5):
+            pass
