@@ -79,6 +79,7 @@ class Daemon:
 
     def _serving(self) -> bool:
         try:
+            socket.create_connection(("127.0.0.1", self.hook_port), timeout=1).close()
             return "ok" in _get(f"{self.web}/healthz")
         except OSError:
             if self.process.poll() is not None:
@@ -199,3 +200,41 @@ def test_response_action_runs_and_its_outcome_is_an_output(
         f"{run.web}/metrics"
     )
     assert run.stop()[0] == 0
+
+
+def test_followed_updates_hot_reload_and_a_broken_one_is_refused(
+    daemon: Callable[..., Daemon],
+    registry: Any,
+    run_cli: Any,
+    falconet_home: Path,
+    tmp_path: Path,
+) -> None:
+    from tests.follow_support import REPO, publish
+
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"registries:\n  '{registry.host}': {{plain_http: true}}\n")
+    ref = f"{registry.host}/{REPO}:latest"
+    publish(registry, tmp_path, "1.0.0", {"a.yaml": _rule("Pod One", "first")})
+    installed = run_cli("artifact", "install", ref)
+    assert installed.returncode == 0, installed.stderr
+    run = daemon("--follow", ref, "--every", "200ms", "--startup", "immediate")
+    run.post()
+    _wait_for(lambda: run.rules_fired() == ["Pod One"])
+
+    publish(registry, tmp_path, "2.0.0", {"a.yaml": _rule("Pod Two", "second")})
+    _wait_for(lambda: 'falconet_follow_updates_total{ref="' in _get(f"{run.web}/metrics"))
+    _wait_for(lambda: "Pod Two" in json.dumps(_rules_loaded(run)))
+    run.post()
+    _wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # within one tick; the old one gone
+
+    publish(registry, tmp_path, "3.0.0", {"a.yaml": "- rule: Broken\n  condition: (\n"})
+    _wait_for(lambda: any("refused" in a["output"] for a in run.alerts_written()))
+    run.post()
+    _wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # v2 keeps running
+    assert run.stop()[0] == 0
+
+
+def _rules_loaded(run: Daemon) -> list[str]:
+    files = json.loads(_get(f"{run.web}/rules"))["files"]
+    return [Path(f["path"]).read_text() for f in files]

@@ -89,8 +89,9 @@ def run(
     ] = None,
     cron: Annotated[str | None, typer.Option("--cron", help="Follow checks on a cron.")] = None,
     startup: Annotated[
-        bool, typer.Option("--startup/--no-startup", help="Check followed refs at start.")
-    ] = True,
+        str | None,
+        typer.Option("--startup", help="First follow check: immediate|skip|jitter."),
+    ] = None,
     web: Annotated[
         str | None,
         typer.Option(
@@ -166,7 +167,7 @@ def _web_address(web: str | None, no_web: bool, replay: str | None) -> tuple[str
 
 
 def _follower(
-    refs: list[str] | None, every: str | None, cron: str | None, startup: bool
+    refs: list[str] | None, every: str | None, cron: str | None, startup: str | None
 ) -> Callable[[Any, Any], Any] | None:
     """A factory the daemon calls with its Reloader and Metrics: the feed follower, whose updates
     reload the running rules; None when nothing is followed (flags or artifact.follow.refs)."""
