@@ -235,6 +235,7 @@ class DaemonOptions:
 
     watch_rules: bool = True
     web: tuple[str, int] | None = None
+    web_required: bool = True  # False for the default address: a busy port is only a warning
     follow: Callable[[Reloader, Metrics], Any] | None = None  # returns an object with stop()
     response_rules: str | None = None
     extra_sinks: Sequence[Sink] = ()
@@ -261,10 +262,13 @@ def run_daemon(request: RunRequest, options: DaemonOptions) -> RunStats:
     stoppers: list[Any] = [pump.start()]
     try:
         if options.web:
-            stoppers.append(_web(options.web, metrics, reloader))
+            stoppers.extend(_web(options.web, options.web_required, metrics, reloader))
         if options.watch_rules:
-            watcher = RulesFileWatcher(lambda: reloader.files, _reload_all(reloader, response))
+            watcher = RulesFileWatcher(lambda: reloader.files, reloader.reload)
             stoppers.append(watcher.start())
+        if options.watch_rules and response is not None:
+            paths = [response.path]
+            stoppers.append(RulesFileWatcher(lambda: paths, response.reload).start())
         if options.follow:
             stoppers.append(options.follow(reloader, metrics))
         previous_hup = _on_sighup(_reload_all(reloader, response))
@@ -300,15 +304,26 @@ def _restore_sighup(previous: Any) -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
-def _web(address: tuple[str, int], metrics: Metrics, reloader: Reloader) -> Any:
-    from engine.web import WebServer, rules_document
+def _web(
+    address: tuple[str, int], required: bool, metrics: Metrics, reloader: Reloader
+) -> list[Any]:
+    """The web server, started; none when the default address is busy (another falconet or
+    Falco's own webserver): detection matters more than its endpoints."""
+    from engine.web import WebServer, WebServerError, rules_document
 
-    return WebServer(
-        address[0],
-        address[1],
-        metrics,
-        rules=lambda: rules_document(_expand(reloader.files), reloader.enabled_rules),
-    ).start()
+    try:
+        server = WebServer(
+            address[0],
+            address[1],
+            metrics,
+            rules=lambda: rules_document(_expand(reloader.files), reloader.enabled_rules),
+        )
+    except WebServerError as error:
+        if required:
+            raise
+        log.warning("no web endpoints: %s (choose one with --web HOST:PORT)", error)
+        return []
+    return [server.start()]
 
 
 def _response_sink(path: str, metrics: Metrics) -> Any:

@@ -199,7 +199,25 @@ def test_response_action_runs_and_its_outcome_is_an_output(
     assert 'falconet_response_actions_total{action="exec:script",status="succeeded"} 1.0' in _get(
         f"{run.web}/metrics"
     )
-    assert run.stop()[0] == 0
+    # The response rules file hot-reloads: the next alert runs the new script.
+    second = tmp_path / "respond-again.sh"
+    second.write_text(f"#!/bin/sh\ncat > {marker}.again\n")
+    second.chmod(0o755)
+    response.write_text(RESPONSE_RULES.format(script=second))
+
+    def responded_again() -> bool:
+        run.post()
+        time.sleep(0.2)
+        return Path(f"{marker}.again").exists()
+
+    _wait_for(responded_again)
+    code, stdout, _ = run.stop()
+    assert code == 0
+    # Drained on SIGTERM: every alert's action outcome reached stdout, the last ones included.
+    printed = [json.loads(line) for line in stdout.splitlines()]
+    alerts = [a for a in printed if a["source"] == "k8s_audit"]
+    outcomes = [a for a in printed if a["source"] == "response"]
+    assert len(outcomes) == len(alerts) >= 2
 
 
 def test_followed_updates_hot_reload_and_a_broken_one_is_refused(

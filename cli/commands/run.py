@@ -144,6 +144,7 @@ def run(
 
     options = DaemonOptions(
         web=_web_address(web, no_web, replay),
+        web_required=web is not None,
         follow=_follower(follow, every, cron, startup),
         response_rules=response,
     )
