@@ -168,6 +168,8 @@ class Ruleset:
             event_type: tuple(sorted((*listed, *self._any_type), key=lambda r: r.index))
             for event_type, listed in by_type.items()
         }
+        # The matched rules of an event, in definition order (one with rule_matching: first).
+        self.evaluate: Callable[[Any], list[CompiledRule]] = self._dispatcher()
 
     def event_types(self) -> frozenset[str] | None:
         """The evt.type values some enabled rule needs (None: every type is needed)."""
@@ -181,14 +183,35 @@ class Ruleset:
         event_type = self._event_type_of(event)
         return self._by_type.get(event_type, self._any_type) if event_type else self._any_type
 
-    def evaluate(self, event: Any) -> list[CompiledRule]:
-        matched = []
-        for rule in self.candidates(event):
-            if rule.matches(event):
-                matched.append(rule)
-                if self.matching == "first":
-                    break
-        return matched
+    def _dispatcher(self) -> Callable[[Any], list[CompiledRule]]:
+        """`evaluate` for this ruleset. Most syscall events are of types no rule lists (futex,
+        read, epoll_wait...), so the per-type work is decided once per type, not per event:
+        each type's rules become one evaluator (see _bucket_evaluator), built the first time
+        an event of that type arrives (a ruleset lists many types a host rarely produces, and
+        building them all would slow every load and reload)."""
+        first = self.matching == "first"
+        if self._event_type_of is None:
+            return _bucket_evaluator(self.rules, first)
+        untyped = _bucket_evaluator(self._any_type, first)
+        evaluators: dict[str, Callable[[Any], list[CompiledRule]]] = {}
+        lookup, type_of, buckets = evaluators.get, self._event_type_of, self._by_type
+
+        def build(event_type: str) -> Callable[[Any], list[CompiledRule]]:
+            rules = buckets.get(event_type)
+            evaluator = untyped if rules is None else _bucket_evaluator(rules, first, event_type)
+            evaluators[event_type] = evaluator
+            return evaluator
+
+        def evaluate(event: Any) -> list[CompiledRule]:
+            # A falsy type (none extracted) gets the untyped rules, as in candidates().
+            event_type = type_of(event) or ""
+            evaluator = lookup(event_type)
+            if evaluator is None:
+                evaluator = build(event_type) if event_type else untyped
+            # Most events (futex, read, epoll_wait...) have no rule: spare them a call.
+            return [] if evaluator is _no_match else evaluator(event)
+
+        return evaluate
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -241,6 +264,69 @@ def build_rulesets(
             for source, listed in by_source.items()
         }
     )
+
+
+def _no_match(event: Any) -> list[CompiledRule]:
+    return []
+
+
+def _bucket_evaluator(
+    rules: Sequence[CompiledRule], first: bool, event_type: str | None = None
+) -> Callable[[Any], list[CompiledRule]]:
+    """Evaluate `rules` in definition order: the first match only, or every match. Rules
+    loaded from files share one generated function (engine.condition.compiler.compile_chain:
+    fields common to their conditions are extracted once per event), specialised for
+    `event_type` when every event it sees has that evt.type; rules built from bare callables
+    are called one by one."""
+    if not rules:
+        return _no_match
+    chain = _compiled_chain(rules, first, event_type)
+    if chain is not None:
+        return chain
+    pairs = tuple((rule, rule.matches) for rule in rules)
+    if first:
+
+        def first_match(event: Any) -> list[CompiledRule]:
+            for rule, matches in pairs:
+                if matches(event):
+                    return [rule]
+            return []
+
+        return first_match
+
+    def every_match(event: Any) -> list[CompiledRule]:
+        return [rule for rule, matches in pairs if matches(event)]
+
+    return every_match
+
+
+def _compiled_chain(
+    rules: Sequence[CompiledRule], first: bool, event_type: str | None
+) -> Callable[[Any], list[CompiledRule]] | None:
+    """The rules' expanded conditions compiled as one chain, or None when some rule has no
+    condition tree (a rule built from a callable) or its source no field catalog. Rules whose
+    condition cannot hold for `event_type` are left out of the chain."""
+    from engine import condition_backend
+    from engine.condition.compiler import compile_chain
+    from engine.condition.evttypes import specialize_for_event_type
+
+    conditions = [rule.info.get("expanded_condition") for rule in rules]
+    sources = {rule.source for rule in rules}
+    catalog = condition_backend.catalog_for(sources.pop()) if len(sources) == 1 else None
+    if catalog is None or any(condition is None for condition in conditions):
+        return None
+    if event_type is not None:
+        conditions = [specialize_for_event_type(c, event_type) for c in conditions]
+    candidates = tuple(rule for rule, c in zip(rules, conditions, strict=True) if c is not False)
+    if not candidates:
+        return _no_match
+    chain = compile_chain([c for c in conditions if c is not False], catalog, first=first)
+
+    def evaluate(event: Any) -> list[CompiledRule]:
+        positions = chain(event)
+        return [candidates[position] for position in positions] if positions else []
+
+    return evaluate
 
 
 def tag_matches(rule: CompiledRule, tags: Iterable[str]) -> bool:

@@ -503,3 +503,24 @@ def test_modifiers_take_lists_not_fields() -> None:
     # After a modifier the grammar wants a list: `val` is read as a list name, then `(` is stray.
     with pytest.raises(ConditionSyntaxError, match="unexpected token after 'val'"):
         parse("test.str startswith oneof val(test.str2)")
+
+
+@pytest.mark.parametrize(
+    ("address", "inside"),
+    [
+        ("10.1.2.3", True),
+        ("11.1.2.3", False),
+        ("2001:db8::1", True),
+        ("2001:db9::1", False),
+        ("::ffff:10.1.2.3", False),  # a v4-mapped v6 address is not in a v4 network (libsinsp)
+    ],
+)
+def test_network_checks_match_by_family_and_mask_in_both_polarities(
+    address: str, inside: bool
+) -> None:
+    networks = "(10.0.0.0/8, 192.168.0.0/16, 2001:db8::/32)"
+    assert run(f"test.net in {networks}", test_net=address) is inside
+    assert run(f"not test.net in {networks}", test_net=address) is not inside
+    single = "2001:db8::/32" if ":" in address else "10.0.0.0/8"
+    assert run(f"test.net = {single}", test_net=address) is inside
+    assert run(f"test.net != {single}", test_net=address) is not inside

@@ -6,18 +6,23 @@ from typing import Annotated, Any
 
 import typer
 
-Output = Annotated[str, typer.Option("-o", "--output", help="text|json")]
+from cli.options import (
+    AllowedTypes,
+    AssetsDir,
+    CaFile,
+    EngineVersions,
+    Insecure,
+    NoVerify,
+    Output,
+    PlainHttp,
+    Platform,
+    PluginsDir,
+    RequireSignature,
+    RulesfilesDir,
+    StateDir,
+)
+
 TypeFilter = Annotated[str | None, typer.Option("--type", help="rulesfile|plugin|asset")]
-Platform = Annotated[
-    str | None, typer.Option("--platform", help="os/arch of a plugin (default: this host)")
-]
-PlainHttp = Annotated[
-    bool, typer.Option("--plain-http", help="Talk to the registry over plain HTTP.")
-]
-CaFile = Annotated[str | None, typer.Option("--ca-file", help="CA bundle for registry TLS.")]
-Insecure = Annotated[
-    bool, typer.Option("--insecure-skip-tls-verify", help="Do not verify registry TLS (unsafe).")
-]
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -57,21 +62,14 @@ def install(
             "Default: artifact.install.refs."
         ),
     ] = None,
-    rulesfiles_dir: Annotated[str | None, typer.Option("--rulesfiles-dir")] = None,
-    plugins_dir: Annotated[str | None, typer.Option("--plugins-dir")] = None,
-    assets_dir: Annotated[str | None, typer.Option("--assets-dir")] = None,
-    state_dir: Annotated[str | None, typer.Option("--state-dir")] = None,
-    allowed_types: Annotated[
-        list[str] | None,
-        typer.Option("--allowed-types", help="rulesfile,plugin,asset (repeat or comma list)"),
-    ] = None,
+    rulesfiles_dir: RulesfilesDir = None,
+    plugins_dir: PluginsDir = None,
+    assets_dir: AssetsDir = None,
+    state_dir: StateDir = None,
+    allowed_types: AllowedTypes = None,
     platform: Platform = None,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
-    ] = False,
-    require_signature: Annotated[
-        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
-    ] = False,
+    no_verify: NoVerify = False,
+    require_signature: RequireSignature = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; write nothing.")
     ] = False,
@@ -97,14 +95,7 @@ def install(
         str | None,
         typer.Option("--min-priority", help="Enable only rules of this priority or higher."),
     ] = None,
-    engine_versions: Annotated[
-        str | None,
-        typer.Option(
-            "--engine-versions",
-            help="Falco /versions URL or JSON file of the target engine "
-            "(default: falconet's own engine).",
-        ),
-    ] = None,
+    engine_versions: EngineVersions = None,
     allow_downgrade: Annotated[
         bool, typer.Option("--allow-downgrade", help="Accept replacing an installed newer version.")
     ] = False,
@@ -195,9 +186,7 @@ def install(
         emit_text("dry run: nothing was written")
 
 
-def installed(
-    output: Output = "text", state_dir: Annotated[str | None, typer.Option("--state-dir")] = None
-) -> None:
+def installed(output: Output = "text", state_dir: StateDir = None) -> None:
     """What is installed, from the state records: ref, version, digest, files, time."""
     from cli.render import emit_json, emit_text, table
     from feeds.install import installed as list_installed
@@ -227,7 +216,7 @@ def installed(
 
 def uninstall(
     name: Annotated[str, typer.Argument(help="Artifact name (see `artifact installed`).")],
-    state_dir: Annotated[str | None, typer.Option("--state-dir")] = None,
+    state_dir: StateDir = None,
 ) -> None:
     """Remove an installed artifact's files and its state record."""
     from cli.render import emit_text
@@ -361,8 +350,8 @@ def mirror(
             "--write-index", help="Add an entry for the copy to this index.yaml (air gap)."
         ),
     ] = None,
-    no_verify: Annotated[bool, typer.Option("--no-verify")] = False,
-    require_signature: Annotated[bool, typer.Option("--require-signature")] = False,
+    no_verify: NoVerify = False,
+    require_signature: RequireSignature = False,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     insecure: Insecure = False,

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.options import Output
+
 if TYPE_CHECKING:
     from feeds.compliance.coverage import CoverageReport
 
-Output = Annotated[str, typer.Option("-o", "--output", help="text|json")]
 RulesFiles = Annotated[
     list[str], typer.Argument(help="Falco rules files, in load order.", show_default=False)
 ]
@@ -188,7 +189,7 @@ def report(
     framework: Annotated[
         str, typer.Option("--framework", "-f", help="Framework id or alias (see `frameworks`).")
     ],
-    output: Annotated[str, typer.Option("-o", "--output", help="text|json|markdown|html")] = "text",
+    output: Output = "text",
 ) -> None:
     """Coverage of a framework by the rules: per control, the rules covering it; totals."""
     from cli.render import emit_json, emit_text

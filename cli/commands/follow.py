@@ -7,6 +7,15 @@ from typing import Annotated, Any
 import typer
 
 from cli.commands.artifact import CaFile, Insecure, Output, PlainHttp, Platform, _context
+from cli.options import (
+    AllowedTypes,
+    AssetsDir,
+    NoVerify,
+    PluginsDir,
+    RequireSignature,
+    RulesfilesDir,
+    StateDir,
+)
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -56,21 +65,14 @@ def follow(
     once: Annotated[
         bool, typer.Option("--once", help="Run one check of every ref, then exit.")
     ] = False,
-    rulesfiles_dir: Annotated[str | None, typer.Option("--rulesfiles-dir")] = None,
-    plugins_dir: Annotated[str | None, typer.Option("--plugins-dir")] = None,
-    assets_dir: Annotated[str | None, typer.Option("--assets-dir")] = None,
-    state_dir: Annotated[str | None, typer.Option("--state-dir")] = None,
-    allowed_types: Annotated[
-        list[str] | None,
-        typer.Option("--allowed-types", help="rulesfile,plugin,asset (repeat or comma list)"),
-    ] = None,
+    rulesfiles_dir: RulesfilesDir = None,
+    plugins_dir: PluginsDir = None,
+    assets_dir: AssetsDir = None,
+    state_dir: StateDir = None,
+    allowed_types: AllowedTypes = None,
     platform: Platform = None,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
-    ] = False,
-    require_signature: Annotated[
-        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
-    ] = False,
+    no_verify: NoVerify = False,
+    require_signature: RequireSignature = False,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     insecure: Insecure = False,
@@ -188,8 +190,8 @@ def _print_alert(ref: str, why: str, output: str) -> None:
 
 def rollback(
     name: Annotated[str, typer.Argument(help="Artifact name (see `artifact installed`).")],
-    rulesfiles_dir: Annotated[str | None, typer.Option("--rulesfiles-dir")] = None,
-    state_dir: Annotated[str | None, typer.Option("--state-dir")] = None,
+    rulesfiles_dir: RulesfilesDir = None,
+    state_dir: StateDir = None,
     output: Output = "text",
 ) -> None:
     """Restore the set an artifact had before its latest update (transactionally, after

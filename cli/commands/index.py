@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-Output = Annotated[str, typer.Option("-o", "--output", help="text|json")]
+from cli.options import Output
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:

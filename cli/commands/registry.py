@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.options import NoVerify, Output, RequireSignature
+
 if TYPE_CHECKING:
     from registry.store import ArtifactStore
 
@@ -27,7 +29,6 @@ Insecure = Annotated[
     bool,
     typer.Option("--insecure-skip-tls-verify", help="Do not verify the registry's certificate."),
 ]
-Output = Annotated[str, typer.Option("-o", "--output", help="text|json")]
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -213,12 +214,8 @@ def pull(
     cert: CertFile = None,
     key: KeyFile = None,
     insecure_skip_tls_verify: Insecure = False,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip signature verification (warned).")
-    ] = False,
-    require_signature: Annotated[
-        bool, typer.Option("--require-signature", help="Refuse artifacts no policy covers.")
-    ] = False,
+    no_verify: NoVerify = False,
+    require_signature: RequireSignature = False,
     output_format: Annotated[str, typer.Option("--format", help="text|json")] = "text",
 ) -> None:
     """Pull an artifact's layer tarball(s), named by their title (no extraction).

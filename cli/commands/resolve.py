@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import EngineVersions, Output, PlainHttp, Platform
+
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     groups["artifact"].command("resolve")(resolve)
@@ -21,13 +23,7 @@ def resolve(
             "name:tag, name@sha256:..., or host/repository[:tag|@range]"
         ),
     ] = None,
-    engine_versions: Annotated[
-        str | None,
-        typer.Option(
-            "--engine-versions",
-            help="Falco /versions URL or JSON file of the target engine (default: falconet's).",
-        ),
-    ] = None,
+    engine_versions: EngineVersions = None,
     pre: Annotated[bool, typer.Option("--pre", help="Allow pre-release versions.")] = False,
     allow_downgrade: Annotated[
         bool, typer.Option("--allow-downgrade", help="Accept replacing a newer installed version.")
@@ -44,12 +40,8 @@ def resolve(
             "(default: falconet.lock in the state directory).",
         ),
     ] = None,
-    platform: Annotated[
-        str | None, typer.Option("--platform", help="os/arch of plugins (default: this host)")
-    ] = None,
-    plain_http: Annotated[
-        bool, typer.Option("--plain-http", help="Talk to the registry over plain HTTP.")
-    ] = False,
+    platform: Platform = None,
+    plain_http: PlainHttp = False,
     ca_file: Annotated[str | None, typer.Option("--ca-file", help="CA bundle for TLS.")] = None,
     locked: Annotated[
         bool,
@@ -58,7 +50,7 @@ def resolve(
     write_lock: Annotated[
         bool, typer.Option("--write-lock", help="Write the resolution to the lock file.")
     ] = False,
-    output: Annotated[str, typer.Option("-o", "--output", help="text|json")] = "text",
+    output: Output = "text",
 ) -> None:
     """Show which version of every artifact and dependency an install would pick, and why."""
     from pathlib import Path

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-OutputOption = Annotated[str, typer.Option("-o", "--output", help="text|json")]
+from cli.options import Output
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -26,7 +26,7 @@ def test(
     alert: Annotated[
         str, typer.Option("--alert", help="Falco JSON alert file (one alert, or JSON lines).")
     ],
-    output: OutputOption = "text",
+    output: Output = "text",
 ) -> None:
     """Show which actions would run for an alert, with rendered parameters; runs nothing."""
     _check_output(output)
@@ -58,7 +58,7 @@ def _previews_text(previews: list) -> str:  # type: ignore[type-arg]
     return "\n".join(lines)
 
 
-def actions(output: OutputOption = "text") -> None:
+def actions(output: Output = "text") -> None:
     """List the registered actions and their parameters."""
     _check_output(output)
     from cli.render import emit_json, emit_text, table

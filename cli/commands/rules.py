@@ -6,10 +6,11 @@ from typing import Annotated
 
 import typer
 
+from cli.options import Output
+
 FilesArgument = Annotated[
     list[str], typer.Argument(help="Rules files or directories, loaded in order.")
 ]
-OutputOption = Annotated[str, typer.Option("-o", "--output", help="text|json")]
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -25,7 +26,7 @@ def _check_output(output: str) -> None:
         raise typer.BadParameter(f"unknown output format {output!r}: use text or json")
 
 
-def validate(files: FilesArgument, output: OutputOption = "text") -> None:
+def validate(files: FilesArgument, output: Output = "text") -> None:
     """Validate rules files as `falco -V` does (files accumulate in order).
 
     Exit status 1 when any file is invalid, 7 when a required plugin is not provided."""
@@ -61,7 +62,7 @@ def validate(files: FilesArgument, output: OutputOption = "text") -> None:
 def describe(
     files: FilesArgument,
     rule: Annotated[str | None, typer.Option("--rule", help="Describe only this rule.")] = None,
-    output: OutputOption = "text",
+    output: Output = "text",
 ) -> None:
     """Describe loaded rules, macros and lists as `falco -L` does (incl. condition_compiled)."""
     _check_output(output)
@@ -113,7 +114,7 @@ def list_rules(
     min_priority: Annotated[
         str, typer.Option("--min-priority", help="Rules less severe are not enabled.")
     ] = "debug",
-    output: OutputOption = "text",
+    output: Output = "text",
 ) -> None:
     """List the rules of rules files: name, source, priority, enabled, tags, event types.
 

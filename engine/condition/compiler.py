@@ -82,6 +82,27 @@ def compile_condition(
     )
 
 
+def compile_chain(
+    nodes: Sequence[ast.Expr | bool], catalog: FieldCatalog, *, first: bool
+) -> Callable[[Any], Sequence[int]]:
+    """One function evaluating several conditions in order on the same event; it returns the
+    positions of those that match (only the first one with `first`).
+
+    This is how a ruleset evaluates the rules of one event type: their conditions share most
+    of their fields (the open_read, spawned_process, container... macros), and here a field
+    read by more than one check of any of them is extracted once per event for all of them,
+    with one Python call for the lot instead of one per rule. Each condition keeps its own
+    short-circuit order, so what matches, and in which order, is what evaluating each
+    condition alone gives. The conditions must already compile (ConditionCompileError
+    otherwise). A node may be a constant (a condition already decided, see
+    evttypes.specialize_for_event_type)."""
+    compiler = _Compiler(catalog)
+    trees = tuple(node for node in nodes if not isinstance(node, bool))
+    compiler.repeated = _repeated_fields(ast.And(trees))
+    compiler.repeated_subtrees = _repeated_subtrees(trees)
+    return compiler.compile_chain(nodes, first)
+
+
 @dataclass(frozen=True)
 class CompiledValue:
     """A field or transformer compiled for extraction (output formats use this)."""
@@ -142,6 +163,31 @@ def _repeated_fields(node: ast.Expr) -> frozenset[tuple[str, str | None]]:
     return frozenset(repeated)
 
 
+def _repeated_subtrees(trees: Sequence[ast.Expr]) -> frozenset[ast.Expr]:
+    """and/or/not subtrees found more than once across `trees`: the expanded macros several
+    rules share (open_read, spawned_process, inbound, outbound...). Inside a repeated subtree
+    nothing more is counted: it is evaluated at most once, so its parts are not repeated by it.
+    """
+    seen: set[ast.Expr] = set()
+    repeated: set[ast.Expr] = set()
+    stack = list(trees)
+    while stack:
+        current = stack.pop()
+        match current:
+            case ast.And(children) | ast.Or(children):
+                pass
+            case ast.Not(child):
+                children = (child,)
+            case _:
+                continue
+        if current in seen:
+            repeated.add(current)
+            continue
+        seen.add(current)
+        stack.extend(children)
+    return frozenset(repeated)
+
+
 def _first_candidate(extract: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Printed, a field of candidates shows the first one (`%proc.aname` is the parent)."""
 
@@ -175,7 +221,9 @@ class _Compiler:
         self.sources: list[str] = []
         # Fields worth sharing, and (while generating a function body) their local variables.
         self.repeated: frozenset[tuple[str, str | None]] = frozenset()
-        self.memo: dict[tuple[str, str | None], str] | None = None
+        self.memo: dict[Any, str] | None = None
+        # Subtrees evaluated at most once per evaluation (compile_chain), memoised in `memo`.
+        self.repeated_subtrees: frozenset[ast.Expr] = frozenset()
         self.namespace["_U"] = _UNSET
 
     # -- code generation -----------------------------------------------------------------------
@@ -199,7 +247,42 @@ class _Compiler:
         exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
         return self.namespace[name]
 
+    def compile_chain(self, nodes: Sequence[ast.Expr | bool], first: bool) -> Callable[[Any], Any]:
+        name = f"_b{next(self.counter)}"
+        outer_memo, self.memo = self.memo, {}
+        try:
+            bodies = [repr(n) if isinstance(n, bool) else self.expr(n, 0) for n in nodes]
+            memo = self.memo
+        finally:
+            self.memo = outer_memo
+        lines = [f"def {name}(e):"]
+        lines += [f"    {variable} = _U" for variable in memo.values()]
+        if first:
+            for position, body in enumerate(bodies):
+                lines += [f"    if {body}:", f"        return ({position},)"]
+            lines.append("    return ()")
+        else:
+            lines.append("    matched = []")
+            for position, body in enumerate(bodies):
+                lines += [f"    if {body}:", f"        matched.append({position})"]
+            lines.append("    return matched")
+        source = "\n".join(lines) + "\n"
+        self.sources.append(source)
+        exec(compile(source, "<falco rules chain>", "exec"), self.namespace)  # our generated code
+        return self.namespace[name]
+
     def expr(self, node: ast.Expr, nesting: int) -> str:
+        if self.memo is not None and node in self.repeated_subtrees:
+            variable = self.memo.get(node)
+            if variable is None:
+                # The memo slot is reserved before the subtree is generated: its own parts
+                # take later slots.
+                variable = self.memo[node] = f"_s{next(self.counter)}"
+            code = self.inline_expr(node, nesting)
+            return f"({variable} if {variable} is not _U else ({variable} := {code}))"
+        return self.inline_expr(node, nesting)
+
+    def inline_expr(self, node: ast.Expr, nesting: int) -> str:
         if nesting > _MAX_INLINE_NESTING and isinstance(node, ast.And | ast.Or | ast.Not):
             function = self.compile_function(node)
             return f"{self.bind(function, 'g')}(e)"
@@ -413,10 +496,8 @@ class _Compiler:
             return f"({x} in {self.bind(frozenset(constants), 'c')})"
         constant = constants[0]
         if left.type == "ipnet":
-            inside = network_matcher([constant])
-            if base == "=":
-                return self.guarded_call(variable, x, inside)
-            return self.guarded_call(variable, x, lambda value: not inside(value))
+            matcher = network_matcher([constant], negate=base != "=")
+            return self.guarded_call(variable, x, matcher)
         c = self.bind(constant, "c")
         inline = {
             "=": f"({x} == {c})",
@@ -552,7 +633,8 @@ def _regex_could_be_simpler(value: str) -> bool:
 
 
 def _any_candidate(predicate: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda candidates: any(predicate(c) for c in candidates)
+    # map(), not a generator expression: fd.net/fd.ip checks run this on every socket event.
+    return lambda candidates: any(map(predicate, candidates))
 
 
 def _list_predicate(base: str, type_: str, constants: list[Any]) -> Callable[[Any], bool]:

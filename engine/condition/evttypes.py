@@ -180,3 +180,37 @@ def _evt_num_invariant(node: ast.BinaryCheck) -> EventTypeSet | None:
     }
     applies, result = rules.get(node.op, (False, ALL))
     return result if applies else None
+
+
+def specialize_for_event_type(node: ast.Expr, event_type: str) -> ast.Expr | bool:
+    """`node` as evaluated on events whose evt.type is `event_type`: every `evt.type (=|==|!=|in)`
+    check becomes the constant it then is, and and/or/not fold around it (True or False when
+    the whole condition does). A ruleset evaluates each event type's rules on that type only,
+    so this is exact there, and it drops the evt.type tests upstream conditions are full of
+    (`evt.type in (open, openat, openat2)`, macros such as `(evt.type = rename and ...) or
+    (evt.type = unlink and ...)`) from the per-event work."""
+    match node:
+        case ast.And(children) | ast.Or(children):
+            conjunction = isinstance(node, ast.And)
+            kept = []
+            for child in children:
+                found = specialize_for_event_type(child, event_type)
+                if found is (not conjunction):  # False in an and / True in an or decides it
+                    return found
+                if found is not conjunction:  # a neutral constant drops out
+                    kept.append(found)
+            if not kept:
+                return conjunction
+            return kept[0] if len(kept) == 1 else type(node)(tuple(kept), node.pos)
+        case ast.Not(child):
+            found = specialize_for_event_type(child, event_type)
+            return (not found) if isinstance(found, bool) else ast.Not(found, node.pos)
+        case ast.BinaryCheck(ast.Field("evt.type", None), op, right) if op in _EVTTYPE_OPERATORS:
+            if isinstance(right, ast.Value):
+                listed = event_type == right.value
+            elif isinstance(right, ast.ListValue):
+                listed = event_type in right.values
+            else:
+                return node
+            return (not listed) if op == "!=" else listed
+    return node

@@ -287,19 +287,29 @@ def cached_path_matcher(paths: Iterable[str]) -> Callable[[str], bool]:
     return lru_cache(maxsize=16384)(path_prefix_set(paths).match)
 
 
-def network_matcher(networks: Iterable[Any]) -> Callable[[Any], bool]:
-    """Does an extracted address (or network) fall in any of the networks? Addresses are
-    compared as integers under each mask, the common case of `fd.snet in (...)`."""
+def network_matcher(networks: Iterable[Any], negate: bool = False) -> Callable[[Any], bool]:
+    """Does an extracted address (or network) fall in any of the networks (with `negate`: in
+    none of them)? Addresses are compared as integers under each mask, the common case of
+    `fd.snet in (...)` and of `fd.net != 127.0.0.0/8` on every socket event of the upstream
+    network rules, so that path avoids per-call generators and isinstance checks."""
     networks = tuple(networks)
-    masks: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-    for network in networks:
-        masks[network.version].append((int(network.network_address), int(network.netmask)))
+    masks: dict[type, tuple[tuple[int, int], ...]] = {
+        address_type: tuple(
+            (int(n.network_address), int(n.netmask)) for n in networks if n.version == version
+        )
+        for address_type, version in ((ipaddress.IPv4Address, 4), (ipaddress.IPv6Address, 6))
+    }
+    found = not negate
 
     def matches(value: Any) -> bool:
-        if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            return any(in_network(value, n) for n in networks)
+        pairs = masks.get(value.__class__)
+        if pairs is None:  # a network (or an address subclass): the general comparison
+            return any(in_network(value, n) for n in networks) is found
         address = int(value)
-        return any(address & mask == net for net, mask in masks[value.version])
+        for net, mask in pairs:
+            if address & mask == net:
+                return found
+        return not found
 
     return matches
 

@@ -441,32 +441,47 @@ def _fd_filename(event: SyscallEvent) -> str | None:
     return fd.name.rpartition("/")[2]
 
 
+_INET_TYPES = (FD_IPV4, FD_IPV6)
+
+
 def _is_inet(fd: Any) -> bool:
-    return fd is not None and fd.type in (FD_IPV4, FD_IPV6)
+    return fd is not None and fd.type in _INET_TYPES
 
 
 def _endpoint(which: str) -> tuple[Extractor, Extractor]:
     """(ip, port) extractors for the client ("c"), server ("s"), local ("l") or remote ("r")."""
 
-    def side(fd: Any) -> str:
-        if which in ("c", "s"):
-            return which
-        local_is_server = fd.is_server
-        if which == "l":
-            return "s" if local_is_server else "c"
-        return "c" if local_is_server else "s"
+    # Every network rule reads these on every socket event: the side is decided once here for
+    # the fixed ends, and only the local/remote ends look at the fd.
+    if which in ("c", "s"):
+        ip_attr, port_attr = ("cip", "cport") if which == "c" else ("sip", "sport")
+
+        def fixed_ip(event: SyscallEvent) -> Any:
+            fd = event.fd
+            return getattr(fd, ip_attr) if fd is not None and fd.type in _INET_TYPES else None
+
+        def fixed_port(event: SyscallEvent) -> int | None:
+            fd = event.fd
+            return getattr(fd, port_attr) if fd is not None and fd.type in _INET_TYPES else None
+
+        return fixed_ip, fixed_port
+
+    local = which == "l"
+
+    def is_client_side(fd: Any) -> bool:
+        return (not fd.is_server) if local else fd.is_server
 
     def ip(event: SyscallEvent) -> Any:
         fd = event.fd
         if not _is_inet(fd):
             return None
-        return fd.cip if side(fd) == "c" else fd.sip
+        return fd.cip if is_client_side(fd) else fd.sip
 
     def port(event: SyscallEvent) -> int | None:
         fd = event.fd
         if not _is_inet(fd):
             return None
-        return fd.cport if side(fd) == "c" else fd.sport
+        return fd.cport if is_client_side(fd) else fd.sport
 
     return ip, port
 
@@ -474,8 +489,10 @@ def _endpoint(which: str) -> tuple[Extractor, Extractor]:
 def _both(ip_c: Extractor, ip_s: Extractor) -> Extractor:
     # fd.ip / fd.port / fd.net "match either end": both values, compared as any-of.
     def extract(event: SyscallEvent) -> tuple[Any, ...] | None:
-        values = tuple(v for v in (ip_c(event), ip_s(event)) if v is not None)
-        return values or None
+        client, server = ip_c(event), ip_s(event)
+        if client is None:
+            return None if server is None else (server,)
+        return (client,) if server is None else (client, server)
 
     extract.any_of = True  # type: ignore[attr-defined]
     return extract
