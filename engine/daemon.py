@@ -4,8 +4,9 @@ current and observable while it runs.
 - `Reloader` compiles a new ruleset off the event path and swaps it through the RulesetSwitch
   (one assignment, so every event is evaluated once, against one complete ruleset). An invalid
   ruleset never replaces a valid one: it is logged, counted and raised as an internal alert.
-- `RulesFileWatcher` polls the -r files' mtimes (100 ms, debounced: a change must be stable for
-  one period before it reloads, so an editor's write-then-rename is one reload).
+- `RulesFileWatcher` wakes on inotify events of the rules files' directories (polling their mtimes
+  where inotify is unavailable), debounced: a change must be stable for 100 ms before it
+  reloads, so an editor's write-then-rename is one reload.
 - SIGHUP forces a reload; the feed follower's updates reload the same way.
 - `MetricsPump` copies the run loop's counters (events by source, alerts, queue depth) into the
   Prometheus metrics served by engine.web.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from engine.errors import EngineError
+from engine.inotify import DirectoryWatch
 from engine.metrics import Metrics
 from engine.output import Priority
 from engine.ruleset import RulesetSwitch
@@ -131,36 +133,66 @@ def _hostname() -> str:
 
 
 class RulesFileWatcher:
-    """Calls `on_change()` once the watched files' mtimes have changed and then stayed the same
-    for one period (debounce)."""
+    """Calls `on_change()` once the watched files have changed and then stayed the same for one
+    period (debounce: an editor's write-then-rename is one reload). inotify on the files'
+    directories wakes it up; without inotify it polls the mtimes every period."""
 
-    def __init__(self, files: Callable[[], Sequence[str | Path]], on_change: Callable[[], Any]):
+    def __init__(
+        self, files: Callable[[], Sequence[str | Path]], on_change: Callable[[], Any]
+    ) -> None:
         self._files = files
         self._on_change = on_change
+        self._watch: DirectoryWatch | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rules-watcher", daemon=True)
 
-    def _snapshot(self) -> dict[str, float]:
-        stamps: dict[str, float] = {}
+    def _snapshot(self) -> dict[str, int]:
+        stamps: dict[str, int] = {}
         for path in _expand(self._files()):
             try:
-                stamps[str(path)] = path.stat().st_mtime_ns
-            except OSError:  # removed mid-rename: the next poll sees the new file
+                stat = path.stat()
+                stamps[str(path)] = stat.st_mtime_ns ^ stat.st_ino
+            except OSError:  # removed mid-rename: the next look sees the new file
                 stamps[str(path)] = -1
         return stamps
 
+    def _directories(self) -> list[Path]:
+        paths = [Path(p) for p in self._files()]
+        return [p if p.is_dir() else p.parent for p in paths if p.exists()]
+
+    def _waiter(self) -> Callable[[float], object]:
+        """inotify's wait on the files' directories, else a sleep (then polling)."""
+        from engine.inotify import InotifyUnavailable
+
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        try:
+            self._watch = DirectoryWatch(self._directories())
+        except InotifyUnavailable as error:
+            log.info("watching the rules files by polling: %s", error)
+            return self._stop.wait
+        return self._watch.wait
+
     def _loop(self) -> None:
         seen = self._snapshot()
-        pending: dict[str, float] | None = None
-        while not self._stop.wait(WATCH_PERIOD):
+        wait = self._waiter()
+        pending: dict[str, int] | None = None
+        while not self._stop.is_set():
+            # Blocks until a change (inotify), or one period while a change settles.
+            wait(WATCH_PERIOD if pending is not None else WATCH_PERIOD * 5)
+            if self._stop.is_set():
+                return
             now = self._snapshot()
             if now == seen:
                 pending = None
             elif now == pending:  # changed, and stable for one period
                 seen, pending = now, None
                 self._on_change()
+                wait = self._waiter()  # a follow update may bring new directories
             else:
                 pending = now
+                self._stop.wait(WATCH_PERIOD)
 
     def start(self) -> RulesFileWatcher:
         self._thread.start()
@@ -169,6 +201,8 @@ class RulesFileWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(2)
+        if self._watch is not None:
+            self._watch.close()
 
 
 class AlertMetricsSink(Sink):
