@@ -68,6 +68,7 @@ class Reloader:
     outputs: OutputQueue | None = None  # set once the run loop has built it
     enabled_rules: int = 0
     generation: int = 0
+    document: dict[str, Any] = field(default_factory=dict)  # /rules: the files as loaded
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load_initial(self) -> RulesetSwitch:
@@ -101,6 +102,9 @@ class Reloader:
         self.enabled_rules = sum(len(r) for r in rulesets.by_source.values())
         self.generation += 1
         self.metrics.ruleset_loaded(rules_digest(self.files), self.enabled_rules, seconds)
+        from engine.web import rules_document
+
+        self.document = rules_document(_expand(self.files), self.enabled_rules)
 
     def refuse_update(self, ref: str, why: str) -> None:
         """The follower refused an update (signature, requirements, compile): say so."""
@@ -229,6 +233,7 @@ class MetricsPump:
         self.detector: Detector | None = None
         self.outputs: OutputQueue | None = None
         self._events: dict[str, int] = {}
+        self._skipped: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-pump", daemon=True)
 
@@ -240,6 +245,9 @@ class MetricsPump:
             return
         stats = self.detector.stats
         _add_deltas(dict(stats.events_by_source), self._events, self.metrics.event)
+        # Records a source could not decode are its drops (the run's `skipped input`).
+        source = next(iter(stats.events_by_source), "unknown")
+        _add_deltas({source: stats.skipped_input}, self._skipped, self.metrics.dropped)
         self.metrics.output_queue(self.outputs.depth, self.outputs.stats.overflow)
 
     def _loop(self) -> None:
@@ -343,14 +351,14 @@ def _web(
 ) -> list[Any]:
     """The web server, started; none when the default address is busy (another falconet or
     Falco's own webserver): detection matters more than its endpoints."""
-    from engine.web import WebServer, WebServerError, rules_document
+    from engine.web import WebServer, WebServerError
 
     try:
         server = WebServer(
             address[0],
             address[1],
             metrics,
-            rules=lambda: rules_document(_expand(reloader.files), reloader.enabled_rules),
+            rules=lambda: reloader.document,
         )
     except WebServerError as error:
         if required:

@@ -4,6 +4,7 @@ and SIGTERM draining."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -153,7 +154,9 @@ def test_edited_rules_file_reloads_and_an_invalid_one_is_refused(
     assert 'falconet_reloads_total{result="failed"} 1.0' in metrics
     assert 'falconet_alerts_total{priority="Warning",rule="Pod Two"} 2.0' in metrics
     assert "falconet_ruleset_info{digest=" in metrics
-    assert json.loads(_get(f"{run.web}/rules"))["files"][0]["path"] == str(rules)
+    listed = json.loads(_get(f"{run.web}/rules"))["files"][0]
+    assert listed["path"] == str(rules)
+    assert listed["sha256"] == hashlib.sha256(_rule("Pod Two", "second").encode()).hexdigest()
     assert json.loads(_get(f"{run.web}/versions"))
 
     code, stdout, stderr = run.stop()
