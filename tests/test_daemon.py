@@ -259,3 +259,19 @@ def test_followed_updates_hot_reload_and_a_broken_one_is_refused(
 def _rules_loaded(run: Daemon) -> list[str]:
     files = json.loads(_get(f"{run.web}/rules"))["files"]
     return [Path(f["path"]).read_text() for f in files]
+
+
+def test_a_busy_web_address_is_refused_in_one_line(run_cli: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(_rule("Pod One", "first"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli(
+            "run", "-r", str(rules), "--source", "k8s_audit",
+            "--listen", f"127.0.0.1:{_free_port()}", "--web", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in done.stderr and "--no-web" in done.stderr
