@@ -104,7 +104,7 @@ def swaps_during_replay(tmp: Path, events: int, swaps: int) -> None:
     runner.start()
     done = 0
     while done < swaps and runner.is_alive():
-        time.sleep(0.002)
+        time.sleep(0.001)
         done += 1
         switch.swap(rulesets[done])
     runner.join()
@@ -122,7 +122,7 @@ def swaps_during_replay(tmp: Path, events: int, swaps: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=100_000)
     arguments = parser.parse_args()
     if not RULES_DIR.is_dir():
         print(f"{RULES_DIR} is absent: the upstream rules are only in the project's workspace")
