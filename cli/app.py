@@ -40,6 +40,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.resolve",
     "cli.commands.response",
     "cli.commands.follow",
+    "cli.commands.bpf",
 ]
 
 

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -406,6 +406,8 @@ def run(
     try:
         if request.replay:
             _replay(detector, source, request.replay, swappable)
+        elif source == SYSCALL:
+            _live(detector, signals.stop)
         else:
             _serve(request, source, detector, signals.stop)
     except Stopped:
@@ -424,10 +426,7 @@ def _check_mode(request: RunRequest, source: str) -> None:
     if request.replay:
         return
     if source == SYSCALL:
-        raise LiveCaptureUnavailableError(
-            "live eBPF capture is unavailable in this build of falconet",
-            hint="replay a capture instead: falconet run --replay FILE.scap",
-        )
+        return  # live eBPF capture (bpf/); its requirements are checked when it starts
     if source not in WEBHOOK_SOURCES:
         raise RunUsageError(
             f"the {source} source reads files only",
@@ -438,6 +437,31 @@ def _check_mode(request: RunRequest, source: str) -> None:
             f"the {source} source needs --replay PATH or --listen ADDR",
             hint="e.g. --listen 127.0.0.1:9765",
         )
+
+
+def _live(detector: Detector, stop: threading.Event) -> None:
+    """Live syscalls from the eBPF probe until `stop`. The kernel's interesting-syscall map
+    follows the switch: a swapped ruleset rewrites it in place before its first event. Drop
+    alerts (Falco's "syscall event drop", rate limited) are logged."""
+    from bpf.capture import LiveSource
+
+    switch = detector.switch
+    current = switch.current
+    live = LiveSource(current.event_types(SYSCALL))
+
+    def events() -> Iterator[Any]:
+        nonlocal current
+        for event in live.events(stop):
+            if switch.current is not current:
+                current = switch.current
+                live.update_interesting(current.event_types(SYSCALL))
+            yield event
+
+    with live:
+        try:
+            detector.process(events(), SYSCALL)
+        finally:
+            log.info("live capture: %s", live.stats().as_json())
 
 
 def _serve(

@@ -1,0 +1,151 @@
+"""Live capture figures (root + BPF): capacity, overhead on the traced workload, and the cost
+of a syscall the ruleset does not need.
+
+    sudo PYTHONPATH=. .venv/bin/python bench/bench_bpf_storm.py [--seconds 3]
+
+1. Capacity: an openat storm (openat + close per op, a C program) paced at rising rates while
+   falconet's pipeline (ring buffer -> decode -> state tracker -> upstream stable ruleset) runs;
+   for each rate: delivered / kernel-counted events and kernel drops. The highest rate with
+   ratio 1.0 and no drop is the sustained capacity.
+2. Overhead: the storm flat out, without capture then with capture running, side by side.
+3. In-kernel filter: a getpid loop (not in the ruleset) flat out, without and with capture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bpf.capture import LiveSource
+from engine.loader import load_valid_rules, rulesets_for
+from engine.sources.syscall.state import StateTracker
+
+HERE = Path(__file__).resolve().parent
+RULES = HERE.parent.parent / "shared" / "upstream-rules" / "falco_rules.yaml"
+
+
+def build_storm(workdir: Path) -> Path:
+    binary = workdir / "storm"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "storm.c")], check=True)
+    return binary
+
+
+def storm(binary: Path, mode: str, rate: float, seconds: float) -> float:
+    """Ops per second the storm achieved."""
+    out = subprocess.run(
+        [str(binary), mode, str(rate), str(seconds)], capture_output=True, text=True, check=True
+    )
+    ops, elapsed = out.stdout.split()
+    return int(ops) / float(elapsed)
+
+
+class Pipeline:
+    """What `falconet run --source syscall` does per event, in a background thread."""
+
+    def __init__(self) -> None:
+        self.rulesets = rulesets_for(load_valid_rules([RULES]))
+        self.tracker = StateTracker()
+        self.source = LiveSource(self.rulesets.event_types("syscall"), tracker=self.tracker)
+        self.alerts = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            for event in self.source.poll(20):
+                self.tracker.process(event)
+                self.alerts += len(self.rulesets.evaluate(event, "syscall"))
+
+    def __enter__(self) -> Pipeline:
+        self.source.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.source.close()
+
+    def drain(self) -> None:
+        """Waits until the reader has caught up with what the kernel sent."""
+        last = -1
+        while True:
+            time.sleep(0.3)
+            stats = self.source.stats()
+            seen = stats.delivered + stats.kernel.total_dropped
+            if seen >= stats.kernel.total_counted or seen == last:
+                return
+            last = seen
+
+    def counters(self) -> tuple[int, int, int]:
+        stats = self.source.stats()
+        return stats.delivered, stats.kernel.total_counted, stats.kernel.total_dropped
+
+
+def capacity(pipeline: Pipeline, binary: Path, seconds: float) -> None:
+    print("1. capacity: openat storm (2 events per op) with the upstream stable ruleset")
+    print(f"{'target ev/s':>12} {'storm ev/s':>11} {'delivered':>10} {'counted':>10} "
+          f"{'dropped':>8} {'ratio':>6}")  # fmt: skip
+    best = 0.0
+    for target in (20_000, 50_000, 100_000, 150_000, 200_000, 300_000):
+        pipeline.drain()
+        d0, c0, x0 = pipeline.counters()
+        achieved = storm(binary, "openat", target / 2, seconds) * 2
+        pipeline.drain()
+        d1, c1, x1 = pipeline.counters()
+        delivered, counted, dropped = d1 - d0, c1 - c0, x1 - x0
+        ratio = delivered / counted if counted else 0.0
+        print(f"{target:>12,} {achieved:>11,.0f} {delivered:>10,} {counted:>10,} "
+              f"{dropped:>8,} {ratio:>6.3f}")  # fmt: skip
+        if dropped == 0 and ratio >= 0.9999:
+            best = max(best, achieved)
+    print(f"   highest rate with delivered/counted = 1.0 and no drop: {best:,.0f} events/s")
+
+
+def side_by_side(binary: Path, mode: str, seconds: float, label: str) -> None:
+    without = storm(binary, mode, 0, seconds)
+    with Pipeline():
+        time.sleep(0.5)
+        with_capture = storm(binary, mode, 0, seconds)
+    print(f"{label}: {without:,.0f} ops/s without, {with_capture:,.0f} ops/s with capture, "
+          f"ratio {with_capture / without:.3f}")  # fmt: skip
+
+
+def tracepoint_floor(binary: Path, seconds: float) -> None:
+    """The same getpid loop with empty raw_syscalls programs: what the kernel's syscall
+    tracepoints cost by themselves, before any filtering (falconet cannot go below this)."""
+    from bpf.setup import import_bcc
+
+    bcc = import_bcc()
+    without = storm(binary, "getpid", 0, seconds)
+    empty = bcc.BPF(
+        text=b"TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return 0; }\n"
+        b"TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return 0; }\n"
+    )
+    try:
+        floor = storm(binary, "getpid", 0, seconds)
+    finally:
+        empty.cleanup()
+    print(f"   floor: empty raw_syscalls programs: {without:,.0f} -> {floor:,.0f} ops/s, "
+          f"ratio {floor / without:.3f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = build_storm(Path(tmp))
+        with Pipeline() as pipeline:
+            capacity(pipeline, binary, args.seconds)
+        side_by_side(binary, "openat", args.seconds, "2. overhead, openat storm")
+        side_by_side(binary, "getpid", args.seconds, "3. getpid loop (filtered in kernel)")
+        tracepoint_floor(binary, args.seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""The live syscall source: loads probe.c with bcc, keeps the in-kernel interesting-syscall map
+in step with the ruleset, reads the ring buffer and yields batches of engine events.
+
+    source = LiveSource(ruleset.event_types(), tracker=tracker)
+    with source:
+        for batch in source.batches():      # lists of SyscallEvent (empty on an idle tick)
+            ...
+        source.update_interesting(new_types)  # hot swap: map updated in place, no reload
+        source.stats()
+
+The ring buffer is read from its memory mapping a batch at a time (bpf/ringbuf.py); decoding
+happens per batch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import mmap
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bpf.drops import DropMonitor, KernelCounters
+from bpf.errors import BpfError, BpfRequirementError
+from bpf.records import RecordDecoder
+from bpf.ringbuf import RingBufferReader
+from bpf.syscalls import SPECS, STATE_SYSCALLS, X86_64
+from engine.sources.syscall.events import SyscallEvent
+from engine.sources.syscall.state import StateTracker
+
+log = logging.getLogger(__name__)
+
+PROBE_SOURCE = Path(__file__).with_name("probe.c")
+DEFAULT_RINGBUF_PAGES = (
+    8192  # 32 MiB: ~44k of our fixed 760-byte records (Falco: 8 MiB of small ones)
+)
+ARGS_MAX = 1024  # execve argv / env bytes kept (flagged when truncated)
+ARGV_MAX_N = 32  # argv / env entries read
+MAX_TIDS = 65536  # threads between a syscall's enter and exit
+# Falco's repair minimum: what keeps the process and fd tables right when a custom set is used.
+REPAIR_SYSCALLS = frozenset(
+    {"clone", "clone3", "fork", "vfork", "execve", "execveat", "close", "dup", "dup2", "dup3",
+     "open", "openat", "openat2", "creat", "socket", "connect", "accept", "accept4", "chdir",
+     "fchdir", "setuid", "setresuid", "setreuid", "setgid", "setresgid", "setregid", "pipe",
+     "pipe2"}
+)  # fmt: skip
+
+
+# Events that are not syscalls: procexit is always sent, the others have no live producer yet.
+META_EVENTS = frozenset({"procexit", "container", "signaldeliver", "switch", "page_fault"})
+
+
+@dataclass(frozen=True)
+class BaseSyscalls:
+    """Falco's base_syscalls: custom_set replaces the state set ("!name" removes a syscall),
+    repair adds the minimum the state tracker needs, all traces every supported syscall."""
+
+    custom_set: tuple[str, ...] = ()
+    repair: bool = False
+    all: bool = False
+
+    @classmethod
+    def from_config(cls, value: dict[str, Any] | None) -> BaseSyscalls:
+        value = value or {}
+        return cls(
+            tuple(value.get("custom_set") or ()), bool(value.get("repair")), bool(value.get("all"))
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    syscalls: frozenset[str]
+    unsupported: frozenset[str]  # asked for (by rules) but not captured by the probe
+
+
+def select_syscalls(rule_types: Iterable[str] | None, base: BaseSyscalls) -> Selection:
+    """The interesting set: the rules' event types ∪ the base set, as Falco's adaptive selection.
+    rule_types None means some rule matches every event type."""
+    supported = frozenset(SPECS)
+    if base.all or rule_types is None:
+        return Selection(supported, frozenset())
+    wanted_by_rules = frozenset(rule_types)
+    additions = {n for n in base.custom_set if not n.startswith("!")}
+    removals = {n[1:] for n in base.custom_set if n.startswith("!")}
+    chosen = set(additions) if additions else set(STATE_SYSCALLS)
+    if base.repair:
+        chosen |= REPAIR_SYSCALLS
+    chosen |= wanted_by_rules
+    chosen -= removals
+    unsupported = wanted_by_rules - supported - META_EVENTS
+    return Selection(frozenset(chosen) & supported, unsupported)
+
+
+@dataclass
+class LiveStats:
+    delivered: int = 0  # records read from the ring buffer
+    decoded: int = 0
+    kernel: KernelCounters = field(default_factory=lambda: KernelCounters((), ()))
+    truncated_execs: int = 0  # execve argv/env longer than what the probe keeps
+    unknown_records: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "delivered": self.delivered,
+            "decoded": self.decoded,
+            "kernel_counted": self.kernel.total_counted,
+            "dropped": self.kernel.total_dropped,
+            "dropped_per_cpu": list(self.kernel.dropped),
+            "truncated_execs": self.truncated_execs,
+            "unknown_records": self.unknown_records,
+        }
+
+
+class LiveSource:
+    def __init__(
+        self,
+        rule_types: Iterable[str] | None,
+        tracker: StateTracker | None = None,
+        base: BaseSyscalls | None = None,
+        ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
+        bootstrap: bool = True,
+    ) -> None:
+        if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
+            raise BpfError(
+                f"ring buffer size {ringbuf_pages} pages is not a power of two",
+                hint="use e.g. 2048 (8 MiB), 8192 (32 MiB) or 16384",
+            )
+        self.tracker = tracker if tracker is not None else StateTracker()
+        self.base = base or BaseSyscalls()
+        self.ringbuf_pages = ringbuf_pages
+        self.bootstrap = bootstrap
+        self.selection = select_syscalls(rule_types, self.base)
+        self.decoder = RecordDecoder()
+        self.drop_monitor = DropMonitor()
+        self._stats = LiveStats()
+        self._bpf: Any = None
+        self._ring: RingBufferReader | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> LiveSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        from bpf.setup import ensure_ready
+
+        bcc = ensure_ready()
+        cflags = [
+            f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DMAX_TIDS={MAX_TIDS}",
+            f"-DARGS_MAX={ARGS_MAX}",
+            f"-DARGV_MAX_N={ARGV_MAX_N}",
+            "-Wno-unused-function",
+        ]
+        try:
+            self._bpf = bcc.BPF(src_file=str(PROBE_SOURCE).encode(), cflags=cflags)
+        except Exception as exc:  # bcc raises bare Exception for compile and load failures
+            raise BpfRequirementError(
+                f"loading the eBPF probe failed: {exc}", hint="run `falconet bpf check`"
+            ) from exc
+        self._fill_argspecs()
+        self._bpf[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(os.getpid())
+        if self.bootstrap:
+            self._bootstrap_state()
+        self._write_interesting(self.selection.syscalls)
+        self._ring = RingBufferReader(
+            self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
+        )
+        if self.selection.unsupported:
+            log.warning(
+                "rules use event types the live probe does not capture: %s",
+                ", ".join(sorted(self.selection.unsupported)),
+            )
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    # -- maps -----------------------------------------------------------------------------------
+    def _fill_argspecs(self) -> None:
+        table = self._bpf[b"argspecs"]
+        for name, spec in SPECS.items():
+            value = table.Leaf.from_buffer_copy(spec.packed())
+            table[ctypes.c_int(X86_64[name])] = value
+
+    def _write_interesting(self, names: frozenset[str]) -> None:
+        table = self._bpf[b"interesting"]
+        wanted = {X86_64[n] for n in names}
+        for number in range(512):
+            table[ctypes.c_int(number)] = ctypes.c_uint8(1 if number in wanted else 0)
+
+    def update_interesting(self, rule_types: Iterable[str] | None) -> Selection:
+        """A ruleset swap: the kernel map is rewritten in place (the probe keeps running)."""
+        selection = select_syscalls(rule_types, self.base)
+        if self._bpf is not None and selection.syscalls != self.selection.syscalls:
+            self._write_interesting(selection.syscalls)
+        self.selection = selection
+        return selection
+
+    def _bootstrap_state(self) -> None:
+        from bpf import procfs
+
+        # falconet's own process is in the table (its children need a parent), though the
+        # kernel sends none of its events.
+        for thread in procfs.live_threads():
+            self.tracker.add_thread(thread)
+        self.tracker.users.update({u.uid: u for u in procfs.users()})
+        self.tracker.groups.update({g.gid: g for g in procfs.groups()})
+
+    # -- reading --------------------------------------------------------------------------------
+    def poll(self, timeout_ms: int = 100) -> list[SyscallEvent]:
+        """One batch: whatever the ring buffer holds (waits up to timeout_ms when empty)."""
+        records = self._ring.read(timeout_ms)
+        self._stats.delivered += len(records)
+        events = list(self.decoder.decode(records))
+        self._stats.decoded += len(events)
+        return events
+
+    def batches(self, timeout_ms: int = 100) -> Iterator[list[SyscallEvent]]:
+        while self._bpf is not None:
+            yield self.poll(timeout_ms)
+
+    def events(
+        self,
+        stop: threading.Event,
+        on_drop_alert: Callable[[dict[str, Any]], None] | None = None,
+        timeout_ms: int = 100,
+    ) -> Iterator[SyscallEvent]:
+        """Every event, after the tracker has applied it (as Replay.events does), until `stop`
+        is set. Once a second the drop counters are checked; Falco's internal drop alert goes
+        to on_drop_alert (rate limited), and is logged when no callback is given."""
+        process = self.tracker.process
+        next_check = time.monotonic() + 1
+        while not stop.is_set():
+            for event in self.poll(timeout_ms):
+                process(event)
+                yield event
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 1
+                alert = self.check_drops()
+                if alert is not None:
+                    if on_drop_alert is None:
+                        log.warning("%s", alert["output"])
+                    else:
+                        on_drop_alert(alert)
+
+    def kernel_counters(self) -> KernelCounters:
+        zero = ctypes.c_int(0)
+        counted = tuple(int(v) for v in self._bpf[b"counted"][zero])
+        dropped = tuple(int(v) for v in self._bpf[b"dropped"][zero])
+        return KernelCounters(counted, dropped)
+
+    def stats(self) -> LiveStats:
+        if self._bpf is not None:
+            self._stats.kernel = self.kernel_counters()
+        self._stats.truncated_execs = self.decoder.truncated_execs
+        self._stats.unknown_records = self.decoder.unknown
+        return self._stats
+
+    def check_drops(self) -> dict[str, Any] | None:
+        """Call about once a second: Falco's rate-limited internal drop alert, or None."""
+        return self.drop_monitor.check(self.kernel_counters())

@@ -1,0 +1,191 @@
+"""Ring-buffer records (probe.c's struct hdr / sys_rec / exec_rec) -> the engine's exit events.
+
+Decoding happens in batches, outside the ring-buffer callback, which only copies bytes. The
+parameters are named and typed as the drivers' event table has them, so the state tracker, the
+field extractors and the capture writer treat live events exactly like replayed ones.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from bpf import procfs
+from bpf.syscalls import SPECS, X86_64, Decoder, Raw, ppm_clone_flags
+from engine.sources.syscall.events import SyscallEvent
+from engine.sources.syscall.eventtable import EventInfo, event_info, newest_code
+from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
+
+HDR = struct.Struct("<QIIIIiH3HB11xq6Q16s")
+_HEAD = struct.Struct("<QIIIIiH3HB11xq6Q")  # HDR without comm
+_COMM = _HEAD.size
+STR_MAX = 256
+SA_MAX = 128
+SYS_REC_SIZE = HDR.size + 2 * STR_MAX + SA_MAX
+_S0, _S1, _SA = HDR.size, HDR.size + STR_MAX, HDR.size + 2 * STR_MAX
+KIND_SYSCALL, KIND_EXEC, KIND_PROCEXIT, KIND_SELF_FORK = 0, 1, 2, 3
+TRUNCATED_ARGV, TRUNCATED_ENV = 1, 2
+_CLONE_VFORK_VM = (1 << 27) | (1 << 15)  # PPM_CL_CLONE_VFORK | PPM_CL_CLONE_VM
+_NAMES_BY_ID = {number: name for name, number in X86_64.items()}
+
+
+def _infos() -> dict[int, tuple[str, EventInfo, Decoder | None]]:
+    table: dict[int, tuple[str, EventInfo, Decoder | None]] = {}
+    for name, spec in SPECS.items():
+        code = newest_code(name, False)
+        info = event_info(code) if code is not None else None
+        if info is not None and name in X86_64:
+            table[X86_64[name]] = (name, info, spec.decode)
+    return table
+
+
+_INFO_BY_ID = _infos()
+_PROCEXIT = event_info(newest_code("procexit", True) or 0)
+_CLONE = event_info(newest_code("clone", False) or 0)
+
+
+def _comm(record: bytes) -> str:
+    return record[_COMM : _COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _text(raw: bytes, length: int) -> str:
+    return raw[: max(length - 1, 0)].decode("utf-8", "surrogateescape")
+
+
+def complete_params(info: EventInfo, params: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of the event, in table order, for the capture writer (its encoder stops
+    at the first absent one): what the probe did not know is written as 0/empty. Live events
+    keep only what is known, so the tracker never takes a filler 0 for a fact."""
+    full: dict[str, Any] = {}
+    for spec in info.params:
+        if spec.name in params:
+            full[spec.name] = params[spec.name]
+        elif spec.type in ("CHARBUF", "FSPATH", "FSRELPATH"):
+            full[spec.name] = ""
+        elif spec.type == "BYTEBUF":
+            full[spec.name] = b""
+        elif spec.type in ("SOCKADDR", "SOCKTUPLE", "DYN"):
+            full[spec.name] = None
+        else:
+            full[spec.name] = 0
+    return full
+
+
+class RecordDecoder:
+    """Turns record bytes into SyscallEvents, numbering them and converting kernel timestamps
+    (CLOCK_MONOTONIC) to ns since the epoch."""
+
+    def __init__(self) -> None:
+        self.num = 0
+        self.boot_offset = time.time_ns() - time.monotonic_ns()
+        self.truncated_execs = 0
+        self.unknown = 0
+
+    def decode(self, records: Iterable[bytes]) -> Iterator[SyscallEvent]:
+        for record in records:
+            event = self.decode_one(record)
+            if event is not None:
+                yield event
+
+    def decode_one(self, record: bytes) -> SyscallEvent | None:
+        # The hot path (plain syscalls) touches only what its decoder reads.
+        ts, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
+            record
+        )
+        ts += self.boot_offset
+        self.num += 1
+        if kind == KIND_SYSCALL:
+            entry = _INFO_BY_ID.get(sysid)
+            if entry is None:
+                self.unknown += 1
+                return None
+            name, info, decode = entry
+            if decode is not None:
+                raw = Raw(
+                    ret,
+                    args,
+                    record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape") if l0 else "",
+                    record[_S1 : _S1 + l1 - 1].decode("utf-8", "surrogateescape") if l1 else "",
+                    record[_SA : _SA + l2] if l2 else b"",
+                )
+                return SyscallEvent(self.num, ts, tid, info, decode(raw))
+            return SyscallEvent(
+                self.num,
+                ts,
+                tid,
+                info,
+                self._clone_params(name, record, tid, pid, uid, gid, ret, args),
+            )
+        if kind == KIND_PROCEXIT:
+            return SyscallEvent(self.num, ts, tid, _PROCEXIT, {})
+        if kind == KIND_SELF_FORK:
+            # A child of falconet itself: a parent-side clone exit (ret = the child's tid).
+            return SyscallEvent(self.num, ts, tid, _CLONE, {"res": ret, "flags": 0})
+        entry = _INFO_BY_ID.get(sysid)
+        if entry is None:
+            self.unknown += 1
+            return None
+        params = self._exec_params(
+            record, pid, tid, uid, gid, _comm(record), ret, (l0, l1, l2), trunc
+        )
+        return SyscallEvent(self.num, ts, tid, entry[1], params)
+
+    @staticmethod
+    def _clone_params(
+        name: str, record: bytes, tid: int, pid: int, uid: int, gid: int, ret: int, args: list[int]
+    ) -> dict[str, Any]:
+        flags = ppm_clone_flags(args[0]) if name == "clone" else 0
+        if name == "vfork":
+            flags = _CLONE_VFORK_VM
+        return {"res": ret, "tid": tid, "pid": pid, "comm": _comm(record), "flags": flags,
+                "uid": uid, "gid": gid}  # fmt: skip
+
+    def _exec_params(
+        self,
+        record: bytes,
+        pid: int,
+        tid: int,
+        uid: int,
+        gid: int,
+        comm: str,
+        ret: int,
+        lens: tuple[int, int, int],
+        truncated: int,
+    ) -> dict[str, Any]:
+        base = HDR.size
+        filename = _text(record[base : base + STR_MAX], lens[0])
+        argv_at = base + STR_MAX
+        env_at = argv_at + 2 * 1024
+        argv = record[argv_at : argv_at + lens[1]].rstrip(b"\0").split(b"\0")
+        env = record[env_at : env_at + lens[2]].rstrip(b"\0")
+        if truncated:
+            self.truncated_execs += 1
+        params: dict[str, Any] = {
+            "res": ret,
+            "exe": argv[0].decode("utf-8", "surrogateescape") if argv else filename,
+            "args": b"\0".join(argv[1:]),
+            "tid": tid,
+            "pid": pid,
+            "comm": comm,
+            "env": env,
+            "uid": uid,
+            "gid": gid,
+            "filename": filename,
+        }
+        if ret == 0:
+            # The new image is in place: what the kernel side does not read comes from /proc
+            # now (a process that already exited keeps what the record carries).
+            params.update(procfs.exec_facts(pid))
+            exepath = procfs.exe_path(pid)
+            params["cwd"] = procfs.cwd(pid) or ""
+            params["cgroups"] = "\0".join(procfs.cgroups(pid)).encode()
+            params["trusted_exepath"] = exepath or filename
+            if exepath and exepath.startswith("/memfd:"):
+                params["flags"] = PPM_EXE_FROM_MEMFD
+        return params
+
+
+def syscall_name(sysid: int) -> str | None:
+    return _NAMES_BY_ID.get(sysid)

@@ -1,0 +1,158 @@
+"""The kernel side's pure parts: syscall selection, flag conversion, record decoding, drop
+alerts, capture filters. No root needed."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import struct
+
+import pytest
+
+from bpf.capture import REPAIR_SYSCALLS, BaseSyscalls, select_syscalls
+from bpf.drops import DROP_RULE, DropMonitor, KernelCounters
+from bpf.record import CaptureFilterError, parse_type_filter
+from bpf.records import HDR, KIND_EXEC, KIND_SYSCALL, STR_MAX, SYS_REC_SIZE, RecordDecoder
+from bpf.syscalls import (
+    SPECS,
+    STATE_SYSCALLS,
+    X86_64,
+    ppm_clone_flags,
+    ppm_open_flags,
+    ppm_ptrace_request,
+    sockaddr,
+)
+from engine.sources.syscall.eventtable import newest_code
+
+
+def test_every_captured_syscall_has_an_exit_event_and_a_number() -> None:
+    for name in SPECS:
+        assert name in X86_64, name
+        assert newest_code(name, False) is not None, name
+
+
+def test_selection_is_rules_plus_state_set() -> None:
+    chosen = select_syscalls({"symlink", "ptrace"}, BaseSyscalls()).syscalls
+    assert {"symlink", "ptrace"} <= chosen
+    assert chosen >= STATE_SYSCALLS
+    assert "kill" not in chosen
+
+
+def test_custom_set_replaces_the_state_set_and_bang_removes() -> None:
+    base = BaseSyscalls(custom_set=("openat", "!close", "execve"))
+    chosen = select_syscalls({"close", "ptrace"}, base).syscalls
+    assert chosen == {"openat", "execve", "ptrace"}
+
+
+def test_repair_adds_the_state_minimum_to_a_custom_set() -> None:
+    base = BaseSyscalls(custom_set=("ptrace",), repair=True)
+    assert select_syscalls(set(), base).syscalls == REPAIR_SYSCALLS | {"ptrace"}
+
+
+def test_all_and_unrestricted_rules_trace_everything() -> None:
+    assert select_syscalls({"openat"}, BaseSyscalls(all=True)).syscalls == frozenset(SPECS)
+    assert select_syscalls(None, BaseSyscalls()).syscalls == frozenset(SPECS)
+
+
+def test_unsupported_rule_types_are_reported_not_selected() -> None:
+    selection = select_syscalls({"sendmsg", "procexit", "openat"}, BaseSyscalls())
+    assert selection.unsupported == {"sendmsg"}
+    assert "sendmsg" not in selection.syscalls
+
+
+def test_open_flags_become_ppm_flags() -> None:
+    assert ppm_open_flags(os.O_RDONLY) == 1
+    assert ppm_open_flags(os.O_WRONLY | os.O_CREAT | os.O_TRUNC) == 2 | 4 | 256
+    assert ppm_open_flags(os.O_RDWR | os.O_CLOEXEC) == 3 | 4096
+    assert ppm_open_flags(os.O_DIRECTORY) & 1024
+
+
+def test_clone_and_ptrace_numbers_become_ppm_values() -> None:
+    assert ppm_clone_flags(0x10000 | 0x100) == (1 << 13) | (1 << 15)  # THREAD | VM
+    assert ppm_ptrace_request(16) == 11  # PTRACE_ATTACH
+    assert ppm_ptrace_request(0x4206) == 20  # PTRACE_SEIZE
+    assert ppm_ptrace_request(5) == 6  # PTRACE_POKEDATA
+
+
+def test_sockaddr_decoding() -> None:
+    raw = struct.pack("<H", 2) + struct.pack(">H", 4444) + bytes([127, 0, 0, 1]) + bytes(8)
+    addr = sockaddr(raw)
+    assert addr is not None
+    assert (addr.address, addr.port) == (ipaddress.IPv4Address("127.0.0.1"), 4444)
+    six = struct.pack("<H", 10) + struct.pack(">H", 22) + bytes(4) + bytes(15) + b"\1" + bytes(4)
+    assert sockaddr(six).address == ipaddress.IPv6Address("::1")
+    assert sockaddr(struct.pack("<H", 1) + b"/run/x.sock\0").address == "/run/x.sock"
+    assert sockaddr(b"\x11\x00") is None
+
+
+def _record(sysid: int, kind: int, ret: int, args: tuple[int, ...], lens=(0, 0, 0), body=b""):
+    head = HDR.pack(1000, 42, 41, 0, 0, sysid, kind, *lens, 0, ret, *args, b"tester\0")
+    return head + body
+
+
+def test_openat_record_decodes_to_the_exit_event() -> None:
+    path = b"/etc/shadow\0"
+    body = path.ljust(STR_MAX, b"\0") + bytes(STR_MAX + 128)
+    record = _record(257, KIND_SYSCALL, 3, (2**64 - 100, 0, os.O_RDONLY, 0, 0, 0), (12, 0, 0), body)
+    assert len(record) == SYS_REC_SIZE
+    event = RecordDecoder().decode_one(record)
+    assert event is not None
+    assert (event.type, event.dir, event.tid) == ("openat", "<", 42)
+    assert event.params["fd"] == 3
+    assert event.params["dirfd"] == -100
+    assert event.params["name"] == "/etc/shadow"
+    assert event.params["flags"] == 1
+
+
+def test_failed_exec_record_keeps_filename_and_args() -> None:
+    filename = b"/nonexistent\0".ljust(STR_MAX, b"\0")
+    argv = b"prog\0-x\0y\0"
+    body = filename + argv.ljust(2048, b"\0") + bytes(2048)
+    record = _record(59, KIND_EXEC, -2, (0,) * 6, (13, len(argv), 0), body)
+    event = RecordDecoder().decode_one(record)
+    assert event.type == "execve"
+    assert event.params["res"] == -2
+    assert event.params["exe"] == "prog"
+    assert event.params["args"] == b"-x\0y"
+    assert event.params["filename"] == "/nonexistent"
+
+
+def test_drop_alert_is_thresholded_and_rate_limited() -> None:
+    monitor = DropMonitor()
+    assert monitor.check(KernelCounters((100, 100), (0, 0)), now=0) is None
+    alert = monitor.check(KernelCounters((200, 300), (5, 50)), now=1)
+    assert alert is not None
+    assert alert["rule"] == DROP_RULE
+    assert alert["output_fields"]["n_drops"] == "55"
+    assert alert["output_fields"]["n_evts"] == "300"
+    # A second burst within 30 s is suppressed (but counted).
+    assert monitor.check(KernelCounters((400, 500), (60, 100)), now=2) is None
+    assert monitor.suppressed == 1
+    assert monitor.check(KernelCounters((600, 700), (110, 150)), now=40) is not None
+
+
+def test_drops_below_threshold_raise_no_alert() -> None:
+    monitor = DropMonitor()
+    monitor.check(KernelCounters((0,), (0,)), now=0)
+    assert monitor.check(KernelCounters((1000,), (50,)), now=1) is None
+
+
+def test_capture_filters() -> None:
+    assert parse_type_filter("evt.type in (openat, execve)") == {"openat", "execve"}
+    assert parse_type_filter("evt.type=ptrace") == {"ptrace"}
+    assert parse_type_filter(None) is None
+    with pytest.raises(CaptureFilterError):
+        parse_type_filter("proc.name=cat")
+    with pytest.raises(CaptureFilterError, match="sendmsg"):
+        parse_type_filter("evt.type in (sendmsg)")
+
+
+def test_openat2_flags_come_from_open_how() -> None:
+    path = b"/etc/shadow\0"
+    how = struct.pack("<QQQ", os.O_RDONLY | os.O_CLOEXEC, 0, 0)
+    body = path.ljust(STR_MAX, b"\0") + bytes(STR_MAX) + how.ljust(128, b"\0")
+    record = _record(437, KIND_SYSCALL, 4, (2**64 - 100, 0, 0, 24, 0, 0), (12, 0, 24), body)
+    event = RecordDecoder().decode_one(record)
+    assert event.type == "openat2"
+    assert event.params["flags"] == 1 | 4096
+    assert event.params["name"] == "/etc/shadow"
