@@ -47,6 +47,12 @@ class Metrics:
             ["ref"],
             registry=r,
         )
+        self.response_actions = Counter(
+            f"{PREFIX}_response_actions",
+            "Response action outcomes.",
+            ["action", "status"],
+            registry=r,
+        )
         self.queue_depth = Gauge(f"{PREFIX}_output_queue_depth", "Queued alerts.", registry=r)
         self.queue_overflow = Counter(
             f"{PREFIX}_output_queue_overflow", "Alerts dropped: queue full.", registry=r
@@ -79,6 +85,9 @@ class Metrics:
         seen = self.queue_overflow._value.get()
         if overflow_total > seen:
             self.queue_overflow.inc(overflow_total - seen)
+
+    def response_action(self, action: str, status: str) -> None:
+        self.response_actions.labels(action, status).inc()
 
     # -- feeds.follow ----------------------------------------------------------------------
 

@@ -375,12 +375,14 @@ def run(
     request: RunRequest,
     switch: RulesetSwitch | None = None,
     extra_sinks: Sequence[Sink] = (),
+    on_started: Callable[[Detector, OutputQueue], None] | None = None,
 ) -> RunStats:
     """Run detection: replay the input and return, or serve the webhook until signalled.
 
     `switch` lets a caller (the follower) swap rulesets while the run goes on; without it the
     request's rules files are loaded here. `extra_sinks` receive alerts besides the request's
-    outputs."""
+    outputs. `on_started` gets the detector and output queue before the first event (the
+    daemon's metrics and internal alerts)."""
     swappable = switch is not None
     if switch is None:
         loaded, rulesets = load_rulesets(request.rules_files, request.selection)
@@ -396,6 +398,8 @@ def run(
     outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
+    if on_started is not None:
+        on_started(detector, outputs)
     signals = _Signals(interrupt=bool(request.replay))
     signals.install(outputs)
     started = time.perf_counter()

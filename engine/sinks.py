@@ -369,5 +369,7 @@ class OutputQueue:
                 if time.monotonic() >= deadline:
                     break
         self._worker.join(max(0.0, deadline - time.monotonic()))
-        for sink in self.sinks:
+        # Last added first: a sink that still emits while closing (the response engine's last
+        # outcomes) finds the outputs added before it open.
+        for sink in reversed(self.sinks):
             sink.close()

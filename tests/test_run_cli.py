@@ -234,6 +234,7 @@ def test_k8s_audit_webhook_until_sigterm(
         [
             *(sys.executable, "-m", "cli", "run", "-r", str(rules), "--source", "k8s_audit"),
             *("--listen", "127.0.0.1:0", "-o", "json", "--output-file", str(alerts_file)),
+            "--no-web",  # the web endpoints have their own tests (test_daemon.py)
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

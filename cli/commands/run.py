@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
+DEFAULT_WEB = "127.0.0.1:8765"
 SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|json"
 
 
@@ -78,6 +80,30 @@ def run(
         str | None,
         typer.Option("--maturity", help="stable|incubating|sandbox: rules at least this mature."),
     ] = None,
+    follow: Annotated[
+        list[str] | None,
+        typer.Option("--follow", help="Follow this rules artifact; hot-reload its updates."),
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option("--every", help="Follow check interval (e.g. 6h, 30s).")
+    ] = None,
+    cron: Annotated[str | None, typer.Option("--cron", help="Follow checks on a cron.")] = None,
+    startup: Annotated[
+        str | None,
+        typer.Option("--startup", help="First follow check: immediate|skip|jitter."),
+    ] = None,
+    web: Annotated[
+        str | None,
+        typer.Option(
+            "--web",
+            help="HOST:PORT of /healthz /versions /metrics /rules "
+            "(default 127.0.0.1:8765 for live runs).",
+        ),
+    ] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="No web endpoints.")] = False,
+    response: Annotated[
+        str | None, typer.Option("--response", help="Response rules file (hot-reloaded).")
+    ] = None,
 ) -> None:
     """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
 
@@ -114,12 +140,67 @@ def run(
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
     )
-    stats = run_detection(request)
+    from engine.daemon import DaemonOptions, run_daemon
+
+    options = DaemonOptions(
+        web=_web_address(web, no_web, replay),
+        web_required=web is not None,
+        follow=_follower(follow, every, cron, startup),
+        response_rules=response,
+    )
+    daemon = options.follow or options.web or response or not replay
+    stats = run_daemon(request, options) if daemon else run_detection(request)
     sys.stdout.flush()
     if output == "json":
         sys.stderr.write(_json_text(stats.as_json()) + "\n")
     else:
         sys.stderr.write(stats.summary_text() + "\n")
+
+
+def _web_address(web: str | None, no_web: bool, replay: str | None) -> tuple[str, int] | None:
+    """--web ADDR; by default on for live runs (as Falco's webserver), off for a replay."""
+    if no_web or (web is None and replay):
+        return None
+    host, _, port = (web or DEFAULT_WEB).rpartition(":")
+    if not host or not port.isdigit():
+        raise typer.BadParameter(f"--web: {web!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _follower(
+    refs: list[str] | None, every: str | None, cron: str | None, startup: str | None
+) -> Callable[[Any, Any], Any] | None:
+    """A factory the daemon calls with its Reloader and Metrics: the feed follower, whose updates
+    reload the running rules; None when nothing is followed (flags or artifact.follow.refs)."""
+    from cli.context import ENV
+    from feeds.context import FeedsContext
+
+    flags = {
+        "artifact.follow.every": every,
+        "artifact.follow.cron": "" if every else cron,  # a flag schedule replaces the other kind
+        "artifact.follow.startup": startup,
+    }
+    context = FeedsContext.load(ENV.config_path, flags)
+    if not refs and not context.config["artifact.follow.refs"]:
+        return None
+
+    def start(reloader: Any, metrics: Any) -> Any:
+        from feeds.follow import follower_from_config
+        from feeds.install import install_dirs_from
+
+        follower = follower_from_config(
+            context,
+            install_dirs_from(context),
+            refs=tuple(refs or ()),
+            on_update=reloader.reload,
+            on_alert=reloader.refuse_update,
+            metrics=metrics,
+        )
+        assert follower is not None  # refs were checked above
+        follower.start()
+        return follower
+
+    return start
 
 
 def _json_text(value: object) -> str:

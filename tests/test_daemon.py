@@ -1,0 +1,277 @@
+"""`falconet run` as a daemon: a real process serving the k8s_audit webhook, with its web
+endpoints, rules-file hot reload (watcher and SIGHUP), refused invalid rules, response actions
+and SIGTERM draining."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+EVENT = {
+    "kind": "Event",
+    "apiVersion": "audit.k8s.io/v1",
+    "level": "RequestResponse",
+    "timestamp": "2018-10-25T14:09:12Z",
+    "stageTimestamp": "2018-10-25T14:09:12.581541Z",
+    "auditID": "a362d22b-db3c-4590-9505-23782f12925f",
+    "stage": "ResponseComplete",
+    "requestURI": "/api/v1/namespaces/default/pods",
+    "verb": "create",
+    "user": {"username": "alice"},
+    "objectRef": {"resource": "pods", "namespace": "default", "name": "web"},
+    "responseStatus": {"code": 201},
+}
+
+
+def _rule(name: str, output: str) -> str:
+    return (
+        f"- rule: {name}\n  desc: {name}\n  condition: ka.verb=create and "
+        f"ka.target.resource=pods\n  output: {output} (user=%ka.user.name)\n"
+        "  priority: WARNING\n  source: k8s_audit\n"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.05)
+    return value
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+class Daemon:
+    def __init__(self, home: Path, tmp: Path, *args: str) -> None:
+        self.hook_port, self.web_port = _free_port(), _free_port()
+        self.alerts = tmp / "alerts.json"
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(home))
+        command = [sys.executable, "-m", "cli", "run", "--source", "k8s_audit", "-o", "json"]
+        command += ["--listen", f"127.0.0.1:{self.hook_port}", "--output-file", str(self.alerts)]
+        command += ["--web", f"127.0.0.1:{self.web_port}", *args]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        _wait_for(self._serving)
+
+    def _serving(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.hook_port), timeout=1).close()
+            return "ok" in _get(f"{self.web}/healthz")
+        except OSError:
+            if self.process.poll() is not None:
+                raise AssertionError(self.process.communicate()[1]) from None
+            return False
+
+    @property
+    def web(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def post(self) -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.hook_port}/k8s-audit",
+            data=json.dumps(EVENT).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    def alerts_written(self) -> list[dict[str, Any]]:
+        if not self.alerts.exists():
+            return []
+        return [json.loads(line) for line in self.alerts.read_text().splitlines() if line]
+
+    def rules_fired(self) -> list[str]:
+        return [a["rule"] for a in self.alerts_written()]
+
+    def stop(self) -> tuple[int, str, str]:
+        self.process.send_signal(signal.SIGTERM)
+        stdout, stderr = self.process.communicate(timeout=30)
+        return self.process.returncode, stdout, stderr
+
+
+@pytest.fixture
+def daemon(falconet_home: Path, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(*args: str) -> Daemon:
+        started.append(Daemon(falconet_home, tmp_path, *args))
+        return started[-1]
+
+    yield start
+    for each in started:
+        if each.process.poll() is None:
+            each.process.kill()
+            each.process.wait()
+
+
+def test_edited_rules_file_reloads_and_an_invalid_one_is_refused(
+    daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(_rule("Pod One", "first"))
+    run = daemon("-r", str(rules))
+    run.post()
+    _wait_for(lambda: run.rules_fired() == ["Pod One"])
+
+    rules.write_text(_rule("Pod Two", "second"))
+    _wait_for(lambda: 'falconet_reloads_total{result="ok"} 2.0' in _get(f"{run.web}/metrics"))
+    run.post()
+    _wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # the old rule no longer fires
+
+    rules.write_text("- rule: Broken\n  condition: ka.verb=(\n")
+    _wait_for(lambda: "Falco internal: rules reload failed" in run.rules_fired())
+    run.post()
+    _wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # the valid ruleset keeps running
+    events = 'falconet_events_total{source="k8s_audit"} 3.0'
+    _wait_for(lambda: events in _get(f"{run.web}/metrics"))
+    metrics = _get(f"{run.web}/metrics")
+    assert 'falconet_reloads_total{result="failed"} 1.0' in metrics
+    assert 'falconet_alerts_total{priority="Warning",rule="Pod Two"} 2.0' in metrics
+    assert "falconet_ruleset_info{digest=" in metrics
+    listed = json.loads(_get(f"{run.web}/rules"))["files"][0]
+    assert listed["path"] == str(rules)
+    assert listed["sha256"] == hashlib.sha256(_rule("Pod Two", "second").encode()).hexdigest()
+    assert json.loads(_get(f"{run.web}/versions"))
+
+    code, stdout, stderr = run.stop()
+    assert code == 0, stderr
+    assert json.loads(stderr.splitlines()[-1])["events_by_source"] == {"k8s_audit": 3}
+    assert [json.loads(line)["rule"] for line in stdout.splitlines()] == run.rules_fired()
+
+
+RESPONSE_RULES = """
+rules:
+  - name: Record pod creations
+    match: {{rules: ["Pod One"]}}
+    actions:
+      - action: exec:script
+        parameters: {{command: ["{script}"]}}
+"""
+
+
+def test_sighup_forces_a_reload(daemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(_rule("Pod One", "first"))
+    run = daemon("-r", str(rules))
+    run.process.send_signal(signal.SIGHUP)
+    _wait_for(lambda: 'falconet_reloads_total{result="ok"} 2.0' in _get(f"{run.web}/metrics"))
+    assert run.stop()[0] == 0
+
+
+def test_response_action_runs_and_its_outcome_is_an_output(
+    daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(_rule("Pod One", "first"))
+    marker = tmp_path / "responded"
+    script = tmp_path / "respond.sh"
+    script.write_text(f"#!/bin/sh\ncat > {marker}\n")  # the alert's JSON arrives on stdin
+    script.chmod(0o755)
+    response = tmp_path / "response.yaml"
+    response.write_text(RESPONSE_RULES.format(script=script))
+    run = daemon("-r", str(rules), "--response", str(response))
+    run.post()
+    _wait_for(lambda: any(a["source"] == "response" for a in run.alerts_written()))
+    assert json.loads(marker.read_text())["rule"] == "Pod One"
+    assert 'falconet_response_actions_total{action="exec:script",status="succeeded"} 1.0' in _get(
+        f"{run.web}/metrics"
+    )
+    # The response rules file hot-reloads: the next alert runs the new script.
+    second = tmp_path / "respond-again.sh"
+    second.write_text(f"#!/bin/sh\ncat > {marker}.again\n")
+    second.chmod(0o755)
+    response.write_text(RESPONSE_RULES.format(script=second))
+
+    def responded_again() -> bool:
+        run.post()
+        time.sleep(0.2)
+        return Path(f"{marker}.again").exists()
+
+    _wait_for(responded_again)
+    code, stdout, _ = run.stop()
+    assert code == 0
+    # Drained on SIGTERM: every alert's action outcome reached stdout, the last ones included.
+    printed = [json.loads(line) for line in stdout.splitlines()]
+    alerts = [a for a in printed if a["source"] == "k8s_audit"]
+    outcomes = [a for a in printed if a["source"] == "response"]
+    assert len(outcomes) == len(alerts) >= 2
+
+
+def test_followed_updates_hot_reload_and_a_broken_one_is_refused(
+    daemon: Callable[..., Daemon],
+    registry: Any,
+    run_cli: Any,
+    falconet_home: Path,
+    tmp_path: Path,
+) -> None:
+    from tests.follow_support import REPO, publish
+
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"registries:\n  '{registry.host}': {{plain_http: true}}\n")
+    ref = f"{registry.host}/{REPO}:latest"
+    publish(registry, tmp_path, "1.0.0", {"a.yaml": _rule("Pod One", "first")})
+    installed = run_cli("artifact", "install", ref)
+    assert installed.returncode == 0, installed.stderr
+    run = daemon("--follow", ref, "--every", "200ms", "--startup", "immediate")
+    run.post()
+    _wait_for(lambda: run.rules_fired() == ["Pod One"])
+
+    publish(registry, tmp_path, "2.0.0", {"a.yaml": _rule("Pod Two", "second")})
+    _wait_for(lambda: 'falconet_follow_updates_total{ref="' in _get(f"{run.web}/metrics"))
+    _wait_for(lambda: "Pod Two" in json.dumps(_rules_loaded(run)))
+    run.post()
+    _wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # within one tick; the old one gone
+
+    publish(registry, tmp_path, "3.0.0", {"a.yaml": "- rule: Broken\n  condition: (\n"})
+    _wait_for(lambda: any("refused" in a["output"] for a in run.alerts_written()))
+    run.post()
+    _wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # v2 keeps running
+    assert run.stop()[0] == 0
+
+
+def _rules_loaded(run: Daemon) -> list[str]:
+    files = json.loads(_get(f"{run.web}/rules"))["files"]
+    return [Path(f["path"]).read_text() for f in files]
+
+
+def test_a_busy_web_address_is_refused_in_one_line(run_cli: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(_rule("Pod One", "first"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli(
+            "run", "-r", str(rules), "--source", "k8s_audit",
+            "--listen", f"127.0.0.1:{_free_port()}", "--web", f"127.0.0.1:{port}",
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in done.stderr and "--no-web" in done.stderr
