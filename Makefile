@@ -42,9 +42,10 @@ $(VENV)/.stamp-installed: pyproject.toml
 	@touch $@
 
 # The main job on its embedded default: install (and verify) the default ruleset from the feed
-# shipped inside falconet, offline, and print what was installed.
+# shipped inside falconet, offline, then detect on live syscalls (eBPF) and print alerts until
+# Ctrl-C. Where live capture is not possible it says why and how, and suggests --replay.
 run: install
-	$(BIN)/falconet artifact install
+	$(BIN)/falconet run
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

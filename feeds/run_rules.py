@@ -31,7 +31,17 @@ def rules_for_run(context: FeedsContext) -> list[Path]:
 
     refs = list(context.config["artifact.install.refs"])
     log.warning("no rules installed: installing %s", ", ".join(refs))
-    install(context, refs, install_dirs_from(context), allowed_types=["rulesfile"])
+    report = install(context, refs, install_dirs_from(context), allowed_types=["rulesfile"])
+    for artifact in report.artifacts:
+        if artifact.files:
+            log.warning(
+                "installed %s %s %s (signature: %s): %s",
+                artifact.name,
+                artifact.version,
+                artifact.digest,
+                artifact.verification.get("verdict", "n/a"),
+                ", ".join(artifact.files),
+            )
     return installed_rules_files(context)
 
 

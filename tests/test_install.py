@@ -227,7 +227,7 @@ def test_malformed_refs_are_usage_errors(run_cli: CliRunner, ref: str) -> None:
 
 
 def test_embedded_feed_is_verified_offline(run_cli: CliRunner) -> None:
-    result = run_cli("artifact", "install", "falconet-rules:0.1.0", "-o", "json")
+    result = run_cli("artifact", "install", "falconet-rules:0.2.0", "-o", "json")
     assert result.returncode == 0, result.stderr
     artifacts = {a["name"]: a for a in json.loads(result.stdout)["artifacts"]}
     verification = artifacts["falconet-rules"]["verification"]

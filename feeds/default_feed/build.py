@@ -19,7 +19,7 @@ RULES_FILE = FEED_DIR / "falconet_rules.yaml"
 PUBLIC_KEY = FEED_DIR / "falconet-feed.pub.pem"
 DEV_SIGNING_KEY = FEED_DIR.parent.parent / "deploy" / "keys" / "falconet-feed-dev.key"
 REPOSITORY = "falconet-rules"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 def build_layout(layout: Path, rules_file: Path = RULES_FILE) -> str:
