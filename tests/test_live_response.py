@@ -1,0 +1,100 @@
+"""End to end, live: a real action raises a real alert (eBPF) and the response action
+terminates the real process that did it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_bpf_live import _copy_binary, _skip_reason
+
+RULES = """\
+- rule: Shadow read by shadowloop
+  desc: the test's reader opened /etc/shadow
+  condition: >
+    evt.type in (open, openat, openat2) and fd.name = /etc/shadow and proc.name = shadowloop
+  output: shadow read (process=%proc.name pid=%proc.pid exepath=%proc.exepath file=%fd.name)
+  priority: WARNING
+"""
+
+RESPONSE = """\
+rules:
+  - name: Kill untrusted shadow readers
+    match:
+      rules: ["Shadow read by shadowloop"]
+      output_fields: "proc.name = shadowloop"
+    actions:
+      - action: process:terminate
+        parameters: {grace_period: 1}
+"""
+
+# Reads /etc/shadow every 200 ms for up to 60 s: the first read after capture has started
+# raises the alert, and the response must end it long before the loop would.
+LOOP = """
+import time
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    open("/etc/shadow").read()
+    time.sleep(0.2)
+"""
+
+
+def test_live_alert_terminates_the_offending_process(falconet_home: Path, tmp_path: Path) -> None:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    response = tmp_path / "response.yaml"
+    response.write_text(RESPONSE)
+    env = dict(
+        os.environ,
+        FALCONET_HOME=str(falconet_home),
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+    )
+    falconet = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "run",
+            "-r",
+            str(rules),
+            "--response",
+            str(response),
+            "--no-web",
+            "-o",
+            "json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    looper = _copy_binary(sys.executable, tmp_path / "shadowloop")
+    victim = subprocess.Popen([str(looper), "-c", LOOP])
+    try:
+        started = time.monotonic()
+        code = victim.wait(timeout=70)
+        assert code == -signal.SIGTERM, "the reader was not terminated by the response"
+        assert time.monotonic() - started < 55
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        falconet.send_signal(signal.SIGTERM)
+        stdout, stderr = falconet.communicate(timeout=60)
+    assert falconet.returncode == 0, stderr
+    printed = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    alerts = [a for a in printed if a["rule"] == "Shadow read by shadowloop"]
+    outcomes = [a for a in printed if a["source"] == "response"]
+    assert alerts and alerts[0]["output_fields"]["proc.name"] == "shadowloop"
+    assert any(
+        "succeeded" in json.dumps(o) and "process:terminate" in json.dumps(o) for o in outcomes
+    ), outcomes
