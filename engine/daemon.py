@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from engine.errors import EngineError
 from engine.inotify import DirectoryWatch
 from engine.metrics import Metrics
-from engine.output import Priority
+from engine.output import Priority, alert_hostname
 from engine.ruleset import RulesetSwitch
 from engine.runner import Detector, RunRequest, RunStats, load_rulesets, run
 from engine.sinks import Alert, OutputQueue, Sink, internal_alert
@@ -124,16 +124,9 @@ class Reloader:
                 f"Falco internal: {why}",
                 Priority.ERROR,
                 {**fields, "error": why},
-                _hostname(),
+                alert_hostname(),
             )
         )
-
-
-def _hostname() -> str:
-    import os
-    import socket
-
-    return os.environ.get("FALCO_HOSTNAME") or socket.gethostname()
 
 
 class RulesFileWatcher:

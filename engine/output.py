@@ -282,6 +282,15 @@ def json_alert(
     return alert
 
 
+def alert_hostname() -> str:
+    """The `hostname` of alerts: Falco's FALCO_HOSTNAME override, else the machine's name (the
+    override keeps alerts comparable across machines and containers)."""
+    import os
+    import socket
+
+    return os.environ.get("FALCO_HOSTNAME") or socket.gethostname()
+
+
 def json_alert_text(alert: dict[str, Any]) -> str:
     """One line, keys sorted as Falco's JSON library writes them."""
     return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

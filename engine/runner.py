@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from typing import Any
 from engine import versions
 from engine.errors import EngineError
 from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
-from engine.output import JsonOptions, Priority, json_alert, text_line
+from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
 from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
 
@@ -181,8 +180,7 @@ class AlertFormatter:
         options: JsonOptions | None = None,
     ) -> None:
         self.iso8601 = iso8601
-        # Falco's FALCO_HOSTNAME override keeps alerts comparable across machines.
-        self.hostname = hostname or os.environ.get("FALCO_HOSTNAME") or socket.gethostname()
+        self.hostname = hostname or alert_hostname()
         self._options = options or JsonOptions()
         self._priorities: dict[str, Priority] = {}
 
@@ -470,7 +468,6 @@ def _serve(
     detector: Detector,
     stop: threading.Event,
 ) -> None:
-    import os
 
     from engine.sources.webhooks import github_webhook, k8s_audit_webhook
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from engine.errors import EngineError
-from engine.output import Priority, json_alert, json_alert_text, text_line
+from engine.output import Priority, alert_hostname, json_alert, json_alert_text, text_line
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class OutputQueue:
         self._interval = overflow_alert_interval
         self._last_report = 0.0
         self._reported_overflow = 0
-        self._hostname = socket.gethostname()
+        self._hostname = alert_hostname()
         self._worker = threading.Thread(target=self._drain, name="falconet-outputs", daemon=True)
         self._worker.start()
 

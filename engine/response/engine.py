@@ -10,7 +10,6 @@ instances and the rate-limit state of unchanged rules survive a swap.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from engine.output import alert_hostname
 from engine.response.actions.base import Action
 from engine.response.errors import ActionError, ActionRefused, ResponseRulesError
 from engine.response.outcome import SOURCE, ActionOutcome
@@ -74,7 +74,7 @@ class ResponseEngine:
     ) -> None:
         self._clock = clock
         self._on_outcome = on_outcome
-        self._hostname = socket.gethostname()
+        self._hostname = alert_hostname()
         self._actions: dict[str, Action] = {}
         self._actions_lock = threading.Lock()
         self._rule_buckets: dict[str, TokenBucket] = {}

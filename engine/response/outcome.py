@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.output import Priority, json_alert, text_line
+from engine.output import Priority, alert_hostname, json_alert, text_line
 from engine.sinks import Alert
 
 SOURCE = "response"
@@ -71,6 +70,6 @@ class ActionOutcome:
                 "alert.rule": self.alert_rule,
             },
             tags=("response", self.status),
-            hostname=hostname or socket.gethostname(),
+            hostname=hostname or alert_hostname(),
         )
         return Alert(text_line(self.time_ns, priority, output), document)
