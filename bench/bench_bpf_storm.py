@@ -9,18 +9,25 @@ of a syscall the ruleset does not need.
    ratio 1.0 and no drop is the sustained capacity.
 2. Overhead: the storm flat out, without capture then with capture running, side by side.
 3. In-kernel filter: a getpid loop (not in the ruleset) flat out, without and with capture.
+4. Floors, for both storms: empty programs attached where falconet attaches (the per-syscall
+   tracepoints of the upstream ruleset's selection), and on raw_syscalls as before: what the
+   kernel's tracepoints cost by themselves, which no probe body can go below.
+
+Each figure is a ratio measured side by side in the same run; the load average is printed
+beside it (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from bpf.capture import LiveSource
+from bpf.capture import BaseSyscalls, LiveSource
 from engine.loader import load_valid_rules, rulesets_for
 from engine.sources.syscall.state import StateTracker
 
@@ -106,45 +113,76 @@ def capacity(pipeline: Pipeline, binary: Path, seconds: float) -> None:
     print(f"   highest rate with delivered/counted = 1.0 and no drop: {best:,.0f} events/s")
 
 
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
 def side_by_side(binary: Path, mode: str, seconds: float, label: str) -> None:
     without = storm(binary, mode, 0, seconds)
     with Pipeline():
         time.sleep(0.5)
         with_capture = storm(binary, mode, 0, seconds)
     print(f"{label}: {without:,.0f} ops/s without, {with_capture:,.0f} ops/s with capture, "
-          f"ratio {with_capture / without:.3f}")  # fmt: skip
+          f"ratio {with_capture / without:.3f} ({load()})")  # fmt: skip
 
 
-def tracepoint_floor(binary: Path, seconds: float) -> None:
-    """The same getpid loop with empty raw_syscalls programs: what the kernel's syscall
-    tracepoints cost by themselves, before any filtering (falconet cannot go below this)."""
+EMPTY_PROGRAMS = b"""
+int on_sys_enter(void *ctx) { return 0; }
+int on_sys_exit(void *ctx) { return 0; }
+"""
+
+
+def tracepoint_floors(binary: Path, seconds: float) -> None:
+    """Both storms under empty programs: attached as falconet attaches them (per-syscall
+    tracepoints of the ruleset's selection), then on raw_syscalls."""
+    from bpf.capture import select_syscalls
     from bpf.setup import import_bcc
+    from bpf.tracepoints import RAW_ENTER, RAW_EXIT, Attachments
 
     bcc = import_bcc()
-    without = storm(binary, "getpid", 0, seconds)
-    empty = bcc.BPF(
-        text=b"TRACEPOINT_PROBE(raw_syscalls, sys_enter) { return 0; }\n"
-        b"TRACEPOINT_PROBE(raw_syscalls, sys_exit) { return 0; }\n"
-    )
-    try:
-        floor = storm(binary, "getpid", 0, seconds)
-    finally:
-        empty.cleanup()
-    print(f"   floor: empty raw_syscalls programs: {without:,.0f} -> {floor:,.0f} ops/s, "
-          f"ratio {floor / without:.3f}")  # fmt: skip
+    rulesets = rulesets_for(load_valid_rules([RULES]))
+    selected = select_syscalls(rulesets.event_types("syscall"), BaseSyscalls()).syscalls
+    print(f"4. floors: empty programs ({len(selected)} syscalls selected by the ruleset)")
+    for mode in ("openat", "getpid"):
+        without = storm(binary, mode, 0, seconds)
+        empty = bcc.BPF(text=EMPTY_PROGRAMS)
+        attachments = Attachments(empty)
+        try:
+            attachments.follow(selected)
+            per_syscall = storm(binary, mode, 0, seconds)
+            attachments.detach_everything()
+            empty.attach_tracepoint(tp=RAW_ENTER, fn_name=b"on_sys_enter")
+            empty.attach_tracepoint(tp=RAW_EXIT, fn_name=b"on_sys_exit")
+            raw = storm(binary, mode, 0, seconds)
+        finally:
+            empty.cleanup()
+        print(f"   {mode}: {without:,.0f} ops/s without; ratio with empty per-syscall "
+              f"tracepoints {per_syscall / without:.3f}, with empty raw_syscalls "
+              f"{raw / without:.3f} ({load()})")  # fmt: skip
+
+
+PARTS = ("capacity", "overhead", "getpid", "floors")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS)
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         binary = build_storm(Path(tmp))
-        with Pipeline() as pipeline:
-            capacity(pipeline, binary, args.seconds)
-        side_by_side(binary, "openat", args.seconds, "2. overhead, openat storm")
-        side_by_side(binary, "getpid", args.seconds, "3. getpid loop (filtered in kernel)")
-        tracepoint_floor(binary, args.seconds)
+        if "capacity" in parts:
+            with Pipeline() as pipeline:
+                capacity(pipeline, binary, args.seconds)
+        if "overhead" in parts:
+            side_by_side(binary, "openat", args.seconds, "2. overhead, openat storm")
+        if "getpid" in parts:
+            side_by_side(binary, "getpid", args.seconds, "3. getpid loop (filtered in kernel)")
+        if "floors" in parts:
+            tracepoint_floors(binary, args.seconds)
 
 
 if __name__ == "__main__":

@@ -30,18 +30,16 @@ from bpf.errors import BpfError, BpfRequirementError
 from bpf.records import RecordDecoder
 from bpf.ringbuf import RingBufferReader
 from bpf.syscalls import SPECS, STATE_SYSCALLS, X86_64
+from bpf.tracepoints import Attachments, Placement
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.state import StateTracker
 
 log = logging.getLogger(__name__)
 
 PROBE_SOURCE = Path(__file__).with_name("probe.c")
-DEFAULT_RINGBUF_PAGES = (
-    8192  # 32 MiB: ~44k of our fixed 760-byte records (Falco: 8 MiB of small ones)
-)
+DEFAULT_RINGBUF_PAGES = 8192  # 32 MiB: ~90k openat records of 376 bytes (Falco: 8 MiB per CPU)
 ARGS_MAX = 1024  # execve argv / env bytes kept (flagged when truncated)
 ARGV_MAX_N = 32  # argv / env entries read
-MAX_TIDS = 65536  # threads between a syscall's enter and exit
 # Falco's repair minimum: what keeps the process and fd tables right when a custom set is used.
 REPAIR_SYSCALLS = frozenset(
     {"clone", "clone3", "fork", "vfork", "execve", "execveat", "close", "dup", "dup2", "dup3",
@@ -139,6 +137,7 @@ class LiveSource:
         self.drop_monitor = DropMonitor()
         self._stats = LiveStats()
         self._bpf: Any = None
+        self._attachments: Attachments | None = None
         self._ring: RingBufferReader | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -155,7 +154,6 @@ class LiveSource:
         bcc = ensure_ready()
         cflags = [
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
-            f"-DMAX_TIDS={MAX_TIDS}",
             f"-DARGS_MAX={ARGS_MAX}",
             f"-DARGV_MAX_N={ARGV_MAX_N}",
             "-Wno-unused-function",
@@ -171,6 +169,8 @@ class LiveSource:
         if self.bootstrap:
             self._bootstrap_state()
         self._write_interesting(self.selection.syscalls)
+        self._attachments = Attachments(self._bpf)
+        self._attachments.follow(self.selection.syscalls)
         self._ring = RingBufferReader(
             self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
         )
@@ -184,9 +184,12 @@ class LiveSource:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
+        if self._attachments is not None:
+            self._attachments.detach_everything()
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None
+            self._attachments = None
 
     # -- maps -----------------------------------------------------------------------------------
     def _fill_argspecs(self) -> None:
@@ -202,12 +205,20 @@ class LiveSource:
             table[ctypes.c_int(number)] = ctypes.c_uint8(1 if number in wanted else 0)
 
     def update_interesting(self, rule_types: Iterable[str] | None) -> Selection:
-        """A ruleset swap: the kernel map is rewritten in place (the probe keeps running)."""
+        """A ruleset swap: the kernel map is rewritten in place and the per-syscall tracepoints
+        follow the new set (the programs stay loaded). A newly selected syscall's map entry is
+        set before its tracepoints are attached, a dropped one's after they are detached."""
         selection = select_syscalls(rule_types, self.base)
-        if self._bpf is not None and selection.syscalls != self.selection.syscalls:
+        if self._attachments is not None and selection.syscalls != self.selection.syscalls:
+            self._write_interesting(self.selection.syscalls | selection.syscalls)
+            self._attachments.follow(selection.syscalls)
             self._write_interesting(selection.syscalls)
         self.selection = selection
         return selection
+
+    def placement(self) -> Placement | None:
+        """Where the selected syscalls are traced (None before start)."""
+        return self._attachments.placement if self._attachments is not None else None
 
     def _bootstrap_state(self) -> None:
         from bpf import procfs

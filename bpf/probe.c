@@ -1,16 +1,25 @@
 // falconet's live syscall probe (compiled by bcc at load time).
 //
-// Falco's exit-event model: raw_syscalls:sys_enter keeps the raw arguments of the syscalls the
+// Falco's exit-event model: on_sys_enter keeps the raw arguments of the syscalls the
 // interesting map selects (and execve's argv/env, which are gone once the exec succeeded);
-// raw_syscalls:sys_exit emits one record with the arguments, the strings and sockaddrs they
-// point to, and the result. (fentry/fexit or kprobes on the syscall functions would leave the
-// other syscalls untouched, but kernels like this lab's Firecracker one refuse both.)
+// on_sys_exit emits one record with the arguments, the strings and sockaddrs they point to,
+// and the result.
+//
+// The two programs are generic and the loader attaches them to the per-syscall tracepoints
+// `syscalls:sys_enter_<name>` / `sys_exit_<name>` of exactly the selected syscalls: a syscall
+// nobody asked for runs no BPF at all (raw_syscalls would run it for every syscall on the
+// machine; fentry/fexit and kprobes, cheaper still, are refused by kernels like this lab's
+// Firecracker one). Every sys_enter_* event shares one layout (common header, syscall number,
+// the arguments as unsigned longs), every sys_exit_* another (header, number, ret), so one
+// program reads them all; a ruleset change attaches or detaches tracepoints and rewrites the
+// interesting map, with no program reload.
 // Which argument is a string or a sockaddr is data (the argspec map the loader fills), so one
 // body serves every syscall. Only UAPI types and tracepoint arguments are used: headers
 // of a nearby kernel version compile it.
 //
-// Records are submitted without waking the reader (a wakeup per event costs more than the event
-// itself at high rates); the reader polls the buffer every few milliseconds instead.
+// Records are as long as what their syscall carries (header; + one or two path strings;
+// + a sockaddr), and are submitted without waking the reader (a wakeup per event costs more
+// than the event itself at high rates); the reader polls the buffer every few milliseconds.
 //
 // The loader defines RINGBUF_PAGES, MAX_TIDS, ARGS_MAX and ARGV_MAX_N.
 
@@ -64,15 +73,35 @@ struct argspec {
     u8 pad;
 };
 
+// The syscall's arguments between its enter and its exit, in the thread's own storage (no
+// hashing, no shared lock: cheaper than a hash keyed by tid). id -1: nothing pending.
 struct enter {
+    s32 id;
+    u32 pad;
     u64 args[6];
+};
+
+// The layouts every syscalls:sys_enter_* / sys_exit_* tracepoint shares (see their format
+// files): args beyond a syscall's own count are read but never used.
+struct sys_enter_ctx {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    u64 args[6];
+};
+
+struct sys_exit_ctx {
+    u64 common;
+    s32 nr;
+    u32 pad;
+    s64 ret;
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_ARRAY(interesting, u8, NR_SYSCALLS);
 BPF_ARRAY(argspecs, struct argspec, NR_SYSCALLS);
 BPF_ARRAY(self_tgid, u32, 1);
-BPF_HASH(enters, u32, struct enter, MAX_TIDS);
+BPF_TASK_STORAGE(enters, struct enter);
 BPF_HASH(execs, u32, struct exec_rec, 1024);
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_rec, 1);
 BPF_PERCPU_ARRAY(counted, u64, 1);  // events the kernel tried to send
@@ -223,10 +252,13 @@ static __always_inline u16 read_sockaddr(u8 *dst, struct argspec *spec, const u6
     return len;
 }
 
-// One exit record: header, strings and sockaddr as the argspec says.
-static __always_inline int emit_syscall(s32 id, const u64 *a, s64 ret) {
-    struct argspec *spec = argspecs.lookup(&id);
-    struct sys_rec *r = events.ringbuf_reserve(sizeof(struct sys_rec));
+// One exit record of the shape the syscall needs: the header, then (when present) s0, s1 and
+// the sockaddr at their fixed offsets; the record ends after the last part the syscall has.
+// The shape is a compile-time constant in each caller, so the verifier sees a reservation of
+// constant size and clang drops the parts a shape lacks.
+static __always_inline int emit_shape(s32 id, struct argspec *spec, const u64 *a, s64 ret,
+                                      u32 size, int has_s1, int has_sa) {
+    struct sys_rec *r = events.ringbuf_reserve(size);
     if (!r) {
         count(1);
         return 0;
@@ -238,60 +270,80 @@ static __always_inline int emit_syscall(s32 id, const u64 *a, s64 ret) {
     for (int i = 0; i < 6; i++)
         r->h.args[i] = a[i];
     r->h.lens[0] = r->h.lens[1] = r->h.lens[2] = 0;
-    if (spec) {
-        if (spec->str0 != NONE)
-            r->h.lens[0] = read_str(r->s0, arg_at(a, spec->str0));
-        if (spec->str1 != NONE)
-            r->h.lens[1] = read_str(r->s1, arg_at(a, spec->str1));
-        if (spec->sa != NONE && ret >= 0)
-            r->h.lens[2] = read_sockaddr(r->sa, spec, a);
-    }
+    if (size > sizeof(struct hdr) && spec->str0 != NONE)
+        r->h.lens[0] = read_str(r->s0, arg_at(a, spec->str0));
+    if (has_s1 && spec->str1 != NONE)
+        r->h.lens[1] = read_str(r->s1, arg_at(a, spec->str1));
+    if (has_sa && ret >= 0)
+        r->h.lens[2] = read_sockaddr(r->sa, spec, a);
     events.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_enter) {
-    s32 id = args->id;
+#define SIZE_HDR sizeof(struct hdr)
+#define SIZE_S0 (sizeof(struct hdr) + STR_MAX)
+#define SIZE_S1 (sizeof(struct hdr) + 2 * STR_MAX)
+#define SIZE_ALL sizeof(struct sys_rec)
+
+static __always_inline int emit_syscall(s32 id, const u64 *a, s64 ret) {
+    struct argspec *spec = argspecs.lookup(&id);
+    if (!spec)
+        return 0;
+    if (spec->sa != NONE)
+        return emit_shape(id, spec, a, ret, SIZE_ALL, 1, 1);
+    if (spec->str1 != NONE)
+        return emit_shape(id, spec, a, ret, SIZE_S1, 1, 0);
+    if (spec->str0 != NONE)
+        return emit_shape(id, spec, a, ret, SIZE_S0, 0, 0);
+    return emit_shape(id, spec, a, ret, SIZE_HDR, 0, 0);
+}
+
+// Attached to syscalls:sys_enter_<name> for each selected syscall. The arguments are copied
+// with a helper, not read as ctx fields: the kernel refuses to attach a program whose ctx reads
+// go past the tracepoint's own (argument-count sized) record, and the syscall tracepoint's
+// record always has room for six.
+int on_sys_enter(struct sys_enter_ctx *ctx) {
+    s32 id = ctx->nr;
     if (!wanted(id))
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
     struct argspec *spec = argspecs.lookup(&id);
-    u64 a[6];
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        a[i] = args->args[i];
     if (spec && spec->is_exec) {
-        save_exec(tid, spec, a);
+        u64 a[6];
+        bpf_probe_read_kernel(a, sizeof(a), (void *)ctx + offsetof(struct sys_enter_ctx, args));
+        save_exec((u32)bpf_get_current_pid_tgid(), spec, a);
         return 0;
     }
-    struct enter e = {};
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        e.args[i] = a[i];
-    enters.update(&tid, &e);
+    struct enter *e = enters.task_storage_get(bpf_get_current_task_btf(), 0,
+                                              BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!e)
+        return 0;
+    e->id = id;
+    bpf_probe_read_kernel(e->args, sizeof(e->args),
+                          (void *)ctx + offsetof(struct sys_enter_ctx, args));
     return 0;
 }
 
-TRACEPOINT_PROBE(raw_syscalls, sys_exit) {
-    s32 id = args->id;
+// Attached to syscalls:sys_exit_<name> for each selected syscall.
+int on_sys_exit(struct sys_exit_ctx *ctx) {
+    s32 id = ctx->nr;
     if (id < 0 || id >= NR_SYSCALLS)
         return 0;
-    u32 tid = (u32)bpf_get_current_pid_tgid();
     struct argspec *spec = argspecs.lookup(&id);
     if (spec && spec->is_exec) {
-        emit_exec(tid, id, args->ret);
+        emit_exec((u32)bpf_get_current_pid_tgid(), id, ctx->ret);
         return 0;
     }
-    struct enter *e = enters.lookup(&tid);
-    if (!e)
-        return 0;
+    struct enter *e = enters.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!e || e->id != id)
+        return 0;  // not selected at enter (or attached mid-syscall)
     u64 a[6];
 #pragma unroll
     for (int i = 0; i < 6; i++)
         a[i] = e->args[i];
-    enters.delete(&tid);
-    return emit_syscall(id, a, args->ret);
+    e->id = -1;
+    return emit_syscall(id, a, ctx->ret);
 }
+
 // falconet's own events are filtered, so its children would appear parentless: their creation
 // is sent from here (the tracepoint carries both ids, no kernel struct needed).
 TRACEPOINT_PROBE(sched, sched_process_fork) {
@@ -316,8 +368,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (is_self(pid_tgid >> 32))
         return 0;
     u32 tid = (u32)pid_tgid;
-    enters.delete(&tid);
-    execs.delete(&tid);
+    execs.delete(&tid);  // the thread's task storage goes with it
     struct hdr *h = events.ringbuf_reserve(sizeof(struct hdr));
     if (!h) {
         count(1);
