@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bpf.drops import DropMonitor, KernelCounters
-from bpf.errors import BpfError, BpfRequirementError
+from bpf.errors import BpfRequirementError
+from bpf.options import DEFAULT_RINGBUF_PAGES, BaseSyscalls, checked_ringbuf_pages
 from bpf.records import RecordDecoder
 from bpf.ringbuf import RingBufferReader
 from bpf.syscalls import SPECS, STATE_SYSCALLS, X86_64
@@ -37,37 +38,39 @@ from engine.sources.syscall.state import StateTracker
 log = logging.getLogger(__name__)
 
 PROBE_SOURCE = Path(__file__).with_name("probe.c")
-DEFAULT_RINGBUF_PAGES = 8192  # 32 MiB: ~90k openat records of 376 bytes (Falco: 8 MiB per CPU)
 ARGS_MAX = 1024  # execve argv / env bytes kept (flagged when truncated)
 ARGV_MAX_N = 32  # argv / env entries read
-# Falco's repair minimum: what keeps the process and fd tables right when a custom set is used.
-REPAIR_SYSCALLS = frozenset(
-    {"clone", "clone3", "fork", "vfork", "execve", "execveat", "close", "dup", "dup2", "dup3",
-     "open", "openat", "openat2", "creat", "socket", "connect", "accept", "accept4", "chdir",
-     "fchdir", "setuid", "setresuid", "setreuid", "setgid", "setresgid", "setregid", "pipe",
-     "pipe2"}
-)  # fmt: skip
 
+# libsinsp's sinsp_repair_state_sc_set, restricted to what the probe captures: the process
+# syscalls always; socket when any network syscall is selected, bind for accept/listen, close
+# for anything that creates or uses fds.
+REPAIR_PROCESS = frozenset(
+    {"clone", "clone3", "fork", "vfork", "execve", "execveat", "fchdir", "chdir", "chroot",
+     "setgid", "setresgid", "setresuid", "setuid", "prctl"}
+)  # fmt: skip
+NETWORK_SYSCALLS = frozenset(
+    {"socket", "connect", "accept", "accept4", "bind", "listen", "sendto", "recvfrom"}
+)
+FD_SYSCALLS = NETWORK_SYSCALLS | frozenset(
+    {"open", "openat", "openat2", "creat", "close", "dup", "dup2", "dup3", "pipe", "pipe2",
+     "memfd_create", "userfaultfd", "io_uring_setup", "bpf", "fchmod", "fchown", "fchdir",
+     "read", "write", "fcntl"}
+)  # fmt: skip
 
 # Events that are not syscalls: procexit is always sent, the others have no live producer yet.
 META_EVENTS = frozenset({"procexit", "container", "signaldeliver", "switch", "page_fault"})
 
 
-@dataclass(frozen=True)
-class BaseSyscalls:
-    """Falco's base_syscalls: custom_set replaces the state set ("!name" removes a syscall),
-    repair adds the minimum the state tracker needs, all traces every supported syscall."""
-
-    custom_set: tuple[str, ...] = ()
-    repair: bool = False
-    all: bool = False
-
-    @classmethod
-    def from_config(cls, value: dict[str, Any] | None) -> BaseSyscalls:
-        value = value or {}
-        return cls(
-            tuple(value.get("custom_set") or ()), bool(value.get("repair")), bool(value.get("all"))
-        )
+def repair_set(selected: frozenset[str]) -> frozenset[str]:
+    """`selected` plus the minimum the state tracker needs to follow it (Falco's repair)."""
+    chosen = set(selected) | REPAIR_PROCESS
+    if selected & NETWORK_SYSCALLS:
+        chosen |= {"socket", "close"}
+    if selected & {"accept", "accept4", "listen"}:
+        chosen.add("bind")
+    if selected & FD_SYSCALLS:
+        chosen.add("close")
+    return frozenset(chosen)
 
 
 @dataclass(frozen=True)
@@ -77,21 +80,24 @@ class Selection:
 
 
 def select_syscalls(rule_types: Iterable[str] | None, base: BaseSyscalls) -> Selection:
-    """The interesting set: the rules' event types ∪ the base set, as Falco's adaptive selection.
-    rule_types None means some rule matches every event type."""
+    """The interesting set, as Falco's configure_interesting_sets computes it: the rules' event
+    types ∪ (custom_set's names, else the state set); repair with no custom names uses the
+    repaired rules' set instead; "!name" entries are removed; repair with a custom_set then
+    repairs the result. rule_types None means some rule matches every event type."""
     supported = frozenset(SPECS)
     if base.all or rule_types is None:
         return Selection(supported, frozenset())
-    wanted_by_rules = frozenset(rule_types)
-    additions = {n for n in base.custom_set if not n.startswith("!")}
-    removals = {n[1:] for n in base.custom_set if n.startswith("!")}
-    chosen = set(additions) if additions else set(STATE_SYSCALLS)
-    if base.repair:
-        chosen |= REPAIR_SYSCALLS
-    chosen |= wanted_by_rules
-    chosen -= removals
-    unsupported = wanted_by_rules - supported - META_EVENTS
-    return Selection(frozenset(chosen) & supported, unsupported)
+    rules = frozenset(rule_types) & supported
+    positive = base.positive
+    if base.repair and not positive:
+        chosen = repair_set(rules)
+    else:
+        chosen = rules | (positive or STATE_SYSCALLS)
+    chosen -= base.negative
+    if base.repair and base.custom_set:
+        chosen = repair_set(chosen)
+    unsupported = frozenset(rule_types) - supported - META_EVENTS
+    return Selection(chosen & supported, unsupported)
 
 
 @dataclass
@@ -123,11 +129,7 @@ class LiveSource:
         ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
         bootstrap: bool = True,
     ) -> None:
-        if ringbuf_pages <= 0 or ringbuf_pages & (ringbuf_pages - 1):
-            raise BpfError(
-                f"ring buffer size {ringbuf_pages} pages is not a power of two",
-                hint="use e.g. 2048 (8 MiB), 8192 (32 MiB) or 16384",
-            )
+        checked_ringbuf_pages(ringbuf_pages * mmap.PAGESIZE)
         self.tracker = tracker if tracker is not None else StateTracker()
         self.base = base or BaseSyscalls()
         self.ringbuf_pages = ringbuf_pages

@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bpf.capture import BaseSyscalls, LiveSource
+from bpf.capture import LiveSource
 from bpf.errors import BpfError
+from bpf.options import LiveOptions
 from bpf.records import complete_params
 from bpf.syscalls import SPECS
 
@@ -43,16 +45,17 @@ def parse_type_filter(text: str | None) -> frozenset[str] | None:
 
 
 def record_capture(
-    path: str, duration: float | None, filter_text: str | None, ringbuf_pages: int
+    path: str, duration: float | None, filter_text: str | None, options: LiveOptions
 ) -> dict[str, Any]:
     from engine.sources.syscall.capture import CaptureWriter, encode_params
 
     types = parse_type_filter(filter_text)
-    # The state syscalls are always recorded: a replay rebuilds process and fd state from them.
-    base = BaseSyscalls(all=types is None)
+    # Without a filter every captured syscall is recorded; with one, the state syscalls too
+    # (a replay rebuilds process and fd state from them), as base_syscalls says.
+    base = replace(options.base, all=True) if types is None else options.base
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    source = LiveSource(types, base=base, ringbuf_pages=ringbuf_pages)
+    source = LiveSource(types, base=base, ringbuf_pages=options.ringbuf_pages)
     written = 0
     try:
         with source, CaptureWriter(partial) as writer:

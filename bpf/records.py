@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bpf import procfs
-from bpf.syscalls import SPECS, X86_64, Decoder, Raw, ppm_clone_flags
+from bpf.syscalls import SPECS, X86_64, ArgSpec, Decoder, Raw, ppm_clone_flags
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.eventtable import EventInfo, event_info, newest_code
 from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
@@ -29,6 +29,18 @@ KIND_SYSCALL, KIND_EXEC, KIND_PROCEXIT, KIND_SELF_FORK = 0, 1, 2, 3
 TRUNCATED_ARGV, TRUNCATED_ENV = 1, 2
 _CLONE_VFORK_VM = (1 << 27) | (1 << 15)  # PPM_CL_CLONE_VFORK | PPM_CL_CLONE_VM
 _NAMES_BY_ID = {number: name for name, number in X86_64.items()}
+
+
+def syscall_record_size(spec: ArgSpec) -> int:
+    """How long probe.c's emit_syscall makes a syscall's records: every part keeps its fixed
+    offset, and the record ends after the last part the syscall's spec uses."""
+    if spec.sockaddr is not None:
+        return SYS_REC_SIZE
+    if len(spec.strings) > 1:
+        return _SA
+    if spec.strings:
+        return _S1
+    return HDR.size
 
 
 def _infos() -> dict[int, tuple[str, EventInfo, Decoder | None]]:

@@ -38,3 +38,11 @@ EngineVersions = Annotated[
         help="Falco /versions URL or JSON file of the target engine (default: falconet's own).",
     ),
 ]
+RingbufSize = Annotated[
+    str | None,
+    typer.Option(
+        "--ringbuf-size",
+        help="Live capture ring buffer: bytes or MiB, a power of two "
+        "(default: falconet.yaml engine.ringbuf_size, 32MiB).",
+    ),
+]

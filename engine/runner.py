@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import versions
 from engine.errors import EngineError
@@ -26,6 +26,9 @@ from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rule
 from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
 from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
+
+if TYPE_CHECKING:
+    from bpf.options import LiveOptions
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +287,8 @@ class RunRequest:
     stdout: bool = True
     # falco.yaml's json_include_* switches
     json_options: JsonOptions = field(default_factory=JsonOptions)
+    # live syscall capture: base_syscalls and the ring buffer size (None: the defaults)
+    live: LiveOptions | None = None
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -405,7 +410,7 @@ def run(
         if request.replay:
             _replay(detector, source, request.replay, swappable)
         elif source == SYSCALL:
-            _live(detector, signals.stop)
+            _live(detector, signals.stop, request.live)
         else:
             _serve(request, source, detector, signals.stop)
     except Stopped:
@@ -437,15 +442,19 @@ def _check_mode(request: RunRequest, source: str) -> None:
         )
 
 
-def _live(detector: Detector, stop: threading.Event) -> None:
+def _live(detector: Detector, stop: threading.Event, options: LiveOptions | None) -> None:
     """Live syscalls from the eBPF probe until `stop`. The kernel's interesting-syscall map
     follows the switch: a swapped ruleset rewrites it in place before its first event. Drop
     alerts (Falco's "syscall event drop", rate limited) are logged."""
     from bpf.capture import LiveSource
+    from bpf.options import LiveOptions as DefaultOptions
 
+    options = options or DefaultOptions()
     switch = detector.switch
     current = switch.current
-    live = LiveSource(current.event_types(SYSCALL))
+    live = LiveSource(
+        current.event_types(SYSCALL), base=options.base, ringbuf_pages=options.ringbuf_pages
+    )
 
     def events() -> Iterator[Any]:
         nonlocal current

@@ -128,6 +128,26 @@ def _settings() -> list[Setting]:
         ),
         Setting("cache.dir", "str", str(paths.cache_dir), "Blob and index cache."),
         Setting(
+            "base_syscalls.custom_set",
+            "list",
+            [],
+            "Live capture (Falco's base_syscalls): syscalls traced besides the rules' ones, "
+            "replacing the state set; '!name' removes one even when rules use it.",
+        ),
+        Setting(
+            "base_syscalls.repair",
+            "bool",
+            False,
+            "Live capture: add only what the state tracker needs for the selected syscalls.",
+        ),
+        Setting("base_syscalls.all", "bool", False, "Live capture: trace every captured syscall."),
+        Setting(
+            "engine.ringbuf_size",
+            "str",
+            "32MiB",
+            "Live capture ring buffer: bytes or MiB, a power of two (`--ringbuf-size`).",
+        ),
+        Setting(
             "credentials.docker_config",
             "str",
             "",

@@ -9,10 +9,18 @@ import struct
 
 import pytest
 
-from bpf.capture import REPAIR_SYSCALLS, BaseSyscalls, select_syscalls
+from bpf.capture import REPAIR_PROCESS, BaseSyscalls, select_syscalls
 from bpf.drops import DROP_RULE, DropMonitor, KernelCounters
 from bpf.record import CaptureFilterError, parse_type_filter
-from bpf.records import HDR, KIND_EXEC, KIND_SYSCALL, STR_MAX, SYS_REC_SIZE, RecordDecoder
+from bpf.records import (
+    HDR,
+    KIND_EXEC,
+    KIND_SYSCALL,
+    STR_MAX,
+    SYS_REC_SIZE,
+    RecordDecoder,
+    syscall_record_size,
+)
 from bpf.syscalls import (
     SPECS,
     STATE_SYSCALLS,
@@ -44,9 +52,45 @@ def test_custom_set_replaces_the_state_set_and_bang_removes() -> None:
     assert chosen == {"openat", "execve", "ptrace"}
 
 
-def test_repair_adds_the_state_minimum_to_a_custom_set() -> None:
-    base = BaseSyscalls(custom_set=("ptrace",), repair=True)
-    assert select_syscalls(set(), base).syscalls == REPAIR_SYSCALLS | {"ptrace"}
+def test_repair_without_custom_set_replaces_the_state_set_by_the_rules_minimum() -> None:
+    # libsinsp's own check_sinsp_repair_state_sc_set cases, restricted to what the probe captures
+    repaired = select_syscalls({"execve", "execveat"}, BaseSyscalls(repair=True)).syscalls
+    assert repaired == REPAIR_PROCESS
+    assert "close" not in repaired and "openat" not in repaired
+    network = select_syscalls({"execve", "connect", "accept"}, BaseSyscalls(repair=True)).syscalls
+    assert network == REPAIR_PROCESS | {"connect", "accept", "socket", "bind", "close"}
+
+
+def test_repair_with_a_custom_set_repairs_the_result_even_over_removals() -> None:
+    base = BaseSyscalls(custom_set=("ptrace", "openat", "!close"), repair=True)
+    chosen = select_syscalls({"symlink"}, base).syscalls
+    assert chosen == REPAIR_PROCESS | {"ptrace", "openat", "symlink", "close"}
+    # without repair the removal stands
+    assert "close" not in select_syscalls({"symlink"}, BaseSyscalls(base.custom_set)).syscalls
+
+
+def test_base_syscalls_names_are_checked() -> None:
+    from bpf.options import LiveOptionError
+
+    with pytest.raises(LiveOptionError) as error:
+        BaseSyscalls.checked(["openat", "!opnat"], False, False, origin="falconet.yaml")
+    assert "'opnat'" in str(error.value)
+    assert error.value.hint == "did you mean 'openat'?"
+    assert BaseSyscalls.checked(["!close"], True, False).negative == {"close"}
+
+
+def test_ring_buffer_sizes() -> None:
+    from bpf.options import LiveOptionError, checked_ringbuf_pages
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert checked_ringbuf_pages("8MiB") == (8 << 20) // page
+    assert checked_ringbuf_pages("16M") == (16 << 20) // page
+    assert checked_ringbuf_pages(str(1 << 25)) == (1 << 25) // page
+    for bad in ("1000", "3MiB", "0", "2GiB", "lots", "2048MiB", "1K"):
+        with pytest.raises(LiveOptionError) as error:
+            checked_ringbuf_pages(bad)
+        assert error.value.exit_status == "usage"
+        assert error.value.hint
 
 
 def test_all_and_unrestricted_rules_trace_everything() -> None:
@@ -92,9 +136,9 @@ def _record(sysid: int, kind: int, ret: int, args: tuple[int, ...], lens=(0, 0, 
 
 def test_openat_record_decodes_to_the_exit_event() -> None:
     path = b"/etc/shadow\0"
-    body = path.ljust(STR_MAX, b"\0") + bytes(STR_MAX + 128)
+    body = path.ljust(STR_MAX, b"\0")
     record = _record(257, KIND_SYSCALL, 3, (2**64 - 100, 0, os.O_RDONLY, 0, 0, 0), (12, 0, 0), body)
-    assert len(record) == SYS_REC_SIZE
+    assert len(record) == syscall_record_size(SPECS["openat"]) == HDR.size + STR_MAX
     event = RecordDecoder().decode_one(record)
     assert event is not None
     assert (event.type, event.dir, event.tid) == ("openat", "<", 42)
@@ -102,6 +146,19 @@ def test_openat_record_decodes_to_the_exit_event() -> None:
     assert event.params["dirfd"] == -100
     assert event.params["name"] == "/etc/shadow"
     assert event.params["flags"] == 1
+
+
+def test_records_end_after_the_last_part_their_syscall_uses() -> None:
+    assert syscall_record_size(SPECS["close"]) == HDR.size
+    assert syscall_record_size(SPECS["renameat2"]) == HDR.size + 2 * STR_MAX
+    assert syscall_record_size(SPECS["connect"]) == SYS_REC_SIZE
+    close = RecordDecoder().decode_one(_record(3, KIND_SYSCALL, 0, (7, 0, 0, 0, 0, 0)))
+    assert close is not None and close.params == {"res": 0, "fd": 7}
+    rename = _record(
+        82, KIND_SYSCALL, 0, (0,) * 6, (3, 3, 0), b"/a\0".ljust(STR_MAX, b"\0") + b"/b\0"
+    )
+    event = RecordDecoder().decode_one(rename.ljust(syscall_record_size(SPECS["rename"]), b"\0"))
+    assert event is not None and (event.params["oldpath"], event.params["newpath"]) == ("/a", "/b")
 
 
 def test_failed_exec_record_keeps_filename_and_args() -> None:

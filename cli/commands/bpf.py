@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from cli.options import RingbufSize
+
+if TYPE_CHECKING:
+    from bpf.options import LiveOptions
+
+LIVE_SETTINGS = (
+    "base_syscalls.custom_set",
+    "base_syscalls.repair",
+    "base_syscalls.all",
+    "engine.ringbuf_size",
+)
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -47,16 +59,14 @@ def capture(
         str | None,
         typer.Option("--filter", help="Which events: evt.type in (openat, execve, ...)."),
     ] = None,
-    ringbuf_pages: Annotated[
-        int, typer.Option("--ringbuf-pages", help="Ring buffer size in pages (power of two).")
-    ] = 8192,
+    ringbuf_size: RingbufSize = None,
     output: Annotated[str, typer.Option("-o", "--output", help="text|json")] = "text",
 ) -> None:
     """Record live syscalls to falconet's capture format (replay it with `run --replay`)."""
     from bpf.record import record_capture
     from cli.render import emit_json, emit_text
 
-    summary = record_capture(write, duration, filter_, ringbuf_pages)
+    summary = record_capture(write, duration, filter_, live_options(ringbuf_size))
     if output == "json":
         emit_json(summary)
     else:
@@ -64,3 +74,31 @@ def capture(
             f"wrote {summary['events']} events to {write} in {summary['seconds']:.1f}s "
             f"(kernel counted {summary['kernel_events']}, dropped {summary['dropped']})"
         )
+
+
+def live_options(ringbuf_size: str | None) -> LiveOptions:
+    """base_syscalls and the ring buffer size from falconet.yaml / FALCONET_* / the flag,
+    checked before the probe is loaded (an error names where the bad value came from)."""
+    from bpf.options import LiveOptions
+    from cli.context import ENV
+    from feeds.config import load_config
+
+    config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
+    origins = {key: _origin_text(key, config.values[key].origin) for key in LIVE_SETTINGS}
+    return LiveOptions.checked(
+        config["base_syscalls.custom_set"],
+        config["base_syscalls.repair"],
+        config["base_syscalls.all"],
+        config["engine.ringbuf_size"],
+        origins,
+    )
+
+
+def _origin_text(key: str, origin: str) -> str:
+    if origin == "flag":
+        return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+    if origin.startswith("file:"):
+        return f"{origin.removeprefix('file:')}: {key}"
+    if origin.startswith("env:"):
+        return origin.removeprefix("env:")
+    return key

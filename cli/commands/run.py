@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import RingbufSize
+
 DEFAULT_WEB = "127.0.0.1:8765"
 SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|json"
 
@@ -104,6 +106,7 @@ def run(
     response: Annotated[
         str | None, typer.Option("--response", help="Response rules file (hot-reloaded).")
     ] = None,
+    ringbuf_size: RingbufSize = None,
 ) -> None:
     """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
 
@@ -113,6 +116,7 @@ def run(
     _check_choice("--time-format", time_format, (None, "iso8601"))
     import sys
 
+    from cli.commands.bpf import live_options
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
 
@@ -139,6 +143,7 @@ def run(
             only_rules=tuple(only_rules or ()),
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
+        live=None if replay or listen else live_options(ringbuf_size),
     )
     from engine.daemon import DaemonOptions, run_daemon
 
