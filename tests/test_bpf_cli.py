@@ -40,12 +40,53 @@ def test_capture_rejects_a_filter_it_cannot_apply(run_cli, tmp_path) -> None:
     assert not out.exists()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root (CAP_BPF + CAP_PERFMON)")
 def test_capture_rejects_a_bad_ring_buffer_size(run_cli, tmp_path) -> None:
-    result = run_cli("capture", "-w", str(tmp_path / "x"), "--ringbuf-pages", "1000")
-    assert result.returncode != 0
-    assert "power of two" in result.stderr
+    result = run_cli("capture", "-w", str(tmp_path / "x"), "--ringbuf-size", "1000")
+    assert result.returncode == 2
+    assert "error: --ringbuf-size '1000' is not a power of two" in result.stderr
+    assert "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def _config(tmp_path, text: str) -> dict[str, str]:
+    path = tmp_path / "falconet.yaml"
+    path.write_text(text)
+    return {"FALCONET_CONFIG": str(path)}
+
+
+def test_run_rejects_a_ring_buffer_size_from_falconet_yaml(run_cli, tmp_path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- rule: r\n  desc: d\n  condition: evt.type=openat\n  output: o\n"
+                     "  priority: INFO\n")  # fmt: skip
+    env = _config(tmp_path, "engine:\n  ringbuf_size: 3MiB\n")
+    result = run_cli("run", "-r", str(rules), "--no-web", env=env)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'falconet.yaml'}: engine.ringbuf_size '3MiB'" in result.stderr
+    assert "Traceback" not in result.stderr
+    # the flag wins over the file, and is what the message names
+    flagged = run_cli("run", "-r", str(rules), "--no-web", "--ringbuf-size", "12M", env=env)
+    assert flagged.returncode == 2
+    assert "--ringbuf-size '12M'" in flagged.stderr
+
+
+def test_capture_rejects_base_syscalls_it_cannot_capture(run_cli, tmp_path) -> None:
+    env = _config(tmp_path, "base_syscalls:\n  custom_set: [openat, '!opnat']\n")
+    result = run_cli("capture", "-w", str(tmp_path / "x"), "--duration", "1", env=env)
+    assert result.returncode == 2
+    assert "base_syscalls.custom_set: the live probe does not capture 'opnat'" in result.stderr
+    assert "did you mean 'openat'?" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_base_syscalls_values_are_type_checked(run_cli, tmp_path) -> None:
+    env = _config(tmp_path, "base_syscalls:\n  repair: maybe\n")
+    result = run_cli("capture", "-w", str(tmp_path / "x"), "--duration", "1", env=env)
+    assert result.returncode == 2
+    assert "'base_syscalls.repair' must be a bool" in result.stderr
+    typo = run_cli("config", "show", env=_config(tmp_path, "base_syscalls:\n  reapir: true\n"))
+    assert typo.returncode == 2
+    assert "did you mean 'base_syscalls.repair'?" in typo.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
