@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bpf.capture import BaseSyscalls, LiveSource
 from engine.loader import load_valid_rules, rulesets_for
@@ -41,13 +42,22 @@ def build_storm(workdir: Path) -> Path:
     return binary
 
 
-def storm(binary: Path, mode: str, rate: float, seconds: float) -> float:
-    """Ops per second the storm achieved."""
+class Rate(NamedTuple):
+    wall: float  # ops per second of elapsed time
+    cpu: float  # ops per CPU-second of the storm process (its syscalls' probe cost included)
+
+
+def storm(binary: Path, mode: str, rate: float, seconds: float) -> Rate:
     out = subprocess.run(
         [str(binary), mode, str(rate), str(seconds)], capture_output=True, text=True, check=True
     )
-    ops, elapsed = out.stdout.split()
-    return int(ops) / float(elapsed)
+    ops, elapsed, cpu = out.stdout.split()
+    return Rate(int(ops) / float(elapsed), int(ops) / float(cpu))
+
+
+def ratios(with_: Rate, without: Rate) -> str:
+    per_cpu, wall = with_.cpu / without.cpu, with_.wall / without.wall
+    return f"ratio {per_cpu:.3f} per CPU-second, {wall:.3f} wall"
 
 
 class Pipeline:
@@ -101,7 +111,7 @@ def capacity(pipeline: Pipeline, binary: Path, seconds: float) -> None:
     for target in (20_000, 50_000, 100_000, 150_000, 200_000, 300_000):
         pipeline.drain()
         d0, c0, x0 = pipeline.counters()
-        achieved = storm(binary, "openat", target / 2, seconds) * 2
+        achieved = storm(binary, "openat", target / 2, seconds).wall * 2
         pipeline.drain()
         d1, c1, x1 = pipeline.counters()
         delivered, counted, dropped = d1 - d0, c1 - c0, x1 - x0
@@ -122,8 +132,8 @@ def side_by_side(binary: Path, mode: str, seconds: float, label: str) -> None:
     with Pipeline():
         time.sleep(0.5)
         with_capture = storm(binary, mode, 0, seconds)
-    print(f"{label}: {without:,.0f} ops/s without, {with_capture:,.0f} ops/s with capture, "
-          f"ratio {with_capture / without:.3f} ({load()})")  # fmt: skip
+    print(f"{label}: {without.cpu:,.0f} ops/CPU-s without, {with_capture.cpu:,.0f} with capture, "
+          f"{ratios(with_capture, without)} ({load()})")  # fmt: skip
 
 
 EMPTY_PROGRAMS = b"""
@@ -156,9 +166,9 @@ def tracepoint_floors(binary: Path, seconds: float) -> None:
             raw = storm(binary, mode, 0, seconds)
         finally:
             empty.cleanup()
-        print(f"   {mode}: {without:,.0f} ops/s without; ratio with empty per-syscall "
-              f"tracepoints {per_syscall / without:.3f}, with empty raw_syscalls "
-              f"{raw / without:.3f} ({load()})")  # fmt: skip
+        print(f"   {mode}: {without.cpu:,.0f} ops/CPU-s without; empty per-syscall tracepoints "
+              f"{ratios(per_syscall, without)}; empty raw_syscalls {ratios(raw, without)} "
+              f"({load()})")  # fmt: skip
 
 
 PARTS = ("capacity", "overhead", "getpid", "floors")

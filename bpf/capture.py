@@ -156,6 +156,7 @@ class LiveSource:
         bcc = ensure_ready()
         cflags = [
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DSELF_TGID={os.getpid()}",
             f"-DARGS_MAX={ARGS_MAX}",
             f"-DARGV_MAX_N={ARGV_MAX_N}",
             "-Wno-unused-function",
@@ -167,7 +168,6 @@ class LiveSource:
                 f"loading the eBPF probe failed: {exc}", hint="run `falconet bpf check`"
             ) from exc
         self._fill_argspecs()
-        self._bpf[b"self_tgid"][ctypes.c_int(0)] = ctypes.c_uint32(os.getpid())
         if self.bootstrap:
             self._bootstrap_state()
         self._write_interesting(self.selection.syscalls)

@@ -21,7 +21,7 @@
 // + a sockaddr), and are submitted without waking the reader (a wakeup per event costs more
 // than the event itself at high rates); the reader polls the buffer every few milliseconds.
 //
-// The loader defines RINGBUF_PAGES, MAX_TIDS, ARGS_MAX and ARGV_MAX_N.
+// The loader defines RINGBUF_PAGES, SELF_TGID, ARGS_MAX and ARGV_MAX_N.
 
 #define STR_MAX 256
 #define SA_MAX 128
@@ -100,7 +100,6 @@ struct sys_exit_ctx {
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
 BPF_ARRAY(interesting, u8, NR_SYSCALLS);
 BPF_ARRAY(argspecs, struct argspec, NR_SYSCALLS);
-BPF_ARRAY(self_tgid, u32, 1);
 BPF_TASK_STORAGE(enters, struct enter);
 BPF_HASH(execs, u32, struct exec_rec, 1024);
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_rec, 1);
@@ -120,10 +119,9 @@ static __always_inline u64 arg_at(const u64 *a, u8 i) {
     return 0;
 }
 
+// falconet's own process id is compiled in (SELF_TGID): no map lookup per event.
 static __always_inline int is_self(u32 tgid) {
-    int zero = 0;
-    u32 *self = self_tgid.lookup(&zero);
-    return self && *self == tgid;
+    return tgid == SELF_TGID;
 }
 
 static __always_inline void count(int dropped_one) {
@@ -285,10 +283,7 @@ static __always_inline int emit_shape(s32 id, struct argspec *spec, const u64 *a
 #define SIZE_S1 (sizeof(struct hdr) + 2 * STR_MAX)
 #define SIZE_ALL sizeof(struct sys_rec)
 
-static __always_inline int emit_syscall(s32 id, const u64 *a, s64 ret) {
-    struct argspec *spec = argspecs.lookup(&id);
-    if (!spec)
-        return 0;
+static __always_inline int emit_syscall(s32 id, struct argspec *spec, const u64 *a, s64 ret) {
     if (spec->sa != NONE)
         return emit_shape(id, spec, a, ret, SIZE_ALL, 1, 1);
     if (spec->str1 != NONE)
@@ -329,7 +324,9 @@ int on_sys_exit(struct sys_exit_ctx *ctx) {
     if (id < 0 || id >= NR_SYSCALLS)
         return 0;
     struct argspec *spec = argspecs.lookup(&id);
-    if (spec && spec->is_exec) {
+    if (!spec)
+        return 0;
+    if (spec->is_exec) {
         emit_exec((u32)bpf_get_current_pid_tgid(), id, ctx->ret);
         return 0;
     }
@@ -341,7 +338,7 @@ int on_sys_exit(struct sys_exit_ctx *ctx) {
     for (int i = 0; i < 6; i++)
         a[i] = e->args[i];
     e->id = -1;
-    return emit_syscall(id, a, ctx->ret);
+    return emit_syscall(id, spec, a, ctx->ret);
 }
 
 // falconet's own events are filtered, so its children would appear parentless: their creation
