@@ -157,6 +157,7 @@ class LiveSource:
         cflags = [
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DSELF_TGID={os.getpid()}",
+            f"-DCONNECT_NR={X86_64['connect']}",
             f"-DARGS_MAX={ARGS_MAX}",
             f"-DARGV_MAX_N={ARGV_MAX_N}",
             "-Wno-unused-function",

@@ -21,12 +21,20 @@
 // + a sockaddr), and are submitted without waking the reader (a wakeup per event costs more
 // than the event itself at high rates); the reader polls the buffer every few milliseconds.
 //
-// The loader defines RINGBUF_PAGES, SELF_TGID, ARGS_MAX and ARGV_MAX_N.
+// The loader defines RINGBUF_PAGES, SELF_TGID, CONNECT_NR, ARGS_MAX and ARGV_MAX_N.
 
 #define STR_MAX 256
 #define SA_MAX 128
 #define NR_SYSCALLS 512
 #define NONE 0xff
+// connect: the socket's local address goes after the peer's sockaddr in the sockaddr slot (a
+// sockaddr_un is at most 110 bytes, an inet one 28; the local one is only read for TCP).
+#define LOCAL_AT (SA_MAX - 24)
+#define EINPROGRESS 115
+#define TCP_SYN_SENT 2   // include/net/tcp_states.h (not UAPI)
+#define PROTO_TCP 6
+#define FAMILY_INET 2
+#define SKC_NUM_OFFSET 14  // struct sock_common: daddr, rcv_saddr, hash, dport, num (since 2.6)
 
 enum rec_kind { KIND_SYSCALL = 0, KIND_EXEC = 1, KIND_PROCEXIT = 2, KIND_SELF_FORK = 3 };
 
@@ -79,6 +87,15 @@ struct enter {
     s32 id;
     u32 pad;
     u64 args[6];
+    u64 sk;  // connect on a TCP socket: the sock, seen when it went SYN_SENT
+    u16 family;
+    u8 saddr[16];
+};
+
+struct local_addr {
+    u16 family;
+    u16 port;  // host order, as the kernel keeps it
+    u8 addr[16];
 };
 
 // The layouts every syscalls:sys_enter_* / sys_exit_* tracepoint shares (see their format
@@ -250,12 +267,25 @@ static __always_inline u16 read_sockaddr(u8 *dst, struct argspec *spec, const u6
     return len;
 }
 
+// The local end of a TCP connect: the address the socket had when it went SYN_SENT, the port
+// it has now (bound by then); returns the sockaddr slot's new length.
+static __always_inline u16 add_local(u8 *sa, struct enter *e) {
+    struct local_addr *local = (struct local_addr *)(sa + LOCAL_AT);
+    u16 port = 0;
+    if (bpf_probe_read_kernel(&port, sizeof(port), (void *)e->sk + SKC_NUM_OFFSET))
+        return LOCAL_AT;
+    local->family = e->family;
+    local->port = port;
+    __builtin_memcpy(local->addr, e->saddr, sizeof(local->addr));
+    return SA_MAX;
+}
+
 // One exit record of the shape the syscall needs: the header, then (when present) s0, s1 and
 // the sockaddr at their fixed offsets; the record ends after the last part the syscall has.
 // The shape is a compile-time constant in each caller, so the verifier sees a reservation of
 // constant size and clang drops the parts a shape lacks.
 static __always_inline int emit_shape(s32 id, struct argspec *spec, const u64 *a, s64 ret,
-                                      u32 size, int has_s1, int has_sa) {
+                                      struct enter *e, u32 size, int has_s1, int has_sa) {
     struct sys_rec *r = events.ringbuf_reserve(size);
     if (!r) {
         count(1);
@@ -272,8 +302,12 @@ static __always_inline int emit_shape(s32 id, struct argspec *spec, const u64 *a
         r->h.lens[0] = read_str(r->s0, arg_at(a, spec->str0));
     if (has_s1 && spec->str1 != NONE)
         r->h.lens[1] = read_str(r->s1, arg_at(a, spec->str1));
-    if (has_sa && ret >= 0)
+    // a non-blocking connect in progress has its peer too (Falco's rules accept EINPROGRESS)
+    if (has_sa && (ret >= 0 || ret == -EINPROGRESS)) {
         r->h.lens[2] = read_sockaddr(r->sa, spec, a);
+        if (e->sk && r->h.lens[2] && r->h.lens[2] <= LOCAL_AT)
+            r->h.lens[2] = add_local(r->sa, e);
+    }
     events.ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     return 0;
 }
@@ -283,14 +317,15 @@ static __always_inline int emit_shape(s32 id, struct argspec *spec, const u64 *a
 #define SIZE_S1 (sizeof(struct hdr) + 2 * STR_MAX)
 #define SIZE_ALL sizeof(struct sys_rec)
 
-static __always_inline int emit_syscall(s32 id, struct argspec *spec, const u64 *a, s64 ret) {
+static __always_inline int emit_syscall(s32 id, struct argspec *spec, const u64 *a, s64 ret,
+                                        struct enter *e) {
     if (spec->sa != NONE)
-        return emit_shape(id, spec, a, ret, SIZE_ALL, 1, 1);
+        return emit_shape(id, spec, a, ret, e, SIZE_ALL, 1, 1);
     if (spec->str1 != NONE)
-        return emit_shape(id, spec, a, ret, SIZE_S1, 1, 0);
+        return emit_shape(id, spec, a, ret, e, SIZE_S1, 1, 0);
     if (spec->str0 != NONE)
-        return emit_shape(id, spec, a, ret, SIZE_S0, 0, 0);
-    return emit_shape(id, spec, a, ret, SIZE_HDR, 0, 0);
+        return emit_shape(id, spec, a, ret, e, SIZE_S0, 0, 0);
+    return emit_shape(id, spec, a, ret, e, SIZE_HDR, 0, 0);
 }
 
 // Attached to syscalls:sys_enter_<name> for each selected syscall. The arguments are copied
@@ -313,6 +348,7 @@ int on_sys_enter(struct sys_enter_ctx *ctx) {
     if (!e)
         return 0;
     e->id = id;
+    e->sk = 0;
     bpf_probe_read_kernel(e->args, sizeof(e->args),
                           (void *)ctx + offsetof(struct sys_enter_ctx, args));
     return 0;
@@ -338,7 +374,25 @@ int on_sys_exit(struct sys_exit_ctx *ctx) {
     for (int i = 0; i < 6; i++)
         a[i] = e->args[i];
     e->id = -1;
-    return emit_syscall(id, spec, a, ctx->ret);
+    return emit_syscall(id, spec, a, ctx->ret, e);
+}
+
+// A TCP connect takes its local address on the way to SYN_SENT, in the connecting thread: the
+// sock is kept for the connect's exit record (reading struct sock's address fields would need
+// the running kernel's layout; the tracepoint carries them).
+TRACEPOINT_PROBE(sock, inet_sock_set_state) {
+    if (args->newstate != TCP_SYN_SENT || args->protocol != PROTO_TCP)
+        return 0;
+    struct enter *e = enters.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!e || e->id != CONNECT_NR)
+        return 0;
+    e->sk = (u64)args->skaddr;
+    e->family = args->family;
+    if (args->family == FAMILY_INET)
+        __builtin_memcpy(e->saddr, args->saddr, 4);
+    else
+        __builtin_memcpy(e->saddr, args->saddr_v6, 16);
+    return 0;
 }
 
 // falconet's own events are filtered, so its children would appear parentless: their creation

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bpf import procfs
-from bpf.syscalls import SPECS, X86_64, ArgSpec, Decoder, Raw, ppm_clone_flags
+from bpf.syscalls import SA_MAX, SPECS, X86_64, ArgSpec, Decoder, Raw, ppm_clone_flags
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.eventtable import EventInfo, event_info, newest_code
 from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
@@ -22,7 +22,6 @@ HDR = struct.Struct("<QIIIIiH3HB11xq6Q16s")
 _HEAD = struct.Struct("<QIIIIiH3HB11xq6Q")  # HDR without comm
 _COMM = _HEAD.size
 STR_MAX = 256
-SA_MAX = 128
 SYS_REC_SIZE = HDR.size + 2 * STR_MAX + SA_MAX
 _S0, _S1, _SA = HDR.size, HDR.size + STR_MAX, HDR.size + 2 * STR_MAX
 KIND_SYSCALL, KIND_EXEC, KIND_PROCEXIT, KIND_SELF_FORK = 0, 1, 2, 3

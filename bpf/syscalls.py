@@ -17,6 +17,9 @@ from typing import Any
 from engine.sources.syscall.params import AF_INET, AF_INET6, AF_UNIX, SockAddr, SockTuple
 
 NONE = 0xFF
+SA_MAX = 128  # probe.c's sockaddr slot
+LOCAL_AT = SA_MAX - 24  # connect: struct local_addr {u16 family; u16 port; u8 addr[16]} here
+_LOCAL = struct.Struct("<HH16s")
 
 # x86_64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl) of what the probe knows.
 X86_64: dict[str, int] = {
@@ -140,6 +143,19 @@ def peer_tuple(addr: SockAddr | None, peer_is_dest: bool) -> SockTuple | None:
     return SockTuple(addr.family, addr.address, addr.port, any_address, 0)
 
 
+def connect_tuple(sa: bytes) -> SockTuple | None:
+    """connect's tuple: the peer from its sockaddr, and for TCP the socket's local address the
+    probe appends to the slot (unknown, as 0.0.0.0:0, when it could not read it)."""
+    peer = sockaddr(sa) if sa else None
+    if peer is None or len(sa) < SA_MAX or peer.family not in (AF_INET, AF_INET6):
+        return peer_tuple(peer, True)
+    family, port, raw = _LOCAL.unpack_from(sa, LOCAL_AT)
+    if family != peer.family:
+        return peer_tuple(peer, True)
+    local = ipaddress.IPv4Address(raw[:4]) if family == AF_INET else ipaddress.IPv6Address(raw)
+    return SockTuple(family, local, port, peer.address, peer.port)
+
+
 class Raw:
     """A decoded record, before naming: what the decoders read (a plain slotted class: one is
     made per event, and a frozen dataclass costs twice as much to build)."""
@@ -215,7 +231,7 @@ SPECS: dict[str, ArgSpec] = {
         "fd": r.ret, "domain": r.args[0], "type": r.args[1] & 0xF, "proto": r.args[2],
         "flags": 0}),
     "connect": ArgSpec(sockaddr=(1, 2, False), decode=lambda r: {
-        "res": r.ret, "tuple": peer_tuple(_sock(r, True), True), "fd": s32(r.args[0]),
+        "res": r.ret, "tuple": connect_tuple(r.sa), "fd": s32(r.args[0]),
         "addr": _sock(r, True)}),
     "bind": ArgSpec(sockaddr=(1, 2, False), decode=lambda r: {
         "res": r.ret, "addr": _sock(r, False), "fd": s32(r.args[0])}),

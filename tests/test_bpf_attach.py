@@ -87,3 +87,37 @@ def test_a_ruleset_change_attaches_a_newly_selected_syscall_without_reload(
         source, f"import os; os.mkdir({str(again)!r}); open({str(again)!r} + '.f', 'w')", "openat"
     )
     assert "mkdir" not in {e.info.name for e in events}
+
+
+CONNECT = """
+import socket
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+print(*client.getsockname(), *server.getsockname())
+"""
+
+
+def test_tcp_connect_carries_its_local_address(source) -> None:
+    from engine.sources.syscall.params import AF_INET
+
+    source.update_interesting({"openat", "connect"})
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CONNECT], capture_output=True, text=True, check=True
+        )
+        local_ip, local_port, server_ip, server_port = out.stdout.split()
+        connects: list = []
+        deadline = time.monotonic() + WAIT_S
+        while not connects and time.monotonic() < deadline:
+            connects = [
+                e
+                for e in source.poll(50)
+                if e.info.name == "connect" and e.params["tuple"].dest_port == int(server_port)
+            ]
+    finally:
+        source.update_interesting({"openat"})
+    assert len(connects) == 1
+    sock = connects[0].params["tuple"]
+    assert sock.family == AF_INET
+    assert (str(sock.source), sock.source_port) == (local_ip, int(local_port))
+    assert (str(sock.dest), sock.dest_port) == (server_ip, int(server_port))

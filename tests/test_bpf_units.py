@@ -174,6 +174,20 @@ def test_failed_exec_record_keeps_filename_and_args() -> None:
     assert event.params["filename"] == "/nonexistent"
 
 
+def test_connect_tuple_takes_the_local_end_only_when_the_probe_appended_it() -> None:
+    from bpf.syscalls import LOCAL_AT, SA_MAX, connect_tuple
+
+    peer = struct.pack("<H", 2) + struct.pack(">H", 80) + bytes([10, 0, 0, 1])
+    local = struct.pack("<HH16s", 2, 40000, bytes([10, 0, 0, 2]))
+    full = peer.ljust(LOCAL_AT, b"\0") + local.ljust(SA_MAX - LOCAL_AT, b"\0")
+    tuple_ = connect_tuple(full)
+    assert (str(tuple_.source), tuple_.source_port) == ("10.0.0.2", 40000)
+    assert (str(tuple_.dest), tuple_.dest_port) == ("10.0.0.1", 80)
+    unknown = connect_tuple(peer.ljust(16, b"\0"))  # UDP, or the sock was not seen
+    assert (str(unknown.source), unknown.source_port) == ("0.0.0.0", 0)
+    assert connect_tuple(b"") is None
+
+
 def test_drop_alert_is_thresholded_and_rate_limited() -> None:
     monitor = DropMonitor()
     assert monitor.check(KernelCounters((100, 100), (0, 0)), now=0) is None
