@@ -283,7 +283,9 @@ static __always_inline u16 add_local(u8 *sa, struct enter *e) {
 // One exit record of the shape the syscall needs: the header, then (when present) s0, s1 and
 // the sockaddr at their fixed offsets; the record ends after the last part the syscall has.
 // The shape is a compile-time constant in each caller, so the verifier sees a reservation of
-// constant size and clang drops the parts a shape lacks.
+// constant size and clang drops the parts a shape lacks. Filled in place: building it in a
+// per-CPU scratch and copying its used length with bpf_ringbuf_output was measured (BPF
+// run-time stats, openat storm, 4 alternating runs) at 375-443 ns per exit against 332-371 ns.
 static __always_inline int emit_shape(s32 id, struct argspec *spec, const u64 *a, s64 ret,
                                       struct enter *e, u32 size, int has_s1, int has_sa) {
     struct sys_rec *r = events.ringbuf_reserve(size);
@@ -328,18 +330,22 @@ static __always_inline int emit_syscall(s32 id, struct argspec *spec, const u64 
     return emit_shape(id, spec, a, ret, e, SIZE_HDR, 0, 0);
 }
 
-// Attached to syscalls:sys_enter_<name> for each selected syscall. The arguments are copied
-// with a helper, not read as ctx fields: the kernel refuses to attach a program whose ctx reads
-// go past the tracepoint's own (argument-count sized) record, and the syscall tracepoint's
-// record always has room for six.
-int on_sys_enter(struct sys_enter_ctx *ctx) {
+// The enter program for syscalls of N arguments, attached to syscalls:sys_enter_<name> of each
+// selected syscall with that count. The arguments are read as ctx fields (a helper copy costs
+// ~45 ns more per call), and only the first N: the kernel refuses to attach a program whose ctx
+// reads go past the tracepoint's own record, which is sized by the argument count. The others
+// are zeroed (so nothing stale reaches a record).
+static __always_inline int enter_body(struct sys_enter_ctx *ctx, int n) {
     s32 id = ctx->nr;
     if (!wanted(id))
         return 0;
     struct argspec *spec = argspecs.lookup(&id);
     if (spec && spec->is_exec) {
-        u64 a[6];
-        bpf_probe_read_kernel(a, sizeof(a), (void *)ctx + offsetof(struct sys_enter_ctx, args));
+        u64 a[6] = {};
+#pragma unroll
+        for (int i = 0; i < 6; i++)
+            if (i < n)
+                a[i] = ctx->args[i];
         save_exec((u32)bpf_get_current_pid_tgid(), spec, a);
         return 0;
     }
@@ -349,10 +355,19 @@ int on_sys_enter(struct sys_enter_ctx *ctx) {
         return 0;
     e->id = id;
     e->sk = 0;
-    bpf_probe_read_kernel(e->args, sizeof(e->args),
-                          (void *)ctx + offsetof(struct sys_enter_ctx, args));
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        e->args[i] = i < n ? ctx->args[i] : 0;
     return 0;
 }
+
+int on_sys_enter0(struct sys_enter_ctx *ctx) { return enter_body(ctx, 0); }
+int on_sys_enter1(struct sys_enter_ctx *ctx) { return enter_body(ctx, 1); }
+int on_sys_enter2(struct sys_enter_ctx *ctx) { return enter_body(ctx, 2); }
+int on_sys_enter3(struct sys_enter_ctx *ctx) { return enter_body(ctx, 3); }
+int on_sys_enter4(struct sys_enter_ctx *ctx) { return enter_body(ctx, 4); }
+int on_sys_enter5(struct sys_enter_ctx *ctx) { return enter_body(ctx, 5); }
+int on_sys_enter6(struct sys_enter_ctx *ctx) { return enter_body(ctx, 6); }  // and raw_syscalls
 
 // Attached to syscalls:sys_exit_<name> for each selected syscall.
 int on_sys_exit(struct sys_exit_ctx *ctx) {

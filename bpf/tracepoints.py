@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 TRACEFS_SYSCALLS = Path("/sys/kernel/tracing/events/syscalls")
 KALLSYMS = Path("/proc/kallsyms")
-ENTER_PROGRAM = b"on_sys_enter"
+ENTER_PROGRAM = "on_sys_enter{}"  # by argument count: 0..6
 EXIT_PROGRAM = b"on_sys_exit"
+MAX_ARGS = 6
 RAW_ENTER = b"raw_syscalls:sys_enter"
 RAW_EXIT = b"raw_syscalls:sys_exit"
 # Closing a tracepoint's perf event waits for an RCU grace period (tens of ms): detaching
@@ -47,6 +48,20 @@ def tracepoint_name(syscall: str) -> str:
 
 def has_tracepoint(syscall: str, root: Path = TRACEFS_SYSCALLS) -> bool:
     return (root / f"sys_enter_{tracepoint_name(syscall)}").is_dir()
+
+
+def arg_count(syscall: str, root: Path = TRACEFS_SYSCALLS) -> int:
+    """How many arguments the syscall's enter tracepoint carries (its format's fields after
+    __syscall_nr): the enter program attached must read no further."""
+    fmt = root / f"sys_enter_{tracepoint_name(syscall)}" / "format"
+    fields = [line for line in fmt.read_text().splitlines() if "field:" in line]
+    names = [line.split(";")[0].split()[-1] for line in fields]
+    after = names[names.index("__syscall_nr") + 1 :] if "__syscall_nr" in names else []
+    return min(len(after), MAX_ARGS)
+
+
+def enter_program(nargs: int) -> bytes:
+    return ENTER_PROGRAM.format(nargs).encode()
 
 
 def implemented_without_tracepoint(names: Iterable[str], kallsyms: Path = KALLSYMS) -> set[str]:
@@ -78,6 +93,11 @@ class Attachments:
 
     def __init__(self, bpf: Any) -> None:
         self._bpf = bpf
+        # Every program is loaded (verified) now, so that a swap only attaches and detaches.
+        tracepoint_type = type(bpf).TRACEPOINT
+        for nargs in range(MAX_ARGS + 1):
+            bpf.load_func(enter_program(nargs), tracepoint_type)
+        bpf.load_func(EXIT_PROGRAM, tracepoint_type)
         self.syscalls: frozenset[str] = frozenset()
         self.raw = False
         self.placement = Placement(frozenset(), frozenset(), frozenset())
@@ -104,7 +124,9 @@ class Attachments:
         tp = tracepoint_name(name)
         # exit first: an enter seen before its exit is attached would wait for a later one
         self._bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{tp}".encode(), fn_name=EXIT_PROGRAM)
-        self._bpf.attach_tracepoint(tp=f"syscalls:sys_enter_{tp}".encode(), fn_name=ENTER_PROGRAM)
+        self._bpf.attach_tracepoint(
+            tp=f"syscalls:sys_enter_{tp}".encode(), fn_name=enter_program(arg_count(name))
+        )
 
     def detach_everything(self) -> None:
         """Before the BPF object's cleanup, which would detach them one at a time."""
@@ -128,7 +150,7 @@ class Attachments:
     def _follow_raw(self, wanted: bool) -> None:
         if wanted and not self.raw:
             self._bpf.attach_tracepoint(tp=RAW_EXIT, fn_name=EXIT_PROGRAM)
-            self._bpf.attach_tracepoint(tp=RAW_ENTER, fn_name=ENTER_PROGRAM)
+            self._bpf.attach_tracepoint(tp=RAW_ENTER, fn_name=enter_program(MAX_ARGS))
         elif self.raw and not wanted:
             self._bpf.detach_tracepoint(tp=RAW_ENTER)
             self._bpf.detach_tracepoint(tp=RAW_EXIT)
