@@ -12,6 +12,10 @@ of a syscall the ruleset does not need.
 4. Floors, for both storms: empty programs attached where falconet attaches (the per-syscall
    tracepoints of the upstream ruleset's selection), and on raw_syscalls as before: what the
    kernel's tracepoints cost by themselves, which no probe body can go below.
+5. Kernel side alone: the probe attached with a reader that only releases records (no copy,
+   no decode), both storms; and the probe programs' own run time per call (the kernel's BPF
+   run-time statistics, enabled for this measurement only): the steadiest figure on a shared
+   machine.
 
 Each figure is a ratio measured side by side in the same run; the load average is printed
 beside it (the machine may be shared).
@@ -171,7 +175,86 @@ def tracepoint_floors(binary: Path, seconds: float) -> None:
               f"({load()})")  # fmt: skip
 
 
-PARTS = ("capacity", "overhead", "getpid", "floors")
+SYS_BPF = 321  # x86_64
+BPF_OBJ_GET_INFO_BY_FD, BPF_ENABLE_STATS = 15, 32
+PROG_INFO_RUN_TIME_AT = 192  # struct bpf_prog_info: run_time_ns, run_cnt
+
+
+def _bpf_call(command: int, attr: bytes) -> int:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buffer = ctypes.create_string_buffer(attr, 128)
+    result = libc.syscall(SYS_BPF, command, buffer, 128)
+    if result < 0:
+        raise OSError(ctypes.get_errno(), f"bpf command {command}")
+    return result
+
+
+def program_run_time(prog_fd: int) -> tuple[int, int]:
+    """(ns, runs) the kernel accounted to a program while statistics are enabled."""
+    import ctypes
+    import struct
+
+    info = ctypes.create_string_buffer(256)
+    _bpf_call(BPF_OBJ_GET_INFO_BY_FD, struct.pack("<IIQ", prog_fd, 256, ctypes.addressof(info)))
+    return struct.unpack_from("<QQ", info.raw, PROG_INFO_RUN_TIME_AT)
+
+
+class ReleasingReader:
+    """Releases every record as soon as it is written (the consumer position follows the
+    producer's): the kernel side runs as with a reader that keeps up, at no userspace cost."""
+
+    def __init__(self, source: LiveSource) -> None:
+        self.ring = source._ring
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self) -> None:
+        import struct
+
+        position = struct.Struct("<Q")
+        while not self.stop.wait(0.002):
+            position.pack_into(self.ring._consumer, 0, position.unpack_from(self.ring._producer)[0])
+
+    def __enter__(self) -> ReleasingReader:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def kernel_side(binary: Path, seconds: float) -> None:
+    rulesets = rulesets_for(load_valid_rules([RULES]))
+    stats_fd = _bpf_call(BPF_ENABLE_STATS, b"\0" * 4)  # BPF_STATS_RUN_TIME, until closed
+    print("5. kernel side alone (probe attached, records released unread)")
+    try:
+        for mode in ("openat", "getpid"):
+            without = storm(binary, mode, 0, seconds)
+            with LiveSource(rulesets.event_types("syscall"), bootstrap=False) as source:
+                programs = {
+                    name.decode(): fn.fd
+                    for name, fn in source._bpf.funcs.items()
+                    if name.startswith(b"on_sys_")
+                }
+                before = {name: program_run_time(fd) for name, fd in programs.items()}
+                with ReleasingReader(source):
+                    probed = storm(binary, mode, 0, seconds)
+                after = {name: program_run_time(fd) for name, fd in programs.items()}
+            costs = []
+            for name in sorted(programs):
+                ns, runs = (a - b for a, b in zip(after[name], before[name], strict=True))
+                if runs > 1000:
+                    costs.append(f"{name} {ns / runs:.0f} ns x {runs:,}")
+            print(f"   {mode}: {ratios(probed, without)} ({load()}); per call: "
+                  f"{', '.join(costs) or 'no probe program ran'}")  # fmt: skip
+    finally:
+        os.close(stats_fd)
+
+
+PARTS = ("capacity", "overhead", "getpid", "floors", "kernel")
 
 
 def main() -> None:
@@ -193,6 +276,8 @@ def main() -> None:
             side_by_side(binary, "getpid", args.seconds, "3. getpid loop (filtered in kernel)")
         if "floors" in parts:
             tracepoint_floors(binary, args.seconds)
+        if "kernel" in parts:
+            kernel_side(binary, args.seconds)
 
 
 if __name__ == "__main__":
