@@ -168,15 +168,19 @@ class LiveSource:
             raise BpfRequirementError(
                 f"loading the eBPF probe failed: {exc}", hint="run `falconet bpf check`"
             ) from exc
-        self._fill_argspecs()
-        if self.bootstrap:
-            self._bootstrap_state()
-        self._write_interesting(self.selection.syscalls)
-        self._attachments = Attachments(self._bpf)
-        self._attachments.follow(self.selection.syscalls)
-        self._ring = RingBufferReader(
-            self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
-        )
+        try:
+            self._fill_argspecs()
+            if self.bootstrap:
+                self._bootstrap_state()
+            self._write_interesting(self.selection.syscalls)
+            self._attachments = Attachments(self._bpf)
+            self._attachments.follow(self.selection.syscalls)
+            self._ring = RingBufferReader(
+                self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
+            )
+        except BaseException:
+            self.close()  # nothing stays attached when the start fails half-way
+            raise
         if self.selection.unsupported:
             log.warning(
                 "rules use event types the live probe does not capture: %s",

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bpf.errors import BpfRequirementError
+
 log = logging.getLogger(__name__)
 
 TRACEFS_SYSCALLS = Path("/sys/kernel/tracing/events/syscalls")
@@ -104,8 +106,13 @@ class Attachments:
 
     def follow(self, syscalls: Iterable[str]) -> Placement:
         placement = place(syscalls)
-        for name in sorted(placement.per_syscall - self.syscalls):
-            self._attach(name)
+        attached = set(self.syscalls)
+        try:
+            for name in sorted(placement.per_syscall - self.syscalls):
+                self._attach(name)
+                attached.add(name)
+        finally:
+            self.syscalls = frozenset(attached)  # what is attached, even after a failure
         self._detach_all(self.syscalls - placement.per_syscall)
         self.syscalls = placement.per_syscall
         self._follow_raw(bool(placement.raw))
@@ -122,11 +129,19 @@ class Attachments:
 
     def _attach(self, name: str) -> None:
         tp = tracepoint_name(name)
-        # exit first: an enter seen before its exit is attached would wait for a later one
-        self._bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{tp}".encode(), fn_name=EXIT_PROGRAM)
-        self._bpf.attach_tracepoint(
-            tp=f"syscalls:sys_enter_{tp}".encode(), fn_name=enter_program(arg_count(name))
-        )
+        exit_tp, enter_tp = (f"syscalls:sys_{side}_{tp}".encode() for side in ("exit", "enter"))
+        try:
+            # exit first: an enter seen before its exit is attached would wait for a later one
+            self._bpf.attach_tracepoint(tp=exit_tp, fn_name=EXIT_PROGRAM)
+            self._bpf.attach_tracepoint(tp=enter_tp, fn_name=enter_program(arg_count(name)))
+        except Exception as exc:  # bcc raises bare Exception
+            for attached in (exit_tp, enter_tp):
+                if attached in self._bpf.tracepoint_fds:
+                    self._bpf.detach_tracepoint(tp=attached)
+            raise BpfRequirementError(
+                f"attaching the probe to {enter_tp.decode()} failed: {exc}",
+                hint="run `falconet bpf check`",
+            ) from exc
 
     def detach_everything(self) -> None:
         """Before the BPF object's cleanup, which would detach them one at a time."""
