@@ -166,7 +166,6 @@ class DropDelta:
 
     events: int
     drops: int
-    drops_total: int
     dropped_per_cpu: tuple[int, ...]
 
 
@@ -184,7 +183,7 @@ class DropsMonitor:
     occurrences: int = field(default=0, init=False)
     actions_taken: int = field(default=0, init=False)
     suppressed: int = field(default=0, init=False)  # occurrences the bucket had no token for
-    _last: tuple[int, int] | None = field(default=None, init=False)
+    _last: tuple[int, int, tuple[int, ...]] | None = field(default=None, init=False)
     _next_check_ns: int = field(default=0, init=False)
     _bucket: TokenBucket | None = field(default=None, init=False)
     _now: float = field(default=0.0, init=False)
@@ -217,7 +216,7 @@ class DropsMonitor:
         if self.config.simulate_drops:
             log.info("Simulating syscall event drop")
             drops, threshold = drops + 1, 0.0
-            delta = DropDelta(delta.events, drops, delta.drops_total, delta.dropped_per_cpu)
+            delta = DropDelta(delta.events, drops, delta.dropped_per_cpu)
         # Falco divides by n_evts, which includes the drops; zero events with a drop is 100%.
         if drops <= 0 or drops / max(delta.events, drops) <= threshold:
             return None
@@ -231,9 +230,14 @@ class DropsMonitor:
 
     def _delta(self, counters: DropCounts) -> DropDelta:
         now = _totals(counters)
-        before = self._last or (0, 0)
+        events, drops, per_cpu = self._last or (0, 0, ())
         self._last = now
-        return DropDelta(now[0] - before[0], now[1] - before[1], now[1], tuple(counters.dropped))
+        per_cpu = per_cpu or (0,) * len(now[2])
+        return DropDelta(
+            now[0] - events,
+            now[1] - drops,
+            tuple(n - b for n, b in zip(now[2], per_cpu, strict=True)),
+        )
 
     def _take_token(self, now_ns: int) -> bool:
         self._now = now_ns / ONE_SECOND_NS
@@ -262,11 +266,13 @@ class DropsMonitor:
         return alert
 
     def _alert(self, message: str, delta: DropDelta, now_ns: int) -> Alert:
+        # Falco's fields, all deltas since the last check. The kernel's only drop cause is a
+        # full ring buffer, so Falco's per-syscall-category buffer counters and its scratch-map,
+        # page-fault and bug counters have no counterpart; falconet adds the drops per CPU.
         fields = {
             "n_evts": str(delta.events),
             "n_drops": str(delta.drops),
-            "n_drops_buffer": str(delta.drops),
-            "n_drops_buffer_total": str(delta.drops_total),
+            "n_drops_buffer_total": str(delta.drops),
             "ebpf_enabled": str(int(self.ebpf)),
         }
         if delta.dropped_per_cpu:  # a replay has no CPUs
@@ -292,8 +298,8 @@ class DropsMonitor:
         }
 
 
-def _totals(counters: DropCounts) -> tuple[int, int]:
-    return counters.total_counted, counters.total_dropped
+def _totals(counters: DropCounts) -> tuple[int, int, tuple[int, ...]]:
+    return counters.total_counted, counters.total_dropped, tuple(counters.dropped)
 
 
 def capture_stats(counted: int, delivered: int, dropped: Sequence[int]) -> dict[str, Any]:
