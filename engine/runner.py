@@ -543,7 +543,7 @@ def _live(
             detector.stats.capture = capture_stats(
                 kernel.total_counted, stats.delivered, kernel.dropped
             )
-            log.info("live capture: %s", stats.as_json())
+            log.debug("live capture: %s", stats.as_json())
 
 
 def _serve(
