@@ -38,6 +38,7 @@ DROP_RULE = "Falco internal: syscall event drop"
 ACTIONS = ("ignore", "log", "alert", "exit")
 ONE_SECOND_NS = 1_000_000_000
 CONFIG_KEY = "syscall_event_drops"
+KEYS = ("threshold", "actions", "rate", "max_burst", "simulate_drops")
 
 
 class DropsConfigError(EngineError):
@@ -87,38 +88,46 @@ class DropsConfig:
     simulate_drops: bool = False
 
     @classmethod
-    def parse(cls, values: Mapping[str, Any], origin: str = CONFIG_KEY) -> DropsConfig:
-        """Check values as Falco does (its messages, so its users recognise them); `origin` is
-        where they came from (a file), named in the error."""
-        unknown = set(values) - {"threshold", "actions", "rate", "max_burst", "simulate_drops"}
+    def parse(
+        cls, values: Mapping[str, Any], origins: str | Mapping[str, str] = CONFIG_KEY
+    ) -> DropsConfig:
+        """Check values as Falco does (its messages, so its users recognise them). `origins`
+        says where the values came from (one place, or one per key), named in the error."""
+
+        def where(key: str) -> str:
+            return origins if isinstance(origins, str) else origins.get(key, CONFIG_KEY)
+
+        unknown = sorted(set(values) - set(KEYS))
         if unknown:
             raise DropsConfigError(
-                f"{origin}: unknown key '{CONFIG_KEY}.{sorted(unknown)[0]}'",
-                hint="valid keys: threshold, actions, rate, max_burst, simulate_drops",
+                f"{where(unknown[0])}: unknown key '{CONFIG_KEY}.{unknown[0]}'",
+                hint="valid keys: " + ", ".join(KEYS),
             )
         defaults = cls()
-        threshold = _number(values, "threshold", defaults.threshold, origin)
+        threshold = _number(values, "threshold", defaults.threshold, where("threshold"))
         if not 0 <= threshold <= 1:
             raise DropsConfigError(
-                f"{origin}: syscall event drops threshold must be a double in the range [0, 1] "
-                f"(got {threshold:g})",
+                f"{where('threshold')}: syscall event drops threshold must be a double in the "
+                f"range [0, 1] (got {threshold:g})",
                 hint="e.g. 0.1: act when more than 10% of the events of a second were dropped",
             )
-        rate = _number(values, "rate", defaults.rate, origin)
-        max_burst = _number(values, "max_burst", defaults.max_burst, origin)
-        if rate <= 0 or max_burst < 1:
-            raise DropsConfigError(
-                f"{origin}: syscall event drops rate must be > 0 and max_burst >= 1 "
-                f"(got rate {rate:g}, max_burst {max_burst:g})",
-                hint="Falco's defaults: rate 0.03333 (one action per 30 s), max_burst 1",
-            )
+        rate = _number(values, "rate", defaults.rate, where("rate"))
+        max_burst = _number(values, "max_burst", defaults.max_burst, where("max_burst"))
+        # Falco accepts these, and then never acts: refused, as a drop must not go unreported.
+        for key, bad in (("rate", rate <= 0), ("max_burst", max_burst < 1)):
+            if bad:
+                raise DropsConfigError(
+                    f"{where(key)}: syscall event drops rate must be > 0 and max_burst >= 1 "
+                    f"(got rate {rate:g}, max_burst {max_burst:g})",
+                    hint="Falco's defaults: rate 0.03333 (one action per 30 s), max_burst 1",
+                )
         simulate = values.get("simulate_drops", defaults.simulate_drops)
         if not isinstance(simulate, bool):
             raise DropsConfigError(
-                f"{origin}: {CONFIG_KEY}.simulate_drops must be true or false",
+                f"{where('simulate_drops')}: {CONFIG_KEY}.simulate_drops must be true or false",
                 hint="simulate_drops: true fakes one drop per second (testing)",
             )
-        actions = _actions(values.get("actions", list(defaults.actions)), origin)
+        actions = _actions(values.get("actions", list(defaults.actions)), where("actions"))
         return cls(threshold, actions, rate, max_burst, simulate)
 
 

@@ -45,10 +45,16 @@ def test_defaults_are_falco_yaml_ones() -> None:
 @pytest.mark.parametrize("threshold", [-1, 1.1, -0.0001])
 def test_threshold_outside_0_1_is_refused_with_falcos_message(threshold: float) -> None:
     with pytest.raises(DropsConfigError, match="threshold must be a double in the range") as info:
-        DropsConfig.parse({"threshold": threshold}, origin="file:/etc/falconet.yaml")
+        DropsConfig.parse({"threshold": threshold}, "file:/etc/falconet.yaml")
     assert str(info.value).startswith("file:/etc/falconet.yaml: ")
     assert info.value.exit_status == "error"  # Falco exits 1
     assert info.value.hint
+
+
+def test_the_error_names_the_origin_of_the_offending_value() -> None:
+    origins = {"threshold": "default", "rate": "env:FALCONET_SYSCALL_EVENT_DROPS_RATE"}
+    with pytest.raises(DropsConfigError, match=r"^env:FALCONET_SYSCALL_EVENT_DROPS_RATE: "):
+        DropsConfig.parse({"threshold": 0.1, "rate": -1}, origins)
 
 
 @pytest.mark.parametrize("later", ["log", "alert"])

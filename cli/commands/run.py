@@ -170,17 +170,16 @@ def _write_summary(stats: Any, output: str) -> None:
 
 def _drops_config() -> Any:
     """falconet.yaml's syscall_event_drops (layered like every setting), checked as Falco does;
-    errors name where the offending value came from."""
+    an error names where the offending value came from."""
     from cli.context import ENV
     from engine.drops_monitor import CONFIG_KEY, DropsConfig
     from feeds.config import load_config
 
     config = load_config(ENV.config_path)
     prefix = CONFIG_KEY + "."
-    values = {k[len(prefix) :]: v.value for k, v in config.values.items() if k.startswith(prefix)}
-    origins = {v.origin for k, v in config.values.items() if k.startswith(prefix)}
-    origin = next((o for o in sorted(origins) if o != "default"), CONFIG_KEY)
-    return DropsConfig.parse(values, origin=origin)
+    section = {k[len(prefix) :]: v for k, v in config.values.items() if k.startswith(prefix)}
+    values = {key: value.value for key, value in section.items()}
+    return DropsConfig.parse(values, {key: value.origin for key, value in section.items()})
 
 
 def _web_address(web: str | None, no_web: bool, replay: str | None) -> tuple[str, int] | None:
