@@ -138,6 +138,8 @@ class RunStats:
     # syscall source: syscall_event_drops occurrences/actions, and (live) the kernel's counters
     syscall_event_drops: dict[str, Any] | None = None
     capture: dict[str, Any] | None = None
+    # While a live capture runs: its current counters (the daemon's metrics read them).
+    capture_now: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def events(self) -> int:
@@ -526,6 +528,11 @@ def _live(
     live = LiveSource(current.event_types(SYSCALL), **sizing)
     live.drop_monitor = monitor
 
+    def capture_now() -> dict[str, Any]:
+        stats = live.stats()
+        kernel = stats.kernel
+        return capture_stats(kernel.total_counted, stats.delivered, kernel.dropped)
+
     def events() -> Iterator[Any]:
         nonlocal current
         for event in live.events(stop):
@@ -535,15 +542,13 @@ def _live(
             yield event
 
     with live:
+        detector.stats.capture_now = capture_now
         try:
             detector.process(events(), SYSCALL)
         finally:
-            stats = live.stats()
-            kernel = stats.kernel
-            detector.stats.capture = capture_stats(
-                kernel.total_counted, stats.delivered, kernel.dropped
-            )
-            log.debug("live capture: %s", stats.as_json())
+            detector.stats.capture_now = None
+            detector.stats.capture = capture_now()
+            log.debug("live capture: %s", live.stats().as_json())
 
 
 def _serve(

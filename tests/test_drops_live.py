@@ -2,32 +2,37 @@
 events; the run loop raises Falco's "syscall event drop" internal alert with the counts, and the
 run's summary reports the kernel's counters.
 
-The run loop runs in its own process (engine.runner.run, the library entry point, with
-RunRequest.ringbuf_pages) and stops on SIGTERM as `falconet run` does."""
+The run loop runs in its own process (engine.daemon.run_daemon, what `falconet run` calls, with
+RunRequest.ringbuf_pages and the web endpoints) and stops on SIGTERM as `falconet run` does."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from engine.drops_monitor import DROP_RULE
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_SCRIPT = """
 import json, sys
-from engine.runner import RunRequest, run
+from engine.daemon import DaemonOptions, run_daemon
+from engine.runner import RunRequest
 request = RunRequest(
     rules_files=[sys.argv[1]], source="syscall", json_output=True, stdout=False,
     outputs=[{"type": "file", "path": sys.argv[2]}], ringbuf_pages=1,
 )
-stats = run(request)
+options = DaemonOptions(watch_rules=False, web=("127.0.0.1", int(sys.argv[3])))
+stats = run_daemon(request, options)
 print(json.dumps(stats.as_json()))
 print(stats.summary_text(), file=sys.stderr)
 """
@@ -52,6 +57,18 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kernel_drops_metric(port: int) -> float:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    found = re.search(r'^falconet_drops_total\{source="syscall"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def _drop_alerts(path: Path) -> list[dict[str, object]]:
     lines = path.read_text().splitlines() if path.exists() else []
     return [a for a in map(json.loads, lines) if a["rule"] == DROP_RULE]
@@ -66,8 +83,9 @@ def test_tiny_ring_buffer_drops_raise_the_internal_alert_and_show_in_the_summary
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     alerts = tmp_path / "alerts.json"
+    port = _free_port()
     run = subprocess.Popen(
-        [sys.executable, "-c", RUN_SCRIPT, str(rules), str(alerts)],
+        [sys.executable, "-c", RUN_SCRIPT, str(rules), str(alerts), str(port)],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -76,6 +94,8 @@ def test_tiny_ring_buffer_drops_raise_the_internal_alert_and_show_in_the_summary
         while not _drop_alerts(alerts) and time.monotonic() < deadline and run.poll() is None:
             subprocess.run([sys.executable, "-c", STORM], check=True)
             time.sleep(1.2)  # the run loop checks the counters once a second
+        time.sleep(1)  # the metrics are copied every 0.5 s
+        metric = _kernel_drops_metric(port)
     finally:
         run.send_signal(signal.SIGTERM)
         out, err = run.communicate(timeout=30)
@@ -96,6 +116,7 @@ def test_tiny_ring_buffer_drops_raise_the_internal_alert_and_show_in_the_summary
     assert capture["dropped"] >= n_drops
     assert capture["kernel_counted"] >= capture["dropped"] + capture["delivered"] > 0
     assert capture["drop_percent"] > 0
+    assert 0 < metric <= capture["dropped"]  # /metrics counted the kernel's drops while running
     monitor = summary["syscall_event_drops"]
     assert monitor["occurrences"] >= 1 and monitor["actions_taken"] == len(drops)
     assert f"{capture['dropped']} dropped" in err  # the text summary's capture line
