@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -197,6 +197,11 @@ class DropsMonitor:
     _bucket: TokenBucket | None = field(default=None, init=False)
     _now: float = field(default=0.0, init=False)
 
+    @property
+    def next_check_ns(self) -> int:
+        """The event time after which `observe` checks again (0 before the first event)."""
+        return self._next_check_ns
+
     # -- the two ways in ------------------------------------------------------------------------
     def observe(self, ts_ns: int, counts: Callable[[], DropCounts]) -> None:
         """Falco's per-event hook (replays): one check per second of event time. Raises
@@ -305,6 +310,21 @@ class DropsMonitor:
             "actions": list(self.config.actions),
             "threshold": self.config.threshold,
         }
+
+
+def monitored(
+    events: Iterable[Any], monitor: DropsMonitor, counts: Callable[[], DropCounts]
+) -> Iterator[Any]:
+    """The events, each first shown to the monitor (Falco checks before evaluating). The
+    monitor is only called when it would act: the first event, and events past the next check
+    time (this loop runs for every event of a replay)."""
+    observe = monitor.observe
+    next_check = -1
+    for event in events:
+        if event.ts > next_check:
+            observe(event.ts, counts)
+            next_check = monitor.next_check_ns
+        yield event
 
 
 def _totals(counters: DropCounts) -> tuple[int, int, tuple[int, ...]]:

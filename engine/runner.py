@@ -27,6 +27,7 @@ from engine.drops_monitor import (
     DropsExitError,
     DropsMonitor,
     capture_stats,
+    monitored,
 )
 from engine.errors import EngineError
 from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
@@ -375,7 +376,7 @@ def _replay(
             if monitor is not None and monitor.config.simulate_drops:
                 # A capture file records no drop counters (Falco reads zeros from one): only
                 # simulated drops can be found, so only then is each event's time looked at.
-                events = _monitored(events, monitor, lambda: CaptureCounts(replay.stats.events))
+                events = monitored(events, monitor, lambda: CaptureCounts(replay.stats.events))
             processed = detector.process(events, source)
             read = replay.stats
             # Events the reader skipped undecoded (no rule and no state needs them) were read.
@@ -387,16 +388,6 @@ def _replay(
     read_stats = ReadStats()
     detector.process(read_events(source, path, read_stats), source)
     stats.skipped_input += read_stats.skipped
-
-
-def _monitored(
-    events: Iterable[Any], monitor: DropsMonitor, counts: Callable[[], CaptureCounts]
-) -> Iterator[Any]:
-    """The events, each first shown to the drop monitor (Falco checks before evaluating)."""
-    observe = monitor.observe
-    for event in events:
-        observe(event.ts, counts)
-        yield event
 
 
 class Stopped(Exception):

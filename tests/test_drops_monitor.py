@@ -169,6 +169,21 @@ def test_observe_checks_once_per_second_of_event_time() -> None:
     ]
 
 
+def test_monitored_events_pass_through_and_check_as_observe_does() -> None:
+    from types import SimpleNamespace
+
+    from engine.drops_monitor import monitored
+
+    events = [SimpleNamespace(ts=int(s * SECOND)) for s in (5, 5.5, 6, 6.01, 6.5, 7.2, 8.1, 15)]
+    by_observe, _ = _monitor(actions=["alert"], simulate_drops=True, max_burst=100)
+    for event in events:
+        by_observe.observe(event.ts, CaptureCounts)
+    wrapped, alerts = _monitor(actions=["alert"], simulate_drops=True, max_burst=100)
+    assert list(monitored(events, wrapped, CaptureCounts)) == events
+    assert wrapped.occurrences == by_observe.occurrences == 3  # at 6.01, 7.2 and 15
+    assert len(alerts) == 3
+
+
 def test_check_returns_the_document_only_without_an_emitter() -> None:
     standalone = DropsMonitor(DropsConfig(threshold=0.0, actions=("alert",)))
     assert standalone.check(CaptureCounts(10, 0), now=1) is None
