@@ -35,7 +35,11 @@ class BaseSyscalls:
 
     @classmethod
     def checked(
-        cls, custom_set: Sequence[str], repair: bool, all_: bool, origin: str = "base_syscalls"
+        cls,
+        custom_set: Sequence[str],
+        repair: bool,
+        all_: bool,
+        origin: str = "base_syscalls.custom_set",
     ) -> BaseSyscalls:
         """One line naming the first entry the probe cannot capture (Falco only warns, and a
         typo then silently traces nothing)."""
@@ -45,7 +49,7 @@ class BaseSyscalls:
                 close = difflib.get_close_matches(name, list(SPECS), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "docs/bpf.md lists them"
                 raise LiveOptionError(
-                    f"{origin}: base_syscalls.custom_set: the live probe does not capture {name!r}",
+                    f"{origin}: the live probe does not capture {name!r}",
                     hint=hint,
                 )
         return cls(tuple(str(e) for e in custom_set), bool(repair), bool(all_))
@@ -101,9 +105,8 @@ class LiveOptions:
     ) -> LiveOptions:
         """Validated options; `origins` names where each setting came from (for the error)."""
         origins = origins or {}
-        base = BaseSyscalls.checked(
-            custom_set, repair, all_, origins.get("base_syscalls.custom_set", "base_syscalls")
-        )
+        key = "base_syscalls.custom_set"
+        base = BaseSyscalls.checked(custom_set, repair, all_, origins.get(key, key))
         return cls(
             base, checked_ringbuf_pages(ringbuf_size, origins.get("engine.ringbuf_size", ""))
         )

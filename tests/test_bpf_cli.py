@@ -74,7 +74,10 @@ def test_capture_rejects_base_syscalls_it_cannot_capture(run_cli, tmp_path) -> N
     env = _config(tmp_path, "base_syscalls:\n  custom_set: [openat, '!opnat']\n")
     result = run_cli("capture", "-w", str(tmp_path / "x"), "--duration", "1", env=env)
     assert result.returncode == 2
-    assert "base_syscalls.custom_set: the live probe does not capture 'opnat'" in result.stderr
+    assert (
+        f"error: {tmp_path / 'falconet.yaml'}: base_syscalls.custom_set: the live probe does not "
+        "capture 'opnat'\n"
+    ) in result.stderr
     assert "did you mean 'openat'?" in result.stderr
     assert not (tmp_path / "x").exists()
 

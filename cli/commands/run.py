@@ -115,6 +115,8 @@ def run(
     _check_choice("--output", output, ("text", "json"))
     _check_choice("--time-format", time_format, (None, "iso8601"))
     from cli.commands.bpf import live_options
+
+    live = None if replay or listen else live_options(ringbuf_size)  # checked before any work
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
 
@@ -142,7 +144,7 @@ def run(
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
         drops=_drops_config(),
-        live=None if replay or listen else live_options(ringbuf_size),
+        live=live,
     )
     from engine.daemon import DaemonOptions, run_daemon
 
