@@ -181,6 +181,12 @@ class LiveSource:
         except BaseException:
             self.close()  # nothing stays attached when the start fails half-way
             raise
+        placement = self._attachments.placement
+        log.info(
+            "probe attached to the tracepoints of %d syscalls%s",
+            len(placement.per_syscall),
+            f" (+ raw_syscalls for {', '.join(sorted(placement.raw))})" if placement.raw else "",
+        )
         if self.selection.unsupported:
             log.warning(
                 "rules use event types the live probe does not capture: %s",
