@@ -184,7 +184,11 @@ class ArgSpec:
         """The C struct argspec."""
         s0, s1 = (*self.strings, NONE, NONE)[:2]
         sa, salen, is_ptr = self.sockaddr or (NONE, NONE, False)
-        return bytes([s0, s1, sa, salen, int(is_ptr), int(bool(self.exec_argv)), self.exec_argv, 0])
+        # without a decoder here, the record is decoded from the task fields (process creation)
+        task = int(self.decode is None)
+        return bytes(
+            [s0, s1, sa, salen, int(is_ptr), int(bool(self.exec_argv)), self.exec_argv, task]
+        )
 
 
 def _open_how(raw: bytes) -> dict[str, int]:
