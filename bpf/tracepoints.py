@@ -81,11 +81,13 @@ def implemented_without_tracepoint(names: Iterable[str], kallsyms: Path = KALLSY
     return found
 
 
-def place(syscalls: Iterable[str], root: Path = TRACEFS_SYSCALLS) -> Placement:
+def place(
+    syscalls: Iterable[str], root: Path = TRACEFS_SYSCALLS, kallsyms: Path = KALLSYMS
+) -> Placement:
     chosen = frozenset(syscalls)
     own = frozenset(n for n in chosen if has_tracepoint(n, root))
     missing = chosen - own
-    raw = frozenset(implemented_without_tracepoint(missing)) if missing else frozenset()
+    raw = frozenset(implemented_without_tracepoint(missing, kallsyms)) if missing else frozenset()
     return Placement(own, raw, missing - raw)
 
 

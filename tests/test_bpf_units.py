@@ -104,6 +104,28 @@ def test_unsupported_rule_types_are_reported_not_selected() -> None:
     assert "sendmsg" not in selection.syscalls
 
 
+def test_placement_uses_own_tracepoints_and_raw_syscalls_only_for_the_rest(tmp_path) -> None:
+    from bpf.tracepoints import arg_count, place
+
+    tracefs = tmp_path / "syscalls"
+    for name in ("openat", "umount"):  # umount2 is SYSCALL_DEFINE'd as umount
+        (tracefs / f"sys_enter_{name}").mkdir(parents=True)
+    (tracefs / "sys_enter_openat" / "format").write_text(
+        "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n"
+        "\tfield:int dfd;\toffset:16;\tsize:8;\tsigned:0;\n"
+        "\tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;\n"
+    )
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text(
+        "0000000000000000 T __x64_sys_fancy_new\n0000000000000000 W __x64_sys_init_module\n"
+    )
+    placement = place({"openat", "umount2", "fancy_new", "init_module"}, tracefs, kallsyms)
+    assert placement.per_syscall == {"openat", "umount2"}
+    assert placement.raw == {"fancy_new"}  # implemented, no tracepoint of its own
+    assert placement.absent == {"init_module"}  # the kernel's ENOSYS stub
+    assert arg_count("openat", tracefs) == 2
+
+
 def test_open_flags_become_ppm_flags() -> None:
     assert ppm_open_flags(os.O_RDONLY) == 1
     assert ppm_open_flags(os.O_WRONLY | os.O_CREAT | os.O_TRUNC) == 2 | 4 | 256
