@@ -17,8 +17,9 @@ of a syscall the ruleset does not need.
    run-time statistics, enabled for this measurement only): the steadiest figure on a shared
    machine.
 
-Each figure is a ratio measured side by side in the same run; the load average is printed
-beside it (the machine may be shared).
+Each ratio compares runs alternating in the same process (probe attached / detached), best of
+--rounds each, per CPU-second of the storm and per wall-clock second; the load average is
+printed beside it (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class Pipeline:
         self.thread.start()
         return self
 
+    def attached(self, on: bool) -> None:
+        """Attaches (or detaches) the probe's syscall tracepoints; detached, the pipeline idles
+        (its reader wakes every few ms), which is as good as not running for a storm."""
+        self.source._attachments.follow(self.source.selection.syscalls if on else ())
+
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
@@ -131,13 +137,23 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
 
-def side_by_side(binary: Path, mode: str, seconds: float, label: str) -> None:
-    without = storm(binary, mode, 0, seconds)
-    with Pipeline():
-        time.sleep(0.5)
-        with_capture = storm(binary, mode, 0, seconds)
-    print(f"{label}: {without.cpu:,.0f} ops/CPU-s without, {with_capture.cpu:,.0f} with capture, "
-          f"{ratios(with_capture, without)} ({load()})")  # fmt: skip
+def best(rates: list[Rate]) -> Rate:
+    """The best of alternating runs: what the machine allows when others leave it alone."""
+    return Rate(max(r.wall for r in rates), max(r.cpu for r in rates))
+
+
+def side_by_side(binary: Path, mode: str, seconds: float, label: str, rounds: int) -> None:
+    without, with_capture = [], []
+    with Pipeline() as pipeline:
+        for _ in range(rounds):
+            pipeline.attached(False)
+            without.append(storm(binary, mode, 0, seconds))
+            pipeline.attached(True)
+            time.sleep(0.2)
+            with_capture.append(storm(binary, mode, 0, seconds))
+    off, on = best(without), best(with_capture)
+    print(f"{label}: {off.cpu:,.0f} ops/CPU-s without, {on.cpu:,.0f} with capture, "
+          f"{ratios(on, off)} (best of {rounds} alternating runs, {load()})")  # fmt: skip
 
 
 # probe.c's program names, with empty bodies
@@ -146,9 +162,9 @@ EMPTY_PROGRAMS = b"int on_sys_exit(void *ctx) { return 0; }\n" + b"".join(
 )
 
 
-def tracepoint_floors(binary: Path, seconds: float) -> None:
+def tracepoint_floors(binary: Path, seconds: float, rounds: int) -> None:
     """Both storms under empty programs: attached as falconet attaches them (per-syscall
-    tracepoints of the ruleset's selection), then on raw_syscalls."""
+    tracepoints of the ruleset's selection), then on raw_syscalls; alternating runs."""
     from bpf.capture import select_syscalls
     from bpf.setup import import_bcc
     from bpf.tracepoints import RAW_ENTER, RAW_EXIT, Attachments
@@ -157,22 +173,27 @@ def tracepoint_floors(binary: Path, seconds: float) -> None:
     rulesets = rulesets_for(load_valid_rules([RULES]))
     selected = select_syscalls(rulesets.event_types("syscall"), BaseSyscalls()).syscalls
     print(f"4. floors: empty programs ({len(selected)} syscalls selected by the ruleset)")
-    for mode in ("openat", "getpid"):
-        without = storm(binary, mode, 0, seconds)
-        empty = bcc.BPF(text=EMPTY_PROGRAMS)
-        attachments = Attachments(empty)
-        try:
-            attachments.follow(selected)
-            per_syscall = storm(binary, mode, 0, seconds)
-            attachments.detach_everything()
-            empty.attach_tracepoint(tp=RAW_ENTER, fn_name=b"on_sys_enter6")
-            empty.attach_tracepoint(tp=RAW_EXIT, fn_name=b"on_sys_exit")
-            raw = storm(binary, mode, 0, seconds)
-        finally:
-            empty.cleanup()
-        print(f"   {mode}: {without.cpu:,.0f} ops/CPU-s without; empty per-syscall tracepoints "
-              f"{ratios(per_syscall, without)}; empty raw_syscalls {ratios(raw, without)} "
-              f"({load()})")  # fmt: skip
+    empty = bcc.BPF(text=EMPTY_PROGRAMS)
+    attachments = Attachments(empty)
+    try:
+        for mode in ("openat", "getpid"):
+            runs: dict[str, list[Rate]] = {"without": [], "per-syscall": [], "raw": []}
+            for _ in range(rounds):
+                runs["without"].append(storm(binary, mode, 0, seconds))
+                attachments.follow(selected)
+                runs["per-syscall"].append(storm(binary, mode, 0, seconds))
+                attachments.follow(())
+                empty.attach_tracepoint(tp=RAW_ENTER, fn_name=b"on_sys_enter6")
+                empty.attach_tracepoint(tp=RAW_EXIT, fn_name=b"on_sys_exit")
+                runs["raw"].append(storm(binary, mode, 0, seconds))
+                empty.detach_tracepoint(tp=RAW_ENTER)
+                empty.detach_tracepoint(tp=RAW_EXIT)
+            off = best(runs["without"])
+            print(f"   {mode}: {off.cpu:,.0f} ops/CPU-s without; empty per-syscall tracepoints "
+                  f"{ratios(best(runs['per-syscall']), off)}; empty raw_syscalls "
+                  f"{ratios(best(runs['raw']), off)} (best of {rounds}, {load()})")  # fmt: skip
+    finally:
+        empty.cleanup()
 
 
 SYS_BPF = 321  # x86_64
@@ -226,30 +247,36 @@ class ReleasingReader:
         self.thread.join()
 
 
-def kernel_side(binary: Path, seconds: float) -> None:
+def kernel_side(binary: Path, seconds: float, rounds: int) -> None:
     rulesets = rulesets_for(load_valid_rules([RULES]))
     stats_fd = _bpf_call(BPF_ENABLE_STATS, b"\0" * 4)  # BPF_STATS_RUN_TIME, until closed
     print("5. kernel side alone (probe attached, records released unread)")
     try:
-        for mode in ("openat", "getpid"):
-            without = storm(binary, mode, 0, seconds)
-            with LiveSource(rulesets.event_types("syscall"), bootstrap=False) as source:
-                programs = {
-                    name.decode(): fn.fd
-                    for name, fn in source._bpf.funcs.items()
-                    if name.startswith(b"on_sys_")
-                }
+        with LiveSource(rulesets.event_types("syscall"), bootstrap=False) as source:
+            selected = source.selection.syscalls
+            programs = {
+                name.decode(): fn.fd
+                for name, fn in source._bpf.funcs.items()
+                if name.startswith(b"on_sys_")
+            }
+            for mode in ("openat", "getpid"):
+                without, probed = [], []
                 before = {name: program_run_time(fd) for name, fd in programs.items()}
                 with ReleasingReader(source):
-                    probed = storm(binary, mode, 0, seconds)
+                    for _ in range(rounds):
+                        source._attachments.follow(())
+                        without.append(storm(binary, mode, 0, seconds))
+                        source._attachments.follow(selected)
+                        probed.append(storm(binary, mode, 0, seconds))
                 after = {name: program_run_time(fd) for name, fd in programs.items()}
-            costs = []
-            for name in sorted(programs):
-                ns, runs = (a - b for a, b in zip(after[name], before[name], strict=True))
-                if runs > 1000:
-                    costs.append(f"{name} {ns / runs:.0f} ns x {runs:,}")
-            print(f"   {mode}: {ratios(probed, without)} ({load()}); per call: "
-                  f"{', '.join(costs) or 'no probe program ran'}")  # fmt: skip
+                costs = []
+                for name in sorted(programs):
+                    ns, runs = (a - b for a, b in zip(after[name], before[name], strict=True))
+                    if runs > 1000:
+                        costs.append(f"{name} {ns / runs:.0f} ns x {runs:,}")
+                per_call = ", ".join(costs) or "no probe program ran"
+                print(f"   {mode}: {ratios(best(probed), best(without))} (best of {rounds}, "
+                      f"{load()}); per call: {per_call}")  # fmt: skip
     finally:
         os.close(stats_fd)
 
@@ -260,6 +287,7 @@ PARTS = ("capacity", "overhead", "getpid", "floors", "kernel")
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per ratio")
     parser.add_argument(
         "--parts", default=",".join(PARTS), help="comma-separated: " + ", ".join(PARTS)
     )
@@ -271,13 +299,14 @@ def main() -> None:
             with Pipeline() as pipeline:
                 capacity(pipeline, binary, args.seconds)
         if "overhead" in parts:
-            side_by_side(binary, "openat", args.seconds, "2. overhead, openat storm")
+            side_by_side(binary, "openat", args.seconds, "2. overhead, openat storm", args.rounds)
         if "getpid" in parts:
-            side_by_side(binary, "getpid", args.seconds, "3. getpid loop (filtered in kernel)")
+            label = "3. getpid loop (filtered in kernel)"
+            side_by_side(binary, "getpid", args.seconds, label, args.rounds)
         if "floors" in parts:
-            tracepoint_floors(binary, args.seconds)
+            tracepoint_floors(binary, args.seconds, args.rounds)
         if "kernel" in parts:
-            kernel_side(binary, args.seconds)
+            kernel_side(binary, args.seconds, args.rounds)
 
 
 if __name__ == "__main__":
