@@ -291,7 +291,8 @@ def test_capture_replays_to_the_same_alert(
     deadline = time.monotonic() + 60
     while not list(workdir.glob(".live.fncap.partial-*")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    subprocess.run([str(reader), "/etc/shadow"], stdout=subprocess.DEVNULL, check=True)
+    peek = subprocess.Popen([str(reader), "/etc/shadow"], stdout=subprocess.DEVNULL)
+    assert peek.wait() == 0
     recorder.join()
     assert results and results[0].returncode == 0, results and results[0].stderr
     live = detector.wait_for(_rule("Read sensitive file untrusted", "proc.name", "replaypeek"))
@@ -301,8 +302,12 @@ def test_capture_replays_to_the_same_alert(
         for event in replay.events():
             replay.tracker.process(event)
             for rule in detector.rulesets.evaluate(event, "syscall"):
-                if rule.name == live["rule"] and _extractor("proc.name")(event) == "replaypeek":
-                    replayed.append(_extractor("fd.name")(event))
+                # by tid too: pids wrap within minutes on a busy machine (pid_max 32768),
+                # and another session's reader of /etc/shadow may reuse a stale name
+                if rule.name != live["rule"] or event.tid != peek.pid:
+                    continue
+                assert _extractor("proc.name")(event) == "replaypeek"
+                replayed.append(_extractor("fd.name")(event))
     assert replayed == [live["fields"]["fd.name"]]
 
 
