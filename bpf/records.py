@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from bpf import procfs
-from bpf.syscalls import SPECS, X86_64, Decoder, Raw, ppm_clone_flags
+from bpf.syscalls import SPECS, X86_64, Decoder, ppm_clone_flags
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.eventtable import EventInfo, event_info, newest_code
 from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
@@ -42,6 +42,10 @@ def _infos() -> dict[int, tuple[str, EventInfo, Decoder | None]]:
 
 
 _INFO_BY_ID = _infos()
+# Syscalls whose parameters come from the record alone (not clone/fork/exec): the hot path.
+_PLAIN_BY_ID = {
+    sysid: (info, decode) for sysid, (_, info, decode) in _INFO_BY_ID.items() if decode is not None
+}
 _PROCEXIT = event_info(newest_code("procexit", True) or 0)
 _CLONE = event_info(newest_code("clone", False) or 0)
 
@@ -83,54 +87,73 @@ class RecordDecoder:
         self.truncated_execs = 0
         self.unknown = 0
 
-    def decode(self, records: Iterable[bytes]) -> Iterator[SyscallEvent]:
-        for record in records:
-            event = self.decode_one(record)
-            if event is not None:
-                yield event
+    def decode(self, records: Iterable[bytes]) -> list[SyscallEvent]:
+        """The events of a batch of records, in order; records of syscalls the table does not
+        know are counted (`unknown`) and skipped."""
+        # The hot path (plain syscalls) is inlined here with its lookups bound to locals: it
+        # runs for every live event, and each call or attribute access is a measurable share.
+        events: list[SyscallEvent] = []
+        append = events.append
+        unpack = _HEAD.unpack_from
+        plain = _PLAIN_BY_ID
+        boot_offset = self.boot_offset
+        num = self.num
+        try:
+            for record in records:
+                fields = unpack(record)
+                num += 1
+                if fields[6] == KIND_SYSCALL:
+                    entry = plain.get(fields[5])
+                    if entry is not None:
+                        info, decode_params = entry
+                        l0, l1, l2 = fields[7], fields[8], fields[9]
+                        params = decode_params(
+                            fields[11],
+                            fields[12:],
+                            record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape")
+                            if l0
+                            else "",
+                            record[_S1 : _S1 + l1 - 1].decode("utf-8", "surrogateescape")
+                            if l1
+                            else "",
+                            record[_SA : _SA + l2] if l2 else b"",
+                        )
+                        append(SyscallEvent(num, fields[0] + boot_offset, fields[1], info, params))
+                        continue
+                event = self._decode_special(record, fields, num, fields[0] + boot_offset)
+                if event is not None:
+                    append(event)
+        finally:
+            self.num = num
+        return events
 
     def decode_one(self, record: bytes) -> SyscallEvent | None:
-        # The hot path (plain syscalls) touches only what its decoder reads.
-        ts, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
-            record
-        )
-        ts += self.boot_offset
-        self.num += 1
-        if kind == KIND_SYSCALL:
-            entry = _INFO_BY_ID.get(sysid)
-            if entry is None:
-                self.unknown += 1
-                return None
-            name, info, decode = entry
-            if decode is not None:
-                raw = Raw(
-                    ret,
-                    args,
-                    record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape") if l0 else "",
-                    record[_S1 : _S1 + l1 - 1].decode("utf-8", "surrogateescape") if l1 else "",
-                    record[_SA : _SA + l2] if l2 else b"",
-                )
-                return SyscallEvent(self.num, ts, tid, info, decode(raw))
-            return SyscallEvent(
-                self.num,
-                ts,
-                tid,
-                info,
-                self._clone_params(name, record, tid, pid, uid, gid, ret, args),
-            )
+        events = self.decode((record,))
+        return events[0] if events else None
+
+    def _decode_special(
+        self, record: bytes, fields: tuple[Any, ...], num: int, ts: int
+    ) -> SyscallEvent | None:
+        """Records other than a plain syscall's: process creation, exec, process exit, a child
+        of falconet itself, and syscalls the table does not know."""
+        _, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = fields
         if kind == KIND_PROCEXIT:
-            return SyscallEvent(self.num, ts, tid, _PROCEXIT, {})
+            return SyscallEvent(num, ts, tid, _PROCEXIT, {})
         if kind == KIND_SELF_FORK:
             # A child of falconet itself: a parent-side clone exit (ret = the child's tid).
-            return SyscallEvent(self.num, ts, tid, _CLONE, {"res": ret, "flags": 0})
+            return SyscallEvent(num, ts, tid, _CLONE, {"res": ret, "flags": 0})
         entry = _INFO_BY_ID.get(sysid)
         if entry is None:
             self.unknown += 1
             return None
-        params = self._exec_params(
-            record, pid, tid, uid, gid, _comm(record), ret, (l0, l1, l2), trunc
-        )
-        return SyscallEvent(self.num, ts, tid, entry[1], params)
+        name, info, _ = entry
+        if kind == KIND_SYSCALL:
+            params = self._clone_params(name, record, tid, pid, uid, gid, ret, args)
+        else:
+            params = self._exec_params(
+                record, pid, tid, uid, gid, _comm(record), ret, (l0, l1, l2), trunc
+            )
+        return SyscallEvent(num, ts, tid, info, params)
 
     @staticmethod
     def _clone_params(
