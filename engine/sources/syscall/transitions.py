@@ -114,8 +114,12 @@ def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]
         fd = event.res
         params = event.params
         raw = params.get("name") or params.get("path") or ""
-        base = dirfd_base_for(thread, params.get("dirfd", AT_FDCWD))
-        name = resolve_path(base, raw) if isinstance(raw, str) else ""
+        if not isinstance(raw, str):
+            name = ""
+        elif raw[:1] == "/":
+            name = resolve_path(None, raw)  # absolute: no directory to look up
+        else:
+            name = resolve_path(dirfd_base_for(thread, params.get("dirfd", AT_FDCWD)), raw)
         flags = params.get("flags") or 0
         if fd is None or fd < 0:
             # Failed opens still show their path in fd.name (libsinsp binds a temporary fdinfo).
@@ -212,10 +216,10 @@ def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]
             return
         params = event.params
         num = params.get("fd", -1)
-        fds = thread.fds
-        event.fd = fds.get(num)
-        if not event.info.is_enter and params.get("res") == 0:
-            fds.pop(num, None)
+        if params.get("res") == 0 and not event.info.is_enter:
+            event.fd = thread.fds.pop(num, None)  # closed: still bound for this event's fields
+        else:
+            event.fd = thread.fds.get(num)
 
     def on_dup(event: SyscallEvent, thread: ThreadInfo | None) -> None:
         if event.info.is_enter or thread is None:
