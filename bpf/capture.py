@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bpf import collector
 from bpf.drops import DropMonitor, KernelCounters
 from bpf.errors import BpfError, BpfRequirementError
 from bpf.records import RecordDecoder
@@ -140,6 +141,7 @@ class LiveSource:
         self._stats = LiveStats()
         self._bpf: Any = None
         self._ring: RingBufferReader | None = None
+        self._collector_held = False  # this capture's part in bpf.collector's settings
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> LiveSource:
@@ -171,6 +173,8 @@ class LiveSource:
         if self.bootstrap:
             self._bootstrap_state()
         self._write_interesting(self.selection.syscalls)
+        collector.capture_started()
+        self._collector_held = True
         self._ring = RingBufferReader(
             self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
         )
@@ -181,6 +185,9 @@ class LiveSource:
             )
 
     def close(self) -> None:
+        if self._collector_held:
+            collector.capture_stopped()
+            self._collector_held = False
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -224,7 +231,7 @@ class LiveSource:
         """One batch: whatever the ring buffer holds (waits up to timeout_ms when empty)."""
         records = self._ring.read(timeout_ms)
         self._stats.delivered += len(records)
-        events = list(self.decoder.decode(records))
+        events = self.decoder.decode(records)
         self._stats.decoded += len(events)
         return events
 

@@ -31,10 +31,9 @@ class RingBufferReader:
         self._producer = mmap.mmap(
             map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
         )
-        self._data = memoryview(self._producer)[page:]
+        self._data_at = page  # the data area's offset in the producer mapping
 
     def close(self) -> None:
-        self._data.release()
         self._producer.close()
         self._consumer.close()
 
@@ -51,18 +50,21 @@ class RingBufferReader:
     def _drain(self) -> list[bytes]:
         consumer = _POS.unpack_from(self._consumer)[0]
         producer = _POS.unpack_from(self._producer)[0]
-        data, mask = self._data, self.mask
+        # Slicing the mmap itself copies a record into bytes in one step (a memoryview slice
+        # would be one more object per record).
+        data, mask, data_at = self._producer, self.mask, self._data_at
+        read_length = _LEN.unpack_from
         records: list[bytes] = []
         append = records.append
         start = consumer
         while consumer < producer:
-            offset = consumer & mask
-            length = _LEN.unpack_from(data, offset)[0]
+            offset = data_at + (consumer & mask)
+            length = read_length(data, offset)[0]
             if length & _BUSY:
                 break  # the producer is still writing it: records after it wait too
             size = length & ~(_BUSY | _DISCARD)
             if not length & _DISCARD:
-                append(bytes(data[offset + _HEADER : offset + _HEADER + size]))
+                append(data[offset + _HEADER : offset + _HEADER + size])
             consumer += (size + _HEADER + 7) & ~7
             if consumer - start >= self.size // 2:
                 break  # release room for the producer before a very large batch is decoded
