@@ -100,16 +100,16 @@ class RecordDecoder:
         num = self.num
         try:
             for record in records:
-                fields = unpack(record)
+                ts, tid, _, _, _, sysid, kind, l0, l1, l2, _, ret, *args = unpack(record)
                 num += 1
-                if fields[6] == KIND_SYSCALL:
-                    entry = plain.get(fields[5])
+                ts += boot_offset
+                if kind == KIND_SYSCALL:
+                    entry = plain.get(sysid)
                     if entry is not None:
                         info, decode_params = entry
-                        l0, l1, l2 = fields[7], fields[8], fields[9]
                         params = decode_params(
-                            fields[11],
-                            fields[12:],
+                            ret,
+                            args,
                             record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape")
                             if l0
                             else "",
@@ -118,9 +118,9 @@ class RecordDecoder:
                             else "",
                             record[_SA : _SA + l2] if l2 else b"",
                         )
-                        append(SyscallEvent(num, fields[0] + boot_offset, fields[1], info, params))
+                        append(SyscallEvent(num, ts, tid, info, params))
                         continue
-                event = self._decode_special(record, fields, num, fields[0] + boot_offset)
+                event = self._decode_special(record, num, ts)
                 if event is not None:
                     append(event)
         finally:
@@ -131,12 +131,12 @@ class RecordDecoder:
         events = self.decode((record,))
         return events[0] if events else None
 
-    def _decode_special(
-        self, record: bytes, fields: tuple[Any, ...], num: int, ts: int
-    ) -> SyscallEvent | None:
+    def _decode_special(self, record: bytes, num: int, ts: int) -> SyscallEvent | None:
         """Records other than a plain syscall's: process creation, exec, process exit, a child
         of falconet itself, and syscalls the table does not know."""
-        _, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = fields
+        _, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
+            record
+        )
         if kind == KIND_PROCEXIT:
             return SyscallEvent(num, ts, tid, _PROCEXIT, {})
         if kind == KIND_SELF_FORK:
