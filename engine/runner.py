@@ -192,9 +192,11 @@ class AlertFormatter:
 
     def alert(self, rule: CompiledRule, event: Any, source: str) -> Alert:
         priority = self.priority(rule)
-        output = rule.output.render(event) if rule.output is not None else ""
-        fields = rule.output.field_values(event) if rule.output is not None else {}
+        output, fields = (
+            rule.output.render_with_fields(event) if rule.output is not None else ("", {})
+        )
         time_ns = event.ts
+        line = text_line(time_ns, priority, output, self.iso8601)
         document = json_alert(
             time_ns=time_ns,
             priority=priority,
@@ -206,8 +208,9 @@ class AlertFormatter:
             hostname=self.hostname,
             iso8601=self.iso8601,
             options=self._options,
+            line=line,
         )
-        return Alert(text_line(time_ns, priority, output, self.iso8601), document)
+        return Alert(line, document)
 
 
 class Detector:
