@@ -137,11 +137,11 @@ class LiveSource:
         self.bootstrap = bootstrap
         self.selection = select_syscalls(rule_types, self.base)
         self.decoder = RecordDecoder()
+        self._collector_held = False  # this capture's part in bpf.collector's settings
         self.drop_monitor = DropMonitor()
         self._stats = LiveStats()
         self._bpf: Any = None
         self._ring: RingBufferReader | None = None
-        self._collector_held = False  # this capture's part in bpf.collector's settings
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> LiveSource:
@@ -173,8 +173,6 @@ class LiveSource:
         if self.bootstrap:
             self._bootstrap_state()
         self._write_interesting(self.selection.syscalls)
-        collector.capture_started()
-        self._collector_held = True
         self._ring = RingBufferReader(
             self._bpf[b"events"].map_fd, self.ringbuf_pages * mmap.PAGESIZE
         )
@@ -183,6 +181,9 @@ class LiveSource:
                 "rules use event types the live probe does not capture: %s",
                 ", ".join(sorted(self.selection.unsupported)),
             )
+        # Last: what start() built (probe state, the /proc bootstrap) is long-lived.
+        collector.capture_started()
+        self._collector_held = True
 
     def close(self) -> None:
         if self._collector_held:
