@@ -230,9 +230,14 @@ class LiveSource:
     # -- reading --------------------------------------------------------------------------------
     def poll(self, timeout_ms: int = 100) -> list[SyscallEvent]:
         """One batch: whatever the ring buffer holds (waits up to timeout_ms when empty)."""
-        records = self._ring.read(timeout_ms)
-        self._stats.delivered += len(records)
-        events = self.decoder.decode(records)
+        ring = self._ring
+        offsets = ring.read(timeout_ms)
+        try:
+            # Decoded where they sit in the ring; handed back to the producer right after.
+            events = self.decoder.decode_at(ring.buffer, offsets)
+        finally:
+            ring.release()
+        self._stats.delivered += len(offsets)
         self._stats.decoded += len(events)
         return events
 

@@ -7,9 +7,11 @@ field extractors and the capture writer treat live events exactly like replayed 
 
 from __future__ import annotations
 
+import mmap
 import struct
 import time
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 from bpf import procfs
@@ -41,6 +43,9 @@ def _infos() -> dict[int, tuple[str, EventInfo, Decoder | None]]:
     return table
 
 
+# What records are read from: a bytes object, or the ring buffer's memory mapping.
+Buffer = bytes | mmap.mmap
+
 _INFO_BY_ID = _infos()
 # Syscalls whose parameters come from the record alone (not clone/fork/exec): the hot path.
 _PLAIN_BY_ID = {
@@ -50,8 +55,8 @@ _PROCEXIT = event_info(newest_code("procexit", True) or 0)
 _CLONE = event_info(newest_code("clone", False) or 0)
 
 
-def _comm(record: bytes) -> str:
-    return record[_COMM : _COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
+def _comm(buffer: Buffer, at: int) -> str:
+    return buffer[at + _COMM : at + _COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _text(raw: bytes, length: int) -> str:
@@ -90,6 +95,19 @@ class RecordDecoder:
     def decode(self, records: Iterable[bytes]) -> list[SyscallEvent]:
         """The events of a batch of records, in order; records of syscalls the table does not
         know are counted (`unknown`) and skipped."""
+        records = list(records)
+        if not records:
+            return []
+        offsets = list(accumulate((len(record) for record in records[:-1]), initial=0))
+        return self.decode_at(b"".join(records), offsets)
+
+    def decode_one(self, record: bytes) -> SyscallEvent | None:
+        events = self.decode_at(record, (0,))
+        return events[0] if events else None
+
+    def decode_at(self, buffer: Buffer, offsets: Iterable[int]) -> list[SyscallEvent]:
+        """decode() for records that sit in one buffer at `offsets` (the ring buffer's mapping:
+        no copy of each record into its own bytes object)."""
         # The hot path (plain syscalls) is inlined here with its lookups bound to locals: it
         # runs for every live event, and each call or attribute access is a measurable share.
         events: list[SyscallEvent] = []
@@ -99,8 +117,8 @@ class RecordDecoder:
         boot_offset = self.boot_offset
         num = self.num
         try:
-            for record in records:
-                ts, tid, _, _, _, sysid, kind, l0, l1, l2, _, ret, *args = unpack(record)
+            for at in offsets:
+                ts, tid, _, _, _, sysid, kind, l0, l1, l2, _, ret, *args = unpack(buffer, at)
                 num += 1
                 ts += boot_offset
                 if kind == KIND_SYSCALL:
@@ -110,32 +128,28 @@ class RecordDecoder:
                         params = decode_params(
                             ret,
                             args,
-                            record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape")
+                            buffer[at + _S0 : at + _S0 + l0 - 1].decode("utf-8", "surrogateescape")
                             if l0
                             else "",
-                            record[_S1 : _S1 + l1 - 1].decode("utf-8", "surrogateescape")
+                            buffer[at + _S1 : at + _S1 + l1 - 1].decode("utf-8", "surrogateescape")
                             if l1
                             else "",
-                            record[_SA : _SA + l2] if l2 else b"",
+                            buffer[at + _SA : at + _SA + l2] if l2 else b"",
                         )
                         append(SyscallEvent(num, ts, tid, info, params))
                         continue
-                event = self._decode_special(record, num, ts)
+                event = self._decode_special(buffer, at, num, ts)
                 if event is not None:
                     append(event)
         finally:
             self.num = num
         return events
 
-    def decode_one(self, record: bytes) -> SyscallEvent | None:
-        events = self.decode((record,))
-        return events[0] if events else None
-
-    def _decode_special(self, record: bytes, num: int, ts: int) -> SyscallEvent | None:
+    def _decode_special(self, buffer: Buffer, at: int, num: int, ts: int) -> SyscallEvent | None:
         """Records other than a plain syscall's: process creation, exec, process exit, a child
         of falconet itself, and syscalls the table does not know."""
         _, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
-            record
+            buffer, at
         )
         if kind == KIND_PROCEXIT:
             return SyscallEvent(num, ts, tid, _PROCEXIT, {})
@@ -147,27 +161,29 @@ class RecordDecoder:
             self.unknown += 1
             return None
         name, info, _ = entry
+        comm = _comm(buffer, at)
         if kind == KIND_SYSCALL:
-            params = self._clone_params(name, record, tid, pid, uid, gid, ret, args)
+            params = self._clone_params(name, comm, tid, pid, uid, gid, ret, args)
         else:
             params = self._exec_params(
-                record, pid, tid, uid, gid, _comm(record), ret, (l0, l1, l2), trunc
+                buffer, at, pid, tid, uid, gid, comm, ret, (l0, l1, l2), trunc
             )
         return SyscallEvent(num, ts, tid, info, params)
 
     @staticmethod
     def _clone_params(
-        name: str, record: bytes, tid: int, pid: int, uid: int, gid: int, ret: int, args: list[int]
+        name: str, comm: str, tid: int, pid: int, uid: int, gid: int, ret: int, args: list[int]
     ) -> dict[str, Any]:
         flags = ppm_clone_flags(args[0]) if name == "clone" else 0
         if name == "vfork":
             flags = _CLONE_VFORK_VM
-        return {"res": ret, "tid": tid, "pid": pid, "comm": _comm(record), "flags": flags,
+        return {"res": ret, "tid": tid, "pid": pid, "comm": comm, "flags": flags,
                 "uid": uid, "gid": gid}  # fmt: skip
 
     def _exec_params(
         self,
-        record: bytes,
+        buffer: Buffer,
+        at: int,
         pid: int,
         tid: int,
         uid: int,
@@ -177,12 +193,12 @@ class RecordDecoder:
         lens: tuple[int, int, int],
         truncated: int,
     ) -> dict[str, Any]:
-        base = HDR.size
-        filename = _text(record[base : base + STR_MAX], lens[0])
+        base = at + HDR.size
+        filename = _text(buffer[base : base + STR_MAX], lens[0])
         argv_at = base + STR_MAX
         env_at = argv_at + 2 * 1024
-        argv = record[argv_at : argv_at + lens[1]].rstrip(b"\0").split(b"\0")
-        env = record[env_at : env_at + lens[2]].rstrip(b"\0")
+        argv = buffer[argv_at : argv_at + lens[1]].rstrip(b"\0").split(b"\0")
+        env = buffer[env_at : env_at + lens[2]].rstrip(b"\0")
         if truncated:
             self.truncated_execs += 1
         params: dict[str, Any] = {

@@ -1,18 +1,21 @@
-"""The live pipeline's fast paths give what the general paths give: batch decoding, the path
-normalisation shortcut, failed closes, the result parameter, the collector settings of a
-capture. No root needed."""
+"""The live pipeline's fast paths give what the general paths give: the ring reader handing
+records out in place, batch decoding, the path normalisation shortcut, failed closes, the result
+parameter, the collector settings of a capture. No root needed."""
 
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import posixpath
+import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bpf import collector
 from bpf.records import HDR, KIND_PROCEXIT, KIND_SYSCALL, SA_MAX, STR_MAX, RecordDecoder
+from bpf.ringbuf import MAX_BATCH_RECORDS, RingBufferReader
 from engine.sources.syscall.events import new_event
 from engine.sources.syscall.eventtable import EVENT_INFO, RESULT_TYPES
 from engine.sources.syscall.state import StateTracker, ThreadInfo, resolve_path
@@ -132,3 +135,72 @@ def test_capture_collector_settings_are_restored_after_the_last_capture() -> Non
     assert gc.get_freeze_count() == 0
     collector.capture_stopped()  # an extra stop changes nothing
     assert gc.get_threshold() == before
+
+
+class _MemfdRing:
+    """A memfd laid out as the kernel lays out a BPF ring buffer map (consumer page, producer
+    page, data area), written the way the producer writes records, read through the real
+    RingBufferReader mapping."""
+
+    def __init__(self, size: int) -> None:
+        self.page = mmap.PAGESIZE
+        self.size = size
+        self.fd = os.memfd_create("ring")
+        os.ftruncate(self.fd, 2 * self.page + 2 * size)
+        self.map = mmap.mmap(self.fd, 2 * self.page + 2 * size)
+        self.produced = 0
+
+    def produce(self, record: bytes, flags: int = 0) -> None:
+        at = 2 * self.page + (self.produced & (self.size - 1))
+        struct.pack_into("<II", self.map, at, len(record) | flags, 0)
+        self.map[at + 8 : at + 8 + len(record)] = record
+        self.produced += (len(record) + 8 + 7) & ~7
+        struct.pack_into("<Q", self.map, self.page, self.produced)
+
+    def consumed(self) -> int:
+        return struct.unpack_from("<Q", self.map, 0)[0]
+
+    def close(self) -> None:
+        self.map.close()
+        os.close(self.fd)
+
+
+def test_ring_records_are_decoded_in_place_and_released_after() -> None:
+    ring = _MemfdRing(1 << 16)
+    reader = RingBufferReader(ring.fd, ring.size)
+    try:
+        records = _storm_batch()
+        ring.produce(records[0])
+        ring.produce(records[1], flags=1 << 30)  # discarded by the producer: skipped
+        ring.produce(records[3])
+        ring.produce(records[0], flags=1 << 31)  # still being written: waits with what follows
+        offsets = reader.read(0)
+        assert len(offsets) == 2
+        assert ring.consumed() == 0  # held while decoded
+        events = RecordDecoder().decode_at(reader.buffer, offsets)
+        assert [e.type for e in events] == ["openat", "chmod"]
+        assert events[0].params["name"] == "/etc/hostname"
+        reader.release()
+        released = ring.consumed()
+        assert released == 3 * ((len(records[0]) + 8 + 7) & ~7)
+        assert reader.read(0) == []  # the busy record is not handed out
+        assert ring.consumed() == released
+    finally:
+        reader.close()
+        ring.close()
+
+
+def test_a_ring_read_hands_out_a_bounded_batch() -> None:
+    record = _storm_batch()[1]
+    ring = _MemfdRing(1 << 24)
+    reader = RingBufferReader(ring.fd, ring.size)
+    try:
+        for _ in range(MAX_BATCH_RECORDS + 10):
+            ring.produce(record)
+        assert len(reader.read(0)) == MAX_BATCH_RECORDS
+        assert len(reader.read(0)) == 10  # the next read releases the first batch
+        reader.release()
+        assert ring.consumed() == ring.produced
+    finally:
+        reader.close()
+        ring.close()
