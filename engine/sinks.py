@@ -282,10 +282,17 @@ def build_sink(spec: Mapping[str, Any]) -> Sink:
 
 
 def internal_alert(
-    rule: str, output: str, priority: Priority, fields: dict[str, Any], hostname: str
+    rule: str,
+    output: str,
+    priority: Priority,
+    fields: dict[str, Any],
+    hostname: str,
+    time_ns: int | None = None,
+    fields_in_text: bool = False,
 ) -> Alert:
-    """An alert about falconet itself (Falco's `Falco internal: ...` alerts)."""
-    now = time.time_ns()
+    """An alert about falconet itself (Falco's `Falco internal: ...` alerts). `time_ns` defaults
+    to now; `fields_in_text` appends ` (k=v k=v)` to the text line, as Falco's handle_msg."""
+    now = time.time_ns() if time_ns is None else time_ns
     document = json_alert(
         time_ns=now,
         priority=priority,
@@ -296,7 +303,10 @@ def internal_alert(
         tags=(),
         hostname=hostname,
     )
-    return Alert(text_line(now, priority, output), document)
+    text = output
+    if fields_in_text:
+        text += " (" + " ".join(f"{k}={v}" for k, v in sorted(fields.items())) + ")"
+    return Alert(text_line(now, priority, text), document)
 
 
 @dataclass
