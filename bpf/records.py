@@ -1,8 +1,9 @@
 """Ring-buffer records (probe.c's struct hdr / sys_rec / exec_rec) -> the engine's exit events.
 
-Decoding happens in batches, outside the ring-buffer callback, which only copies bytes. The
-parameters are named and typed as the drivers' event table has them, so the state tracker, the
-field extractors and the capture writer treat live events exactly like replayed ones.
+Decoding happens a batch at a time, reading the records where the ring buffer's mapping holds
+them (bpf/ringbuf.py hands out their offsets). The parameters are named and typed as the
+drivers' event table has them, so the state tracker, the field extractors and the capture
+writer treat live events exactly like replayed ones.
 """
 
 from __future__ import annotations
