@@ -9,7 +9,10 @@ import mmap
 import os
 import posixpath
 import struct
+import subprocess
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +207,25 @@ def test_a_ring_read_hands_out_a_bounded_batch() -> None:
     finally:
         reader.close()
         ring.close()
+
+
+def test_a_live_capture_reads_in_place_and_holds_the_collector_settings_until_closed() -> None:
+    from tests.test_bpf_live import _skip_reason
+
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from bpf.capture import LiveSource
+
+    before = gc.get_threshold()
+    with LiveSource({"openat"}, ringbuf_pages=64, bootstrap=False) as source:
+        assert gc.get_threshold()[0] >= collector.GEN0_THRESHOLD
+        # Read in place from the real ring (falconet's own opens are filtered in the kernel).
+        subprocess.run(["cat", "/etc/hostname"], check=True, capture_output=True)
+        deadline = time.monotonic() + 2
+        seen: list[str] = []
+        while time.monotonic() < deadline and "/etc/hostname" not in seen:
+            seen += [e.params.get("name") for e in source.poll(50) if e.type == "openat"]
+        assert "/etc/hostname" in seen
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
