@@ -206,15 +206,21 @@ def install(
         no_verify = no_verify or bool(context.config["artifact.no_verify"])
         outcome = None
         try:
-            if resolve.locked:
-                from feeds.planner import locked_plan
+            candidates = _unchanged_candidates(
+                context, refs, dirs, state, resolve, platform, lock_path
+            )
+            if candidates is None:
+                if resolve.locked:
+                    from feeds.planner import locked_plan
 
-                install_plan = locked_plan(context, lock_path, refs, resolve.allow_downgrade)
-            else:
-                outcome = _resolve(context, refs, resolve, platform, lock_path)
-                install_plan = outcome.plan
-            install_plan.check()  # never a silent downgrade
-            candidates = _candidates(context, install_plan, outcome, refs, state, platform, dirs)
+                    install_plan = locked_plan(context, lock_path, refs, resolve.allow_downgrade)
+                else:
+                    outcome = _resolve(context, refs, resolve, platform, lock_path)
+                    install_plan = outcome.plan
+                install_plan.check()  # never a silent downgrade
+                candidates = _candidates(
+                    context, install_plan, outcome, refs, state, platform, dirs
+                )
             _refuse_disallowed(candidates, allowed)
             for candidate in candidates:
                 if candidate.store is not None:
@@ -229,6 +235,7 @@ def install(
                 from feeds.lockfile import write_lock
 
                 write_lock(lock_path, outcome.lock)
+                _stamp_resolution(context, refs, state, resolve, platform, lock_path, outcome)
             report.lock_file = str(lock_path)
         finally:
             if outcome is not None:
@@ -257,6 +264,106 @@ def _resolve(
         resolve_deps=resolve.resolve_deps,
     )
     return plan_install(context, refs, options)
+
+
+def _unchanged_candidates(
+    context: FeedsContext,
+    refs: list[str],
+    dirs: InstallDirs,
+    state: StateStore,
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+) -> list[_Candidate] | None:
+    """Every requested artifact kept as installed, without resolving: when the stamp of the
+    last resolution still matches all its inputs (feeds.install_stamp), every ref is pinned (a
+    tag or a digest), its registry still maps it to the installed digest (one HEAD each: a
+    moved tag is seen) and the installed files are intact. None: resolve in full."""
+    from feeds.install_stamp import file_sha256, read_stamp, resolution_inputs
+
+    if resolve.locked or resolve.update or resolve.engine_versions is not None:
+        return None
+    stamp = read_stamp(context.state_dir)
+    if stamp is None or stamp.lock_sha256 != file_sha256(lock_path):
+        return None
+    if stamp.inputs != resolution_inputs(platform, resolve.pre, resolve.resolve_deps):
+        return None
+    user_refs = [parse_user_ref(text, context.indexes) for text in refs]
+    if {ref.text: ref.full for ref in user_refs} != stamp.refs:
+        return None
+    if any(ref.version_range or not (ref.tag or ref.digest) for ref in user_refs):
+        return None  # ranges and bare names resolve against the registry's releases
+    records = {record.name: record for record in state.all()}
+    if {name: record.digest for name, record in records.items()} != stamp.installed:
+        return None
+    candidates = []
+    for user_ref in sorted(user_refs, key=lambda ref: ref.name):  # the plan's order
+        record = records.get(user_ref.name)
+        if record is None or not _kept_in_place(record, dirs):
+            return None
+        store = _open_repository(context, user_ref.full)
+        if store.resolve(user_ref.digest or user_ref.tag or "").digest != record.digest:
+            return None  # the tag moved: resolve, which replaces it
+        planned = PlannedArtifact(
+            ref=user_ref.text,
+            name=record.name,
+            type=record.type,
+            version=record.version,
+            digest=record.digest,
+            reference=f"{user_ref.locator}@{record.digest}",
+            reason="requested",
+            action="keep",
+            installed_version=record.version,
+            files=[f.path for f in record.files],
+        )
+        candidates.append(_Candidate(planned, user_ref, store))
+    log.debug("every requested artifact is installed and current: nothing to resolve")
+    return candidates
+
+
+def _open_repository(context: FeedsContext, full_reference: str) -> ArtifactStore:
+    from registry.reference import parse_reference
+    from registry.store import open_store
+
+    reference = parse_reference(full_reference)
+    return open_store(reference, context.client_options(reference.registry))
+
+
+def _stamp_resolution(
+    context: FeedsContext,
+    refs: list[str],
+    state: StateStore,
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+    outcome: Any,
+) -> None:
+    """Record the inputs of this resolution for the next install's fast path, when it is one
+    the fast path can reproduce: falconet's engine, no dependencies, and exactly the requested
+    artifacts installed."""
+    from feeds.install_stamp import (
+        clear_stamp,
+        has_dependencies,
+        resolution_inputs,
+        write_stamp,
+    )
+
+    user_refs = [parse_user_ref(text, context.indexes) for text in refs]
+    installed = {record.name: record.digest for record in state.all()}
+    if (
+        resolve.engine_versions is not None
+        or has_dependencies(outcome.lock.artifacts.values())
+        or set(installed) != {ref.name for ref in user_refs}
+    ):
+        clear_stamp(context.state_dir)
+        return
+    write_stamp(
+        context.state_dir,
+        {ref.text: ref.full for ref in user_refs},
+        installed,
+        lock_path,
+        resolution_inputs(platform, resolve.pre, resolve.resolve_deps),
+    )
 
 
 def _candidates(
@@ -315,11 +422,8 @@ def _candidates(
 
 def _fetch_locked(context: FeedsContext, entry: Any, platform: str | None) -> tuple[Any, Any]:
     from registry.artifacts import resolve_artifact
-    from registry.reference import parse_reference
-    from registry.store import open_store
 
-    reference = parse_reference(entry.reference)
-    store = open_store(reference, context.client_options(reference.registry))
+    store = _open_repository(context, entry.reference)
     return store, resolve_artifact(store, entry.digest, platform)
 
 
