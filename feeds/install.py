@@ -26,7 +26,6 @@ from feeds.transaction import (
     Plan,
     commit,
     discard,
-    fsync_tree,
     recover,
     staging_dir,
     sweep_stale_staging,
@@ -563,33 +562,29 @@ def _stage(
     state: StateStore,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Plan:
-    from registry.artifacts import pull_artifact
-    from registry.extract import extract_targz
+    from registry.artifacts import extract_artifact
 
     planned = candidate.planned
-    pulled = pull_artifact(
-        candidate.store, work / planned.name, planned.digest, planned.platform or None, progress
-    )
-    planned.downloaded_blobs = pulled.downloaded_blobs
+    assert candidate.store is not None and candidate.resolved is not None
     target_dir = dirs.for_type(planned.type)
     stage = staging_dir(target_dir)
     plan = Plan(staging_dirs=[str(stage)])
-    relative: list[Path] = []
     try:
-        for archive in pulled.files:
-            relative += extract_targz(archive, stage)
-        fsync_tree(stage)  # durable before the journal makes the commit irrevocable
+        # durable: files and staging directories are fsynced before the journal makes the
+        # commit irrevocable (the roll-forward after a crash needs every staged file).
+        extracted = extract_artifact(
+            candidate.store, candidate.resolved, stage, work, progress, durable=True
+        )
     except BaseException:
         discard(plan)
         raise
+    planned.downloaded_blobs = extracted.downloaded_blobs
     files: list[InstalledFile] = []
-    for rel in relative:
-        source, target = stage / rel, target_dir / rel
+    for item in extracted.files:
+        source, target = stage / item.path, target_dir / item.path
         plan.moves.append(Move(str(source), str(target)))
         stat = source.stat()  # rename keeps size and mtime
-        files.append(
-            InstalledFile(str(target), sha256_file(source), stat.st_size, stat.st_mtime_ns)
-        )
+        files.append(InstalledFile(str(target), item.sha256, stat.st_size, stat.st_mtime_ns))
     previous = state.get(planned.name)
     if previous is not None:
         plan.deletes += [f.path for f in previous.files]

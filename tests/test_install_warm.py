@@ -1,4 +1,4 @@
-"""Re-installing what is installed: the fast path that skips resolving (feeds.install_stamp)
+"""Re-installing and the blob cache. The fast path that skips resolving (feeds.install_stamp)
 must give the same report and lock as a full resolution, and must notice a moved tag, a
 tampered file, a changed request and a signature policy."""
 
@@ -114,3 +114,23 @@ def test_signature_policy_still_applies_on_the_fast_path(
     assert refused.returncode == 6, refused.stderr
     assert FAST_PATH_LOG in refused.stderr
     assert "signature is required" in refused.stderr
+
+
+def test_corrupt_cache_blob_is_downloaded_again(
+    run_cli: CliRunner, registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    refs = publish_two(registry, tmp_path)
+    install(run_cli, refs[0])
+    blobs = falconet_home / "cache" / "blobs" / "sha256"
+    layer = max(blobs.iterdir(), key=lambda p: p.stat().st_size)  # the tar.gz, not the config
+    layer.write_bytes(b"X" * layer.stat().st_size)
+
+    # Another install directory: everything is installed again from the (corrupt) cache.
+    result = run_cli(
+        "artifact", "install", refs[0], "--plain-http", "-o", "json",
+        "--rulesfiles-dir", str(tmp_path / "other"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "cached copy is corrupt" in result.stderr
+    assert json.loads(result.stdout)["artifacts"][0]["downloaded_blobs"] == 1
+    assert (tmp_path / "other" / "one.yaml").read_text() == "- list: a\n  items: []\n"
