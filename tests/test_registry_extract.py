@@ -189,3 +189,34 @@ def test_extract_layer_hashes_each_file_and_verifies_the_archive(tmp_path: Path)
     with pytest.raises(DigestMismatchError):
         extract_layer(archive, tmp_path / "garbage", expected_digest=digest)
     assert list((tmp_path / "garbage").iterdir()) == []
+
+
+def _two_file_tar() -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name in ("a.yaml", "b.yaml"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"xyz"))
+    return raw.getvalue()
+
+
+def test_multi_member_gzip_with_padding_extracts_and_truncated_gzip_is_refused(
+    tmp_path: Path,
+) -> None:
+    import gzip
+
+    from registry.digests import digest_file
+    from registry.extract import extract_layer
+
+    data = _two_file_tar()
+    members = tmp_path / "members.tar.gz"
+    members.write_bytes(gzip.compress(data[:700]) + gzip.compress(data[700:]) + bytes(64))
+    files = extract_layer(members, tmp_path / "ok", expected_digest=digest_file(members)[0])
+    assert sorted(str(f.path) for f in files) == ["a.yaml", "b.yaml"]
+
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(gzip.compress(data)[:-20])
+    with pytest.raises(UnsafeArchiveError, match="ends before its end marker"):
+        extract_layer(truncated, tmp_path / "cut")
+    assert list((tmp_path / "cut").iterdir()) == []
