@@ -295,14 +295,25 @@ def _unchanged_candidates(
     records = {record.name: record for record in state.all()}
     if {name: record.digest for name, record in records.items()} != stamp.installed:
         return None
+    ordered = sorted(user_refs, key=lambda ref: ref.name)  # the plan's order
+    if any(
+        ref.name not in records or not _kept_in_place(records[ref.name], dirs) for ref in ordered
+    ):
+        return None
+    stores = [_open_repository(context, ref.full) for ref in ordered]
+    with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
+        current = list(
+            pool.map(
+                lambda store, ref: store.resolve(ref.digest or ref.tag).digest, stores, ordered
+            )
+        )
+    if any(
+        digest != records[ref.name].digest for digest, ref in zip(current, ordered, strict=True)
+    ):
+        return None  # a tag moved: resolve, which replaces the artifact
     candidates = []
-    for user_ref in sorted(user_refs, key=lambda ref: ref.name):  # the plan's order
-        record = records.get(user_ref.name)
-        if record is None or not _kept_in_place(record, dirs):
-            return None
-        store = _open_repository(context, user_ref.full)
-        if store.resolve(user_ref.digest or user_ref.tag or "").digest != record.digest:
-            return None  # the tag moved: resolve, which replaces it
+    for user_ref, store in zip(ordered, stores, strict=True):
+        record = records[user_ref.name]
         planned = PlannedArtifact(
             ref=user_ref.text,
             name=record.name,
