@@ -278,6 +278,37 @@ def _unchanged_candidates(
     last resolution still matches all its inputs (feeds.install_stamp), every ref is pinned (a
     tag or a digest), its registry still maps it to the installed digest (one HEAD each: a
     moved tag is seen) and the installed files are intact. None: resolve in full."""
+    records = {record.name: record for record in state.all()}
+    user_refs = _refs_of_unchanged_resolution(context, refs, records, resolve, platform, lock_path)
+    if user_refs is None:
+        return None
+    ordered = sorted(user_refs, key=lambda ref: ref.name)  # the plan's order
+    if not all(_kept_in_place(records[ref.name], dirs) for ref in ordered):
+        return None
+    stores = [_open_repository(context, ref.full) for ref in ordered]
+    with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
+        current = list(pool.map(_current_digest, stores, ordered))
+    if any(
+        digest != records[ref.name].digest for digest, ref in zip(current, ordered, strict=True)
+    ):
+        return None  # a tag moved: resolve, which replaces the artifact
+    log.debug("every requested artifact is installed and current: nothing to resolve")
+    return [
+        _Candidate(_kept(ref, records[ref.name]), ref, store)
+        for ref, store in zip(ordered, stores, strict=True)
+    ]
+
+
+def _refs_of_unchanged_resolution(
+    context: FeedsContext,
+    refs: list[str],
+    records: dict[str, InstalledArtifact],
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+) -> list[UserRef] | None:
+    """The parsed refs when the stamp matches every input of this install but the registry's
+    answers (checked by the caller), else None."""
     from feeds.install_stamp import file_sha256, read_stamp, resolution_inputs
 
     if resolve.locked or resolve.update or resolve.engine_versions is not None:
@@ -292,43 +323,30 @@ def _unchanged_candidates(
         return None
     if any(ref.version_range or not (ref.tag or ref.digest) for ref in user_refs):
         return None  # ranges and bare names resolve against the registry's releases
-    records = {record.name: record for record in state.all()}
-    if {name: record.digest for name, record in records.items()} != stamp.installed:
+    installed = {name: record.digest for name, record in records.items()}
+    if installed != stamp.installed or set(installed) != {ref.name for ref in user_refs}:
         return None
-    ordered = sorted(user_refs, key=lambda ref: ref.name)  # the plan's order
-    if any(
-        ref.name not in records or not _kept_in_place(records[ref.name], dirs) for ref in ordered
-    ):
-        return None
-    stores = [_open_repository(context, ref.full) for ref in ordered]
-    with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
-        current = list(
-            pool.map(
-                lambda store, ref: store.resolve(ref.digest or ref.tag).digest, stores, ordered
-            )
-        )
-    if any(
-        digest != records[ref.name].digest for digest, ref in zip(current, ordered, strict=True)
-    ):
-        return None  # a tag moved: resolve, which replaces the artifact
-    candidates = []
-    for user_ref, store in zip(ordered, stores, strict=True):
-        record = records[user_ref.name]
-        planned = PlannedArtifact(
-            ref=user_ref.text,
-            name=record.name,
-            type=record.type,
-            version=record.version,
-            digest=record.digest,
-            reference=f"{user_ref.locator}@{record.digest}",
-            reason="requested",
-            action="keep",
-            installed_version=record.version,
-            files=[f.path for f in record.files],
-        )
-        candidates.append(_Candidate(planned, user_ref, store))
-    log.debug("every requested artifact is installed and current: nothing to resolve")
-    return candidates
+    return user_refs
+
+
+def _current_digest(store: ArtifactStore, ref: UserRef) -> str:
+    return store.resolve(ref.digest or ref.tag or "latest").digest
+
+
+def _kept(user_ref: UserRef, record: InstalledArtifact) -> PlannedArtifact:
+    """The plan line of an artifact kept as installed, as a full resolution writes it."""
+    return PlannedArtifact(
+        ref=user_ref.text,
+        name=record.name,
+        type=record.type,
+        version=record.version,
+        digest=record.digest,
+        reference=f"{user_ref.locator}@{record.digest}",
+        reason="requested",
+        action="keep",
+        installed_version=record.version,
+        files=[f.path for f in record.files],
+    )
 
 
 def _open_repository(context: FeedsContext, full_reference: str) -> ArtifactStore:
