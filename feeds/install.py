@@ -449,10 +449,13 @@ def _candidates(
 
 
 def _fetch_locked(context: FeedsContext, entry: Any, platform: str | None) -> tuple[Any, Any]:
-    from registry.artifacts import resolve_artifact
+    """The store and manifest of a locked digest; its config is read too, so a malformed one
+    is refused as on a resolved install."""
+    from registry.artifacts import fetch_config
 
     store = _open_repository(context, entry.reference)
-    return store, resolve_artifact(store, entry.digest, platform)
+    _, _, resolved = fetch_config(store, entry.digest, platform)
+    return store, resolved
 
 
 def _write_selection(dirs: InstallDirs, state: StateStore, selection: Selection) -> dict[str, Any]:
