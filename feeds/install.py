@@ -497,7 +497,7 @@ def _verify(
     is fetched. Raises VerificationError when a policy is not met."""
     from feeds.errors import NotFoundError
     from feeds.verify_policy import config_verify, resolve_policy
-    from registry.signatures import UNVERIFIED, verify_artifact
+    from registry.signatures import verify_artifact
 
     planned, user_ref = candidate.planned, candidate.user_ref
     entry = user_ref.entry if user_ref else None
@@ -514,9 +514,10 @@ def _verify(
         require_signature=require_signature,
     )
     assert candidate.store is not None
-    result = verify_artifact(candidate.store, candidate.store.reference, planned.digest, policy)
-    if result.verdict == UNVERIFIED:
-        log.warning("%s is unverified: %s", planned.ref, result.reason or "no policy applies")
+    # Named by repository and digest: the store's own tag is a placeholder. verify_artifact
+    # warns about an unverified artifact itself.
+    reference = candidate.store.reference.with_tag(None)
+    result = verify_artifact(candidate.store, reference, planned.digest, policy)
     return {
         "verdict": result.verdict,
         "key_fingerprint": result.key_fingerprint,
