@@ -60,18 +60,39 @@ class _DigestingReader:
 
 
 class _Inflater:
-    """gzip inflated front to back in bounded steps, for tarfile's stream mode: no member is
-    ever held whole in memory, however well it compresses. (gzip.GzipFile is bounded too but
-    costs twice the CPU here: a CRC on top of the digest, and an extra buffer layer.)"""
+    """gzip inflated front to back in bounded steps, as a file tarfile can read in place: no
+    member is ever held whole in memory, however well it compresses, and data is not copied
+    through tarfile's stream buffer. Seeking is forward only (tarfile skips, never rewinds).
+    (gzip.GzipFile is bounded too but costs twice the CPU: a CRC on top of the digest.)"""
 
     def __init__(self, source: _DigestingReader) -> None:
         self._source = source
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a gzip member
         self._input = b""
         self._started = False
+        self._position = 0
 
     def read(self, size: int = -1) -> bytes:
-        limit = size if size > 0 else CHUNK_SIZE
+        wanted = size if size >= 0 else MAX_TOTAL_SIZE
+        pieces = []
+        while wanted > 0 and (piece := self._next_piece(min(wanted, CHUNK_SIZE))):
+            pieces.append(piece)
+            wanted -= len(piece)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._position += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or offset < self._position:
+            raise OSError("the archive is read front to back only")
+        while self._position < offset and self.read(min(CHUNK_SIZE, offset - self._position)):
+            pass
+        return self._position
+
+    def _next_piece(self, limit: int) -> bytes:
         while True:
             if not self._input:
                 self._input = self._source.read(CHUNK_SIZE)
@@ -223,10 +244,8 @@ def _extract_into(
     files: dict[Path, ExtractedFile] = {}
     total = 0
     try:
-        # A stream, read once front to back (the digest covers exactly what was read), in
-        # 1 MiB blocks (tarfile's default 10 KiB records cost a Python call each).
-        inflated = _Inflater(stream)
-        tar = tarfile.open(fileobj=inflated, mode="r|", bufsize=CHUNK_SIZE)  # noqa: SIM115
+        # Read once, front to back: the digest covers exactly what was read.
+        tar = tarfile.open(fileobj=_Inflater(stream), mode="r:")  # type: ignore[call-overload]  # noqa: SIM115
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise _refuse(archive, f"not a readable tar.gz ({error})") from error
     with tar:
