@@ -1,6 +1,6 @@
-"""Re-installing and the blob cache. The fast path that skips resolving (feeds.install_stamp)
-must give the same report and lock as a full resolution, and must notice a moved tag, a
-tampered file, a changed request and a signature policy."""
+"""Re-installing, the blob cache, and layers read in place. The fast path that skips resolving
+(feeds.install_stamp) must give the same report and lock as a full resolution, and must notice
+a moved tag, a tampered file, a changed request and a signature policy."""
 
 from __future__ import annotations
 
@@ -134,3 +134,26 @@ def test_corrupt_cache_blob_is_downloaded_again(
     assert "cached copy is corrupt" in result.stderr
     assert json.loads(result.stdout)["artifacts"][0]["downloaded_blobs"] == 1
     assert (tmp_path / "other" / "one.yaml").read_text() == "- list: a\n  items: []\n"
+
+
+def test_tampered_layout_blob_is_refused_and_kept(
+    run_cli: CliRunner, registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    """A layout's own blob is read in place and verified while it is inflated: a tampered one
+    is an error (exit 6) and, unlike a cache copy, is never deleted."""
+    refs = publish_two(registry, tmp_path)
+    layout = tmp_path / "layout"
+    mirrored = run_cli("artifact", "mirror", refs[0], f"oci-layout:{layout}:1.0.0", "--plain-http")
+    assert mirrored.returncode == 0, mirrored.stderr
+    blobs = (layout / "blobs" / "sha256").iterdir()
+    layer = next(p for p in blobs if p.read_bytes().startswith(b"\x1f\x8b"))  # the tar.gz
+    tampered = bytearray(layer.read_bytes())
+    tampered[-30] ^= 0xFF
+    layer.write_bytes(bytes(tampered))
+
+    result = run_cli("artifact", "install", f"oci-layout:{layout}:1.0.0")
+    assert result.returncode == 6, result.stderr
+    assert "does not match its digest" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert layer.read_bytes() == bytes(tampered)
+    assert not (falconet_home / "rules" / "one.yaml").exists()
