@@ -157,3 +157,19 @@ def test_tampered_layout_blob_is_refused_and_kept(
     assert "Traceback" not in result.stderr
     assert layer.read_bytes() == bytes(tampered)
     assert not (falconet_home / "rules" / "one.yaml").exists()
+
+
+def test_unreadable_stamp_means_a_full_resolution(
+    run_cli: CliRunner, registry: RegistryServer, falconet_home: Path, tmp_path: Path
+) -> None:
+    refs = publish_two(registry, tmp_path)
+    install(run_cli, *refs)
+    stamp = falconet_home / STAMP
+    for garbage in ("{not json", '{"version": 1, "refs": {}}', '{"version": 99}'):
+        stamp.write_text(garbage)
+        report, log = install(run_cli, *refs)
+        assert FAST_PATH_LOG not in log
+        assert {a["action"] for a in report["artifacts"]} == {"keep"}
+        assert json.loads(stamp.read_text())["version"] == 1  # rewritten by the resolution
+    _, log = install(run_cli, *refs)
+    assert FAST_PATH_LOG in log
