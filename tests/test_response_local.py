@@ -13,8 +13,8 @@ from typing import Any
 
 from engine.response.engine import ResponseEngine
 from engine.response.rules import parse_rules
+from tests.support.certificates import TestCA as CertificateAuthority
 from tests.support.http_server import StaticServer
-from tests.support.registry_server import TestCA as CertificateAuthority
 
 
 def run_one(action: str, alert: dict[str, Any], **parameters: Any) -> Any:

@@ -26,7 +26,7 @@ import yaml
 
 from engine.response.engine import ResponseEngine
 from engine.response.rules import parse_rules
-from tests.support.registry_server import TestCA as CertificateAuthority
+from tests.support.certificates import TestCA as CertificateAuthority
 
 
 @dataclass
