@@ -411,12 +411,17 @@ def test_ring_buffer_overflow_is_counted_and_alerted(detector: Detector) -> None
     storm = "import os\nfor _ in range(20000): os.close(os.open('/etc/hostname', os.O_RDONLY))"
     with LiveSource({"openat"}, ringbuf_pages=1, bootstrap=False) as source:
         subprocess.run([sys.executable, "-c", storm], check=True)
-        counters = source.kernel_counters()
-        assert counters.total_dropped > 0
+        before = source.kernel_counters()
+        assert before.total_dropped > 0
         alert = source.check_drops()
+        # The probe sees every process's openat, and the buffer is still full: events other
+        # processes cause between the two reads are dropped too, so the alert's count lies
+        # between the counters read just before and just after it.
+        after = source.kernel_counters()
         assert alert is not None
         assert alert["rule"] == DROP_RULE
-        assert int(alert["output_fields"]["n_drops"]) == counters.total_dropped
+        n_drops = int(alert["output_fields"]["n_drops"])
+        assert before.total_dropped <= n_drops <= after.total_dropped
         # Nothing is lost silently: each event the kernel tried to send was read or counted.
         # (Other processes keep opening files: drain until a quiet moment.)
         for _ in range(50):
