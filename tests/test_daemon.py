@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EVENT = {
@@ -45,12 +47,6 @@ def _rule(name: str, output: str) -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := predicate()):
@@ -67,7 +63,7 @@ def _get(url: str) -> str:
 
 class Daemon:
     def __init__(self, home: Path, tmp: Path, *args: str) -> None:
-        self.hook_port, self.web_port = _free_port(), _free_port()
+        self.hook_port, self.web_port = free_port(), free_port()
         self.alerts = tmp / "alerts.json"
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(home))
         command = [sys.executable, "-m", "cli", "run", "--source", "k8s_audit", "-o", "json"]
@@ -270,7 +266,7 @@ def test_a_busy_web_address_is_refused_in_one_line(run_cli: Any, tmp_path: Path)
         port = busy.getsockname()[1]
         done = run_cli(
             "run", "-r", str(rules), "--source", "k8s_audit",
-            "--listen", f"127.0.0.1:{_free_port()}", "--web", f"127.0.0.1:{port}",
+            "--listen", f"127.0.0.1:{free_port()}", "--web", f"127.0.0.1:{port}",
         )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")

@@ -8,7 +8,8 @@ import stat
 import tarfile
 from pathlib import Path
 
-from tests.support.registry_server import PASSWORD, USER, free_port
+from tests.support.ports import free_port
+from tests.support.registry_server import PASSWORD, USER
 
 RULES = "- required_engine_version: 0.31.0\n- rule: r\n  desc: d\n  condition: evt.type=open\n"
 

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from tests.support.certificates import TestCA as CertificateAuthority
+from tests.support.ports import free_port
 from tests.support.response import respond_once
 
 
@@ -189,12 +189,6 @@ def test_kubernetes_errors_from_a_stand_in_api(kube_api: Any) -> None:
     assert again.status == "succeeded" and again.changed["created"] is False
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def moto_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     import requests
@@ -202,7 +196,7 @@ def moto_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     binary = shutil.which("moto_server") or str(Path(os.__file__).parents[2] / "bin/moto_server")
     if not Path(binary).exists():
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [binary, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -7,7 +7,6 @@ TLS (the registry demands a client certificate signed by that CA).
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -16,16 +15,18 @@ from pathlib import Path
 import requests
 
 from tests.support.certificates import TestCA
+from tests.support.ports import free_port
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 USER = "falco"
 PASSWORD = "s3cret-pass"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """The registry could not bind its port: something took it after free_port() chose it."""
 
 
 @dataclass
@@ -93,14 +94,20 @@ class RegistryServer:
         if self.mutual_tls and self.client_cert is None:
             assert self.ca is not None, "mutual TLS needs tls=True"
             self.client_cert, self.client_key = self.ca.issue_client()
-        config = self.workdir / "config.yml"
-        config.write_text("\n".join(self._config_lines()) + "\n")
-        log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(
-            [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        self._wait_ready()
-        return self
+        for _ in range(PORT_ATTEMPTS):
+            config = self.workdir / "config.yml"
+            config.write_text("\n".join(self._config_lines()) + "\n")
+            log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115 - lives with the process
+            self.process = subprocess.Popen(
+                [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                self._wait_ready()
+                return self
+            except PortTaken:
+                # Another socket took the port between free_port() and the registry's bind.
+                self.port = free_port()
+        raise RuntimeError(f"docker-registry found no free port in {PORT_ATTEMPTS} attempts")
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
@@ -108,9 +115,10 @@ class RegistryServer:
         client_cert = (str(self.client_cert), str(self.client_key)) if self.mutual_tls else None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"docker-registry exited: {(self.workdir / 'registry.log').read_text()}"
-                )
+                log = (self.workdir / "registry.log").read_text()
+                if "address already in use" in log:
+                    raise PortTaken(log)
+                raise RuntimeError(f"docker-registry exited: {log}")
             try:
                 r = requests.get(f"{self.url}/v2/", timeout=1, verify=verify, cert=client_cert)
                 if r.status_code in (200, 401):
