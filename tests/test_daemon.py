@@ -19,8 +19,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.ports import free_port
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EVENT = {
@@ -63,33 +61,32 @@ def _get(url: str) -> str:
 
 class Daemon:
     def __init__(self, home: Path, tmp: Path, *args: str) -> None:
-        self.hook_port, self.web_port = free_port(), free_port()
         self.alerts = tmp / "alerts.json"
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(home))
         command = [sys.executable, "-m", "cli", "run", "--source", "k8s_audit", "-o", "json"]
-        command += ["--listen", f"127.0.0.1:{self.hook_port}", "--output-file", str(self.alerts)]
-        command += ["--web", f"127.0.0.1:{self.web_port}", *args]
+        command += ["--listen", "127.0.0.1:0", "--output-file", str(self.alerts)]
+        command += ["--web", "127.0.0.1:0", *args]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        _wait_for(self._serving)
+        # Port 0 and the addresses the daemon logs: no port can be taken between choice and bind.
+        announced = self._announced("listening on", "web endpoints on")
+        self.hook, self.web = announced["listening on"], announced["web endpoints on"]
+        _wait_for(lambda: "ok" in _get(f"{self.web}/healthz"))
 
-    def _serving(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.hook_port), timeout=1).close()
-            return "ok" in _get(f"{self.web}/healthz")
-        except OSError:
-            if self.process.poll() is not None:
-                raise AssertionError(self.process.communicate()[1]) from None
-            return False
-
-    @property
-    def web(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+    def _announced(self, *what: str) -> dict[str, str]:
+        """The URLs of the stderr lines naming each of `what` (the daemon logs them at start)."""
+        assert self.process.stderr is not None
+        found: dict[str, str] = {}
+        for line in self.process.stderr:
+            found.update((w, line.split()[-1]) for w in what if f"{w} http" in line)
+            if len(found) == len(what):
+                return found
+        raise AssertionError(f"the daemon exited (status {self.process.wait()}) before {what}")
 
     def post(self) -> None:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.hook_port}/k8s-audit",
+            self.hook,  # the endpoint URL, path included
             data=json.dumps(EVENT).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -266,7 +263,7 @@ def test_a_busy_web_address_is_refused_in_one_line(run_cli: Any, tmp_path: Path)
         port = busy.getsockname()[1]
         done = run_cli(
             "run", "-r", str(rules), "--source", "k8s_audit",
-            "--listen", f"127.0.0.1:{free_port()}", "--web", f"127.0.0.1:{port}",
+            "--listen", "127.0.0.1:0", "--web", f"127.0.0.1:{port}",
         )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
