@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,7 +60,8 @@ def test_symlink_and_hardlink_over_shadow(detector: Detector, tmp_path: Path) ->
 
 
 def test_execution_from_dev_shm(detector: Detector) -> None:
-    target = Path("/dev/shm") / "falconet-default-rules-test"
+    # Named per process: the probe sees the whole machine, and other runs of this test with it.
+    target = Path("/dev/shm") / f"falconet-default-rules-test-{os.getpid()}"
     _copy_binary("true", target)
     try:
         subprocess.run([str(target)], check=True)
