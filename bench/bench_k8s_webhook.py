@@ -3,7 +3,10 @@
 - accepted only: the apiserver-style client POSTs EventLists, the endpoint parses them into
   events and hands them to a callback that does nothing;
 - accepted and evaluated: the same, the callback evaluating every event against the upstream
-  k8saudit rules (../shared/upstream-rules/k8s_audit_rules.yaml, rule_matching all).
+  k8saudit rules (../shared/upstream-rules/k8s_audit_rules.yaml, rule_matching all);
+- end to end: a real `falconet run --source k8s_audit --listen ... -o json` process, alerts
+  written to a file (the upstream events are all attacks: ~1.3 alerts per event, so this is
+  also the alert path's figure). Its CPU time is read from /proc before it is stopped.
 
 The client runs in its own process (keep-alive connection, batches of BATCH events made from the
 upstream audit events with distinct auditIDs) so it does not share the server's GIL. Goal: >= 20,000
@@ -17,7 +20,11 @@ from __future__ import annotations
 import http.client
 import json
 import multiprocessing
+import os
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -87,6 +94,55 @@ def measure(callback, bodies: list[bytes]) -> tuple[float, float]:  # type: igno
     return elapsed, cpu
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"falconet run exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("falconet run did not start listening")
+
+
+def measure_falconet_run(bodies: list[bytes]) -> tuple[float, float, int]:
+    """(client wall seconds, falconet's CPU seconds while serving, alert lines written)."""
+    port = free_port()
+    falconet = Path(sys.executable).with_name("falconet")
+    with tempfile.TemporaryDirectory() as home, open(Path(home) / "alerts.json", "w+") as alerts:
+        env = dict(os.environ, FALCONET_HOME=home)
+        command = [str(falconet), "run", "-r", str(RULES), "--source", "k8s_audit",
+                   "--listen", f"127.0.0.1:{port}", "--no-web", "-o", "json",
+                   "--rule-matching", "all"]  # fmt: skip
+        process = subprocess.Popen(command, stdout=alerts, stderr=subprocess.DEVNULL, env=env)
+        try:
+            wait_for_port(port, process)
+            cpu_before = process_cpu_seconds(process.pid)
+            result: multiprocessing.Queue = multiprocessing.Queue()
+            client(port, bodies, result)
+            elapsed = result.get()
+            cpu = process_cpu_seconds(process.pid) - cpu_before
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        alerts.seek(0)
+        return elapsed, cpu, sum(1 for _ in alerts)
+
+
 def main() -> None:
     total = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     bodies = batches(total)
@@ -109,10 +165,12 @@ def main() -> None:
     print(f"load average before: {load} on {multiprocessing.cpu_count()} cores")
     accepted, accepted_cpu = measure(accept, bodies)
     evaluated, evaluated_cpu = measure(evaluate, bodies)
+    end_to_end, end_to_end_cpu, lines = measure_falconet_run(bodies)
     # Wall-clock rates suffer from other load on the machine; the server's CPU time does less.
     for label, wall, cpu in (
         ("accepted only", accepted, accepted_cpu),
         ("accepted and evaluated", evaluated, evaluated_cpu),
+        ("falconet run end to end", end_to_end, end_to_end_cpu),
     ):
         print(
             f"{label:24} {total / wall:9,.0f} events/s wall ({wall:.2f} s), "
@@ -121,6 +179,7 @@ def main() -> None:
     wall_ratio, cpu_ratio = evaluated / accepted, evaluated_cpu / accepted_cpu
     print(f"evaluated/accepted-only: {wall_ratio:.2f} wall, {cpu_ratio:.2f} CPU")
     print(f"alerts: {sum(alerts.values())} ({len(alerts)} rules), e.g. {alerts.most_common(3)}")
+    print(f"falconet run wrote {lines} alert lines (expected {sum(alerts.values())})")
 
 
 if __name__ == "__main__":

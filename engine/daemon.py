@@ -234,6 +234,7 @@ class MetricsPump:
         self.outputs: OutputQueue | None = None
         self._events: dict[str, int] = {}
         self._skipped: dict[str, int] = {}
+        self._kernel_dropped: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-pump", daemon=True)
 
@@ -248,6 +249,10 @@ class MetricsPump:
         # Records a source could not decode are its drops (the run's `skipped input`).
         source = next(iter(stats.events_by_source), "unknown")
         _add_deltas({source: stats.skipped_input}, self._skipped, self.metrics.dropped)
+        # A live capture's kernel drops (failed ring-buffer reservations) are drops too.
+        capture = stats.capture_now() if stats.capture_now is not None else stats.capture
+        if capture is not None:
+            _add_deltas({"syscall": capture["dropped"]}, self._kernel_dropped, self.metrics.dropped)
         self.metrics.output_queue(self.outputs.depth, self.outputs.stats.overflow)
 
     def _loop(self) -> None:

@@ -10,6 +10,7 @@ in JSON `output_fields`.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import json
 import re
@@ -104,6 +105,25 @@ class OutputFormat:
                 text = text[: token.width].ljust(token.width)
             parts.append(text)
         return "".join(parts)
+
+    def render_with_fields(self, event: Any) -> tuple[str, dict[str, Any]]:
+        """`render` and `field_values` together, each field extracted once (the alert path)."""
+        parts: list[str] = []
+        values: dict[str, Any] = {}
+        for token in self.tokens:
+            if token.literal is not None:
+                parts.append(token.literal)
+                continue
+            compiled = token.value
+            assert compiled is not None
+            value = compiled.extract(event)
+            text = value_text(value, compiled)
+            if token.width:
+                text = text[: token.width].ljust(token.width)
+            parts.append(text)
+            if token.key not in values:
+                values[token.key] = json_value(value)
+        return "".join(parts), values
 
     def field_values(self, event: Any) -> dict[str, Any]:
         """Typed JSON values of the format's fields (None when missing)."""
@@ -207,14 +227,25 @@ def json_value(value: Any) -> Any:
 def iso8601_utc(time_ns: int, suffix: str = "Z") -> str:
     """`2016-08-04T16:17:57.881781397Z` (JSON `time`) or with suffix "+0000" (text line)."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}{suffix}"
+    return f"{_utc_stamp(seconds)}.{nanos:09d}{suffix}"
 
 
 def local_clock(time_ns: int) -> str:
     """Falco's default %evt.time: local `HH:MM:SS.nnnnnnnnn`."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    return time.strftime("%H:%M:%S", time.localtime(seconds)) + f".{nanos:09d}"
+    return f"{_local_stamp(seconds)}.{nanos:09d}"
+
+
+# Alerts come in bursts within the same second: formatting a second once is the hot path's
+# saving (strftime and localtime cost more than the rest of a time stamp).
+@functools.lru_cache(maxsize=64)
+def _utc_stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@functools.lru_cache(maxsize=64)
+def _local_stamp(seconds: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(seconds))
 
 
 def escape_control(text: str) -> str:
@@ -257,11 +288,13 @@ def json_alert(
     hostname: str,
     iso8601: bool = False,
     options: JsonOptions | None = None,
+    line: str | None = None,
 ) -> dict[str, Any]:
     """Falco's JSON alert as a dict (serialise with `json_alert_text`).
 
     `output` is the rendered rule output (without time and priority); `output_fields` its typed
-    values. The time field of the text prefix is added to output_fields as Falco does."""
+    values. The time field of the text prefix is added to output_fields as Falco does. `line`
+    is the alert's text line when the caller already has it."""
     options = options or JsonOptions()
     alert: dict[str, Any] = {
         "hostname": hostname,
@@ -271,7 +304,9 @@ def json_alert(
         "time": iso8601_utc(time_ns),
     }
     if options.include_output:
-        alert["output"] = text_line(time_ns, priority, output, iso8601)
+        if line is None:
+            line = text_line(time_ns, priority, output, iso8601)
+        alert["output"] = line
     if options.include_output_fields:
         time_key = "evt.time.iso8601" if iso8601 else "evt.time"
         alert["output_fields"] = {time_key: time_ns, **output_fields}

@@ -21,6 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from engine import versions
+from engine.drops_monitor import (
+    CaptureCounts,
+    DropsConfig,
+    DropsExitError,
+    DropsMonitor,
+    capture_stats,
+    monitored,
+)
 from engine.errors import EngineError
 from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
 from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
@@ -128,6 +136,11 @@ class RunStats:
     skipped_input: int = 0
     dropped_alerts: int = 0
     seconds: float = 0.0
+    # syscall source: syscall_event_drops occurrences/actions, and (live) the kernel's counters
+    syscall_event_drops: dict[str, Any] | None = None
+    capture: dict[str, Any] | None = None
+    # While a live capture runs: its current counters (the daemon's metrics read them).
+    capture_now: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def events(self) -> int:
@@ -152,6 +165,7 @@ class RunStats:
             "dropped_alerts": self.dropped_alerts,
             "seconds": round(self.seconds, 6),
             "events_per_second": round(self.events_per_second, 1),
+            **_present(syscall_event_drops=self.syscall_event_drops, capture=self.capture),
         }
 
     def summary_text(self) -> str:
@@ -167,7 +181,31 @@ class RunStats:
             f"({self.events_per_second:,.0f} events/s); skipped input: {self.skipped_input}; "
             f"alerts dropped: {self.dropped_alerts}"
         )
+        lines += _drop_lines(self.syscall_event_drops, self.capture)
         return "\n".join(lines)
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _drop_lines(monitor: dict[str, Any] | None, capture: dict[str, Any] | None) -> list[str]:
+    """Falco's drop-monitoring lines, then the live capture's counters."""
+    lines = []
+    if monitor is not None:
+        lines += [
+            "Syscall event drop monitoring:",
+            f"   - event drop detected: {monitor['occurrences']} occurrences",
+            f"   - num times actions taken: {monitor['actions_taken']}",
+        ]
+    if capture is not None:
+        lines.append(
+            f"Capture: {capture['kernel_counted']} events counted in the kernel, "
+            f"{capture['delivered']} delivered, {capture['dropped']} dropped "
+            f"({capture['drop_percent']:.3f}%; per CPU: "
+            f"{','.join(str(n) for n in capture['dropped_per_cpu']) or '-'})"
+        )
+    return lines
 
 
 class AlertFormatter:
@@ -192,9 +230,11 @@ class AlertFormatter:
 
     def alert(self, rule: CompiledRule, event: Any, source: str) -> Alert:
         priority = self.priority(rule)
-        output = rule.output.render(event) if rule.output is not None else ""
-        fields = rule.output.field_values(event) if rule.output is not None else {}
+        output, fields = (
+            rule.output.render_with_fields(event) if rule.output is not None else ("", {})
+        )
         time_ns = event.ts
+        line = text_line(time_ns, priority, output, self.iso8601)
         document = json_alert(
             time_ns=time_ns,
             priority=priority,
@@ -206,8 +246,9 @@ class AlertFormatter:
             hostname=self.hostname,
             iso8601=self.iso8601,
             options=self._options,
+            line=line,
         )
-        return Alert(text_line(time_ns, priority, output, self.iso8601), document)
+        return Alert(line, document)
 
 
 class Detector:
@@ -284,6 +325,9 @@ class RunRequest:
     stdout: bool = True
     # falco.yaml's json_include_* switches
     json_options: JsonOptions = field(default_factory=JsonOptions)
+    # falco.yaml's syscall_event_drops (syscall source)
+    drops: DropsConfig = field(default_factory=DropsConfig)
+    ringbuf_pages: int | None = None  # live capture's ring buffer; None = LiveSource's default
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -311,7 +355,13 @@ def _build_sinks(request: RunRequest) -> list[Sink]:
     return sinks
 
 
-def _replay(detector: Detector, source: str, path: str, swappable: bool) -> None:
+def _replay(
+    detector: Detector,
+    source: str,
+    path: str,
+    swappable: bool,
+    monitor: DropsMonitor | None = None,
+) -> None:
     """Evaluate every event of a capture or JSON event file/directory. With rules that cannot
     change during the replay, only the event types they and the state tracker need are
     decoded; with `swappable` rules every event is, since a new ruleset may need any type."""
@@ -322,7 +372,12 @@ def _replay(detector: Detector, source: str, path: str, swappable: bool) -> None
         with open_replay(path) as replay:
             rule_types = None if swappable else detector.switch.current.event_types(SYSCALL)
             wanted = replay.needed_events(rule_types)
-            processed = detector.process(replay.events(wanted), source)
+            events: Iterable[Any] = replay.events(wanted)
+            if monitor is not None and monitor.config.simulate_drops:
+                # A capture file records no drop counters (Falco reads zeros from one): only
+                # simulated drops can be found, so only then is each event's time looked at.
+                events = monitored(events, monitor, lambda: CaptureCounts(replay.stats.events))
+            processed = detector.process(events, source)
             read = replay.stats
             # Events the reader skipped undecoded (no rule and no state needs them) were read.
             stats.events_by_source[source] += max(0, read.events - processed)
@@ -396,6 +451,9 @@ def run(
     outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
+    monitor = None
+    if source == SYSCALL:
+        monitor = DropsMonitor(request.drops, emit=outputs.put, ebpf=not request.replay)
     if on_started is not None:
         on_started(detector, outputs)
     signals = _Signals(interrupt=bool(request.replay))
@@ -403,18 +461,24 @@ def run(
     started = time.perf_counter()
     try:
         if request.replay:
-            _replay(detector, source, request.replay, swappable)
+            _replay(detector, source, request.replay, swappable, monitor)
         elif source == SYSCALL:
-            _live(detector, signals.stop)
+            assert monitor is not None
+            _live(detector, signals.stop, monitor, request.ringbuf_pages)
         else:
             _serve(request, source, detector, signals.stop)
     except Stopped:
         log.warning("stopped by a signal: the alerts raised so far are delivered")
+    except DropsExitError as error:
+        error.run_stats = detector.stats  # the caller still prints the summary, as Falco does
+        raise
     finally:
         detector.stats.seconds = time.perf_counter() - started
+        if monitor is not None:
+            detector.stats.syscall_event_drops = monitor.as_json()
         outputs.close()
         signals.restore()
-    detector.stats.dropped_alerts = max(detector.stats.dropped_alerts, outputs.stats.overflow)
+        detector.stats.dropped_alerts = max(detector.stats.dropped_alerts, outputs.stats.overflow)
     return detector.stats
 
 
@@ -437,15 +501,28 @@ def _check_mode(request: RunRequest, source: str) -> None:
         )
 
 
-def _live(detector: Detector, stop: threading.Event) -> None:
+def _live(
+    detector: Detector,
+    stop: threading.Event,
+    monitor: DropsMonitor,
+    ringbuf_pages: int | None = None,
+) -> None:
     """Live syscalls from the eBPF probe until `stop`. The kernel's interesting-syscall map
-    follows the switch: a swapped ruleset rewrites it in place before its first event. Drop
-    alerts (Falco's "syscall event drop", rate limited) are logged."""
+    follows the switch: a swapped ruleset rewrites it in place before its first event. The
+    kernel's drop counters go to `monitor` once a second (Falco's syscall_event_drops: the
+    rate-limited internal alert, log line or exit); the run's stats get the capture counters."""
     from bpf.capture import LiveSource
 
     switch = detector.switch
     current = switch.current
-    live = LiveSource(current.event_types(SYSCALL))
+    sizing = {} if ringbuf_pages is None else {"ringbuf_pages": ringbuf_pages}
+    live = LiveSource(current.event_types(SYSCALL), **sizing)
+    live.drop_monitor = monitor
+
+    def capture_now() -> dict[str, Any]:
+        stats = live.stats()
+        kernel = stats.kernel
+        return capture_stats(kernel.total_counted, stats.delivered, kernel.dropped)
 
     def events() -> Iterator[Any]:
         nonlocal current
@@ -456,10 +533,13 @@ def _live(detector: Detector, stop: threading.Event) -> None:
             yield event
 
     with live:
+        detector.stats.capture_now = capture_now
         try:
             detector.process(events(), SYSCALL)
         finally:
-            log.info("live capture: %s", live.stats().as_json())
+            detector.stats.capture_now = None
+            detector.stats.capture = capture_now()
+            log.debug("live capture: %s", live.stats().as_json())
 
 
 def _serve(

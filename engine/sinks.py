@@ -59,11 +59,20 @@ class Sink:
     def write(self, alert: Alert) -> None:
         raise NotImplementedError
 
+    def write_batch(self, alerts: list[Alert]) -> None:
+        """Every alert the queue had ready; line-oriented sinks write them in one call."""
+        for alert in alerts:
+            self.write(alert)
+
     def reopen(self) -> None:
         return None
 
     def close(self) -> None:
         return None
+
+
+def _lines(alerts: list[Alert], json_output: bool) -> str:
+    return "".join(alert.line(json_output) + "\n" for alert in alerts)
 
 
 class StdoutSink(Sink):
@@ -74,7 +83,10 @@ class StdoutSink(Sink):
         self.stream = stream or sys.stdout
 
     def write(self, alert: Alert) -> None:
-        self.stream.write(alert.line(self.json_output) + "\n")
+        self.write_batch([alert])
+
+    def write_batch(self, alerts: list[Alert]) -> None:
+        self.stream.write(_lines(alerts, self.json_output))
         self.stream.flush()
 
 
@@ -99,9 +111,12 @@ class FileSink(Sink):
         self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, alert: Alert) -> None:
+        self.write_batch([alert])
+
+    def write_batch(self, alerts: list[Alert]) -> None:
         with self._lock:
             assert self._handle is not None
-            self._handle.write(alert.line(self.json_output) + "\n")
+            self._handle.write(_lines(alerts, self.json_output))
             self._handle.flush()
 
     def reopen(self) -> None:
@@ -267,10 +282,17 @@ def build_sink(spec: Mapping[str, Any]) -> Sink:
 
 
 def internal_alert(
-    rule: str, output: str, priority: Priority, fields: dict[str, Any], hostname: str
+    rule: str,
+    output: str,
+    priority: Priority,
+    fields: dict[str, Any],
+    hostname: str,
+    time_ns: int | None = None,
+    fields_in_text: bool = False,
 ) -> Alert:
-    """An alert about falconet itself (Falco's `Falco internal: ...` alerts)."""
-    now = time.time_ns()
+    """An alert about falconet itself (Falco's `Falco internal: ...` alerts). `time_ns` defaults
+    to now; `fields_in_text` appends ` (k=v k=v)` to the text line, as Falco's handle_msg."""
+    now = time.time_ns() if time_ns is None else time_ns
     document = json_alert(
         time_ns=now,
         priority=priority,
@@ -281,7 +303,10 @@ def internal_alert(
         tags=(),
         hostname=hostname,
     )
-    return Alert(text_line(now, priority, output), document)
+    text = output
+    if fields_in_text:
+        text += " (" + " ".join(f"{k}={v}" for k, v in sorted(fields.items())) + ")"
+    return Alert(text_line(now, priority, text), document)
 
 
 @dataclass
@@ -289,6 +314,9 @@ class QueueStats:
     delivered: int = 0
     overflow: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+
+
+DRAIN_BATCH = 256
 
 
 class OutputQueue:
@@ -340,18 +368,40 @@ class OutputQueue:
 
     def _drain(self) -> None:
         while True:
-            alert = self._queue.get()
-            if alert is None:
+            batch, closing = self._next_batch()
+            if batch:
+                self._deliver(batch)
+            for _ in range(len(batch) + closing):
                 self._queue.task_done()
+            if closing:
                 return
-            for sink in self.sinks:
-                try:
-                    sink.write(alert)
-                except Exception as error:  # a broken sink must not stop the others
-                    self.stats.failures[sink.kind] = self.stats.failures.get(sink.kind, 0) + 1
-                    log.error("output %s failed: %s", sink.kind, error)
-            self.stats.delivered += 1
-            self._queue.task_done()
+
+    def _next_batch(self) -> tuple[list[Alert], bool]:
+        """Waits for one alert, then takes what else is ready (up to DRAIN_BATCH): under load one
+        write and one flush carry many alerts instead of one each. True when closing."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < DRAIN_BATCH:
+            try:
+                alert = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if alert is None:
+                return batch, True
+            batch.append(alert)
+        return batch, False
+
+    def _deliver(self, batch: list[Alert]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.write_batch(batch)
+            except Exception as error:  # a broken sink must not stop the others
+                failed = self.stats.failures.get(sink.kind, 0) + len(batch)
+                self.stats.failures[sink.kind] = failed
+                log.error("output %s failed: %s", sink.kind, error)
+        self.stats.delivered += len(batch)
 
     def reopen(self) -> None:
         for sink in self.sinks:

@@ -22,6 +22,7 @@ _KIND_CHECKS: dict[str, type | tuple[type, ...]] = {
     "str": str,
     "bool": bool,
     "int": int,
+    "float": (int, float),
     "list": list,
     "map": dict,
     "records": list,
@@ -127,6 +128,34 @@ def _settings() -> list[Setting]:
             ("match", "key", "require"),
         ),
         Setting("cache.dir", "str", str(paths.cache_dir), "Blob and index cache."),
+        # falco.yaml's syscall_event_drops, same keys and defaults (docs/syscall-event-drops.md)
+        Setting(
+            "syscall_event_drops.threshold",
+            "float",
+            0.1,
+            "Drop fraction of a second's syscall events (0-1) above which actions are taken.",
+        ),
+        Setting(
+            "syscall_event_drops.actions",
+            "list",
+            ["log", "alert"],
+            "What to do on drops: ignore, log, alert (internal alert), exit.",
+        ),
+        Setting(
+            "syscall_event_drops.rate",
+            "float",
+            0.03333,
+            "Token bucket refill: actions per second (0.03333 = one per 30 s).",
+        ),
+        Setting(
+            "syscall_event_drops.max_burst", "float", 1, "Token bucket size: actions in a burst."
+        ),
+        Setting(
+            "syscall_event_drops.simulate_drops",
+            "bool",
+            False,
+            "Fake one drop per second (testing the actions).",
+        ),
         Setting(
             "credentials.docker_config",
             "str",
@@ -243,7 +272,9 @@ def _checked(setting: Setting, value: Any, path: Path) -> Any:
     expected = _KIND_CHECKS[setting.kind]
     if setting.kind == "str" and isinstance(value, int | float) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, expected) or (setting.kind == "int" and isinstance(value, bool)):
+    if not isinstance(value, expected) or (
+        setting.kind in ("int", "float") and isinstance(value, bool)
+    ):
         raise ConfigError(
             f"{path}: '{setting.key}' must be a {setting.kind}, got {value!r}", setting.help
         )
@@ -282,6 +313,11 @@ def _from_env(setting: Setting, raw: str) -> Any:
             return int(raw)
         except ValueError as error:
             raise ConfigError(f"{setting.env_var}={raw!r} is not an integer") from error
+    if setting.kind == "float":
+        try:
+            return float(raw)
+        except ValueError as error:
+            raise ConfigError(f"{setting.env_var}={raw!r} is not a number") from error
     if setting.kind == "list":
         return [item for item in raw.replace(",", ";").split(";") if item]
     if setting.kind == "records":

@@ -2,8 +2,9 @@
 falco_tests.yaml and falco_tests_exceptions.yaml whose trace is in ../shared/upstream-captures,
 and every case of falco_k8s_audit_tests.yaml, with the case's rules files, options (run_tags,
 disable_tags, disabled_rules, priority, all_events, json_output, json_include_*, time_iso_8601,
-the output configuration its conf_file stood for) and expectations (detect, detect_level,
-detect_counts, stdout_contains/not_contains, output_strictly_contains).
+the output or syscall_event_drops configuration its conf_file stood for) and expectations
+(detect, detect_level, detect_counts, stdout_contains/not_contains, output_strictly_contains,
+exit_status and stderr_contains/not_contains of the error and drop-monitoring cases).
 
 Every case runs through the library (engine.runner.run); CLI_CASES also run through the real
 `falconet run` process. Falco 0.34.1 evaluated enter events as well as exit events (open_from_cat
@@ -34,25 +35,39 @@ BUILTIN_RULES = SPECS / "pinned-rules/falco-rules-0.1.0/falco_rules.yaml"
 HOSTNAME = "test-falco-hostname"  # what the 0.34.1 suite set FALCO_HOSTNAME to
 
 NOT_IMPLEMENTED = {
-    "grpc_unix_socket_outputs": "gRPC outputs are not implemented (Falco itself dropped them "
-    "in 0.40); alerts leave falconet as JSON over HTTP",
-    **{
-        f"monitor_syscall_drops_{kind}": "syscall drop monitoring (falco.yaml "
-        "syscall_event_drops: actions, thresholds, drop alerts from the capture's drop events) "
-        "is not implemented in the run loop"
-        for kind in (
-            *("none", "ignore", "ignore_and_log", "threshold_oor", "threshold_neg"),
-            *("log", "alert", "exit"),
-        )
-    },
+    "grpc_unix_socket_outputs": "Falco removed the gRPC output and server in 0.44.0 "
+    "(deprecated in 0.43, falco#3798), so falconet does not implement it; alerts leave as JSON "
+    "over HTTP/file/program/syslog",
+}
+# The syscall_event_drops sections of falco 0.34.1's test/confs/drops_*.yaml (not in
+# ../shared; their other keys only enable stdout_output and log_stderr, as falconet always does).
+DROPS_CONFS: dict[str, dict[str, Any]] = {
+    f"confs/drops_{name}.yaml": {"rate": 0.03333, "max_burst": 10, "simulate_drops": True, **extra}
+    for name, extra in {
+        "none": {"actions": ["log"], "simulate_drops": False},
+        "ignore": {"actions": ["ignore"]},
+        "ignore_log": {"actions": ["ignore", "log"]},
+        "threshold_oor": {"threshold": 1.1, "actions": ["ignore"]},
+        "threshold_neg": {"threshold": -1, "actions": ["ignore"]},
+        "log": {"actions": ["log"]},
+        "alert": {"actions": ["alert"]},
+        "exit": {"actions": ["exit"]},
+    }.items()
 }
 # conf_files falconet stands in for: where alerts go (the output they configured), or loading
-# the k8saudit + json plugins (falconet's built-in k8s_audit source).
+# the k8saudit + json plugins (falconet's built-in k8s_audit source); the drops confs print to
+# stdout.
 CONF_OUTPUTS = {
     "confs/stdout_output.yaml": None,
     "BUILD_DIR/test/confs/plugins/k8s_audit.yaml": None,
     "confs/file_output.yaml": "file",
     "confs/program_output.yaml": "program",
+    **dict.fromkeys(DROPS_CONFS),
+}
+# What falconet says where Falco's message differs (falconet's own one-line error).
+STDERR_EQUIVALENTS = {
+    "Runtime error: You can not specify both disabled .-D/-T. and enabled .-t. rules. "
+    "Exiting.": "--tag cannot be combined",
 }
 CLI_CASES = {
     "falco_tests.yaml:cat_write",
@@ -64,6 +79,9 @@ CLI_CASES = {
     "falco_tests.yaml:program_output_strict",
     "falco_tests.yaml:disabled_and_enabled_rules_1",
     "falco_tests.yaml:detect_counts",
+    *(f"falco_tests.yaml:monitor_syscall_drops_{kind}" for kind in ("alert", "exit")),
+    *(f"falco_tests.yaml:monitor_syscall_drops_{kind}" for kind in ("ignore_and_log", "log")),
+    "falco_tests.yaml:monitor_syscall_drops_threshold_oor",
     "falco_tests_exceptions.yaml:rule_exception_single_field",
     "falco_k8s_audit_tests.yaml:create_disallowed_pod",
     "falco_k8s_audit_tests.yaml:user_outside_allowed_set",
@@ -168,15 +186,41 @@ def _sink_specs(case: dict[str, Any], files: dict[str, Path]) -> list[dict[str, 
     return specs
 
 
-def _run_library(case: dict[str, Any], tmp_path: Path, monkeypatch: Any) -> Outcome:
+def _run_library(case: dict[str, Any], tmp_path: Path, monkeypatch: Any, caplog: Any) -> Outcome:
+    """The run loop in this process; stderr is what falconet would print: its log lines, the
+    summary, the error."""
+    from engine.drops_monitor import DropsExitError
     from engine.errors import EngineError
-    from engine.output import JsonOptions
-    from engine.runner import RunRequest, Selection, run
+    from engine.runner import run
 
     monkeypatch.setenv("FALCO_HOSTNAME", HOSTNAME)
+    caplog.set_level("INFO")
     options = _request_options(case)
     files = _output_files(case, tmp_path)
-    request = RunRequest(
+    sink = CollectingSink()
+    try:
+        stats = run(_library_request(case, options, files), extra_sinks=[sink])
+    except DropsExitError as error:
+        stderr = f"{caplog.text}{error.run_stats.summary_text()}\nerror: {error}"
+        return Outcome(_lines(sink, options), stderr, 1)
+    except EngineError as error:
+        return Outcome([], f"{caplog.text}error: {error}\nhint: {error.hint}", 1)
+    outcome = Outcome(_lines(sink, options), f"{caplog.text}{stats.summary_text()}")
+    outcome.files = {k: v.read_text().splitlines() for k, v in files.items() if v.exists()}
+    return outcome
+
+
+def _lines(sink: CollectingSink, options: dict[str, Any]) -> list[str]:
+    return [alert.line(options["json_output"]) for alert in sink.alerts]
+
+
+def _library_request(case: dict[str, Any], options: dict[str, Any], files: dict[str, Path]) -> Any:
+    """The case as a RunRequest (its drops conf is checked here: a bad one raises)."""
+    from engine.drops_monitor import DropsConfig
+    from engine.output import JsonOptions
+    from engine.runner import RunRequest, Selection
+
+    return RunRequest(
         rules_files=_rules_files(case),
         source=options["source"],
         replay=str(_replay_path(case)),
@@ -195,19 +239,17 @@ def _run_library(case: dict[str, Any], tmp_path: Path, monkeypatch: Any) -> Outc
             include_output=case.get("json_include_output_property", True),
             include_tags=case.get("json_include_tags_property", True),
         ),
+        drops=DropsConfig.parse(DROPS_CONFS.get(case.get("conf_file", ""), {})),
     )
-    sink = CollectingSink()
-    try:
-        run(request, extra_sinks=[sink])
-    except EngineError as error:
-        return Outcome([], f"error: {error}\nhint: {error.hint}", 1)
-    outcome = Outcome([alert.line(options["json_output"]) for alert in sink.alerts])
-    outcome.files = {k: v.read_text().splitlines() for k, v in files.items() if v.exists()}
-    return outcome
 
 
-def _run_cli(case: dict[str, Any], tmp_path: Path, run_cli: Any) -> Outcome:
+def _run_cli(case: dict[str, Any], tmp_path: Path, run_cli: Any, home: Path) -> Outcome:
     options = _request_options(case)
+    drops = DROPS_CONFS.get(case.get("conf_file", ""))
+    if drops is not None:  # the case's falco.yaml section, as falconet.yaml
+        config = home / "config/falconet.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"syscall_event_drops": drops}))
     files = _output_files(case, tmp_path)
     args = ["run", "--source", options["source"], "--replay", str(_replay_path(case))]
     for path in _rules_files(case):
@@ -264,10 +306,9 @@ def _check(outcome: Outcome, case: dict[str, Any], rules_by_alert: Counter[str] 
     from engine.output import Priority
 
     json_output = bool(case.get("json_output"))
+    _check_stderr(outcome, case)
     if case.get("exit_status"):
         assert outcome.status != 0
-        for expected in _as_list(case.get("stderr_contains")):
-            assert "--tag cannot be combined" in outcome.stderr, (expected, outcome.stderr)
         return
     assert outcome.status == 0, outcome.stderr
     stdout = "\n".join(outcome.lines)
@@ -288,6 +329,26 @@ def _check(outcome: Outcome, case: dict[str, Any], rules_by_alert: Counter[str] 
         for expected in _as_list(case.get("detect_counts")):
             for rule, count in expected.items():
                 assert rules_by_alert[rule] == count, (rule, count, dict(rules_by_alert))
+
+
+def _check_stderr(outcome: Outcome, case: dict[str, Any]) -> None:
+    """falco_test.py's stderr_contains (regular expressions) and stderr_not_contains, for the
+    cases whose stderr is their subject (errors, drop monitoring; time_iso_8601's is Falco's log
+    line timestamps, which falconet's log format does not copy); a drops case's
+    stdout_not_contains too (its exit_status ends _check before stdout is read)."""
+    if not case.get("exit_status") and case.get("conf_file") not in DROPS_CONFS:
+        return
+    for pattern in _as_list(case.get("stderr_contains")):
+        if pattern in STDERR_EQUIVALENTS:
+            assert STDERR_EQUIVALENTS[pattern] in outcome.stderr, (pattern, outcome.stderr)
+        else:
+            assert re.search(pattern, outcome.stderr), (pattern, outcome.stderr[-2000:])
+    for text in _as_list(case.get("stderr_not_contains")):
+        assert text not in outcome.stderr, (text, outcome.stderr[-2000:])
+    if case.get("conf_file") in DROPS_CONFS:
+        assert outcome.status == case.get("exit_status", 0), outcome.stderr[-2000:]
+        for text in _as_list(case.get("stdout_not_contains")):
+            assert all(text not in line for line in outcome.lines), text
 
 
 def _levels(outcome: Outcome, json_output: bool) -> list[Any]:
@@ -338,7 +399,8 @@ def test_falco_0_34_1_detection_case(
     _k8s_known_gap(case)
     case = _prepare(case)
     if way == "cli":
-        outcome = _run_cli(case, tmp_path, request.getfixturevalue("run_cli"))
+        run_cli = request.getfixturevalue("run_cli")
+        outcome = _run_cli(case, tmp_path, run_cli, request.getfixturevalue("falconet_home"))
     else:
-        outcome = _run_library(case, tmp_path, monkeypatch)
+        outcome = _run_library(case, tmp_path, monkeypatch, request.getfixturevalue("caplog"))
     _check(outcome, case, _rule_counts(outcome, bool(case.get("json_output"))))

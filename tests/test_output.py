@@ -65,6 +65,12 @@ def test_render_matches_libsinsp_formatter(fmt: str, expected: str) -> None:
         "test_list": ["a", "b"],
     }
     assert render(fmt, **event) == expected
+    output = compile_output(fmt, CATALOG)
+    # The alert path renders and collects the typed values in one pass: the same results.
+    assert output.render_with_fields(make_event(**event)) == (
+        expected,
+        output.field_values(make_event(**event)),
+    )
 
 
 @pytest.mark.parametrize(
@@ -165,6 +171,9 @@ def test_time_formats() -> None:
     assert iso8601_utc(5) == "1970-01-01T00:00:00.000000005Z"
     line = text_line(1470327477881781397, Priority.NOTICE, "x", iso8601=False)
     assert line.endswith(".881781397: Notice x") and line[2] == ":" and line[5] == ":"
+    # Stamps are cached per second: the next second and a second seen earlier stay right.
+    assert iso8601_utc(1470327478000000001) == "2016-08-04T16:17:58.000000001Z"
+    assert iso8601_utc(1470327477000000000) == "2016-08-04T16:17:57.000000000Z"
 
 
 def test_control_characters_are_escaped_in_the_text_line() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from engine.output import Priority
 from engine.sinks import (
+    DRAIN_BATCH,
     Alert,
     FileSink,
     HttpSink,
@@ -130,3 +131,55 @@ def test_close_drains_everything_queued(tmp_path: Path) -> None:
         assert outputs.put(make_alert(i))
     outputs.close()
     assert len(path.read_text().splitlines()) == 500
+
+
+class BatchRecordingSink(Sink):
+    """Holds its first write until released, then records the batches it is handed."""
+
+    kind = "batches"
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.batches: list[list[str]] = []
+        self.fail = fail
+
+    def write_batch(self, alerts: list[Alert]) -> None:
+        self.release.wait(10)
+        self.batches.append([alert.document["rule"] for alert in alerts])
+        if self.fail:
+            raise OSError("disk full")
+
+
+def test_a_backlog_reaches_sinks_in_batches_in_order() -> None:
+    sink = BatchRecordingSink()
+    outputs = OutputQueue([sink], capacity=2000)
+    for i in range(1000):
+        assert outputs.put(make_alert(i))
+    sink.release.set()
+    outputs.close()
+    delivered = [rule for batch in sink.batches for rule in batch]
+    assert delivered == [f"Rule {i}" for i in range(1000)]
+    assert max(len(batch) for batch in sink.batches) <= DRAIN_BATCH
+    # The worker took the first alert alone, then everything queued behind it in full batches.
+    assert len(sink.batches) <= 2 + 1000 // DRAIN_BATCH
+    assert outputs.stats.delivered == 1000
+
+
+def test_a_failing_batch_counts_every_alert_it_carried() -> None:
+    sink = BatchRecordingSink(fail=True)
+    outputs = OutputQueue([sink], capacity=100)
+    for i in range(10):
+        outputs.put(make_alert(i))
+    sink.release.set()
+    outputs.close()
+    assert outputs.stats.failures["batches"] == 10
+
+
+def test_file_sink_writes_a_batch_as_lines(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.json"
+    sink = FileSink(str(path), json_output=True)
+    sink.write_batch([make_alert(i) for i in range(3)])
+    sink.close()
+    rules = [json.loads(line)["rule"] for line in path.read_text().splitlines()]
+    assert rules == ["Rule 0", "Rule 1", "Rule 2"]

@@ -111,8 +111,6 @@ def run(
     the webhook until SIGTERM/SIGINT (SIGUSR1 reopens --output-file)."""
     _check_choice("--output", output, ("text", "json"))
     _check_choice("--time-format", time_format, (None, "iso8601"))
-    import sys
-
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
 
@@ -139,6 +137,7 @@ def run(
             only_rules=tuple(only_rules or ()),
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
+        drops=_drops_config(),
     )
     from engine.daemon import DaemonOptions, run_daemon
 
@@ -148,13 +147,39 @@ def run(
         follow=_follower(follow, every, cron, startup),
         response_rules=response,
     )
+    from engine.drops_monitor import DropsExitError
+
     daemon = options.follow or options.web or response or not replay
-    stats = run_daemon(request, options) if daemon else run_detection(request)
+    try:
+        stats = run_daemon(request, options) if daemon else run_detection(request)
+    except DropsExitError as error:  # Falco prints its summary before exiting on drops
+        _write_summary(error.run_stats, output)
+        raise
+    _write_summary(stats, output)
+
+
+def _write_summary(stats: Any, output: str) -> None:
+    import sys
+
     sys.stdout.flush()
     if output == "json":
         sys.stderr.write(_json_text(stats.as_json()) + "\n")
     else:
         sys.stderr.write(stats.summary_text() + "\n")
+
+
+def _drops_config() -> Any:
+    """falconet.yaml's syscall_event_drops (layered like every setting), checked as Falco does;
+    an error names where the offending value came from."""
+    from cli.context import ENV
+    from engine.drops_monitor import CONFIG_KEY, DropsConfig
+    from feeds.config import load_config
+
+    config = load_config(ENV.config_path)
+    prefix = CONFIG_KEY + "."
+    section = {k[len(prefix) :]: v for k, v in config.values.items() if k.startswith(prefix)}
+    values = {key: value.value for key, value in section.items()}
+    return DropsConfig.parse(values, {key: value.origin for key, value in section.items()})
 
 
 def _web_address(web: str | None, no_web: bool, replay: str | None) -> tuple[str, int] | None:
