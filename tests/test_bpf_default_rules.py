@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.live_ebpf import skip_reason
 from tests.test_bpf_live import (
     MEMFD_EXEC,
     PTRACE_ATTACH,
     Detector,
     _copy_binary,
     _rule,
-    _skip_reason,
 )
+
+pytestmark = pytest.mark.usefixtures("live_ebpf_shared")
 
 DEFAULT_RULES = (
     Path(__file__).resolve().parent.parent / "feeds" / "default_feed" / "falconet_rules.yaml"
@@ -26,7 +28,7 @@ DEFAULT_RULES = (
 
 @pytest.fixture(scope="module")
 def detector() -> Iterator[Detector]:
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     with Detector(DEFAULT_RULES) as d:
