@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bpf import collector
 from bpf.drops import DropMonitor, KernelCounters
 from bpf.errors import BpfRequirementError
 from bpf.options import DEFAULT_RINGBUF_PAGES, BaseSyscalls, checked_ringbuf_pages
@@ -136,6 +137,7 @@ class LiveSource:
         self.bootstrap = bootstrap
         self.selection = select_syscalls(rule_types, self.base)
         self.decoder = RecordDecoder()
+        self._collector_held = False  # this capture's part in bpf.collector's settings
         self.drop_monitor = DropMonitor()
         self._stats = LiveStats()
         self._bpf: Any = None
@@ -192,8 +194,14 @@ class LiveSource:
                 "rules use event types the live probe does not capture: %s",
                 ", ".join(sorted(self.selection.unsupported)),
             )
+        # Last: what start() built (probe state, the /proc bootstrap) is long-lived.
+        collector.capture_started()
+        self._collector_held = True
 
     def close(self) -> None:
+        if self._collector_held:
+            collector.capture_stopped()
+            self._collector_held = False
         if self._ring is not None:
             self._ring.close()
             self._ring = None
@@ -246,9 +254,14 @@ class LiveSource:
     # -- reading --------------------------------------------------------------------------------
     def poll(self, timeout_ms: int = 100) -> list[SyscallEvent]:
         """One batch: whatever the ring buffer holds (waits up to timeout_ms when empty)."""
-        records = self._ring.read(timeout_ms)
-        self._stats.delivered += len(records)
-        events = list(self.decoder.decode(records))
+        ring = self._ring
+        offsets = ring.read(timeout_ms)
+        try:
+            # Decoded where they sit in the ring; handed back to the producer right after.
+            events = self.decoder.decode_at(ring.buffer, offsets)
+        finally:
+            ring.release()
+        self._stats.delivered += len(offsets)
         self._stats.decoded += len(events)
         return events
 

@@ -1,19 +1,22 @@
 """Ring-buffer records (probe.c's struct hdr / sys_rec / exec_rec) -> the engine's exit events.
 
-Decoding happens in batches, outside the ring-buffer callback, which only copies bytes. The
-parameters are named and typed as the drivers' event table has them, so the state tracker, the
-field extractors and the capture writer treat live events exactly like replayed ones.
+Decoding happens a batch at a time, reading the records where the ring buffer's mapping holds
+them (bpf/ringbuf.py hands out their offsets). The parameters are named and typed as the
+drivers' event table has them, so the state tracker, the field extractors and the capture
+writer treat live events exactly like replayed ones.
 """
 
 from __future__ import annotations
 
+import mmap
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 from bpf import procfs
-from bpf.syscalls import SA_MAX, SPECS, X86_64, ArgSpec, Decoder, Raw, ppm_clone_flags
+from bpf.syscalls import SA_MAX, SPECS, X86_64, ArgSpec, Decoder, ppm_clone_flags
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.eventtable import EventInfo, event_info, newest_code
 from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
@@ -52,13 +55,20 @@ def _infos() -> dict[int, tuple[str, EventInfo, Decoder | None]]:
     return table
 
 
+# What records are read from: a bytes object, or the ring buffer's memory mapping.
+Buffer = bytes | mmap.mmap
+
 _INFO_BY_ID = _infos()
+# Syscalls whose parameters come from the record alone (not clone/fork/exec): the hot path.
+_PLAIN_BY_ID = {
+    sysid: (info, decode) for sysid, (_, info, decode) in _INFO_BY_ID.items() if decode is not None
+}
 _PROCEXIT = event_info(newest_code("procexit", True) or 0)
 _CLONE = event_info(newest_code("clone", False) or 0)
 
 
-def _comm(record: bytes) -> str:
-    return record[_COMM : _COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
+def _comm(buffer: Buffer, at: int) -> str:
+    return buffer[at + _COMM : at + _COMM + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _text(raw: bytes, length: int) -> str:
@@ -94,68 +104,98 @@ class RecordDecoder:
         self.truncated_execs = 0
         self.unknown = 0
 
-    def decode(self, records: Iterable[bytes]) -> Iterator[SyscallEvent]:
-        for record in records:
-            event = self.decode_one(record)
-            if event is not None:
-                yield event
+    def decode(self, records: Iterable[bytes]) -> list[SyscallEvent]:
+        """The events of a batch of records, in order; records of syscalls the table does not
+        know are counted (`unknown`) and skipped."""
+        records = list(records)
+        if not records:
+            return []
+        offsets = list(accumulate((len(record) for record in records[:-1]), initial=0))
+        return self.decode_at(b"".join(records), offsets)
 
     def decode_one(self, record: bytes) -> SyscallEvent | None:
-        # The hot path (plain syscalls) touches only what its decoder reads.
-        ts, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
-            record
+        events = self.decode_at(record, (0,))
+        return events[0] if events else None
+
+    def decode_at(self, buffer: Buffer, offsets: Iterable[int]) -> list[SyscallEvent]:
+        """decode() for records that sit in one buffer at `offsets` (the ring buffer's mapping:
+        no copy of each record into its own bytes object)."""
+        # The hot path (plain syscalls) is inlined here with its lookups bound to locals: it
+        # runs for every live event, and each call or attribute access is a measurable share.
+        events: list[SyscallEvent] = []
+        append = events.append
+        unpack = _HEAD.unpack_from
+        plain = _PLAIN_BY_ID
+        boot_offset = self.boot_offset
+        num = self.num
+        try:
+            for at in offsets:
+                ts, tid, _, _, _, sysid, kind, l0, l1, l2, _, ret, *args = unpack(buffer, at)
+                num += 1
+                ts += boot_offset
+                if kind == KIND_SYSCALL:
+                    entry = plain.get(sysid)
+                    if entry is not None:
+                        info, decode_params = entry
+                        params = decode_params(
+                            ret,
+                            args,
+                            buffer[at + _S0 : at + _S0 + l0 - 1].decode("utf-8", "surrogateescape")
+                            if l0
+                            else "",
+                            buffer[at + _S1 : at + _S1 + l1 - 1].decode("utf-8", "surrogateescape")
+                            if l1
+                            else "",
+                            buffer[at + _SA : at + _SA + l2] if l2 else b"",
+                        )
+                        append(SyscallEvent(num, ts, tid, info, params))
+                        continue
+                event = self._decode_special(buffer, at, num, ts)
+                if event is not None:
+                    append(event)
+        finally:
+            self.num = num
+        return events
+
+    def _decode_special(self, buffer: Buffer, at: int, num: int, ts: int) -> SyscallEvent | None:
+        """Records other than a plain syscall's: process creation, exec, process exit, a child
+        of falconet itself, and syscalls the table does not know."""
+        _, tid, pid, uid, gid, sysid, kind, l0, l1, l2, trunc, ret, *args = _HEAD.unpack_from(
+            buffer, at
         )
-        ts += self.boot_offset
-        self.num += 1
-        if kind == KIND_SYSCALL:
-            entry = _INFO_BY_ID.get(sysid)
-            if entry is None:
-                self.unknown += 1
-                return None
-            name, info, decode = entry
-            if decode is not None:
-                raw = Raw(
-                    ret,
-                    args,
-                    record[_S0 : _S0 + l0 - 1].decode("utf-8", "surrogateescape") if l0 else "",
-                    record[_S1 : _S1 + l1 - 1].decode("utf-8", "surrogateescape") if l1 else "",
-                    record[_SA : _SA + l2] if l2 else b"",
-                )
-                return SyscallEvent(self.num, ts, tid, info, decode(raw))
-            return SyscallEvent(
-                self.num,
-                ts,
-                tid,
-                info,
-                self._clone_params(name, record, tid, pid, uid, gid, ret, args),
-            )
         if kind == KIND_PROCEXIT:
-            return SyscallEvent(self.num, ts, tid, _PROCEXIT, {})
+            return SyscallEvent(num, ts, tid, _PROCEXIT, {})
         if kind == KIND_SELF_FORK:
             # A child of falconet itself: a parent-side clone exit (ret = the child's tid).
-            return SyscallEvent(self.num, ts, tid, _CLONE, {"res": ret, "flags": 0})
+            return SyscallEvent(num, ts, tid, _CLONE, {"res": ret, "flags": 0})
         entry = _INFO_BY_ID.get(sysid)
         if entry is None:
             self.unknown += 1
             return None
-        params = self._exec_params(
-            record, pid, tid, uid, gid, _comm(record), ret, (l0, l1, l2), trunc
-        )
-        return SyscallEvent(self.num, ts, tid, entry[1], params)
+        name, info, _ = entry
+        comm = _comm(buffer, at)
+        if kind == KIND_SYSCALL:
+            params = self._clone_params(name, comm, tid, pid, uid, gid, ret, args)
+        else:
+            params = self._exec_params(
+                buffer, at, pid, tid, uid, gid, comm, ret, (l0, l1, l2), trunc
+            )
+        return SyscallEvent(num, ts, tid, info, params)
 
     @staticmethod
     def _clone_params(
-        name: str, record: bytes, tid: int, pid: int, uid: int, gid: int, ret: int, args: list[int]
+        name: str, comm: str, tid: int, pid: int, uid: int, gid: int, ret: int, args: list[int]
     ) -> dict[str, Any]:
         flags = ppm_clone_flags(args[0]) if name == "clone" else 0
         if name == "vfork":
             flags = _CLONE_VFORK_VM
-        return {"res": ret, "tid": tid, "pid": pid, "comm": _comm(record), "flags": flags,
+        return {"res": ret, "tid": tid, "pid": pid, "comm": comm, "flags": flags,
                 "uid": uid, "gid": gid}  # fmt: skip
 
     def _exec_params(
         self,
-        record: bytes,
+        buffer: Buffer,
+        at: int,
         pid: int,
         tid: int,
         uid: int,
@@ -165,12 +205,12 @@ class RecordDecoder:
         lens: tuple[int, int, int],
         truncated: int,
     ) -> dict[str, Any]:
-        base = HDR.size
-        filename = _text(record[base : base + STR_MAX], lens[0])
+        base = at + HDR.size
+        filename = _text(buffer[base : base + STR_MAX], lens[0])
         argv_at = base + STR_MAX
         env_at = argv_at + 2 * 1024
-        argv = record[argv_at : argv_at + lens[1]].rstrip(b"\0").split(b"\0")
-        env = record[env_at : env_at + lens[2]].rstrip(b"\0")
+        argv = buffer[argv_at : argv_at + lens[1]].rstrip(b"\0").split(b"\0")
+        env = buffer[env_at : env_at + lens[2]].rstrip(b"\0")
         if truncated:
             self.truncated_execs += 1
         params: dict[str, Any] = {

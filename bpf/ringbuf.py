@@ -1,11 +1,12 @@
 """A BPF ring buffer read straight from its memory mapping, a batch at a time.
 
 libbpf's reader (what bcc's ring_buffer_poll drives) calls back into Python once per record
-through ctypes; mapping the buffer here lets one Python loop slice every ready record and
-release them all with one store of the consumer position. Layout (kernel/bpf/ringbuf.c): page 0
-is the consumer position (read-write), page 1 the producer position, then the data area mapped
-twice in a row, so a record that wraps around is still one contiguous slice. Each record starts
-with an 8-byte header: length (bit 31: still being written, bit 30: discarded) and a page offset.
+through ctypes; mapping the buffer here lets one Python loop find every ready record, the decoder
+read them where they are, and one store of the consumer position hand them all back. Layout
+(kernel/bpf/ringbuf.c): page 0 is the consumer position (read-write), page 1 the producer
+position, then the data area mapped twice in a row, so a record that wraps around is still
+contiguous. Each record starts with an 8-byte header: length (bit 31: still being written,
+bit 30: discarded) and a page offset.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import struct
 import time
 
 POLL_STEP_S = 0.005  # the reader's latency bound when idle
+# Records handed out by one read: they stay in the ring (the producer cannot reuse their room)
+# until release(), so a batch is kept to a small share of the ring (also at most a quarter of
+# its bytes).
+MAX_BATCH_RECORDS = 4096
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _HEADER = 8
@@ -31,41 +36,55 @@ class RingBufferReader:
         self._producer = mmap.mmap(
             map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
         )
-        self._data = memoryview(self._producer)[page:]
+        self._data_at = page  # the data area's offset in the producer mapping
+        self._release_at: int | None = None  # the consumer position after the last read
+
+    @property
+    def buffer(self) -> mmap.mmap:
+        """What read()'s offsets index."""
+        return self._producer
 
     def close(self) -> None:
-        self._data.release()
         self._producer.close()
         self._consumer.close()
 
-    def read(self, timeout_ms: int) -> list[bytes]:
-        """Every complete record now in the buffer; waits up to timeout_ms when there is none.
-        The probe submits without wakeups, so waiting is sleeping in short steps."""
-        records = self._drain()
+    def read(self, timeout_ms: int) -> list[int]:
+        """The offsets in `buffer` of the complete records now in the ring (up to
+        MAX_BATCH_RECORDS), oldest first; waits up to timeout_ms when there is none. They stay
+        valid until release(), which the next read does if the caller has not. The probe
+        submits without wakeups, so waiting is sleeping in short steps."""
         deadline = time.monotonic() + timeout_ms / 1000
-        while not records and time.monotonic() < deadline:
-            time.sleep(min(POLL_STEP_S, max(deadline - time.monotonic(), 0)))
-            records = self._drain()
-        return records
+        while True:
+            self.release()  # also what a scan found discarded
+            offsets = self._scan()
+            remaining = deadline - time.monotonic()
+            if offsets or remaining <= 0:
+                return offsets
+            time.sleep(min(POLL_STEP_S, remaining))
 
-    def _drain(self) -> list[bytes]:
+    def release(self) -> None:
+        """Hands the records of the last read back to the producer."""
+        if self._release_at is not None:
+            _POS.pack_into(self._consumer, 0, self._release_at)
+            self._release_at = None
+
+    def _scan(self) -> list[int]:
         consumer = _POS.unpack_from(self._consumer)[0]
         producer = _POS.unpack_from(self._producer)[0]
-        data, mask = self._data, self.mask
-        records: list[bytes] = []
-        append = records.append
+        data, mask, data_at = self._producer, self.mask, self._data_at
+        read_length = _LEN.unpack_from
+        offsets: list[int] = []
+        append = offsets.append
         start = consumer
-        while consumer < producer:
-            offset = consumer & mask
-            length = _LEN.unpack_from(data, offset)[0]
+        limit = start + self.size // 4  # by size too: exec records are large
+        while consumer < producer and consumer < limit and len(offsets) < MAX_BATCH_RECORDS:
+            offset = data_at + (consumer & mask)
+            length = read_length(data, offset)[0]
             if length & _BUSY:
                 break  # the producer is still writing it: records after it wait too
-            size = length & ~(_BUSY | _DISCARD)
             if not length & _DISCARD:
-                append(bytes(data[offset + _HEADER : offset + _HEADER + size]))
-            consumer += (size + _HEADER + 7) & ~7
-            if consumer - start >= self.size // 2:
-                break  # release room for the producer before a very large batch is decoded
+                append(offset + _HEADER)
+            consumer += ((length & ~(_BUSY | _DISCARD)) + _HEADER + 7) & ~7
         if consumer != start:
-            _POS.pack_into(self._consumer, 0, consumer)
-        return records
+            self._release_at = consumer
+        return offsets

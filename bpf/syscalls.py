@@ -8,6 +8,7 @@ the state tracker and the flag tables expect.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Callable, Sequence
@@ -91,6 +92,9 @@ def _map_flags(value: int, table: tuple[tuple[int, int], ...]) -> int:
     return sum(ppm for linux, ppm in table if value & linux == linux)
 
 
+# Programs open with a handful of distinct flag values, and the conversion is a loop over the
+# table: remembered per value, it costs one lookup per open event.
+@functools.lru_cache(maxsize=4096)
 def ppm_open_flags(flags: int) -> int:
     access = flags & 3
     ppm = {0: 1, 1: 2, 2: 3}.get(access, 0)  # RDONLY, WRONLY, RDWR = both bits
@@ -156,21 +160,10 @@ def connect_tuple(sa: bytes) -> SockTuple | None:
     return SockTuple(family, local, port, peer.address, peer.port)
 
 
-class Raw:
-    """A decoded record, before naming: what the decoders read (a plain slotted class: one is
-    made per event, and a frozen dataclass costs twice as much to build)."""
-
-    __slots__ = ("args", "ret", "s0", "s1", "sa")
-
-    def __init__(self, ret: int, args: Sequence[int], s0: str, s1: str, sa: bytes) -> None:
-        self.ret = ret
-        self.args = args
-        self.s0 = s0
-        self.s1 = s1
-        self.sa = sa
-
-
-Decoder = Callable[[Raw], dict[str, Any]]
+# A syscall's parameters from its record: (return value, the six raw arguments, the first and
+# second user strings, the sockaddr bytes). Positional arguments rather than one object per
+# event: this runs for every live event, and building an object costs as much as the decoding.
+Decoder = Callable[[int, Sequence[int], str, str, bytes], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -197,146 +190,144 @@ def _open_how(raw: bytes) -> dict[str, int]:
     return {"flags": ppm_open_flags(flags), "mode": mode & 0o7777, "resolve": resolve}
 
 
-def _res(r: Raw) -> dict[str, Any]:
-    return {"res": r.ret}
+def _res(ret: int, a: Sequence[int], s0: str, s1: str, sa: bytes) -> dict[str, Any]:
+    return {"res": ret}
 
 
-def _fd_path(path_key: str) -> Decoder:
-    return lambda r: {"res": r.ret, "fd": s32(r.args[0]), path_key: r.s0}
-
-
-def _sock(r: Raw, peer_is_dest: bool) -> SockAddr | None:
-    return sockaddr(r.sa) if r.sa else None
+def _sock(sa: bytes) -> SockAddr | None:
+    return sockaddr(sa) if sa else None
 
 
 SPECS: dict[str, ArgSpec] = {
-    "open": ArgSpec((0,), decode=lambda r: {
-        "fd": r.ret, "name": r.s0, "flags": ppm_open_flags(r.args[1]), "mode": r.args[2] & 0o7777,
+    "open": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "name": s0, "flags": ppm_open_flags(a[1]), "mode": a[2] & 0o7777,
         "dev": 0, "ino": 0}),
-    "openat": ArgSpec((1,), decode=lambda r: {
-        "fd": r.ret, "dirfd": s32(r.args[0]), "name": r.s0, "flags": ppm_open_flags(r.args[2]),
-        "mode": r.args[3] & 0o7777, "dev": 0, "ino": 0}),
+    "openat": ArgSpec((1,), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "dirfd": s32(a[0]), "name": s0, "flags": ppm_open_flags(a[2]),
+        "mode": a[3] & 0o7777, "dev": 0, "ino": 0}),
     # openat2's flags live in a struct open_how: the probe's sockaddr slot copies it (its size
     # is argument 3), for successful calls, which are the ones open rules look at.
-    "openat2": ArgSpec((1,), sockaddr=(2, 3, False), decode=lambda r: {
-        "fd": r.ret, "dirfd": s32(r.args[0]), "name": r.s0, **_open_how(r.sa), "dev": 0,
+    "openat2": ArgSpec((1,), sockaddr=(2, 3, False), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "dirfd": s32(a[0]), "name": s0, **_open_how(sa), "dev": 0,
         "ino": 0}),
-    "creat": ArgSpec((0,), decode=lambda r: {
-        "fd": r.ret, "name": r.s0, "mode": r.args[1] & 0o7777, "dev": 0, "ino": 0,
+    "creat": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "name": s0, "mode": a[1] & 0o7777, "dev": 0, "ino": 0,
         "creat_flags": 0}),
-    "close": ArgSpec(decode=lambda r: {"res": r.ret, "fd": s32(r.args[0])}),
-    "dup": ArgSpec(decode=lambda r: {"res": r.ret, "oldfd": s32(r.args[0])}),
-    "dup2": ArgSpec(decode=lambda r: {
-        "res": r.ret, "oldfd": s32(r.args[0]), "newfd": s32(r.args[1])}),
-    "dup3": ArgSpec(decode=lambda r: {
-        "res": r.ret, "oldfd": s32(r.args[0]), "newfd": s32(r.args[1]),
-        "flags": ppm_open_flags(r.args[2])}),
-    "socket": ArgSpec(decode=lambda r: {
-        "fd": r.ret, "domain": r.args[0], "type": r.args[1] & 0xF, "proto": r.args[2],
+    "close": ArgSpec(decode=lambda ret, a, s0, s1, sa: {"res": ret, "fd": s32(a[0])}),
+    "dup": ArgSpec(decode=lambda ret, a, s0, s1, sa: {"res": ret, "oldfd": s32(a[0])}),
+    "dup2": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "oldfd": s32(a[0]), "newfd": s32(a[1])}),
+    "dup3": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "oldfd": s32(a[0]), "newfd": s32(a[1]),
+        "flags": ppm_open_flags(a[2])}),
+    "socket": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "domain": a[0], "type": a[1] & 0xF, "proto": a[2],
         "flags": 0}),
-    "connect": ArgSpec(sockaddr=(1, 2, False), decode=lambda r: {
-        "res": r.ret, "tuple": connect_tuple(r.sa), "fd": s32(r.args[0]),
-        "addr": _sock(r, True)}),
-    "bind": ArgSpec(sockaddr=(1, 2, False), decode=lambda r: {
-        "res": r.ret, "addr": _sock(r, False), "fd": s32(r.args[0])}),
-    "listen": ArgSpec(decode=lambda r: {
-        "res": r.ret, "fd": s32(r.args[0]), "backlog": s32(r.args[1])}),
-    "accept": ArgSpec(sockaddr=(1, 2, True), decode=lambda r: {
-        "fd": r.ret, "tuple": peer_tuple(_sock(r, False), False), "queuepct": 0,
+    "connect": ArgSpec(sockaddr=(1, 2, False), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "tuple": connect_tuple(sa), "fd": s32(a[0]),
+        "addr": _sock(sa)}),
+    "bind": ArgSpec(sockaddr=(1, 2, False), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "addr": _sock(sa), "fd": s32(a[0])}),
+    "listen": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "fd": s32(a[0]), "backlog": s32(a[1])}),
+    "accept": ArgSpec(sockaddr=(1, 2, True), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "tuple": peer_tuple(_sock(sa), False), "queuepct": 0,
         "queuelen": 0, "queuemax": 0}),
-    "accept4": ArgSpec(sockaddr=(1, 2, True), decode=lambda r: {
-        "fd": r.ret, "tuple": peer_tuple(_sock(r, False), False), "queuepct": 0,
-        "queuelen": 0, "queuemax": 0, "flags": s32(r.args[3])}),
-    "sendto": ArgSpec(sockaddr=(4, 5, False), decode=lambda r: {
-        "res": r.ret, "data": b"", "fd": s32(r.args[0]), "size": r.args[2] & 0xFFFFFFFF,
-        "tuple": peer_tuple(_sock(r, True), True)}),
-    "recvfrom": ArgSpec(sockaddr=(4, 5, True), decode=lambda r: {
-        "res": r.ret, "data": b"", "tuple": peer_tuple(_sock(r, False), False),
-        "fd": s32(r.args[0]), "size": r.args[2] & 0xFFFFFFFF}),
-    "chdir": ArgSpec((0,), decode=lambda r: {"res": r.ret, "path": r.s0}),
-    "fchdir": ArgSpec(decode=lambda r: {"res": r.ret, "fd": s32(r.args[0])}),
-    "chroot": ArgSpec((0,), decode=lambda r: {"res": r.ret, "path": r.s0}),
-    "setuid": ArgSpec(decode=lambda r: {"res": r.ret, "uid": r.args[0] & 0xFFFFFFFF}),
-    "setgid": ArgSpec(decode=lambda r: {"res": r.ret, "gid": r.args[0] & 0xFFFFFFFF}),
-    "setreuid": ArgSpec(decode=lambda r: {
-        "res": r.ret, "ruid": r.args[0] & 0xFFFFFFFF, "euid": r.args[1] & 0xFFFFFFFF}),
-    "setregid": ArgSpec(decode=lambda r: {
-        "res": r.ret, "rgid": r.args[0] & 0xFFFFFFFF, "egid": r.args[1] & 0xFFFFFFFF}),
-    "setresuid": ArgSpec(decode=lambda r: {
-        "res": r.ret, "ruid": r.args[0] & 0xFFFFFFFF, "euid": r.args[1] & 0xFFFFFFFF,
-        "suid": r.args[2] & 0xFFFFFFFF}),
-    "setresgid": ArgSpec(decode=lambda r: {
-        "res": r.ret, "rgid": r.args[0] & 0xFFFFFFFF, "egid": r.args[1] & 0xFFFFFFFF,
-        "sgid": r.args[2] & 0xFFFFFFFF}),
-    "setns": ArgSpec(decode=lambda r: {
-        "res": r.ret, "fd": s32(r.args[0]), "nstype": ppm_clone_flags(r.args[1])}),
-    "unshare": ArgSpec(decode=lambda r: {"res": r.ret, "flags": ppm_clone_flags(r.args[0])}),
-    "mount": ArgSpec((0, 1), decode=lambda r: {
-        "res": r.ret, "dev": r.s0, "dir": r.s1, "type": "", "flags": r.args[3] & 0xFFFFFFFF}),
-    "umount2": ArgSpec((0,), decode=lambda r: {
-        "res": r.ret, "name": r.s0, "flags": r.args[1] & 0xFFFFFFFF}),
-    "ptrace": ArgSpec(decode=lambda r: {
-        "res": r.ret, "addr": r.args[2], "data": r.args[3],
-        "request": ppm_ptrace_request(r.args[0]), "pid": s32(r.args[1])}),
-    "memfd_create": ArgSpec((0,), decode=lambda r: {
-        "fd": r.ret, "name": r.s0, "flags": r.args[1] & 0x7}),
-    "bpf": ArgSpec(decode=lambda r: {"fd": r.ret, "cmd": r.args[0] & 0xFFFFFFFF}),
-    "init_module": ArgSpec((2,), decode=lambda r: {
-        "res": r.ret, "img": b"", "length": r.args[1], "uargs": r.s0}),
-    "finit_module": ArgSpec((1,), decode=lambda r: {
-        "res": r.ret, "fd": s32(r.args[0]), "uargs": r.s0, "flags": r.args[2] & 0xFFFFFFFF}),
-    "userfaultfd": ArgSpec(decode=lambda r: {"res": r.ret, "flags": ppm_open_flags(r.args[0])}),
-    "io_uring_setup": ArgSpec(decode=lambda r: {
-        "res": r.ret, "entries": r.args[0] & 0xFFFFFFFF, "sq_entries": 0, "cq_entries": 0,
+    "accept4": ArgSpec(sockaddr=(1, 2, True), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "tuple": peer_tuple(_sock(sa), False), "queuepct": 0,
+        "queuelen": 0, "queuemax": 0, "flags": s32(a[3])}),
+    "sendto": ArgSpec(sockaddr=(4, 5, False), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "data": b"", "fd": s32(a[0]), "size": a[2] & 0xFFFFFFFF,
+        "tuple": peer_tuple(_sock(sa), True)}),
+    "recvfrom": ArgSpec(sockaddr=(4, 5, True), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "data": b"", "tuple": peer_tuple(_sock(sa), False),
+        "fd": s32(a[0]), "size": a[2] & 0xFFFFFFFF}),
+    "chdir": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {"res": ret, "path": s0}),
+    "fchdir": ArgSpec(decode=lambda ret, a, s0, s1, sa: {"res": ret, "fd": s32(a[0])}),
+    "chroot": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {"res": ret, "path": s0}),
+    "setuid": ArgSpec(decode=lambda ret, a, s0, s1, sa: {"res": ret, "uid": a[0] & 0xFFFFFFFF}),
+    "setgid": ArgSpec(decode=lambda ret, a, s0, s1, sa: {"res": ret, "gid": a[0] & 0xFFFFFFFF}),
+    "setreuid": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "ruid": a[0] & 0xFFFFFFFF, "euid": a[1] & 0xFFFFFFFF}),
+    "setregid": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "rgid": a[0] & 0xFFFFFFFF, "egid": a[1] & 0xFFFFFFFF}),
+    "setresuid": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "ruid": a[0] & 0xFFFFFFFF, "euid": a[1] & 0xFFFFFFFF,
+        "suid": a[2] & 0xFFFFFFFF}),
+    "setresgid": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "rgid": a[0] & 0xFFFFFFFF, "egid": a[1] & 0xFFFFFFFF,
+        "sgid": a[2] & 0xFFFFFFFF}),
+    "setns": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "fd": s32(a[0]), "nstype": ppm_clone_flags(a[1])}),
+    "unshare": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "flags": ppm_clone_flags(a[0])}),
+    "mount": ArgSpec((0, 1), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "dev": s0, "dir": s1, "type": "", "flags": a[3] & 0xFFFFFFFF}),
+    "umount2": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "name": s0, "flags": a[1] & 0xFFFFFFFF}),
+    "ptrace": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "addr": a[2], "data": a[3],
+        "request": ppm_ptrace_request(a[0]), "pid": s32(a[1])}),
+    "memfd_create": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "fd": ret, "name": s0, "flags": a[1] & 0x7}),
+    "bpf": ArgSpec(decode=lambda ret, a, s0, s1, sa: {"fd": ret, "cmd": a[0] & 0xFFFFFFFF}),
+    "init_module": ArgSpec((2,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "img": b"", "length": a[1], "uargs": s0}),
+    "finit_module": ArgSpec((1,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "fd": s32(a[0]), "uargs": s0, "flags": a[2] & 0xFFFFFFFF}),
+    "userfaultfd": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "flags": ppm_open_flags(a[0])}),
+    "io_uring_setup": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "entries": a[0] & 0xFFFFFFFF, "sq_entries": 0, "cq_entries": 0,
         "flags": 0, "sq_thread_cpu": 0, "sq_thread_idle": 0, "features": 0}),
-    "unlink": ArgSpec((0,), decode=lambda r: {"res": r.ret, "path": r.s0}),
-    "unlinkat": ArgSpec((1,), decode=lambda r: {
-        "res": r.ret, "dirfd": s32(r.args[0]), "name": r.s0, "flags": r.args[2] & 0xFFFFFFFF}),
-    "rename": ArgSpec((0, 1), decode=lambda r: {
-        "res": r.ret, "oldpath": r.s0, "newpath": r.s1}),
-    "renameat": ArgSpec((1, 3), decode=lambda r: {
-        "res": r.ret, "olddirfd": s32(r.args[0]), "oldpath": r.s0,
-        "newdirfd": s32(r.args[2]), "newpath": r.s1}),
-    "renameat2": ArgSpec((1, 3), decode=lambda r: {
-        "res": r.ret, "olddirfd": s32(r.args[0]), "oldpath": r.s0,
-        "newdirfd": s32(r.args[2]), "newpath": r.s1, "flags": r.args[4] & 0xFFFFFFFF}),
-    "link": ArgSpec((0, 1), decode=lambda r: {
-        "res": r.ret, "oldpath": r.s0, "newpath": r.s1}),
-    "linkat": ArgSpec((1, 3), decode=lambda r: {
-        "res": r.ret, "olddir": s32(r.args[0]), "oldpath": r.s0, "newdir": s32(r.args[2]),
-        "newpath": r.s1, "flags": r.args[4] & 0xFFFFFFFF}),
-    "symlink": ArgSpec((0, 1), decode=lambda r: {
-        "res": r.ret, "target": r.s0, "linkpath": r.s1}),
-    "symlinkat": ArgSpec((0, 2), decode=lambda r: {
-        "res": r.ret, "target": r.s0, "linkdirfd": s32(r.args[1]), "linkpath": r.s1}),
-    "mkdir": ArgSpec((0,), decode=lambda r: {
-        "res": r.ret, "path": r.s0, "mode": r.args[1] & 0o7777}),
-    "mkdirat": ArgSpec((1,), decode=lambda r: {
-        "res": r.ret, "dirfd": s32(r.args[0]), "path": r.s0, "mode": r.args[2] & 0o7777}),
-    "rmdir": ArgSpec((0,), decode=lambda r: {"res": r.ret, "path": r.s0}),
-    "chmod": ArgSpec((0,), decode=lambda r: {
-        "res": r.ret, "filename": r.s0, "mode": r.args[1] & 0o7777}),
-    "fchmodat": ArgSpec((1,), decode=lambda r: {
-        "res": r.ret, "dirfd": s32(r.args[0]), "filename": r.s0, "mode": r.args[2] & 0o7777}),
-    "fchmod": ArgSpec(decode=lambda r: {
-        "res": r.ret, "fd": s32(r.args[0]), "mode": r.args[1] & 0o7777}),
-    "chown": ArgSpec((0,), decode=lambda r: {
-        "res": r.ret, "path": r.s0, "uid": r.args[1] & 0xFFFFFFFF,
-        "gid": r.args[2] & 0xFFFFFFFF}),
-    "lchown": ArgSpec((0,), decode=lambda r: {
-        "res": r.ret, "path": r.s0, "uid": r.args[1] & 0xFFFFFFFF,
-        "gid": r.args[2] & 0xFFFFFFFF}),
-    "fchown": ArgSpec(decode=lambda r: {
-        "res": r.ret, "fd": s32(r.args[0]), "uid": r.args[1] & 0xFFFFFFFF,
-        "gid": r.args[2] & 0xFFFFFFFF}),
-    "fchownat": ArgSpec((1,), decode=lambda r: {
-        "res": r.ret, "dirfd": s32(r.args[0]), "pathname": r.s0,
-        "uid": r.args[2] & 0xFFFFFFFF, "gid": r.args[3] & 0xFFFFFFFF,
-        "flags": r.args[4] & 0xFFFFFFFF}),
-    "kill": ArgSpec(decode=lambda r: {
-        "res": r.ret, "pid": s32(r.args[0]), "sig": r.args[1] & 0xFF}),
-    "prctl": ArgSpec(decode=lambda r: {
-        "res": r.ret, "option": r.args[0] & 0xFFFFFFFF, "arg2_str": "", "arg2_int": r.args[1]}),
+    "unlink": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {"res": ret, "path": s0}),
+    "unlinkat": ArgSpec((1,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "dirfd": s32(a[0]), "name": s0, "flags": a[2] & 0xFFFFFFFF}),
+    "rename": ArgSpec((0, 1), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "oldpath": s0, "newpath": s1}),
+    "renameat": ArgSpec((1, 3), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "olddirfd": s32(a[0]), "oldpath": s0,
+        "newdirfd": s32(a[2]), "newpath": s1}),
+    "renameat2": ArgSpec((1, 3), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "olddirfd": s32(a[0]), "oldpath": s0,
+        "newdirfd": s32(a[2]), "newpath": s1, "flags": a[4] & 0xFFFFFFFF}),
+    "link": ArgSpec((0, 1), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "oldpath": s0, "newpath": s1}),
+    "linkat": ArgSpec((1, 3), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "olddir": s32(a[0]), "oldpath": s0, "newdir": s32(a[2]),
+        "newpath": s1, "flags": a[4] & 0xFFFFFFFF}),
+    "symlink": ArgSpec((0, 1), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "target": s0, "linkpath": s1}),
+    "symlinkat": ArgSpec((0, 2), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "target": s0, "linkdirfd": s32(a[1]), "linkpath": s1}),
+    "mkdir": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "path": s0, "mode": a[1] & 0o7777}),
+    "mkdirat": ArgSpec((1,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "dirfd": s32(a[0]), "path": s0, "mode": a[2] & 0o7777}),
+    "rmdir": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {"res": ret, "path": s0}),
+    "chmod": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "filename": s0, "mode": a[1] & 0o7777}),
+    "fchmodat": ArgSpec((1,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "dirfd": s32(a[0]), "filename": s0, "mode": a[2] & 0o7777}),
+    "fchmod": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "fd": s32(a[0]), "mode": a[1] & 0o7777}),
+    "chown": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "path": s0, "uid": a[1] & 0xFFFFFFFF,
+        "gid": a[2] & 0xFFFFFFFF}),
+    "lchown": ArgSpec((0,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "path": s0, "uid": a[1] & 0xFFFFFFFF,
+        "gid": a[2] & 0xFFFFFFFF}),
+    "fchown": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "fd": s32(a[0]), "uid": a[1] & 0xFFFFFFFF,
+        "gid": a[2] & 0xFFFFFFFF}),
+    "fchownat": ArgSpec((1,), decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "dirfd": s32(a[0]), "pathname": s0,
+        "uid": a[2] & 0xFFFFFFFF, "gid": a[3] & 0xFFFFFFFF,
+        "flags": a[4] & 0xFFFFFFFF}),
+    "kill": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "pid": s32(a[0]), "sig": a[1] & 0xFF}),
+    "prctl": ArgSpec(decode=lambda ret, a, s0, s1, sa: {
+        "res": ret, "option": a[0] & 0xFFFFFFFF, "arg2_str": "", "arg2_int": a[1]}),
     "pipe": ArgSpec(decode=_res),
     "pipe2": ArgSpec(decode=_res),
     # The process-creation and exec syscalls are decoded by bpf.records (they need /proc).

@@ -141,7 +141,7 @@ class RulesFileWatcher:
         self._on_change = on_change
         self._watch: DirectoryWatch | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rules-watcher", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def _snapshot(self) -> dict[str, int]:
         stamps: dict[str, int] = {}
@@ -171,9 +171,7 @@ class RulesFileWatcher:
             return self._stop.wait
         return self._watch.wait
 
-    def _loop(self) -> None:
-        seen = self._snapshot()
-        wait = self._waiter()
+    def _loop(self, seen: dict[str, int], wait: Callable[[float], object]) -> None:
         pending: dict[str, int] | None = None
         while not self._stop.is_set():
             # Blocks until a change (inotify), or one period while a change settles.
@@ -192,12 +190,21 @@ class RulesFileWatcher:
                 self._stop.wait(WATCH_PERIOD)
 
     def start(self) -> RulesFileWatcher:
+        # The first snapshot and the inotify watch are taken before returning: a change made
+        # once start() has returned is never mistaken for the starting state.
+        self._thread = threading.Thread(
+            target=self._loop,
+            args=(self._snapshot(), self._waiter()),
+            name="rules-watcher",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        if self._thread is not None:
+            self._thread.join(2)
         if self._watch is not None:
             self._watch.close()
 
@@ -258,7 +265,8 @@ class MetricsPump:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        if self._thread is not None:
+            self._thread.join(2)
         self.pump()
 
 

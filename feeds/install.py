@@ -26,7 +26,6 @@ from feeds.transaction import (
     Plan,
     commit,
     discard,
-    fsync_tree,
     recover,
     staging_dir,
     sweep_stale_staging,
@@ -206,15 +205,21 @@ def install(
         no_verify = no_verify or bool(context.config["artifact.no_verify"])
         outcome = None
         try:
-            if resolve.locked:
-                from feeds.planner import locked_plan
+            candidates = _unchanged_candidates(
+                context, refs, dirs, state, resolve, platform, lock_path
+            )
+            if candidates is None:
+                if resolve.locked:
+                    from feeds.planner import locked_plan
 
-                install_plan = locked_plan(context, lock_path, refs, resolve.allow_downgrade)
-            else:
-                outcome = _resolve(context, refs, resolve, platform, lock_path)
-                install_plan = outcome.plan
-            install_plan.check()  # never a silent downgrade
-            candidates = _candidates(context, install_plan, outcome, refs, state, platform, dirs)
+                    install_plan = locked_plan(context, lock_path, refs, resolve.allow_downgrade)
+                else:
+                    outcome = _resolve(context, refs, resolve, platform, lock_path)
+                    install_plan = outcome.plan
+                install_plan.check()  # never a silent downgrade
+                candidates = _candidates(
+                    context, install_plan, outcome, refs, state, platform, dirs
+                )
             _refuse_disallowed(candidates, allowed)
             for candidate in candidates:
                 if candidate.store is not None:
@@ -229,6 +234,7 @@ def install(
                 from feeds.lockfile import write_lock
 
                 write_lock(lock_path, outcome.lock)
+                _stamp_resolution(context, refs, state, resolve, platform, lock_path, outcome)
             report.lock_file = str(lock_path)
         finally:
             if outcome is not None:
@@ -257,6 +263,135 @@ def _resolve(
         resolve_deps=resolve.resolve_deps,
     )
     return plan_install(context, refs, options)
+
+
+def _unchanged_candidates(
+    context: FeedsContext,
+    refs: list[str],
+    dirs: InstallDirs,
+    state: StateStore,
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+) -> list[_Candidate] | None:
+    """Every requested artifact kept as installed, without resolving: when the stamp of the
+    last resolution still matches all its inputs (feeds.install_stamp), every ref is pinned (a
+    tag or a digest), its registry still maps it to the installed digest (one HEAD each: a
+    moved tag is seen) and the installed files are intact. None: resolve in full."""
+    records = {record.name: record for record in state.all()}
+    user_refs = _refs_of_unchanged_resolution(context, refs, records, resolve, platform, lock_path)
+    if user_refs is None:
+        return None
+    ordered = sorted(user_refs, key=lambda ref: ref.name)  # the plan's order
+    if not all(_kept_in_place(records[ref.name], dirs) for ref in ordered):
+        return None
+    stores = [_open_repository(context, ref.full) for ref in ordered]
+    with ThreadPoolExecutor(max_workers=FETCH_CONCURRENCY) as pool:
+        current = list(pool.map(_current_digest, stores, ordered))
+    if any(
+        digest != records[ref.name].digest for digest, ref in zip(current, ordered, strict=True)
+    ):
+        return None  # a tag moved: resolve, which replaces the artifact
+    log.debug("every requested artifact is installed and current: nothing to resolve")
+    return [
+        _Candidate(_kept(ref, records[ref.name]), ref, store)
+        for ref, store in zip(ordered, stores, strict=True)
+    ]
+
+
+def _refs_of_unchanged_resolution(
+    context: FeedsContext,
+    refs: list[str],
+    records: dict[str, InstalledArtifact],
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+) -> list[UserRef] | None:
+    """The parsed refs when the stamp matches every input of this install but the registry's
+    answers (checked by the caller), else None."""
+    from feeds.install_stamp import file_sha256, read_stamp, resolution_inputs
+
+    if resolve.locked or resolve.update or resolve.engine_versions is not None:
+        return None
+    stamp = read_stamp(context.state_dir)
+    if stamp is None or stamp.lock_sha256 != file_sha256(lock_path):
+        return None
+    if stamp.inputs != resolution_inputs(platform, resolve.pre, resolve.resolve_deps):
+        return None
+    user_refs = [parse_user_ref(text, context.indexes) for text in refs]
+    if {ref.text: ref.full for ref in user_refs} != stamp.refs:
+        return None
+    if any(ref.version_range or not (ref.tag or ref.digest) for ref in user_refs):
+        return None  # ranges and bare names resolve against the registry's releases
+    installed = {name: record.digest for name, record in records.items()}
+    if installed != stamp.installed or set(installed) != {ref.name for ref in user_refs}:
+        return None
+    return user_refs
+
+
+def _current_digest(store: ArtifactStore, ref: UserRef) -> str:
+    return store.resolve(ref.digest or ref.tag or "latest").digest
+
+
+def _kept(user_ref: UserRef, record: InstalledArtifact) -> PlannedArtifact:
+    """The plan line of an artifact kept as installed, as a full resolution writes it."""
+    return PlannedArtifact(
+        ref=user_ref.text,
+        name=record.name,
+        type=record.type,
+        version=record.version,
+        digest=record.digest,
+        reference=f"{user_ref.locator}@{record.digest}",
+        reason="requested",
+        action="keep",
+        installed_version=record.version,
+        files=[f.path for f in record.files],
+    )
+
+
+def _open_repository(context: FeedsContext, full_reference: str) -> ArtifactStore:
+    from registry.reference import parse_reference
+    from registry.store import open_store
+
+    reference = parse_reference(full_reference)
+    return open_store(reference, context.client_options(reference.registry))
+
+
+def _stamp_resolution(
+    context: FeedsContext,
+    refs: list[str],
+    state: StateStore,
+    resolve: ResolveOptions,
+    platform: str | None,
+    lock_path: Path,
+    outcome: Any,
+) -> None:
+    """Record the inputs of this resolution for the next install's fast path, when it is one
+    the fast path can reproduce: falconet's engine, no dependencies, and exactly the requested
+    artifacts installed."""
+    from feeds.install_stamp import (
+        clear_stamp,
+        has_dependencies,
+        resolution_inputs,
+        write_stamp,
+    )
+
+    user_refs = [parse_user_ref(text, context.indexes) for text in refs]
+    installed = {record.name: record.digest for record in state.all()}
+    if (
+        resolve.engine_versions is not None
+        or has_dependencies(outcome.lock.artifacts.values())
+        or set(installed) != {ref.name for ref in user_refs}
+    ):
+        clear_stamp(context.state_dir)
+        return
+    write_stamp(
+        context.state_dir,
+        {ref.text: ref.full for ref in user_refs},
+        installed,
+        lock_path,
+        resolution_inputs(platform, resolve.pre, resolve.resolve_deps),
+    )
 
 
 def _candidates(
@@ -314,13 +449,13 @@ def _candidates(
 
 
 def _fetch_locked(context: FeedsContext, entry: Any, platform: str | None) -> tuple[Any, Any]:
-    from registry.artifacts import resolve_artifact
-    from registry.reference import parse_reference
-    from registry.store import open_store
+    """The store and manifest of a locked digest; its config is read too, so a malformed one
+    is refused as on a resolved install."""
+    from registry.artifacts import fetch_config
 
-    reference = parse_reference(entry.reference)
-    store = open_store(reference, context.client_options(reference.registry))
-    return store, resolve_artifact(store, entry.digest, platform)
+    store = _open_repository(context, entry.reference)
+    _, _, resolved = fetch_config(store, entry.digest, platform)
+    return store, resolved
 
 
 def _write_selection(dirs: InstallDirs, state: StateStore, selection: Selection) -> dict[str, Any]:
@@ -362,7 +497,7 @@ def _verify(
     is fetched. Raises VerificationError when a policy is not met."""
     from feeds.errors import NotFoundError
     from feeds.verify_policy import config_verify, resolve_policy
-    from registry.signatures import UNVERIFIED, verify_artifact
+    from registry.signatures import verify_artifact
 
     planned, user_ref = candidate.planned, candidate.user_ref
     entry = user_ref.entry if user_ref else None
@@ -379,9 +514,10 @@ def _verify(
         require_signature=require_signature,
     )
     assert candidate.store is not None
-    result = verify_artifact(candidate.store, candidate.store.reference, planned.digest, policy)
-    if result.verdict == UNVERIFIED:
-        log.warning("%s is unverified: %s", planned.ref, result.reason or "no policy applies")
+    # Named by repository and digest: the store's own tag is a placeholder. verify_artifact
+    # warns about an unverified artifact itself.
+    reference = candidate.store.reference.with_tag(None)
+    result = verify_artifact(candidate.store, reference, planned.digest, policy)
     return {
         "verdict": result.verdict,
         "key_fingerprint": result.key_fingerprint,
@@ -459,33 +595,29 @@ def _stage(
     state: StateStore,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> Plan:
-    from registry.artifacts import pull_artifact
-    from registry.extract import extract_targz
+    from registry.artifacts import extract_artifact
 
     planned = candidate.planned
-    pulled = pull_artifact(
-        candidate.store, work / planned.name, planned.digest, planned.platform or None, progress
-    )
-    planned.downloaded_blobs = pulled.downloaded_blobs
+    assert candidate.store is not None and candidate.resolved is not None
     target_dir = dirs.for_type(planned.type)
     stage = staging_dir(target_dir)
     plan = Plan(staging_dirs=[str(stage)])
-    relative: list[Path] = []
     try:
-        for archive in pulled.files:
-            relative += extract_targz(archive, stage)
-        fsync_tree(stage)  # durable before the journal makes the commit irrevocable
+        # durable: files and staging directories are fsynced before the journal makes the
+        # commit irrevocable (the roll-forward after a crash needs every staged file).
+        extracted = extract_artifact(
+            candidate.store, candidate.resolved, stage, work, progress, durable=True
+        )
     except BaseException:
         discard(plan)
         raise
+    planned.downloaded_blobs = extracted.downloaded_blobs
     files: list[InstalledFile] = []
-    for rel in relative:
-        source, target = stage / rel, target_dir / rel
+    for item in extracted.files:
+        source, target = stage / item.path, target_dir / item.path
         plan.moves.append(Move(str(source), str(target)))
         stat = source.stat()  # rename keeps size and mtime
-        files.append(
-            InstalledFile(str(target), sha256_file(source), stat.st_size, stat.st_mtime_ns)
-        )
+        files.append(InstalledFile(str(target), item.sha256, stat.st_size, stat.st_mtime_ns))
     previous = state.get(planned.name)
     if previous is not None:
         plan.deletes += [f.path for f in previous.files]

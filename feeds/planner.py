@@ -106,6 +106,7 @@ def plan_install(context: FeedsContext, refs: Sequence[str], options: PlanOption
         explicit.setdefault(name, record.reference.split("@", 1)[0])
     catalog = RegistryCatalog(locate, _store_opener(context), options.platform)
     try:
+        _prefetch(user_refs, installed_records, options, catalog)
         requests = [_request(ref, catalog) for ref in user_refs]
         installed = {
             name: version
@@ -216,6 +217,27 @@ def _installed_requests(
             continue
         kept.append(Request(name, ANY, name, installed=True))
     return kept
+
+
+def _prefetch(
+    user_refs: Sequence[UserRef],
+    installed: Mapping[str, InstalledArtifact],
+    options: PlanOptions,
+    catalog: RegistryCatalog,
+) -> None:
+    """Start every fetch the requests below will wait for, so they overlap: the configs of
+    pinned refs (and of installed artifacts kept in the resolution), the tag lists of the
+    others."""
+    pinned = [ref for ref in user_refs if (ref.digest or ref.tag) and not ref.version_range]
+    catalog.prefetch_fixed((ref.name, ref.digest or ref.tag or "") for ref in pinned)
+    catalog.prefetch(ref.name for ref in user_refs if ref not in pinned)
+    if options.keep_installed and options.resolve_deps:
+        requested = {ref.name for ref in user_refs}
+        catalog.prefetch_fixed(
+            (name, record.digest)
+            for name, record in sorted(installed.items())
+            if name not in requested and record.digest
+        )
 
 
 def _request(ref: UserRef, catalog: RegistryCatalog) -> Request:

@@ -49,6 +49,7 @@ class RegistryCatalog:
         self._tags: dict[str, Future[dict[Version, str]]] = {}
         self._configs: dict[tuple[str, Version], Future[_Fetched]] = {}
         self._fixed: dict[str, tuple[Version, str]] = {}
+        self._fixed_fetches: dict[tuple[str, str], Future[_Fetched]] = {}
         self.tag_list_requests = 0
         self.config_requests = 0
 
@@ -89,12 +90,22 @@ class RegistryCatalog:
         fixed = self._fixed.get(name)
         return {**versions, fixed[0]: fixed[1]} if fixed else versions
 
+    def prefetch_fixed(self, targets: Iterable[tuple[str, str]]) -> None:
+        """Start fetching the configs of (name, tag or digest) references concurrently, for
+        add_fixed to collect: requests for several artifacts then cost one round trip."""
+        with self._lock:
+            for key in targets:
+                if key not in self._fixed_fetches:
+                    self._fixed_fetches[key] = self._pool.submit(self._fetch_config, *key)
+
     def add_fixed(self, name: str, target: str) -> Version:
         """A reference by tag (`falco-rules:5`, `:latest`) or digest: its config decides the
         version, which becomes a candidate even if no release tag names it."""
         from feeds.versions import parse_version
 
-        config, resolved = self._fetch_config(name, target)
+        with self._lock:
+            started = self._fixed_fetches.pop((name, target), None)
+        config, resolved = started.result() if started else self._fetch_config(name, target)
         version = parse_version(config.version, f"{name}:{target} config version")
         done: Future[_Fetched] = Future()
         done.set_result((config, resolved))

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.artifact_config import (
     SOURCE,
@@ -36,6 +36,9 @@ from registry.platforms import (
 )
 from registry.progress import Progress
 from registry.store import OCI_INDEX, OCI_MANIFEST, ArtifactStore, Descriptor, parse_manifest
+
+if TYPE_CHECKING:
+    from registry.extract import ExtractedFile
 from registry.tags import floating_tags
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ __all__ = [
     "Requirement",
     "ResolvedArtifact",
     "check_version",
+    "extract_artifact",
     "fetch_config",
     "go_json",
     "host_platform_string",
@@ -417,3 +421,44 @@ def pull_artifact(
         files=tuple(files),
         downloaded_blobs=downloaded,
     )
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    files: list[ExtractedFile]  # relative to the destination, with their sha256
+    downloaded_blobs: int
+
+
+def extract_artifact(
+    store: ArtifactStore,
+    resolved: ResolvedArtifact,
+    dest: Path,
+    scratch: Path,
+    progress: Progress | None = None,
+    durable: bool = False,
+) -> ExtractResult:
+    """Extract every layer (tar.gz) of a resolved artifact into dest, each blob read in place
+    from the cache (verified while it is inflated) or downloaded into it (verified on the way):
+    the layer is never copied first. A corrupt cache copy is fetched again. durable: files and
+    directories are fsynced (see registry.extract)."""
+    from registry.errors import DigestMismatchError
+    from registry.extract import extract_layer
+
+    files: list[ExtractedFile] = []
+    downloaded = 0
+    for layer in resolved.layers:
+        blob = store.local_blob(layer, scratch, progress)
+        try:
+            extracted = extract_layer(
+                blob.path, dest, None if blob.verified else layer.digest, durable
+            )
+        except DigestMismatchError:
+            if not blob.disposable:
+                raise
+            log.warning("blob %s: cached copy is corrupt; downloading it again", layer.digest)
+            blob.path.unlink(missing_ok=True)
+            blob = store.local_blob(layer, scratch, progress)
+            extracted = extract_layer(blob.path, dest, None, durable)
+        downloaded += blob.downloaded
+        files += extracted
+    return ExtractResult(files, downloaded)

@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nacl.exceptions
-import nacl.secret
-import requests
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -110,6 +107,8 @@ def encrypt_private_key(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    import nacl.secret  # only sealed (cosign-encrypted) keys need libsodium
+
     salt = os.urandom(SALT_SIZE)
     box = nacl.secret.SecretBox(_derive_key(passphrase, salt, scrypt_n, SCRYPT_R, SCRYPT_P))
     nonce = os.urandom(nacl.secret.SecretBox.NONCE_SIZE)
@@ -221,6 +220,8 @@ _KEY_HINT = (
 
 
 def _derive_key(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
+    import nacl.secret
+
     return hashlib.scrypt(
         passphrase,
         salt=salt,
@@ -233,6 +234,9 @@ def _derive_key(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes
 
 
 def _decrypt_sealed_key(body: bytes, passphrase: bytes, source: str) -> bytes:
+    import nacl.exceptions
+    import nacl.secret
+
     document = _parse_sealed_document(body, source)
     kdf, cipher = document["kdf"], document["cipher"]
     params = kdf["params"]
@@ -351,6 +355,8 @@ def _read_key_file(path: Path) -> bytes:
 @functools.lru_cache(maxsize=16)
 def _download_key(url: str) -> bytes:
     """Cached per process: an install verifying many artifacts fetches a key URL once."""
+    import requests
+
     try:
         response = requests.get(url, timeout=KEY_URL_TIMEOUT_S)
     except requests.RequestException as error:

@@ -23,7 +23,13 @@ from registry.errors import NotFoundError, RegistryError
 from registry.options import ClientOptions
 from registry.progress import Progress, report_chunks
 from registry.reference import Reference
-from registry.store import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, manifest_media_type
+from registry.store import (
+    MAX_MANIFEST_SIZE,
+    OCI_INDEX,
+    Descriptor,
+    LocalBlob,
+    manifest_media_type,
+)
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -133,6 +139,12 @@ class LayoutStore:
             f"blob {descriptor.digest} in {self.reference.locator}",
         )
         return False
+
+    def local_blob(
+        self, descriptor: Descriptor, scratch: Path, progress: Progress | None = None
+    ) -> LocalBlob:
+        """The layout's own file, read in place: the reader verifies it (never deleted)."""
+        return LocalBlob(self._blob_path(descriptor), False, False, False)
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int) -> bytes:
         what = f"blob {descriptor.digest} in {self.reference.locator}"

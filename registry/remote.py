@@ -25,6 +25,7 @@ from registry.store import (
     MAX_MANIFEST_SIZE,
     OCI_MANIFEST,
     Descriptor,
+    LocalBlob,
     manifest_media_type,
 )
 
@@ -258,6 +259,23 @@ class RemoteRepository:
         else:
             self.stats.blobs_from_cache += 1
         return downloaded
+
+    def local_blob(
+        self, descriptor: Descriptor, scratch: Path, progress: Progress | None = None
+    ) -> LocalBlob:
+        """The blob as a local file: the cache's copy when there is one (verified by the
+        reader), else downloaded (verified on the way) into the cache, or into scratch when
+        there is no cache."""
+        if self.cache is not None and self.cache.has(descriptor.digest, descriptor.size):
+            self.stats.blobs_from_cache += 1
+            return LocalBlob(self.cache.path_for(descriptor.digest), False, False, True)
+        if self.cache is not None:
+            target = self.cache.path_for(descriptor.digest)
+        else:
+            target = scratch / descriptor.digest.replace(":", "-")
+        self._download(descriptor, target, progress)
+        self.stats.blobs_downloaded += 1
+        return LocalBlob(target, True, True, self.cache is not None)
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int) -> bytes:
         what = f"blob {descriptor.digest} of {self.reference.locator}"

@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from registry import simplesigning
 from registry.digests import digest_bytes
 from registry.errors import DigestMismatchError, NotFoundError, VerificationError
-from registry.keys import PrivateKey, PublicKey, fingerprint, read_public_key
-from registry.simplesigning import PayloadError
 from registry.tags import signature_tag
 
+# Key handling and the simple-signing payload import cryptography (~50 ms): they are imported
+# where a key is actually used, so installs without a key policy never load them.
 if TYPE_CHECKING:
+    from registry import simplesigning
+    from registry.keys import PrivateKey, PublicKey
     from registry.reference import Reference
     from registry.store import ArtifactStore
 
@@ -106,6 +107,8 @@ def sign_artifact(
 
     Signing the same digest again with the same key and annotations changes nothing (cosign's
     duplicate detection), so re-running a release job does not grow the manifest."""
+    from registry import simplesigning
+    from registry.keys import fingerprint
     from registry.store import Descriptor
 
     tag = signature_tag(root_digest)
@@ -153,6 +156,10 @@ def verify_artifact(
         return VerificationResult(SKIPPED, reason="verification disabled (--no-verify)", **base)
     if policy.key_ref is None:
         return _without_key(reference, root_digest, policy, base)
+    from registry import simplesigning
+    from registry.keys import fingerprint, read_public_key
+    from registry.simplesigning import PayloadError
+
     public_key = read_public_key(policy.key_ref)
     key_id = fingerprint(public_key)
     tag = signature_tag(root_digest)
@@ -234,6 +241,9 @@ def _check_layer(
     root_digest: str,
 ) -> tuple[LayerCheck, simplesigning.Payload | None]:
     """One signature layer: payload digest, then signature, then what the payload names."""
+    from registry import simplesigning
+    from registry.simplesigning import PayloadError
+
     digest = str(layer.get("digest", ""))
 
     def failed(reason: str) -> tuple[LayerCheck, None]:
@@ -269,6 +279,7 @@ def _check_layer(
 
 
 def _fetch_payload(store: ArtifactStore, layer: dict[str, Any]) -> tuple[bytes | None, str]:
+    from registry import simplesigning
     from registry.store import Descriptor
 
     try:
@@ -320,6 +331,9 @@ def _fetch_signature_manifest(store: ArtifactStore, tag: str) -> bytes | None:
 
 
 def _existing_layers(store: ArtifactStore, tag: str) -> list[dict[str, Any]]:
+    from registry import simplesigning
+    from registry.simplesigning import PayloadError
+
     manifest = _fetch_signature_manifest(store, tag)
     if manifest is None:
         return []

@@ -34,6 +34,7 @@ __all__ = [
     "ArtifactStore",
     "ClientOptions",
     "Descriptor",
+    "LocalBlob",
     "open_store",
 ]
 
@@ -104,6 +105,21 @@ def manifest_media_type(data: bytes, fallback: str) -> str:
     return fallback
 
 
+@dataclass(frozen=True)
+class LocalBlob:
+    """A blob as a local file, for reading in place (no copy).
+
+    `verified`: its content was hashed against the digest in this process (just downloaded);
+    otherwise (a cache hit, a layout's file) the reader must verify it as it reads.
+    `disposable`: a cache copy, which may be deleted when it turns out corrupt (never true
+    for a layout's own files)."""
+
+    path: Path
+    verified: bool
+    downloaded: bool
+    disposable: bool
+
+
 class ArtifactStore(Protocol):
     reference: Reference
 
@@ -116,6 +132,10 @@ class ArtifactStore(Protocol):
     ) -> bool: ...
 
     def fetch_blob_bytes(self, descriptor: Descriptor, max_size: int) -> bytes: ...
+
+    def local_blob(
+        self, descriptor: Descriptor, scratch: Path, progress: Progress | None = None
+    ) -> LocalBlob: ...
 
     def blob_exists(self, descriptor: Descriptor) -> bool: ...
 

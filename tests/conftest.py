@@ -99,3 +99,24 @@ def shared_dir() -> Path:
             "workspace, not in a user's clone"
         )
     return SHARED
+
+
+@pytest.fixture
+def live_ebpf_shared(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For live eBPF tests: they run while no ring-buffer storm test runs on the machine."""
+    from tests.support.live_ebpf import capture_turn
+
+    if "live_ebpf_exclusive" in request.fixturenames:  # the storm test's own turn covers it
+        yield
+        return
+    with capture_turn(exclusive=False):
+        yield
+
+
+@pytest.fixture
+def live_ebpf_exclusive() -> Iterator[None]:
+    """For tests that flood the ring buffer on purpose: no other live eBPF test runs meanwhile."""
+    from tests.support.live_ebpf import capture_turn
+
+    with capture_turn(exclusive=True):
+        yield

@@ -13,18 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.live_ebpf import skip_reason
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0, reason="live eBPF capture needs root (CAP_BPF + CAP_PERFMON)"
-)
+@pytest.mark.usefixtures("live_ebpf_shared")
 def test_run_live_raises_falco_json_alert(shared_dir: Path, tmp_path: Path, falconet_home) -> None:
-    from bpf.setup import run_checks
-
-    failed = [c for c in run_checks(repair=True) if not c.ok and c.name != "btf"]
-    if failed:
-        pytest.skip(f"live eBPF capture unavailable: {failed[0].name}: {failed[0].detail}")
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
     rules = shared_dir / "upstream-rules" / "falco_rules.yaml"
     alerts = tmp_path / "alerts.json"
     run = subprocess.Popen(

@@ -124,6 +124,11 @@ def test_cli_frameworks_and_controls(run_cli) -> None:
     assert set(listed) == set(catalogue.frameworks)
     for framework_id, row in listed.items():
         assert row["controls"] == len(catalogue.frameworks[framework_id].controls)
+    text = run_cli("compliance", "frameworks")
+    assert text.returncode == 0, text.stderr
+    lines = {line.split()[0]: line for line in text.stdout.splitlines()[1:]}
+    for framework_id, row in listed.items():
+        assert ", ".join(row["aliases"]) in lines[framework_id]
     result = run_cli("compliance", "controls", "pci:10.2", "-o", "json")
     assert result.returncode == 0, result.stderr
     ids = [row["id"] for row in json.loads(result.stdout)]

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.waiting import wait_for
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EVENT = {
@@ -45,21 +47,6 @@ def _rule(name: str, output: str) -> str:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.05)
-    return value
-
-
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
@@ -67,33 +54,32 @@ def _get(url: str) -> str:
 
 class Daemon:
     def __init__(self, home: Path, tmp: Path, *args: str) -> None:
-        self.hook_port, self.web_port = _free_port(), _free_port()
         self.alerts = tmp / "alerts.json"
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(home))
         command = [sys.executable, "-m", "cli", "run", "--source", "k8s_audit", "-o", "json"]
-        command += ["--listen", f"127.0.0.1:{self.hook_port}", "--output-file", str(self.alerts)]
-        command += ["--web", f"127.0.0.1:{self.web_port}", *args]
+        command += ["--listen", "127.0.0.1:0", "--output-file", str(self.alerts)]
+        command += ["--web", "127.0.0.1:0", *args]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
-        _wait_for(self._serving)
+        # Port 0 and the addresses the daemon logs: no port can be taken between choice and bind.
+        announced = self._announced("listening on", "web endpoints on")
+        self.hook, self.web = announced["listening on"], announced["web endpoints on"]
+        wait_for(lambda: "ok" in _get(f"{self.web}/healthz"))
 
-    def _serving(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.hook_port), timeout=1).close()
-            return "ok" in _get(f"{self.web}/healthz")
-        except OSError:
-            if self.process.poll() is not None:
-                raise AssertionError(self.process.communicate()[1]) from None
-            return False
-
-    @property
-    def web(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+    def _announced(self, *what: str) -> dict[str, str]:
+        """The URLs of the stderr lines naming each of `what` (the daemon logs them at start)."""
+        assert self.process.stderr is not None
+        found: dict[str, str] = {}
+        for line in self.process.stderr:
+            found.update((w, line.split()[-1]) for w in what if f"{w} http" in line)
+            if len(found) == len(what):
+                return found
+        raise AssertionError(f"the daemon exited (status {self.process.wait()}) before {what}")
 
     def post(self) -> None:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.hook_port}/k8s-audit",
+            self.hook,  # the endpoint URL, path included
             data=json.dumps(EVENT).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
@@ -137,19 +123,19 @@ def test_edited_rules_file_reloads_and_an_invalid_one_is_refused(
     rules.write_text(_rule("Pod One", "first"))
     run = daemon("-r", str(rules))
     run.post()
-    _wait_for(lambda: run.rules_fired() == ["Pod One"])
+    wait_for(lambda: run.rules_fired() == ["Pod One"])
 
     rules.write_text(_rule("Pod Two", "second"))
-    _wait_for(lambda: 'falconet_reloads_total{result="ok"} 2.0' in _get(f"{run.web}/metrics"))
+    wait_for(lambda: 'falconet_reloads_total{result="ok"} 2.0' in _get(f"{run.web}/metrics"))
     run.post()
-    _wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # the old rule no longer fires
+    wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # the old rule no longer fires
 
     rules.write_text("- rule: Broken\n  condition: ka.verb=(\n")
-    _wait_for(lambda: "Falco internal: rules reload failed" in run.rules_fired())
+    wait_for(lambda: "Falco internal: rules reload failed" in run.rules_fired())
     run.post()
-    _wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # the valid ruleset keeps running
+    wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # the valid ruleset keeps running
     events = 'falconet_events_total{source="k8s_audit"} 3.0'
-    _wait_for(lambda: events in _get(f"{run.web}/metrics"))
+    wait_for(lambda: events in _get(f"{run.web}/metrics"))
     metrics = _get(f"{run.web}/metrics")
     assert 'falconet_reloads_total{result="failed"} 1.0' in metrics
     assert 'falconet_alerts_total{priority="Warning",rule="Pod Two"} 2.0' in metrics
@@ -180,7 +166,7 @@ def test_sighup_forces_a_reload(daemon: Callable[..., Daemon], tmp_path: Path) -
     rules.write_text(_rule("Pod One", "first"))
     run = daemon("-r", str(rules))
     run.process.send_signal(signal.SIGHUP)
-    _wait_for(lambda: 'falconet_reloads_total{result="ok"} 2.0' in _get(f"{run.web}/metrics"))
+    wait_for(lambda: 'falconet_reloads_total{result="ok"} 2.0' in _get(f"{run.web}/metrics"))
     assert run.stop()[0] == 0
 
 
@@ -197,7 +183,7 @@ def test_response_action_runs_and_its_outcome_is_an_output(
     response.write_text(RESPONSE_RULES.format(script=script))
     run = daemon("-r", str(rules), "--response", str(response))
     run.post()
-    _wait_for(lambda: any(a["source"] == "response" for a in run.alerts_written()))
+    wait_for(lambda: any(a["source"] == "response" for a in run.alerts_written()))
     assert json.loads(marker.read_text())["rule"] == "Pod One"
     assert 'falconet_response_actions_total{action="exec:script",status="succeeded"} 1.0' in _get(
         f"{run.web}/metrics"
@@ -213,7 +199,7 @@ def test_response_action_runs_and_its_outcome_is_an_output(
         time.sleep(0.2)
         return Path(f"{marker}.again").exists()
 
-    _wait_for(responded_again)
+    wait_for(responded_again)
     code, stdout, _ = run.stop()
     assert code == 0
     # Drained on SIGTERM: every alert's action outcome reached stdout, the last ones included.
@@ -241,18 +227,18 @@ def test_followed_updates_hot_reload_and_a_broken_one_is_refused(
     assert installed.returncode == 0, installed.stderr
     run = daemon("--follow", ref, "--every", "200ms", "--startup", "immediate")
     run.post()
-    _wait_for(lambda: run.rules_fired() == ["Pod One"])
+    wait_for(lambda: run.rules_fired() == ["Pod One"])
 
     publish(registry, tmp_path, "2.0.0", {"a.yaml": _rule("Pod Two", "second")})
-    _wait_for(lambda: 'falconet_follow_updates_total{ref="' in _get(f"{run.web}/metrics"))
-    _wait_for(lambda: "Pod Two" in json.dumps(_rules_loaded(run)))
+    wait_for(lambda: 'falconet_follow_updates_total{ref="' in _get(f"{run.web}/metrics"))
+    wait_for(lambda: "Pod Two" in json.dumps(_rules_loaded(run)))
     run.post()
-    _wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # within one tick; the old one gone
+    wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # within one tick; the old one gone
 
     publish(registry, tmp_path, "3.0.0", {"a.yaml": "- rule: Broken\n  condition: (\n"})
-    _wait_for(lambda: any("refused" in a["output"] for a in run.alerts_written()))
+    wait_for(lambda: any("refused" in a["output"] for a in run.alerts_written()))
     run.post()
-    _wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # v2 keeps running
+    wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # v2 keeps running
     assert run.stop()[0] == 0
 
 
@@ -270,7 +256,7 @@ def test_a_busy_web_address_is_refused_in_one_line(run_cli: Any, tmp_path: Path)
         port = busy.getsockname()[1]
         done = run_cli(
             "run", "-r", str(rules), "--source", "k8s_audit",
-            "--listen", f"127.0.0.1:{_free_port()}", "--web", f"127.0.0.1:{port}",
+            "--listen", "127.0.0.1:0", "--web", f"127.0.0.1:{port}",
         )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from engine.sinks import Alert, Sink
+from tests.support.sinks import CollectingSink
 from tests.test_source_k8s_audit_conformance import LIST_CONTAINS_ERROR, _rules_path, _trace_path
 from tests.test_source_k8s_audit_conformance import _cases as _k8s_cases
 from tests.test_syscall_detection_cases import CAPTURES, SPECS
@@ -86,19 +86,6 @@ CLI_CASES = {
     "falco_k8s_audit_tests.yaml:create_disallowed_pod",
     "falco_k8s_audit_tests.yaml:user_outside_allowed_set",
 }
-
-
-class CollectingSink(Sink):
-    """Keeps every alert delivered to it (a real sink behind the real output queue)."""
-
-    kind = "collect"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.alerts: list[Alert] = []
-
-    def write(self, alert: Alert) -> None:
-        self.alerts.append(alert)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 import requests
 
 from engine.drops_monitor import DROP_RULE
+from tests.support.live_ebpf import skip_reason
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_SCRIPT = """
@@ -46,23 +47,6 @@ RULES = """
 """
 
 
-def _skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "live eBPF capture needs root (CAP_BPF + CAP_PERFMON)"
-    from bpf.setup import run_checks
-
-    failed = [c for c in run_checks(repair=True) if not c.ok and c.name != "btf"]
-    if failed:
-        return f"live eBPF capture unavailable: {failed[0].name}: {failed[0].detail}"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _kernel_drops_metric(port: int) -> float:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     found = re.search(r'^falconet_drops_total\{source="syscall"\} (\S+)$', text, re.M)
@@ -75,15 +59,15 @@ def _drop_alerts(path: Path) -> list[dict[str, object]]:
 
 
 def test_tiny_ring_buffer_drops_raise_the_internal_alert_and_show_in_the_summary(
-    tmp_path: Path,
+    tmp_path: Path, live_ebpf_exclusive: None
 ) -> None:
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     alerts = tmp_path / "alerts.json"
-    port = _free_port()
+    port = free_port()
     run = subprocess.Popen(
         [sys.executable, "-c", RUN_SCRIPT, str(rules), str(alerts), str(port)],
         env={**os.environ, "PYTHONPATH": str(REPO)},

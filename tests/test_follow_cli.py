@@ -15,6 +15,7 @@ from feeds.transaction import recover
 from tests.conftest import REPO_ROOT, CliRunner
 from tests.follow_support import REPO, publish, rule_yaml
 from tests.support.registry_server import RegistryServer
+from tests.support.waiting import wait_for
 
 
 def follow_process(falconet_home: Path, *args: str) -> subprocess.Popen[str]:
@@ -26,14 +27,6 @@ def follow_process(falconet_home: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         env=env,
     )
-
-
-def wait_for(predicate: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_follow_once_then_rollback_through_the_cli(
@@ -134,7 +127,8 @@ def test_kill_9_during_swaps_leaves_a_complete_set(
                 journal.exists()
                 or any(rules.glob(".falconet-staging-*/*.yaml"))
                 or p.poll() is not None
-            )
+            ),
+            timeout=60,
         )
         time.sleep(0.002 * attempt)
         process.kill()

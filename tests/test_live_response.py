@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bpf_live import _copy_binary, _skip_reason
+from tests.support.live_ebpf import skip_reason
+from tests.test_bpf_live import _copy_binary
+
+pytestmark = pytest.mark.usefixtures("live_ebpf_shared")
 
 RULES = """\
 - rule: Shadow read by shadowloop
@@ -47,7 +50,7 @@ while time.monotonic() < deadline:
 
 
 def test_live_alert_terminates_the_offending_process(falconet_home: Path, tmp_path: Path) -> None:
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     rules = tmp_path / "rules.yaml"

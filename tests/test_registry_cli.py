@@ -8,7 +8,8 @@ import stat
 import tarfile
 from pathlib import Path
 
-from tests.support.registry_server import PASSWORD, USER, free_port
+from tests.support.ports import free_port
+from tests.support.registry_server import PASSWORD, USER
 
 RULES = "- required_engine_version: 0.31.0\n- rule: r\n  desc: d\n  condition: evt.type=open\n"
 
@@ -210,23 +211,24 @@ def test_tls_and_basic_auth_together(run_cli, registry_factory, tmp_path: Path) 
 def test_mutual_tls_needs_the_client_certificate(
     run_cli, registry_factory, tmp_path_factory, tmp_path: Path
 ) -> None:
-    from tests.support.mtls_registry import MutualTLS, MutualTLSRegistryServer
+    from tests.support.registry_server import RegistryServer
 
     registry_factory  # noqa: B018 - only for its skip when docker-registry is missing
-    mtls = MutualTLS(tmp_path_factory.mktemp("mtls"))
-    server = MutualTLSRegistryServer(tmp_path_factory.mktemp("mtls-registry"))
-    server.mtls = mtls
+    server = RegistryServer(tmp_path_factory.mktemp("mtls-registry"), tls=True, mutual_tls=True)
     server.start()
+    assert server.ca is not None
     try:
         args = (
             "registry", "push", f"{server.host}/mtls/r:1.0.0", str(_rules(tmp_path)),
-            "--type", "rulesfile", "--version", "1.0.0", "--ca-file", str(mtls.ca_cert),
+            "--type", "rulesfile", "--version", "1.0.0", "--ca-file", str(server.ca.ca_cert),
         )  # fmt: skip
         refused = run_cli(*args)
         assert refused.returncode == 5, refused.stderr
         assert "refused the TLS client certificate" in refused.stderr
         assert "--cert" in refused.stderr
-        accepted = run_cli(*args, "--cert", str(mtls.client_cert), "--key", str(mtls.client_key))
+        accepted = run_cli(
+            *args, "--cert", str(server.client_cert), "--key", str(server.client_key)
+        )
         assert accepted.returncode == 0, accepted.stderr
     finally:
         server.stop()

@@ -159,3 +159,64 @@ def test_whatever_the_archive_nothing_lands_outside(tmp_path: Path, members) -> 
         assert path.resolve().is_relative_to(dest.resolve())
     assert all((dest / f).is_file() for f in files)
     assert sorted(p.name for p in work.iterdir()) == ["fuzz.tar.gz", "stage"]
+
+
+def test_extract_layer_hashes_each_file_and_verifies_the_archive(tmp_path: Path) -> None:
+    import hashlib
+
+    from registry.digests import digest_file
+    from registry.errors import DigestMismatchError
+    from registry.extract import extract_layer
+
+    contents = {"rules/a.yaml": b"- list: a\n  items: []\n", "b.yaml": b"- list: b\n"}
+    archive = tmp_path / "layer.tar.gz"
+    archive.write_bytes(targz_bytes(contents))
+    digest = digest_file(archive)[0]
+
+    files = extract_layer(archive, tmp_path / "ok", expected_digest=digest, durable=True)
+    assert {str(f.path): (f.sha256, f.size) for f in files} == {
+        name: (hashlib.sha256(data).hexdigest(), len(data)) for name, data in contents.items()
+    }
+    assert (tmp_path / "ok" / "rules" / "a.yaml").read_bytes() == contents["rules/a.yaml"]
+
+    with pytest.raises(DigestMismatchError):
+        extract_layer(archive, tmp_path / "wrong", expected_digest="sha256:" + "0" * 64)
+    assert list((tmp_path / "wrong").iterdir()) == []
+
+    # A corrupt copy that is not even a tarball any more is reported as corrupt, not unsafe,
+    # so the caller fetches it again.
+    archive.write_bytes(b"X" * archive.stat().st_size)
+    with pytest.raises(DigestMismatchError):
+        extract_layer(archive, tmp_path / "garbage", expected_digest=digest)
+    assert list((tmp_path / "garbage").iterdir()) == []
+
+
+def _two_file_tar() -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name in ("a.yaml", "b.yaml"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"xyz"))
+    return raw.getvalue()
+
+
+def test_multi_member_gzip_with_padding_extracts_and_truncated_gzip_is_refused(
+    tmp_path: Path,
+) -> None:
+    import gzip
+
+    from registry.digests import digest_file
+    from registry.extract import extract_layer
+
+    data = _two_file_tar()
+    members = tmp_path / "members.tar.gz"
+    members.write_bytes(gzip.compress(data[:700]) + gzip.compress(data[700:]) + bytes(64))
+    files = extract_layer(members, tmp_path / "ok", expected_digest=digest_file(members)[0])
+    assert sorted(str(f.path) for f in files) == ["a.yaml", "b.yaml"]
+
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(gzip.compress(data)[:-20])
+    with pytest.raises(UnsafeArchiveError, match="ends before its end marker"):
+        extract_layer(truncated, tmp_path / "cut")
+    assert list((tmp_path / "cut").iterdir()) == []

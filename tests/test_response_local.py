@@ -11,30 +11,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from engine.response.engine import ResponseEngine
-from engine.response.rules import parse_rules
+from tests.support.certificates import TestCA as CertificateAuthority
 from tests.support.http_server import StaticServer
-from tests.support.registry_server import TestCA as CertificateAuthority
-
-
-def run_one(action: str, alert: dict[str, Any], **parameters: Any) -> Any:
-    rules = parse_rules(
-        {
-            "rules": [
-                {
-                    "name": "respond",
-                    "match": {},
-                    "actions": [{"action": action, "parameters": parameters}],
-                }
-            ]
-        }
-    )
-    engine = ResponseEngine(rules)
-    try:
-        (outcome,) = engine.handle(alert)
-    finally:
-        engine.close()
-    return outcome
+from tests.support.response import respond_once
 
 
 def alert(**fields: Any) -> dict[str, Any]:
@@ -55,7 +34,9 @@ def test_quarantine_moves_the_file_keeps_metadata_and_leaves_a_record(tmp_path: 
     os.chmod(victim, 0o755)
     digest = hashlib.sha256(victim.read_bytes()).hexdigest()
     vault = tmp_path / "quarantine"
-    outcome = run_one("file:quarantine", alert(**{"fd.name": str(victim)}), directory=str(vault))
+    outcome = respond_once(
+        "file:quarantine", alert(**{"fd.name": str(victim)}), directory=str(vault)
+    )
     assert outcome.status == "succeeded", outcome.error
     assert not victim.exists()
     assert stat.S_IMODE(vault.stat().st_mode) == 0o700
@@ -75,11 +56,13 @@ def test_quarantine_refuses_symlinks_and_reports_missing_files(tmp_path: Path) -
     link = tmp_path / "link"
     link.symlink_to(target)
     vault = str(tmp_path / "q")
-    refused = run_one("file:quarantine", alert(**{"fd.name": str(link)}), directory=vault)
+    refused = respond_once("file:quarantine", alert(**{"fd.name": str(link)}), directory=vault)
     assert refused.status == "refused" and target.read_text() == "keep" and link.is_symlink()
-    gone = run_one("file:quarantine", alert(**{"fd.name": str(tmp_path / "nope")}), directory=vault)
+    gone = respond_once(
+        "file:quarantine", alert(**{"fd.name": str(tmp_path / "nope")}), directory=vault
+    )
     assert gone.status == "failed" and "no longer exists" in (gone.error or "")
-    no_field = run_one("file:quarantine", alert(), directory=vault)
+    no_field = respond_once("file:quarantine", alert(), directory=vault)
     assert no_field.status == "failed" and "fd.name" in str(no_field.error)
 
 
@@ -93,25 +76,25 @@ def test_script_gets_the_alert_on_stdin_and_its_output_is_captured(tmp_path: Pat
         'echo "to stderr $EXTRA" >&2\n'
     )
     os.chmod(script, 0o755)
-    outcome = run_one("exec:script", alert(), command=[str(script)], env={"EXTRA": "x1"})
+    outcome = respond_once("exec:script", alert(), command=[str(script)], env={"EXTRA": "x1"})
     assert outcome.status == "succeeded", outcome.error
     assert outcome.changed["stdout"] == "pid=77\n"
     assert outcome.changed["stderr"] == "to stderr x1\n"
 
 
 def test_script_timeout_and_failure_are_failed_outcomes() -> None:
-    slow = run_one("exec:script", alert(), command="sleep 10", timeout=0.2)
+    slow = respond_once("exec:script", alert(), command="sleep 10", timeout=0.2)
     assert slow.status == "failed" and "timed out" in (slow.error or "")
-    failing = run_one("exec:script", alert(), command=["sh", "-c", "echo boom >&2; exit 3"])
+    failing = respond_once("exec:script", alert(), command=["sh", "-c", "echo boom >&2; exit 3"])
     assert failing.status == "failed" and "status 3: boom" in (failing.error or "")
-    missing = run_one("exec:script", alert(), command=["/nonexistent/program"])
+    missing = respond_once("exec:script", alert(), command=["/nonexistent/program"])
     assert missing.status == "failed" and "not found" in (missing.error or "")
 
 
 def test_webhook_posts_a_templated_body_with_headers() -> None:
     server = StaticServer().start()
     try:
-        outcome = run_one(
+        outcome = respond_once(
             "http:webhook",
             alert(**{"fd.name": "/usr/bin/x"}),
             url=server.url + "/hook",
@@ -132,11 +115,11 @@ def test_webhook_posts_a_templated_body_with_headers() -> None:
 def test_webhook_default_body_is_the_alert_and_5xx_is_retried() -> None:
     server = StaticServer(post_status=503).start()
     try:
-        failed = run_one("http:webhook", alert(), url=server.url, retries=2)
+        failed = respond_once("http:webhook", alert(), url=server.url, retries=2)
         assert failed.status == "failed" and "after 3 attempts: HTTP 503" in (failed.error or "")
         assert len(server.requests) == 3
         server.post_status = 200
-        done = run_one("http:webhook", alert(), url=server.url)
+        done = respond_once("http:webhook", alert(), url=server.url)
     finally:
         server.stop()
     assert done.status == "succeeded"
@@ -146,7 +129,7 @@ def test_webhook_default_body_is_the_alert_and_5xx_is_retried() -> None:
 def test_webhook_4xx_is_not_retried() -> None:
     server = StaticServer(post_status=403).start()
     try:
-        outcome = run_one("http:webhook", alert(), url=server.url, retries=3)
+        outcome = respond_once("http:webhook", alert(), url=server.url, retries=3)
     finally:
         server.stop()
     assert outcome.status == "failed" and "HTTP 403" in (outcome.error or "")
@@ -163,8 +146,8 @@ def test_webhook_over_tls_verifies_the_server_with_the_given_ca(tmp_path: Path) 
     server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
     url = server.url.replace("http://", "https://")
     try:
-        untrusted = run_one("http:webhook", alert(), url=url, retries=0)
-        trusted = run_one("http:webhook", alert(), url=url, ca_file=str(ca.ca_cert))
+        untrusted = respond_once("http:webhook", alert(), url=url, retries=0)
+        trusted = respond_once("http:webhook", alert(), url=url, ca_file=str(ca.ca_cert))
     finally:
         server.stop()
     assert untrusted.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in (untrusted.error or "")

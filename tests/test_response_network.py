@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from engine.response.engine import ResponseEngine
 from engine.response.rules import parse_rules
+from tests.support.waiting import wait_for
 
 A_ADDRESS, B_ADDRESS = "198.18.77.1", "198.18.77.2"
 
@@ -83,15 +83,6 @@ def reachable(namespace: str, address: str) -> bool:
     return done.returncode == 0
 
 
-def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def engine_for(namespace: str, **parameters: Any) -> ResponseEngine:
     rules = parse_rules(
         {
@@ -152,7 +143,7 @@ def test_block_expires_after_its_ttl(namespaces: tuple[str, str]) -> None:
         assert outcome.status == "succeeded", outcome.error
         assert B_ADDRESS in nft_ruleset(a)
         # the kernel removes the set element when its timeout runs out
-        assert wait_until(lambda: B_ADDRESS not in nft_ruleset(a))
+        wait_for(lambda: B_ADDRESS not in nft_ruleset(a))
         assert reachable(a, B_ADDRESS)
     finally:
         engine.close()

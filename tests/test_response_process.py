@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from engine.response.actions.process_terminate import start_time_ns
-from engine.response.engine import ResponseEngine
-from engine.response.rules import parse_rules
+from tests.support.response import respond_once
 
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); " + (
     "print('ready', flush=True); time.sleep(60)"
@@ -36,23 +35,9 @@ def alert_for(pid: int, **fields: Any) -> dict[str, Any]:
 
 
 def terminate(alert: dict[str, Any], **parameters: Any) -> Any:
-    rules = parse_rules(
-        {
-            "rules": [
-                {
-                    "name": "kill",
-                    "match": {"rules": "Terminal shell*"},
-                    "actions": [{"action": "process:terminate", "parameters": parameters}],
-                }
-            ]
-        }
+    return respond_once(
+        "process:terminate", alert, match={"rules": "Terminal shell*"}, **parameters
     )
-    engine = ResponseEngine(rules)
-    try:
-        (outcome,) = engine.handle(alert)
-    finally:
-        engine.close()
-    return outcome
 
 
 def test_terminates_the_real_process_named_by_the_alert() -> None:

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -24,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.response.engine import ResponseEngine
-from engine.response.rules import parse_rules
-from tests.support.registry_server import TestCA as CertificateAuthority
+from tests.support.certificates import TestCA as CertificateAuthority
+from tests.support.ports import free_port
+from tests.support.response import respond_once
 
 
 @dataclass
@@ -125,29 +124,9 @@ POD_ALERT = {
 }
 
 
-def run_one(action: str, alert: dict[str, Any], **parameters: Any) -> Any:
-    rules = parse_rules(
-        {
-            "rules": [
-                {
-                    "name": "r",
-                    "match": {},
-                    "actions": [{"action": action, "parameters": parameters}],
-                }
-            ]
-        }
-    )
-    engine = ResponseEngine(rules)
-    try:
-        (outcome,) = engine.handle(alert)
-    finally:
-        engine.close()
-    return outcome
-
-
 def test_kubernetes_terminate_deletes_the_pod_on_a_stand_in_api(kube_api: Any) -> None:
     api, kubeconfig = kube_api
-    outcome = run_one("kubernetes:terminate", POD_ALERT, kubeconfig=kubeconfig)
+    outcome = respond_once("kubernetes:terminate", POD_ALERT, kubeconfig=kubeconfig)
     assert outcome.status == "succeeded", outcome.error
     (request,) = api.requests
     assert (request.method, request.path) == ("DELETE", "/api/v1/namespaces/shop/pods/web-7d4b9")
@@ -157,7 +136,7 @@ def test_kubernetes_terminate_deletes_the_pod_on_a_stand_in_api(kube_api: Any) -
 
 def test_kubernetes_label_patches_the_pod_on_a_stand_in_api(kube_api: Any) -> None:
     api, kubeconfig = kube_api
-    outcome = run_one(
+    outcome = respond_once(
         "kubernetes:label",
         POD_ALERT,
         kubeconfig=kubeconfig,
@@ -176,7 +155,7 @@ def test_kubernetes_networkpolicy_isolates_one_pod_on_a_stand_in_api(
     kube_api: Any, kind: str
 ) -> None:
     api, kubeconfig = kube_api
-    outcome = run_one("kubernetes:networkpolicy", POD_ALERT, kubeconfig=kubeconfig, kind=kind)
+    outcome = respond_once("kubernetes:networkpolicy", POD_ALERT, kubeconfig=kubeconfig, kind=kind)
     assert outcome.status == "succeeded", outcome.error
     label, create = api.requests
     assert label.method == "PATCH"
@@ -199,21 +178,15 @@ def test_kubernetes_networkpolicy_isolates_one_pod_on_a_stand_in_api(
 def test_kubernetes_errors_from_a_stand_in_api(kube_api: Any) -> None:
     api, kubeconfig = kube_api
     api.statuses[("DELETE", "/api/v1/namespaces/shop/pods/web-7d4b9")] = 403
-    forbidden = run_one("kubernetes:terminate", POD_ALERT, kubeconfig=kubeconfig)
+    forbidden = respond_once("kubernetes:terminate", POD_ALERT, kubeconfig=kubeconfig)
     assert forbidden.status == "failed" and "HTTP 403" in (forbidden.error or "")
-    no_pod = run_one(
+    no_pod = respond_once(
         "kubernetes:terminate", {**POD_ALERT, "output_fields": {}}, kubeconfig=kubeconfig
     )
     assert no_pod.status == "failed" and "k8s.pod.name" in (no_pod.error or "")
     api.statuses[("POST", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies")] = 409
-    again = run_one("kubernetes:networkpolicy", POD_ALERT, kubeconfig=kubeconfig)
+    again = respond_once("kubernetes:networkpolicy", POD_ALERT, kubeconfig=kubeconfig)
     assert again.status == "succeeded" and again.changed["created"] is False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -223,7 +196,7 @@ def moto_lambda(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     binary = shutil.which("moto_server") or str(Path(os.__file__).parents[2] / "bin/moto_server")
     if not Path(binary).exists():
         pytest.skip("moto_server not installed (pip install 'moto[server]')")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [binary, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -271,7 +244,7 @@ def _create_function(url: str) -> None:
 
 
 def test_aws_lambda_invoked_with_the_alert_on_moto_stand_in(moto_lambda: str) -> None:
-    outcome = run_one(
+    outcome = respond_once(
         "aws:lambda",
         POD_ALERT,
         function="isolate-host",
@@ -293,6 +266,6 @@ def test_kubernetes_without_kubeconfig_or_service_account_fails_with_a_hint(
 ) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    outcome = run_one("kubernetes:label", POD_ALERT, labels={"a": "b"})
+    outcome = respond_once("kubernetes:label", POD_ALERT, labels={"a": "b"})
     assert outcome.status == "failed"
     assert "no kubeconfig given" in (outcome.error or "") and "KUBECONFIG" in (outcome.error or "")

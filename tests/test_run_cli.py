@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support.waiting import wait_for
 
 FALCO_ALERT_KEYS = {"hostname", "output", "output_fields", "priority", "rule", "source", "tags"}
 RULE_OPEN_FROM_CAT = "rules/single_rule.yaml"
@@ -251,7 +252,7 @@ def test_k8s_audit_webhook_until_sigterm(
         # logrotate: move the file away, SIGUSR1, the next alert goes to a new file.
         rotated = alerts_file.rename(tmp_path / "alerts.json.1")
         process.send_signal(signal.SIGUSR1)
-        _wait_for(alerts_file.exists)
+        wait_for(alerts_file.exists)
         assert _post(url, event) == 200
         _wait_for_lines(alerts_file, 1)
         process.send_signal(signal.SIGTERM)
@@ -270,18 +271,8 @@ def test_k8s_audit_webhook_until_sigterm(
     assert json.loads(stderr.splitlines()[-1])["events_by_source"] == {"k8s_audit": 2}
 
 
-def _wait_for(predicate: Any, timeout: float = 15.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.02)
-
-
 def _wait_for_lines(path: Path, count: int) -> None:
-    _wait_for(lambda: path.exists() and len(path.read_text().splitlines()) >= count)
+    wait_for(lambda: path.exists() and len(path.read_text().splitlines()) >= count)
 
 
 def test_github_webhook_needs_its_secret(run_cli: Any, shared_dir: Path) -> None:

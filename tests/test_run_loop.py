@@ -20,7 +20,8 @@ from engine.runner import (
     load_rulesets,
     run,
 )
-from engine.sinks import Alert, OutputQueue, Sink
+from engine.sinks import OutputQueue
+from tests.support.sinks import CollectingSink
 
 K8S_RULE = """
 - rule: {name}
@@ -31,17 +32,6 @@ K8S_RULE = """
   source: k8s_audit
   tags: [{tags}]
 """
-
-
-class CollectingSink(Sink):
-    kind = "collect"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.alerts: list[Alert] = []
-
-    def write(self, alert: Alert) -> None:
-        self.alerts.append(alert)
 
 
 def _rules(tmp_path: Path, name: str, *rules: tuple[str, str, str]) -> Path:

@@ -25,17 +25,11 @@ from engine.sinks import (
     internal_alert,
 )
 from tests.support.http_server import StaticServer
+from tests.support.waiting import wait_for
 
 
 def make_alert(n: int = 1) -> Alert:
     return internal_alert(f"Rule {n}", f"output {n}", Priority.WARNING, {"n": n}, "host")
-
-
-def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_file_sink_reopens_after_logrotate(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from engine.sources.webhooks import (
     k8s_audit_webhook,
     signature,
 )
-from tests.support.registry_server import TestCA as CertificateAuthority
+from tests.support.certificates import TestCA as CertificateAuthority
 from tests.support.source_fields import extract
 
 JSON = {"Content-Type": "application/json"}

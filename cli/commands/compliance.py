@@ -40,17 +40,7 @@ def frameworks(output: Output = "text") -> None:
     emit_text(
         table(
             ["framework", "name", "version", "families", "controls", "aliases"],
-            [
-                (
-                    r["id"],
-                    r["name"],
-                    r["version"],
-                    r["families"],
-                    r["controls"],
-                    _join(r["aliases"]),
-                )
-                for r in rows
-            ],
+            [_framework_row(r) for r in rows],
         )
     )
 

@@ -38,7 +38,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     group.command("login")(login)
     group.command("logout")(logout)
     auth = typer.Typer(no_args_is_help=True, help="Store registry credentials (falcoctl spelling).")
-    auth.command("basic")(auth_basic)
+    auth.command("basic", help="falcoctl's `registry auth basic`: same as `registry login`.")(login)
     auth.command("oauth")(auth_oauth)
     group.add_typer(auth, name="auth")
 
@@ -254,30 +254,6 @@ def pull(
     emit_text("\n".join(lines))
 
 
-def _login(
-    host: str,
-    username: str | None,
-    password: str | None,
-    password_stdin: bool,
-    plain_http: bool,
-    ca_file: Path | None,
-    insecure: bool,
-) -> None:
-    from cli.render import emit_text
-    from registry.login import check_host, login
-
-    registry = check_host(host)
-    if password_stdin and not username:
-        raise typer.BadParameter("--password-stdin needs --username", param_hint="-u")
-    user = username or str(typer.prompt("Username"))
-    secret = _read_password(password, password_stdin)
-    options = _options(registry, plain_http=plain_http, ca_file=ca_file, insecure=insecure)
-    result = login(registry, user, secret, options)
-    emit_text(
-        f"login succeeded for {result.username}@{result.registry} (stored in {result.stored_in})"
-    )
-
-
 def login(
     host: Annotated[str, typer.Argument(help="Registry host[:port].")],
     username: Annotated[str | None, typer.Option("-u", "--username")] = None,
@@ -288,20 +264,22 @@ def login(
     insecure_skip_tls_verify: Insecure = False,
 ) -> None:
     """Check credentials against the registry, then store them (docker credential store)."""
-    _login(host, username, password, password_stdin, plain_http, ca_file, insecure_skip_tls_verify)
+    from cli.render import emit_text
+    from registry.login import check_host
+    from registry.login import login as check_and_store
 
-
-def auth_basic(
-    host: Annotated[str, typer.Argument(help="Registry host[:port].")],
-    username: Annotated[str | None, typer.Option("-u", "--username")] = None,
-    password: Annotated[str | None, typer.Option("-p", "--password")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
-    plain_http: PlainHttp = False,
-    ca_file: CaFile = None,
-    insecure_skip_tls_verify: Insecure = False,
-) -> None:
-    """falcoctl's `registry auth basic`: same as `registry login`."""
-    _login(host, username, password, password_stdin, plain_http, ca_file, insecure_skip_tls_verify)
+    registry = check_host(host)
+    if password_stdin and not username:
+        raise typer.BadParameter("--password-stdin needs --username", param_hint="-u")
+    user = username or str(typer.prompt("Username"))
+    secret = _read_password(password, password_stdin)
+    options = _options(
+        registry, plain_http=plain_http, ca_file=ca_file, insecure=insecure_skip_tls_verify
+    )
+    result = check_and_store(registry, user, secret, options)
+    emit_text(
+        f"login succeeded for {result.username}@{result.registry} (stored in {result.stored_in})"
+    )
 
 
 def logout(host: Annotated[str, typer.Argument(help="Registry host[:port].")]) -> None:

@@ -14,12 +14,11 @@ from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
 from engine.sources.json_event import (
     JsonEvent,
-    add_event_fields,
     add_shared,
     index_argument,
     on_object,
 )
-from engine.sources.json_source import add_json_fields
+from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import MISSING, getter, string_or_empty, to_json_text
 
 SOURCE = "aws_cloudtrail"
@@ -542,11 +541,7 @@ def _image_ids_factory(arg: str | None) -> Extractor:
 
 
 def build_catalog() -> FieldCatalog:
-    catalog = FieldCatalog(SOURCE)
-    add_event_fields(catalog, PLUGIN, plugin_info)
-    add_json_fields(catalog)
-    for name, desc, extract in _STRING_FIELDS:
-        catalog.add_simple(FieldSpec(name, "string", desc), on_object(extract))
+    catalog = plugin_catalog(SOURCE, PLUGIN, _STRING_FIELDS, plugin_info)
     for name, desc, count in _UINT_FIELDS:
         catalog.add_simple(FieldSpec(name, "uint", desc), on_object(count))
     add_shared(

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.fields import FieldCatalog, FieldSpec, register_source
+from engine.fields import FieldCatalog, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import RecordFormat, arrival_time, register_format, single_or_array
-from engine.sources.json_event import add_event_fields, on_object
-from engine.sources.json_source import add_json_fields, raw_text
+from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import getter, string_or_empty
 
 SOURCE = "github"
@@ -223,12 +222,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[Data], str | None]], ...] = (
 
 
 def build_catalog() -> FieldCatalog:
-    catalog = FieldCatalog(SOURCE)
-    add_event_fields(catalog, PLUGIN, raw_text)
-    add_json_fields(catalog)
-    for name, desc, extract in _FIELDS:
-        catalog.add_simple(FieldSpec(name, "string", desc), on_object(extract))
-    return catalog
+    return plugin_catalog(SOURCE, PLUGIN, _FIELDS)
 
 
 def unwrap_delivery(record: Any) -> Any:

@@ -7,11 +7,19 @@ In Falco the json plugin extracts from the events of every JSON-producing source
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import RecordFormat, arrival_time, register_format
-from engine.sources.json_event import JsonEvent, add_event_fields, add_shared, memoized
+from engine.sources.json_event import (
+    JsonEvent,
+    add_event_fields,
+    add_shared,
+    memoized,
+    on_object,
+)
 from engine.sources.jsonpath import MISSING, compile_pointer, steps_getter, to_json_text
 
 SOURCE = "json"
@@ -72,11 +80,25 @@ def add_json_fields(catalog: FieldCatalog) -> None:
         )
 
 
-def build_catalog() -> FieldCatalog:
-    catalog = FieldCatalog(SOURCE)
-    add_event_fields(catalog, PLUGIN, raw_text)
+def plugin_catalog(
+    source: str,
+    plugin: str,
+    string_fields: Iterable[tuple[str, str, Callable[[dict[str, Any]], Any]]] = (),
+    info: Callable[[JsonEvent], str] = raw_text,
+) -> FieldCatalog:
+    """The fields every JSON-producing plugin source starts with, in Falco's order: libsinsp's
+    evt.* fields, the json plugin's, then the plugin's own string fields (name, description,
+    extractor over the event object)."""
+    catalog = FieldCatalog(source)
+    add_event_fields(catalog, plugin, info)
     add_json_fields(catalog)
+    for name, desc, extract in string_fields:
+        catalog.add_simple(FieldSpec(name, "string", desc), on_object(extract))
     return catalog
+
+
+def build_catalog() -> FieldCatalog:
+    return plugin_catalog(SOURCE, PLUGIN)
 
 
 register_source(SOURCE, build_catalog)

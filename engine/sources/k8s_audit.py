@@ -17,12 +17,11 @@ from engine.sources import provide_plugin
 from engine.sources.formats import InputFormatError, RecordFormat, register_format, rfc3339_at
 from engine.sources.json_event import (
     JsonEvent,
-    add_event_fields,
     add_shared,
     index_argument,
     memoized,
 )
-from engine.sources.json_source import add_json_fields, raw_text
+from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import MISSING, as_text, getter, text_of, to_json_text
 from engine.sources.k8s_audit_exports import unwrap_export
 from engine.sources.k8s_audit_gke import is_gke_log_entry, to_audit_event
@@ -690,9 +689,7 @@ def _source_ips(index: int | None) -> Extractor:
 
 
 def build_catalog() -> FieldCatalog:
-    catalog = FieldCatalog(SOURCE)
-    add_event_fields(catalog, PLUGIN, raw_text)
-    add_json_fields(catalog)
+    catalog = plugin_catalog(SOURCE, PLUGIN)
     for name, desc, keys in _KEYED_FIELDS:
         catalog.add_simple(FieldSpec(name, "string", desc), _from_keys(*keys))
     for name, desc, keys in _KEYED_LIST_FIELDS:

@@ -18,12 +18,11 @@ from engine.sources import provide_plugin
 from engine.sources.formats import RecordFormat, register_format, rfc3339_at, single_or_array
 from engine.sources.json_event import (
     JsonEvent,
-    add_event_fields,
     add_shared,
     index_argument,
     on_object,
 )
-from engine.sources.json_source import add_json_fields, raw_text
+from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import getter, string_or_empty
 
 SOURCE = "okta"
@@ -268,11 +267,7 @@ def _countlast(kind: str) -> Callable[[str | None], Extractor]:
 
 
 def build_catalog() -> FieldCatalog:
-    catalog = FieldCatalog(SOURCE)
-    add_event_fields(catalog, PLUGIN, raw_text)
-    add_json_fields(catalog)
-    for name, desc, extract in _FIELDS:
-        catalog.add_simple(FieldSpec(name, "string", desc), on_object(extract))
+    catalog = plugin_catalog(SOURCE, PLUGIN, _FIELDS)
     catalog.add_simple(
         FieldSpec("okta.security.asnumber", "uint", "Security AS Number"),
         on_object(lambda d: v if type(v := getter(*_SECURITY, "asNumber")(d)) is int else 0),

@@ -1,90 +1,32 @@
 """A real OCI registry for tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1.
 
-Modes: plain HTTP, htpasswd Basic auth, TLS with a CA made by the test, or TLS + Basic.
+Modes: plain HTTP, htpasswd Basic auth, TLS with a CA made by the test, TLS + Basic, or mutual
+TLS (the registry demands a client certificate signed by that CA).
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.support.certificates import TestCA
+from tests.support.ports import free_port
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 USER = "falco"
 PASSWORD = "s3cret-pass"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PORT_ATTEMPTS = 3
 
 
-@dataclass
-class TestCA:
-    """A CA and a server certificate for 127.0.0.1/localhost, written as PEM files."""
-
-    directory: Path
-    ca_cert: Path = field(init=False)
-    server_cert: Path = field(init=False)
-    server_key: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "falconet test CA")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_cert = self.directory / "ca.crt"
-        self.server_cert = self.directory / "server.crt"
-        self.server_key = self.directory / "server.key"
-        self.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        self.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.server_key.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+class PortTaken(RuntimeError):
+    """The registry could not bind its port: something took it after free_port() chose it."""
 
 
 @dataclass
@@ -92,9 +34,12 @@ class RegistryServer:
     workdir: Path
     auth: bool = False
     tls: bool = False
+    mutual_tls: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     ca: TestCA | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
     @property
     def host(self) -> str:
@@ -112,7 +57,8 @@ class RegistryServer:
         hexd = digest.split(":", 1)[1]
         return self.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
 
-    def _config(self) -> str:
+    def _config_lines(self) -> list[str]:
+        """The registry's config.yml; subclasses append their `auth:` or TLS settings."""
         lines = [
             "version: 0.1",
             "log: {level: error, accesslog: {disabled: true}}",
@@ -130,6 +76,8 @@ class RegistryServer:
                 f"    certificate: {self.ca.server_cert}",
                 f"    key: {self.ca.server_key}",
             ]
+            if self.mutual_tls:
+                lines.append(f"    clientcas: [{self.ca.ca_cert}]")
         if self.auth:
             htpasswd = self.workdir / "htpasswd"
             out = subprocess.run(
@@ -137,31 +85,42 @@ class RegistryServer:
             ).stdout
             htpasswd.write_bytes(out)
             lines += ["auth:", f"  htpasswd: {{realm: falconet-tests, path: {htpasswd}}}"]
-        return "\n".join(lines) + "\n"
+        return lines
 
     def start(self) -> RegistryServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.tls and self.ca is None:
             self.ca = TestCA(self.workdir / "tls")
-        config = self.workdir / "config.yml"
-        config.write_text(self._config())
-        log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(
-            [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        self._wait_ready()
-        return self
+        if self.mutual_tls and self.client_cert is None:
+            assert self.ca is not None, "mutual TLS needs tls=True"
+            self.client_cert, self.client_key = self.ca.issue_client()
+        for _ in range(PORT_ATTEMPTS):
+            config = self.workdir / "config.yml"
+            config.write_text("\n".join(self._config_lines()) + "\n")
+            log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115 - lives with the process
+            self.process = subprocess.Popen(
+                [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+            try:
+                self._wait_ready()
+                return self
+            except PortTaken:
+                # Another socket took the port between free_port() and the registry's bind.
+                self.port = free_port()
+        raise RuntimeError(f"docker-registry found no free port in {PORT_ATTEMPTS} attempts")
 
     def _wait_ready(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
         verify: str | bool = str(self.ca.ca_cert) if self.ca else True
+        client_cert = (str(self.client_cert), str(self.client_key)) if self.mutual_tls else None
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"docker-registry exited: {(self.workdir / 'registry.log').read_text()}"
-                )
+                log = (self.workdir / "registry.log").read_text()
+                if "address already in use" in log:
+                    raise PortTaken(log)
+                raise RuntimeError(f"docker-registry exited: {log}")
             try:
-                r = requests.get(f"{self.url}/v2/", timeout=1, verify=verify)
+                r = requests.get(f"{self.url}/v2/", timeout=1, verify=verify, cert=client_cert)
                 if r.status_code in (200, 401):
                     return
             except requests.RequestException:

@@ -7,7 +7,6 @@ This is the Bearer scheme ghcr.io, Docker Hub and Harbor use, run entirely on lo
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import threading
 import time
@@ -16,12 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
 
+from tests.support.certificates import self_signed_ca, write_certificate
 from tests.support.registry_server import PASSWORD, USER, RegistryServer
 
 SERVICE = "falconet-test-registry"
@@ -37,23 +35,10 @@ class TokenService:
     def __init__(self, directory: Path, lifetime: int = 300) -> None:
         self.lifetime = lifetime
         self.requests: list[dict[str, str]] = []
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "falconet token signer")])
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+        self.key, self.cert = self_signed_ca("falconet token signer")
         directory.mkdir(parents=True, exist_ok=True)
         self.bundle = directory / "token-signer.pem"
-        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        write_certificate(self.cert, self.bundle)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -156,17 +141,10 @@ class TokenRegistryServer(RegistryServer):
 
     token_service: TokenService | None = None
 
-    def _config(self) -> str:
+    def _config_lines(self) -> list[str]:
         assert self.token_service is not None
-        lines = [
-            "version: 0.1",
-            "log: {level: error, accesslog: {disabled: true}}",
-            "storage:",
-            f"  filesystem: {{rootdirectory: {self.storage}}}",
-            "  delete: {enabled: true}",
-            "http:",
-            f"  addr: {self.host}",
-            "  secret: falconet-tests",
+        return [
+            *super()._config_lines(),
             "auth:",
             "  token:",
             f"    realm: {self.token_service.realm}",
@@ -174,4 +152,3 @@ class TokenRegistryServer(RegistryServer):
             f"    issuer: {ISSUER}",
             f"    rootcertbundle: {self.token_service.bundle}",
         ]
-        return "\n".join(lines) + "\n"

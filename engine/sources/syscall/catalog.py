@@ -420,16 +420,16 @@ def _fd_nameraw(event: SyscallEvent) -> str | None:
     return fd.nameraw or fd.name
 
 
-def _is_file_like(fd: Any) -> bool:
-    return fd is not None and fd.type in (FD_FILE, FD_DIRECTORY)
-
-
 def _fd_directory(event: SyscallEvent) -> str | None:
+    # fd.directory is in the upstream rules' open_* macros: read for every open event.
     fd = event.fd
-    if not _is_file_like(fd):
+    if fd is None:
         return None
-    if fd.type == FD_DIRECTORY:
+    kind = fd.type
+    if kind == FD_DIRECTORY:
         return fd.name
+    if kind != FD_FILE:
+        return None
     head, _, _ = fd.name.rpartition("/")
     return head or "/"
 

@@ -66,10 +66,10 @@ class SyscallEvent:
     @property
     def res(self) -> int | None:
         """The syscall's return value (exit events whose first parameter is a result)."""
-        info = self.info
-        if not info.has_result:
+        key = self.info.result
+        if key is None:
             return None
-        value = self.params.get(info.params[0].name)
+        value = self.params.get(key)
         return value if isinstance(value, int) else None
 
     def __repr__(self) -> str:

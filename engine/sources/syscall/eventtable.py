@@ -35,10 +35,13 @@ class EventInfo:
     # readers merge those into the exit's values when the exit lacks them).
     by_name: dict[str, ParamInfo]
     dir: str  # evt.dir: ">" for enter events, "<" for exit events
+    # The parameter holding the syscall's return value (exit events whose first parameter is
+    # a result), else None: decided once here, read for every event.
+    result: str | None = None
 
     @property
     def has_result(self) -> bool:
-        return not self.is_enter and bool(self.params) and self.params[0].type in RESULT_TYPES
+        return self.result is not None
 
 
 def _build() -> dict[int, EventInfo]:
@@ -49,13 +52,17 @@ def _build() -> dict[int, EventInfo]:
         if code % 2 == 1 and code - 1 in EVENTS:
             for p in EVENTS[code - 1][1]:
                 by_name.setdefault(p[0], ParamInfo(*p))
+        is_enter = code % 2 == 0
         table[code] = EventInfo(
             code=code,
             name=name,
-            is_enter=code % 2 == 0,
+            is_enter=is_enter,
             params=infos,
             by_name=by_name,
-            dir=">" if code % 2 == 0 else "<",
+            dir=">" if is_enter else "<",
+            result=infos[0].name
+            if not is_enter and infos and infos[0].type in RESULT_TYPES
+            else None,
         )
     return table
 

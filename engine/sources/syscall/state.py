@@ -220,10 +220,14 @@ def resolve_path(base: str | None, path: str) -> str:
     """An absolute, normalised path (without following symlinks), as libsinsp's concatenate."""
     if not path:
         return path
-    if not path.startswith("/"):
+    if path[0] != "/":
         if base is None:
             return path
         path = base.rstrip("/") + "/" + path
+    if "//" not in path and "/." not in path and path[-1] != "/":
+        # No empty, "." or ".." component: already normal (most paths; normpath costs more
+        # than the rest of an open event's tracking).
+        return path
     normal = posixpath.normpath(path)
     # normpath keeps a leading "//" (POSIX allows it); the kernel does not treat it specially.
     return "/" + normal.lstrip("/") if normal.startswith("//") else normal
