@@ -293,7 +293,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    with tempfile.TemporaryDirectory() as tmp:
+    from tests.support.live_ebpf import LOCK_FILE, capture_turn
+
+    # The storms flood every live capture on the machine: live tests wait for their turn
+    # instead of missing events (and this waits for the ones running now).
+    print(f"taking the live eBPF lock alone ({LOCK_FILE})", flush=True)
+    with capture_turn(exclusive=True), tempfile.TemporaryDirectory() as tmp:
         binary = build_storm(Path(tmp))
         if "capacity" in parts:
             with Pipeline() as pipeline:

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bpf_live import _skip_reason
+from tests.support.live_ebpf import skip_reason
+
+pytestmark = pytest.mark.usefixtures("live_ebpf_shared")
 
 WAIT_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def source() -> Iterator[object]:
-    reason = _skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     from bpf.capture import LiveSource
