@@ -180,7 +180,8 @@ def _exit_now(code: object) -> None:
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
-    if any(not thread.daemon for thread in others):
+    profiled = sys.getprofile() is not None or sys.gettrace() is not None  # they write at exit
+    if profiled or any(not thread.daemon for thread in others):
         sys.exit(status)
     atexit._run_exitfuncs()
     try:
