@@ -117,7 +117,7 @@ def capacity(pipeline: Pipeline, binary: Path, seconds: float) -> None:
     print("1. capacity: openat storm (2 events per op) with the upstream stable ruleset")
     print(f"{'target ev/s':>12} {'storm ev/s':>11} {'delivered':>10} {'counted':>10} "
           f"{'dropped':>8} {'ratio':>6}")  # fmt: skip
-    best = 0.0
+    best = kept_up = 0.0
     for target in (20_000, 50_000, 100_000, 150_000, 200_000, 300_000):
         pipeline.drain()
         d0, c0, x0 = pipeline.counters()
@@ -127,10 +127,17 @@ def capacity(pipeline: Pipeline, binary: Path, seconds: float) -> None:
         delivered, counted, dropped = d1 - d0, c1 - c0, x1 - x0
         ratio = delivered / counted if counted else 0.0
         print(f"{target:>12,} {achieved:>11,.0f} {delivered:>10,} {counted:>10,} "
-              f"{dropped:>8,} {ratio:>6.3f}")  # fmt: skip
-        if dropped == 0 and ratio >= 0.9999:
+              f"{dropped:>8,} {ratio:>6.5f}")  # fmt: skip
+        if dropped == 0 and delivered == counted:
             best = max(best, achieved)
+        if ratio >= 0.9999:
+            kept_up = max(kept_up, achieved)
     print(f"   highest rate with delivered/counted = 1.0 and no drop: {best:,.0f} events/s")
+    # Isolated reservation failures (about 1 in 50,000 events above ~100k events/s) happen
+    # while the ring is nearly empty (measured: 3 KB to 480 KB used of 32 MiB when they occur):
+    # they are counted, so they are reported, but they are not the reader falling behind.
+    print(f"   highest rate with delivered/counted >= 0.9999 (every loss counted): "
+          f"{kept_up:,.0f} events/s")  # fmt: skip
 
 
 def load() -> str:
