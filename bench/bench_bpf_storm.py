@@ -134,8 +134,10 @@ def capacity(pipeline: Pipeline, binary: Path, seconds: float) -> None:
             kept_up = max(kept_up, achieved)
     print(f"   highest rate with delivered/counted = 1.0 and no drop: {best:,.0f} events/s")
     # Isolated reservation failures (about 1 in 50,000 events above ~100k events/s) happen
-    # while the ring is nearly empty (measured: 3 KB to 480 KB used of 32 MiB when they occur):
-    # they are counted, so they are reported, but they are not the reader falling behind.
+    # while the ring is nearly empty (measured: 3 KB to 480 KB used of 32 MiB when they occur),
+    # only when the reader runs on another CPU than the producer (none with both pinned to one
+    # CPU), and also with a reader that only stores the consumer position without reading a
+    # record: a kernel-side effect, counted and reported, not the reader falling behind.
     print(f"   highest rate with delivered/counted >= 0.9999 (every loss counted): "
           f"{kept_up:,.0f} events/s")  # fmt: skip
 
