@@ -139,6 +139,13 @@ def main() -> int:
                         ],
                         env,
                     )  # fmt: skip
+            # Each iteration starts as a machine holding no earlier copies: five runs' worth
+            # of leftover files (~150 MB each) slowed every later run of both tools (page
+            # cache and block allocation on this VM), falconet's most since it writes the
+            # blob cache and the extracted files.
+            shutil.rmtree(env["FALCONET_HOME"])
+            for i in range(len(refs)):
+                shutil.rmtree(work / f"skopeo{index}-{i}")
         # The same launcher as the install runs: a console script lives only in the main checkout's
         # venv and would time main's code, not this tree's.
         for _ in range(RUNS):
