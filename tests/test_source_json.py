@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.sources.json_event import JsonEvent, parse_rfc3339_ns
 from tests.support.source_fields import extract
@@ -70,3 +72,16 @@ def test_rfc3339_times(text: str, ns: int) -> None:
 def test_rfc3339_refusals(text: object) -> None:
     with pytest.raises(ValueError):
         parse_rfc3339_ns(text)  # type: ignore[arg-type]
+
+
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=8,
+    )
+)
+def test_json_text_is_compact_json_for_every_value(value: object) -> None:
+    from engine.sources.jsonpath import to_json_text
+
+    assert to_json_text(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
