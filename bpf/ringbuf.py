@@ -36,6 +36,10 @@ class RingBufferReader:
         self._producer = mmap.mmap(
             map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
         )
+        # The consumer position is stored with one 8-byte write: struct.pack_into zeroes its
+        # destination before packing, and a producer on another CPU that read that zero saw a
+        # full ring and dropped its event (isolated drops with the ring nearly empty).
+        self._consumer_pos = memoryview(self._consumer).cast("Q")
         self._data_at = page  # the data area's offset in the producer mapping
         self._release_at: int | None = None  # the consumer position after the last read
 
@@ -45,6 +49,7 @@ class RingBufferReader:
         return self._producer
 
     def close(self) -> None:
+        self._consumer_pos.release()
         self._producer.close()
         self._consumer.close()
 
@@ -65,7 +70,7 @@ class RingBufferReader:
     def release(self) -> None:
         """Hands the records of the last read back to the producer."""
         if self._release_at is not None:
-            _POS.pack_into(self._consumer, 0, self._release_at)
+            self._consumer_pos[0] = self._release_at
             self._release_at = None
 
     def _scan(self) -> list[int]:
