@@ -67,6 +67,11 @@ class RingBufferReader:
                 return offsets
             time.sleep(min(POLL_STEP_S, remaining))
 
+    def discard_all(self) -> None:
+        """Hands every record written so far back unread (benchmarks of the kernel side)."""
+        self._release_at = None
+        self._consumer_pos[0] = _POS.unpack_from(self._producer)[0]
+
     def release(self) -> None:
         """Hands the records of the last read back to the producer."""
         if self._release_at is not None:

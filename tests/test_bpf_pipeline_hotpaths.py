@@ -209,6 +209,23 @@ def test_a_ring_read_hands_out_a_bounded_batch() -> None:
         ring.close()
 
 
+def test_discarding_everything_hands_back_up_to_the_producer() -> None:
+    record = _storm_batch()[1]
+    ring = _MemfdRing(1 << 16)
+    reader = RingBufferReader(ring.fd, ring.size)
+    try:
+        for _ in range(5):
+            ring.produce(record)
+        assert len(reader.read(0)) == 5
+        reader.discard_all()
+        assert ring.consumed() == ring.produced
+        reader.release()  # the read's pending release was dropped: nothing moves back
+        assert ring.consumed() == ring.produced
+    finally:
+        reader.close()
+        ring.close()
+
+
 @pytest.mark.usefixtures("live_ebpf_shared")
 def test_a_live_capture_reads_in_place_and_holds_the_collector_settings_until_closed() -> None:
     from tests.support.live_ebpf import skip_reason
