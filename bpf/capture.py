@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from bpf import collector
-from bpf.drops import DropMonitor, KernelCounters
+from bpf.drops import KernelCounters
 from bpf.errors import BpfRequirementError
 from bpf.options import DEFAULT_RINGBUF_PAGES, BaseSyscalls, checked_ringbuf_pages
 from bpf.records import RecordDecoder
 from bpf.ringbuf import RingBufferReader
 from bpf.syscalls import SPECS, STATE_SYSCALLS, X86_64
 from bpf.tracepoints import Attachments, Placement
+from engine.drops_monitor import DropsMonitor
 from engine.sources.syscall.events import SyscallEvent
 from engine.sources.syscall.state import StateTracker
 
@@ -129,6 +130,7 @@ class LiveSource:
         base: BaseSyscalls | None = None,
         ringbuf_pages: int = DEFAULT_RINGBUF_PAGES,
         bootstrap: bool = True,
+        drop_monitor: DropsMonitor | None = None,
     ) -> None:
         checked_ringbuf_pages(ringbuf_pages * mmap.PAGESIZE)
         self.tracker = tracker if tracker is not None else StateTracker()
@@ -138,7 +140,7 @@ class LiveSource:
         self.selection = select_syscalls(rule_types, self.base)
         self.decoder = RecordDecoder()
         self._collector_held = False  # this capture's part in bpf.collector's settings
-        self.drop_monitor = DropMonitor()
+        self.drop_monitor = drop_monitor or DropsMonitor()
         self._stats = LiveStats()
         self._bpf: Any = None
         self._attachments: Attachments | None = None

@@ -1,18 +1,12 @@
 """Drop accounting: the kernel counts every event it tried to send and every failed ring-buffer
 reservation, per CPU. `KernelCounters` is that snapshot; what to do about drops (Falco's
 syscall_event_drops: threshold, token bucket, actions, the "syscall event drop" internal alert)
-is engine.drops_monitor's, used here as `DropMonitor`.
+is engine.drops_monitor's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from engine.drops_monitor import DROP_RULE, DropsMonitor
-
-DropMonitor = DropsMonitor  # LiveSource's monitor: replaced by the run loop's configured one
-
-__all__ = ["DROP_RULE", "DropMonitor", "KernelCounters"]
 
 
 @dataclass(frozen=True)

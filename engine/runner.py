@@ -330,10 +330,8 @@ class RunRequest:
     json_options: JsonOptions = field(default_factory=JsonOptions)
     # falco.yaml's syscall_event_drops (syscall source)
     drops: DropsConfig = field(default_factory=DropsConfig)
-    # live syscall capture: base_syscalls and the ring buffer size (None: the defaults);
-    # ringbuf_pages, when given, overrides the options' size
+    # live syscall capture: base_syscalls and the ring buffer size (None: the defaults)
     live: LiveOptions | None = None
-    ringbuf_pages: int | None = None
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -508,14 +506,9 @@ def _check_mode(request: RunRequest, source: str) -> None:
 
 
 def _live_options(request: RunRequest) -> LiveOptions:
-    from dataclasses import replace
-
     from bpf.options import LiveOptions as DefaultOptions
 
-    options = request.live or DefaultOptions()
-    if request.ringbuf_pages is not None:
-        options = replace(options, ringbuf_pages=request.ringbuf_pages)
-    return options
+    return request.live or DefaultOptions()
 
 
 def _live(
@@ -530,9 +523,11 @@ def _live(
     switch = detector.switch
     current = switch.current
     live = LiveSource(
-        current.event_types(SYSCALL), base=options.base, ringbuf_pages=options.ringbuf_pages
+        current.event_types(SYSCALL),
+        base=options.base,
+        ringbuf_pages=options.ringbuf_pages,
+        drop_monitor=monitor,
     )
-    live.drop_monitor = monitor
 
     def capture_now() -> dict[str, Any]:
         stats = live.stats()

@@ -448,7 +448,7 @@ def test_ring_buffer_overflow_is_counted_and_alerted(
     """A one-page ring buffer nobody reads during a storm: every lost event is counted per CPU
     in the kernel, and the rate-limited internal alert reports them."""
     from bpf.capture import LiveSource
-    from bpf.drops import DROP_RULE
+    from engine.drops_monitor import DROP_RULE
 
     storm = "import os\nfor _ in range(20000): os.close(os.open('/etc/hostname', os.O_RDONLY))"
     with LiveSource({"openat"}, ringbuf_pages=1, bootstrap=False) as source:

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from bpf.capture import REPAIR_PROCESS, BaseSyscalls, select_syscalls
-from bpf.drops import DROP_RULE, DropMonitor, KernelCounters
+from bpf.drops import KernelCounters
 from bpf.record import CaptureFilterError, parse_type_filter
 from bpf.records import (
     HDR,
@@ -30,6 +30,7 @@ from bpf.syscalls import (
     ppm_ptrace_request,
     sockaddr,
 )
+from engine.drops_monitor import DROP_RULE, DropsMonitor
 from engine.sources.syscall.eventtable import newest_code
 
 
@@ -211,7 +212,7 @@ def test_connect_tuple_takes_the_local_end_only_when_the_probe_appended_it() -> 
 
 
 def test_drop_alert_is_thresholded_and_rate_limited() -> None:
-    monitor = DropMonitor()
+    monitor = DropsMonitor()
     assert monitor.check(KernelCounters((100, 100), (0, 0)), now=0) is None
     alert = monitor.check(KernelCounters((200, 300), (5, 50)), now=1)
     assert alert is not None
@@ -225,7 +226,7 @@ def test_drop_alert_is_thresholded_and_rate_limited() -> None:
 
 
 def test_drops_below_threshold_raise_no_alert() -> None:
-    monitor = DropMonitor()
+    monitor = DropsMonitor()
     monitor.check(KernelCounters((0,), (0,)), now=0)
     assert monitor.check(KernelCounters((1000,), (50,)), now=1) is None
 

@@ -3,7 +3,8 @@ events; the run loop raises Falco's "syscall event drop" internal alert with the
 run's summary reports the kernel's counters.
 
 The run loop runs in its own process (engine.daemon.run_daemon, what `falconet run` calls, with
-RunRequest.ringbuf_pages and the web endpoints) and stops on SIGTERM as `falconet run` does."""
+a one-page ring in RunRequest.live and the web endpoints) and stops on SIGTERM as `falconet run`
+does."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ from tests.support.ports import free_port
 REPO = Path(__file__).resolve().parent.parent
 RUN_SCRIPT = """
 import json, sys
+from bpf.options import LiveOptions
 from engine.daemon import DaemonOptions, run_daemon
 from engine.runner import RunRequest
 request = RunRequest(
     rules_files=[sys.argv[1]], source="syscall", json_output=True, stdout=False,
-    outputs=[{"type": "file", "path": sys.argv[2]}], ringbuf_pages=1,
+    outputs=[{"type": "file", "path": sys.argv[2]}], live=LiveOptions(ringbuf_pages=1),
 )
 options = DaemonOptions(watch_rules=False, web=("127.0.0.1", int(sys.argv[3])))
 stats = run_daemon(request, options)
