@@ -19,7 +19,6 @@ installed files are intact; otherwise it resolves in full.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -73,8 +72,11 @@ def _engine_identity() -> dict[str, str]:
 
 
 def file_sha256(path: Path) -> str | None:
+    """The file's hex sha256 as the state records it; None when there is no file."""
+    from feeds.install import sha256_file
+
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except FileNotFoundError:
         return None
 
