@@ -12,6 +12,8 @@ from feeds.paths import Paths, default_paths
 
 if TYPE_CHECKING:
     from registry.options import ClientOptions
+    from registry.reference import Reference
+    from registry.store import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ class FeedsContext:
         if docker_config:
             options = replace(options, docker_config_dir=Path(docker_config).parent)
         return options
+
+    def open_store(self, reference: Reference) -> ArtifactStore:
+        """The registry repository or OCI layout of `reference`, with its registry's options."""
+        from registry.store import open_store
+
+        return open_store(reference, self.client_options(reference.registry))
 
 
 def _path(value: str | None) -> Path | None:

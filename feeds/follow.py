@@ -199,7 +199,6 @@ class Follower:
         """The one conditional request of an unchanged tick: HEAD of the followed tag."""
         if watch.store is None:
             from registry.reference import parse_reference
-            from registry.store import open_store
 
             user_ref = parse_user_ref(watch.text, self.context.indexes)
             if user_ref.digest:
@@ -207,7 +206,7 @@ class Follower:
             else:
                 watch.tag = user_ref.tag or "latest"
             reference = parse_reference(f"{user_ref.locator}:{user_ref.tag or 'latest'}")
-            watch.store = open_store(reference, self.context.client_options(reference.registry))
+            watch.store = self.context.open_store(reference)
             watch.user_ref = user_ref
         return watch.store.resolve(watch.tag).digest
 

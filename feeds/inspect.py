@@ -25,11 +25,9 @@ class ArtifactInfo:
 
 def open_user_ref(context: FeedsContext, text: str) -> tuple[UserRef, ArtifactStore]:
     from registry.reference import parse_reference
-    from registry.store import open_store
 
     user_ref = parse_user_ref(text, context.indexes)
-    reference = parse_reference(user_ref.full)
-    return user_ref, open_store(reference, context.client_options(reference.registry))
+    return user_ref, context.open_store(parse_reference(user_ref.full))
 
 
 def artifact_info(context: FeedsContext, text: str) -> ArtifactInfo:

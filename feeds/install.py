@@ -351,10 +351,8 @@ def _kept(user_ref: UserRef, record: InstalledArtifact) -> PlannedArtifact:
 
 def _open_repository(context: FeedsContext, full_reference: str) -> ArtifactStore:
     from registry.reference import parse_reference
-    from registry.store import open_store
 
-    reference = parse_reference(full_reference)
-    return open_store(reference, context.client_options(reference.registry))
+    return context.open_store(parse_reference(full_reference))
 
 
 def _stamp_resolution(

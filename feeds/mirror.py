@@ -50,7 +50,6 @@ def mirror_artifact(
     from registry.mirror import mirror
     from registry.reference import parse_reference
     from registry.signatures import verify_artifact
-    from registry.store import open_store
     from registry.tags import is_signature_tag
 
     user_ref = parse_user_ref(source, context.indexes)
@@ -62,8 +61,8 @@ def mirror_artifact(
     dst_ref = parse_reference(destination)
     if dst_ref.digest:
         raise ConfigError("the destination cannot be a digest", "give a repository or a tag")
-    src = open_store(src_ref, context.client_options(src_ref.registry))
-    dst = open_store(dst_ref, context.client_options(dst_ref.registry))
+    src = context.open_store(src_ref)
+    dst = context.open_store(dst_ref)
     tags = (
         [t for t in src.list_tags() if not is_signature_tag(t)]
         if all_tags

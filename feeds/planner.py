@@ -258,10 +258,8 @@ def _exactly(version: str) -> VersionRange:
 
 def _store_opener(context: FeedsContext) -> Callable[[str], ArtifactStore]:
     from registry.reference import parse_reference
-    from registry.store import open_store
 
     def open_repository(locator: str) -> ArtifactStore:
-        reference = parse_reference(f"{locator}:latest")
-        return open_store(reference, context.client_options(reference.registry))
+        return context.open_store(parse_reference(f"{locator}:latest"))
 
     return open_repository

@@ -18,7 +18,7 @@ from registry.signatures import (
     sign_artifact,
     verify_artifact,
 )
-from registry.store import ArtifactStore, open_store
+from registry.store import ArtifactStore
 
 if TYPE_CHECKING:
     from feeds.context import FeedsContext
@@ -67,4 +67,4 @@ def _user_ref(context: FeedsContext, ref_text: str) -> UserRef:
 
 def _open(context: FeedsContext, user_ref: UserRef) -> tuple[Reference, ArtifactStore]:
     reference = parse_reference(user_ref.full)
-    return reference, open_store(reference, context.client_options(reference.registry))
+    return reference, context.open_store(reference)
