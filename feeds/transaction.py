@@ -51,17 +51,6 @@ def staging_dir(target_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target_dir))
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit(plan: Plan, state_dir: Path) -> None:
     """Apply the plan atomically from the caller's point of view (see module docstring)."""
     for move in plan.moves:
@@ -75,7 +64,9 @@ def commit(plan: Plan, state_dir: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, journal)
-    _fsync_dir(state_dir)
+    from registry.extract import fsync_directory  # tarfile & co. only when installing
+
+    fsync_directory(state_dir)
     _apply(plan, state_dir)
     journal.unlink()
 
@@ -107,8 +98,10 @@ def _apply(plan: Plan, state_dir: Path) -> None:
         if path not in new_targets:
             Path(path).unlink(missing_ok=True)
             touched_dirs.add(Path(path).parent)
+    from registry.extract import fsync_directory
+
     for directory in touched_dirs:
-        _fsync_dir(directory)
+        fsync_directory(directory)
     store = StateStore(state_dir)
     for name in plan.removed_records:
         store.delete(name)

@@ -225,8 +225,12 @@ def _mismatch(archive: Path, expected_digest: str) -> DigestMismatchError:
 
 
 def fsync_directory(path: Path) -> None:
-    """Make the directory's entries (renames into it) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    """Make the directory's entries (renames into it) durable; a directory that cannot be
+    opened (gone already) has nothing to make durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
     finally:
