@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from cli.options import RingbufSize
-
-if TYPE_CHECKING:
-    from bpf.options import LiveOptions
-
-LIVE_SETTINGS = (
-    "base_syscalls.custom_set",
-    "base_syscalls.repair",
-    "base_syscalls.all",
-    "engine.ringbuf_size",
-)
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -64,9 +54,13 @@ def capture(
 ) -> None:
     """Record live syscalls to falconet's capture format (replay it with `run --replay`)."""
     from bpf.record import record_capture
+    from cli.context import ENV
     from cli.render import emit_json, emit_text
+    from feeds.config import load_config
+    from feeds.run_settings import live_options
 
-    summary = record_capture(write, duration, filter_, live_options(ringbuf_size))
+    config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
+    summary = record_capture(write, duration, filter_, live_options(config))
     if output == "json":
         emit_json(summary)
     else:
@@ -74,31 +68,3 @@ def capture(
             f"wrote {summary['events']} events to {write} in {summary['seconds']:.1f}s "
             f"(kernel counted {summary['kernel_events']}, dropped {summary['dropped']})"
         )
-
-
-def live_options(ringbuf_size: str | None) -> LiveOptions:
-    """base_syscalls and the ring buffer size from falconet.yaml / FALCONET_* / the flag,
-    checked before the probe is loaded (an error names where the bad value came from)."""
-    from bpf.options import LiveOptions
-    from cli.context import ENV
-    from feeds.config import load_config
-
-    config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
-    origins = {key: _origin_text(key, config.values[key].origin) for key in LIVE_SETTINGS}
-    return LiveOptions.checked(
-        config["base_syscalls.custom_set"],
-        config["base_syscalls.repair"],
-        config["base_syscalls.all"],
-        config["engine.ringbuf_size"],
-        origins,
-    )
-
-
-def _origin_text(key: str, origin: str) -> str:
-    if origin == "flag":
-        return "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-    if origin.startswith("file:"):
-        return f"{origin.removeprefix('file:')}: {key}"
-    if origin.startswith("env:"):
-        return origin.removeprefix("env:")
-    return key

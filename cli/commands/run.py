@@ -114,9 +114,13 @@ def run(
     the webhook until SIGTERM/SIGINT (SIGUSR1 reopens --output-file)."""
     _check_choice("--output", output, ("text", "json"))
     _check_choice("--time-format", time_format, (None, "iso8601"))
-    from cli.commands.bpf import live_options
+    from cli.context import ENV
+    from feeds.config import load_config
+    from feeds.run_settings import drops_config, live_options
 
-    live = None if replay or listen else live_options(ringbuf_size)  # checked before any work
+    config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
+    drops = drops_config(config)  # both checked before any work
+    live = None if replay or listen else live_options(config)
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
 
@@ -143,7 +147,7 @@ def run(
             only_rules=tuple(only_rules or ()),
         ),
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
-        drops=_drops_config(),
+        drops=drops,
         live=live,
     )
     from engine.daemon import DaemonOptions, run_daemon
@@ -173,20 +177,6 @@ def _write_summary(stats: Any, output: str) -> None:
         sys.stderr.write(_json_text(stats.as_json()) + "\n")
     else:
         sys.stderr.write(stats.summary_text() + "\n")
-
-
-def _drops_config() -> Any:
-    """falconet.yaml's syscall_event_drops (layered like every setting), checked as Falco does;
-    an error names where the offending value came from."""
-    from cli.context import ENV
-    from engine.drops_monitor import CONFIG_KEY, DropsConfig
-    from feeds.config import load_config
-
-    config = load_config(ENV.config_path)
-    prefix = CONFIG_KEY + "."
-    section = {k[len(prefix) :]: v for k, v in config.values.items() if k.startswith(prefix)}
-    values = {key: value.value for key, value in section.items()}
-    return DropsConfig.parse(values, {key: value.origin for key, value in section.items()})
 
 
 def _web_address(web: str | None, no_web: bool, replay: str | None) -> tuple[str, int] | None:
