@@ -215,10 +215,7 @@ class RemoteRepository:
                     break
                 except _STREAM_ERRORS as error:
                     if attempt >= self.options.max_retries:
-                        raise NetworkError(
-                            f"{what}: transfer failed after {attempt + 1} attempts: {error}",
-                            hint="the registry or the network is unstable; nothing was written",
-                        ) from error
+                        raise _transfer_failed(what, attempt, error) from error
                     log.info("%s: interrupted at byte %d; resuming", what, writer.written)
                     self.client.sleep_before_retry(attempt, None, f"{what}: transfer interrupted")
                     attempt += 1
@@ -234,10 +231,7 @@ class RemoteRepository:
                 return transfer()
             except _STREAM_ERRORS as error:
                 if attempt >= self.options.max_retries:
-                    raise NetworkError(
-                        f"{what}: transfer failed after {attempt + 1} attempts: {error}",
-                        hint="the registry or the network is unstable; nothing was written",
-                    ) from error
+                    raise _transfer_failed(what, attempt, error) from error
                 self.client.sleep_before_retry(attempt, None, f"{what}: transfer interrupted")
         raise AssertionError("unreachable")
 
@@ -390,3 +384,10 @@ def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
             raise RegistryError(f"{what} is over the {limit}-byte manifest limit")
         parts.append(chunk)
     return b"".join(parts)
+
+
+def _transfer_failed(what: str, attempt: int, error: BaseException) -> NetworkError:
+    return NetworkError(
+        f"{what}: transfer failed after {attempt + 1} attempts: {error}",
+        hint="the registry or the network is unstable; nothing was written",
+    )
