@@ -26,6 +26,8 @@ SOURCE_MODULES: list[str] = [
     "engine.sources.github",
     "engine.sources.json_source",
     "engine.sources.k8s_audit",
+    "engine.sources.keycloak",
+    "engine.sources.nomad",
     "engine.sources.okta",
     "engine.sources.syscall",
 ]
