@@ -37,6 +37,7 @@ from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
 
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
+    from engine.sources.connectors import Connector
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +333,8 @@ class RunRequest:
     drops: DropsConfig = field(default_factory=DropsConfig)
     # live syscall capture: base_syscalls and the ring buffer size (None: the defaults)
     live: LiveOptions | None = None
+    # a live input of a JSON source (Keycloak poller or webhook, Nomad event stream)
+    connector: Connector | None = None
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -466,6 +469,8 @@ def run(
     try:
         if request.replay:
             _replay(detector, source, request.replay, swappable, monitor)
+        elif request.connector is not None:
+            _connect(request.connector, detector, outputs, formatter.hostname, signals.stop)
         elif source == SYSCALL:
             assert monitor is not None
             _live(detector, signals.stop, monitor, _live_options(request))
@@ -491,6 +496,13 @@ def _check_mode(request: RunRequest, source: str) -> None:
         raise RunUsageError("--replay and --listen exclude each other", hint="give one of them")
     if request.replay:
         return
+    if request.connector is not None:
+        if request.connector.source != source:
+            raise RunUsageError(
+                f"a {request.connector.source} input cannot feed the {source} source",
+                hint=f"give --source {request.connector.source}",
+            )
+        return
     if source == SYSCALL:
         return  # live eBPF capture (bpf/); its requirements are checked when it starts
     if source not in WEBHOOK_SOURCES:
@@ -503,6 +515,29 @@ def _check_mode(request: RunRequest, source: str) -> None:
             f"the {source} source needs --replay PATH or --listen ADDR",
             hint="e.g. --listen 127.0.0.1:9765",
         )
+
+
+def _connect(
+    connector: Connector,
+    detector: Detector,
+    outputs: OutputQueue,
+    hostname: str,
+    stop: threading.Event,
+) -> None:
+    """A live JSON input until `stop`; input it had to drop becomes an internal alert."""
+    from engine.sinks import internal_alert
+
+    source = connector.source
+
+    def deliver(events: list[Any]) -> None:
+        detector.process_batch(events, source)
+
+    def alert(message: str, fields: dict[str, Any]) -> None:
+        detector.stats.skipped_input += 1
+        rule = f"Falco internal: {source} input dropped"
+        outputs.put(internal_alert(rule, message, Priority.ERROR, fields, hostname))
+
+    connector.run(deliver, stop, alert)
 
 
 def _live_options(request: RunRequest) -> LiveOptions:

@@ -176,6 +176,7 @@ def _settings() -> list[Setting]:
             "32MiB",
             "Live capture ring buffer: bytes or MiB, a power of two (`--ringbuf-size`).",
         ),
+        *_source_settings(paths.state_dir),
         Setting(
             "credentials.docker_config",
             "str",
@@ -183,6 +184,47 @@ def _settings() -> list[Setting]:
             "Docker config.json with registry credentials (default: DOCKER_CONFIG or "
             "~/.docker/config.json).",
         ),
+    ]
+
+
+def _source_settings(state_dir: Path) -> list[Setting]:
+    """The live inputs of the keycloak and nomad sources (docs/sources.md); secrets come from
+    files, never from the configuration itself."""
+    kc, nomad = "sources.keycloak.", "sources.nomad."
+    return [
+        Setting(
+            "sources.cursor_dir",
+            "str",
+            str(state_dir / "sources"),
+            "Where live sources keep their resume cursors between runs.",
+        ),
+        Setting(kc + "server", "str", "", "Keycloak base URL to poll (`--server`)."),
+        Setting(kc + "realm", "str", "", "Realm whose events are polled (`--realm`)."),
+        Setting(kc + "auth_realm", "str", "", "Realm of the polling client (default: realm)."),
+        Setting(kc + "client_id", "str", "", "OAuth client (client credentials, view-events)."),
+        Setting(kc + "client_secret_file", "str", "", "File holding the client's secret."),
+        Setting(kc + "token_file", "str", "", "File holding a bearer token (instead of a client)."),
+        Setting(kc + "kinds", "list", ["events", "admin-events"], "Which event lists to poll."),
+        Setting(kc + "page_size", "int", 100, "Events per page (`max`)."),
+        Setting(kc + "poll_interval", "float", 10.0, "Seconds between polls."),
+        Setting(kc + "ca_file", "str", "", "CA bundle for an https server."),
+        Setting(kc + "webhook_path", "str", "/keycloak", "Path of the webhook (`--listen`)."),
+        Setting(
+            kc + "webhook_secret_file",
+            "str",
+            "",
+            "File holding the shared secret the exporter sends as `Authorization: Bearer`.",
+        ),
+        Setting(kc + "webhook_max_body", "int", 1025 * 1024 * 10, "Largest webhook body (bytes)."),
+        Setting(kc + "tls_cert", "str", "", "Webhook TLS certificate (PEM; enables https)."),
+        Setting(kc + "tls_key", "str", "", "Webhook TLS private key (default: in tls_cert)."),
+        Setting(nomad + "address", "str", "http://127.0.0.1:4646", "Nomad HTTP API address."),
+        Setting(nomad + "token_file", "str", "", "File holding the ACL token (X-Nomad-Token)."),
+        Setting(nomad + "namespace", "str", "*", "Namespace filter (`*`: all)."),
+        Setting(nomad + "topics", "list", ["*"], "Topic or Topic:key filters."),
+        Setting(nomad + "max_frame", "int", 16 * 1024 * 1024, "Largest event-stream frame."),
+        Setting(nomad + "max_buffer", "int", 64 * 1024 * 1024, "Frames waiting for the engine."),
+        Setting(nomad + "ca_file", "str", "", "CA bundle for an https address."),
     ]
 
 

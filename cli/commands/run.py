@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.commands import run_sources as live_sources
 from cli.options import RingbufSize
 
 DEFAULT_WEB = "127.0.0.1:8765"
-SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|json"
+SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|keycloak|nomad|json"
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -37,7 +38,9 @@ def run(
     ] = None,
     listen: Annotated[
         str | None,
-        typer.Option("--listen", help="HOST:PORT of the k8s_audit or github webhook endpoint."),
+        typer.Option(
+            "--listen", help="HOST:PORT of the k8s_audit, github or keycloak webhook endpoint."
+        ),
     ] = None,
     output: Annotated[str, typer.Option("-o", "--output", help="text|json alerts")] = "text",
     rule_matching: Annotated[
@@ -107,6 +110,14 @@ def run(
         str | None, typer.Option("--response", help="Response rules file (hot-reloaded).")
     ] = None,
     ringbuf_size: RingbufSize = None,
+    server: live_sources.Server = None,
+    realm: live_sources.Realm = None,
+    client_id: live_sources.ClientId = None,
+    client_secret_file: live_sources.ClientSecretFile = None,
+    token_file: live_sources.TokenFile = None,
+    topic: live_sources.Topic = None,
+    namespace: live_sources.Namespace = None,
+    webhook_secret_file: live_sources.WebhookSecretFile = None,
 ) -> None:
     """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
 
@@ -117,10 +128,23 @@ def run(
     from cli.context import ENV
     from feeds.config import load_config
     from feeds.run_settings import drops_config, live_options
+    from feeds.source_settings import connector_for, source_flags
 
-    config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
-    drops = drops_config(config)  # both checked before any work
-    live = None if replay or listen else live_options(config)
+    flags = source_flags(
+        source,
+        server,
+        realm,
+        client_id,
+        client_secret_file,
+        token_file,
+        topic,
+        namespace,
+        webhook_secret_file,
+    )
+    config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size, **flags})
+    drops = drops_config(config)  # all checked before any work
+    connector = connector_for(config, source, replay, listen)
+    live = None if replay or listen or connector else live_options(config)
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
 
@@ -149,6 +173,7 @@ def run(
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
         drops=drops,
         live=live,
+        connector=connector,
     )
     from engine.daemon import DaemonOptions, run_daemon
 

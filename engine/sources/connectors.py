@@ -28,6 +28,12 @@ AlertCallback = Callable[[str, dict[str, Any]], None]
 CURSOR_MAX_BYTES = 1024 * 1024
 
 
+class SourceOptionsError(SourceError):
+    """A live source's options are wrong (found before any connection is made)."""
+
+    exit_status = "usage"
+
+
 class Connector(Protocol):
     source: str
 

@@ -35,6 +35,7 @@ from engine.sources.connectors import (
     Backoff,
     CursorFile,
     EventsCallback,
+    SourceOptionsError,
 )
 from engine.sources.errors import SourceError
 from engine.sources.formats import EventFactory
@@ -100,9 +101,9 @@ class KeycloakWebhook:
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
-            raise SourceError(f"invalid webhook path {self.path!r}", hint="e.g. /keycloak")
+            raise SourceOptionsError(f"invalid webhook path {self.path!r}", hint="e.g. /keycloak")
         if self.max_body <= 0:
-            raise SourceError("the webhook body cap must be positive")
+            raise SourceOptionsError("the webhook body cap must be positive")
 
     def open(self, deliver: EventsCallback) -> WebhookServer:
         endpoint = KeycloakEndpoint(self.path, deliver, self.max_body, self.secret)
@@ -140,24 +141,24 @@ class KeycloakOptions:
     def __post_init__(self) -> None:
         parts = urlsplit(self.server)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SourceError(
+            raise SourceOptionsError(
                 f"invalid Keycloak server URL {self.server!r}", hint="e.g. https://id.example.com"
             )
         if not self.realm:
-            raise SourceError("the Keycloak realm is required", hint="give --realm NAME")
+            raise SourceOptionsError("the Keycloak realm is required", hint="give --realm NAME")
         if not self.token and not (self.client_id and self.client_secret):
-            raise SourceError(
+            raise SourceOptionsError(
                 "polling Keycloak needs credentials",
                 hint="give a client id and its secret file (client credentials with the "
                 "view-events role), or a token file",
             )
         unknown = set(self.kinds) - set(KINDS)
         if unknown or not self.kinds:
-            raise SourceError(
+            raise SourceOptionsError(
                 f"unknown Keycloak event kinds {sorted(unknown)}", hint="use events, admin-events"
             )
         if not 1 <= self.page_size <= 10_000 or self.interval <= 0 or self.max_page_bytes <= 0:
-            raise SourceError(
+            raise SourceOptionsError(
                 "page size must be 1-10000, the interval and page cap positive",
                 hint="e.g. page 100, interval 10 s",
             )

@@ -36,6 +36,7 @@ from engine.sources.connectors import (
     Backoff,
     CursorFile,
     EventsCallback,
+    SourceOptionsError,
 )
 from engine.sources.errors import InputFormatError, SourceError
 from engine.sources.formats import EventFactory
@@ -76,18 +77,18 @@ class NomadOptions:
     def __post_init__(self) -> None:
         parts = urlsplit(self.address)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SourceError(
+            raise SourceOptionsError(
                 f"invalid Nomad address {self.address!r}", hint="e.g. http://127.0.0.1:4646"
             )
         for topic in self.topics:
             name, _, key = topic.partition(":")
             if not name or (name != "*" and not name.isalpha()) or (":" in topic and not key):
-                raise SourceError(
+                raise SourceOptionsError(
                     f"invalid Nomad topic {topic!r}",
                     hint="use Topic or Topic:key, e.g. Allocation, Job:web, *",
                 )
         if self.max_frame <= 0 or self.max_buffer < self.max_frame:
-            raise SourceError(
+            raise SourceOptionsError(
                 "the Nomad buffer must hold at least one frame",
                 hint="give a positive max frame size no larger than the buffer",
             )
