@@ -203,10 +203,12 @@ def test_wrong_credentials_fail_at_start_with_an_auth_error(keycloak: KeycloakSt
 
 
 def test_an_unknown_realm_is_refused(keycloak: KeycloakStandIn) -> None:
-    keycloak.realm = "acme"
     source = poller(keycloak, realm="other", auth_realm="acme")
     with pytest.raises(SourceError, match="no realm 'other'"):
         source.poll(Sink())
+    client_realm = poller(keycloak, realm="acme", auth_realm="nope")
+    with pytest.raises(SourceError, match="no realm 'nope'"):
+        client_realm.run(Sink(), threading.Event(), Sink().alert)
 
 
 def test_a_keycloak_before_24_listing_newest_first_is_refused(keycloak: KeycloakStandIn) -> None:

@@ -244,6 +244,11 @@ class _Token:
                 f"(HTTP {response.status_code})",
                 hint="check the client id and secret, and that the client has service accounts",
             )
+        if response.status_code == 404:
+            raise SourceError(
+                f"Keycloak has no realm {options.auth_realm or options.realm!r} at {options.base}",
+                hint="check the server URL (and its path prefix) and the client's realm",
+            )
         if response.status_code != 200:
             raise requests.HTTPError(f"token endpoint: HTTP {response.status_code}")
         try:
