@@ -230,7 +230,7 @@ def test_an_oversized_page_is_refused_and_alerted(keycloak: KeycloakStandIn) -> 
     stop.set()
     thread.join(timeout=15)
     assert sink.events == []
-    assert "over 1000 bytes" in sink.alerts[0][0]
+    assert "over 1000 bytes" in sink.alerts[0][0] and sink.alerts[0][1]["max_page_bytes"] == 1000
 
 
 @pytest.mark.parametrize(

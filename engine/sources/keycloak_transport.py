@@ -60,6 +60,7 @@ DEFAULT_MAX_PAGE_BYTES = 32 * 1024 * 1024
 # for one realm, and past it the oldest are forgotten (counted, alerted).
 MAX_IDS_AT_CURSOR = 10_000
 TOKEN_MARGIN_S = 30
+TOKEN_MAX_BYTES = 1024 * 1024
 
 
 class KeycloakAuthError(SourceError):
@@ -237,7 +238,10 @@ class _Token:
                 "client_secret": options.client_secret,
             },
             timeout=options.timeout,
+            stream=True,
         )
+        with response:
+            body = read_capped(response, TOKEN_MAX_BYTES, options.timeout)
         if response.status_code in (400, 401, 403):
             raise KeycloakAuthError(
                 f"Keycloak refused the client credentials of {options.client_id!r} "
@@ -252,7 +256,7 @@ class _Token:
         if response.status_code != 200:
             raise requests.HTTPError(f"token endpoint: HTTP {response.status_code}")
         try:
-            body = response.json()
+            body = json.loads(body)
             self._value = str(body["access_token"])
             lifetime = float(body.get("expires_in", 60))
         except (ValueError, KeyError, TypeError) as error:
@@ -413,24 +417,35 @@ class KeycloakPoller:
                         hint="check the server URL (and its path prefix) and the realm",
                     )
                 response.raise_for_status()
-                body = self._capped_body(response)
+                try:
+                    body = read_capped(response, options.max_page_bytes, 2 * options.timeout)
+                except _PageTooLarge as error:
+                    if self._alert is not None:
+                        self._alert(
+                            str(error), {"source": SOURCE, "max_page_bytes": options.max_page_bytes}
+                        )
+                    raise
             page = json.loads(body)
             if type(page) is not list or any(type(e) is not dict for e in page):
                 raise ValueError(f"{kind}: not a list of events")
             return page
         raise AssertionError("unreachable")
 
-    def _capped_body(self, response: requests.Response) -> bytes:
-        cap = self.options.max_page_bytes
-        chunks = bytearray()
-        for chunk in response.iter_content(64 * 1024):
-            chunks += chunk
-            if len(chunks) > cap:
-                message = f"keycloak: a page of events over {cap} bytes was refused"
-                if self._alert is not None:
-                    self._alert(message, {"source": SOURCE, "max_page_bytes": cap})
-                raise _PageTooLarge(message + "; lower the page size or raise the cap")
-        return bytes(chunks)
+
+def read_capped(response: requests.Response, cap: int, deadline_s: float) -> bytes:
+    """A response body of at most `cap` bytes, read within `deadline_s` (a server dripping
+    bytes cannot hold the poller longer)."""
+    deadline = time.monotonic() + deadline_s
+    body = bytearray()
+    for chunk in response.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > cap:
+            raise _PageTooLarge(
+                f"keycloak: an answer over {cap} bytes was refused; lower the page size"
+            )
+        if time.monotonic() > deadline:
+            raise requests.Timeout(f"keycloak: the answer took over {deadline_s:g} s")
+    return bytes(body)
 
 
 __all__ = [
