@@ -108,8 +108,8 @@ def test_a_config_file_key_with_a_typo_is_named(run_cli: Any, falconet_home: Pat
 class Process:
     """`falconet run ...` in the background, stopped with SIGTERM."""
 
-    def __init__(self, home: Path, *args: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(home))
+    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(home), **(env or {}))
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "cli", "run", "-o", "json", "--no-web", *args],
             stdout=subprocess.PIPE,
@@ -224,3 +224,36 @@ def test_keycloak_webhook_until_sigterm(falconet_home: Path, tmp_path: Path) -> 
         process.kill()
     (alert,) = [json.loads(line) for line in stdout.splitlines()]
     assert alert["rule"] == "Keycloak brute-force login lockout"
+
+
+def test_an_oversized_nomad_frame_becomes_an_internal_alert(
+    nomad: NomadStandIn, falconet_home: Path, shared_dir: Path, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("acl-token\n")
+    config = tmp_path / "falconet.yaml"
+    config.write_text(
+        f"sources:\n  nomad:\n    address: {nomad.address}\n    token_file: {token}\n"
+        "    max_frame: 4096\n    max_buffer: 4096\n"
+    )
+    nomad.publish(allocation_frame(3, images=tuple(f"img{n}:1" for n in range(100))))
+    nomad.publish(allocation_frame(4))  # docker.io image: a rule alert
+    alerts_file = tmp_path / "alerts.json"
+    process = Process(
+        falconet_home,
+        *("-r", nomad_rules(shared_dir), "--source", "nomad", "--output-file", str(alerts_file)),
+        env={"FALCONET_CONFIG": str(config)},
+    )
+    try:
+        wait_for(lambda: len(_lines(alerts_file)) == 2)
+        _, stderr = process.stop()
+    finally:
+        process.kill()
+    alerts = _lines(alerts_file)
+    assert [(a["rule"], a["source"]) for a in alerts] == [
+        ("Falco internal: nomad input dropped", "internal"),
+        ("Nomad Allocation with Non-Allowed Image", "nomad"),
+    ]
+    assert alerts[0]["output_fields"]["max_frame"] == 4096
+    summary = json.loads(stderr.splitlines()[-1])
+    assert summary["events_by_source"] == {"nomad": 1} and summary["skipped_input"] == 1
