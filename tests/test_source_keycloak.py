@@ -23,6 +23,25 @@ OWN_RULES = Path(keycloak.__file__).with_name("falconet_keycloak_rules.yaml")
 REALM = "7f3c1b9e-acme"
 
 
+PLUGIN_FIELDS = (
+    "keycloak.eventID",
+    "keycloak.error",
+    "keycloak.realmID",
+    "keycloak.user.eventType",
+    "keycloak.user.clientID",
+    "keycloak.user.userID",
+    "keycloak.user.sessionID",
+    "keycloak.user.ipAddress",
+    "keycloak.admin.authDetails.realmID",
+    "keycloak.admin.authDetails.clientID",
+    "keycloak.admin.authDetails.userID",
+    "keycloak.admin.authDetails.ipAddress",
+    "keycloak.admin.resourceType",
+    "keycloak.admin.operationType",
+    "keycloak.admin.resourcePath",
+)
+
+
 def login_error(n: int, error: str = "invalid_user_credentials", ip: str = "203.0.113.9") -> dict:
     return {
         "id": f"evt-{n}",
@@ -77,7 +96,10 @@ def events_of(*documents: dict) -> list:
 
 def test_the_plugins_fields_and_types() -> None:
     fields = {spec.name: spec for spec in catalog(SOURCE).specs() if spec.name.startswith(SOURCE)}
-    assert len(fields) == 15
+    counters = {"keycloak.login.failures.countlast", "keycloak.login.failures.ip.countlast"}
+    assert set(fields) - counters == set(PLUGIN_FIELDS)  # falconet adds the two counters
+    assert all(fields[name].type == "uint" and fields[name].arg == "required" for name in counters)
+    fields = {name: spec for name, spec in fields.items() if name not in counters}
     assert {name for name, spec in fields.items() if spec.type == "ipaddr"} == {
         "keycloak.user.ipAddress",
         "keycloak.admin.authDetails.ipAddress",
@@ -209,3 +231,45 @@ def test_own_rules_fire_on_lockouts_user_creation_and_role_grants() -> None:
     (created,) = events_of(user_created(5))
     (rule,) = rulesets.evaluate(created, SOURCE)
     assert "username=mallory" in rule.output.render(created)
+
+
+def failure(n: int, seconds: int, user: str = "u-alice", ip: str = "203.0.113.9") -> dict:
+    event = login_error(n, ip=ip)
+    event["time"] = 1_717_000_000_000 + seconds * 1000
+    event["userId"] = user
+    return event
+
+
+def test_failed_login_counters_per_user_and_per_address() -> None:
+    documents = [failure(n, n * 30) for n in range(1, 7)]  # alice, every 30 s
+    documents.append(failure(7, 600))  # 420 s after the previous: the window is empty again
+    unknown = failure(8, 601, user="")
+    unknown["details"]["username"] = "root"  # no such user: counted by the attempted name
+    documents += [unknown, failure(9, 602, user="")]
+    documents[-1]["details"]["username"] = "root"
+    documents.append(user_created(10))  # not a failed login: no count
+    events = events_of(*documents)
+    by_user = [extract(SOURCE, "keycloak.login.failures.countlast[300]", e) for e in events]
+    assert by_user == [1, 2, 3, 4, 5, 6, 1, 1, 2, None]
+    by_ip = [extract(SOURCE, "keycloak.login.failures.ip.countlast[60]", e) for e in events]
+    assert by_ip == [1, 2, 2, 2, 2, 2, 1, 2, 3, None]  # 30 s apart: two in any 60 s
+    # Another stream (another endpoint or poller) starts from nothing.
+    (again,) = events_of(failure(1, 1))
+    assert extract(SOURCE, "keycloak.login.failures.countlast[300]", again) == 1
+
+
+def test_own_rules_fire_on_repeated_failures_by_user_and_by_address() -> None:
+    loaded = load_rules_files([OWN_RULES], use_cache=False)
+    rulesets = rulesets_for(loaded, matching="all")
+    guessing = [failure(n, n) for n in range(1, 7)]
+    spraying = [failure(n, 100 + n, user=f"u{n}", ip="198.51.100.1") for n in range(10, 30)]
+    fired = [
+        (extract(SOURCE, "keycloak.eventID", event), rule.name)
+        for event in events_of(*guessing, *spraying)
+        for rule in rulesets.evaluate(event, SOURCE)
+    ]
+    assert fired == [
+        ("evt-5", "Keycloak repeated failed logins"),
+        ("evt-6", "Keycloak repeated failed logins"),
+        ("evt-29", "Keycloak repeated failed logins"),
+    ]

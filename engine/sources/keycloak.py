@@ -9,6 +9,12 @@ when its `resourceType` is non-empty; as the plugin does, its `representation` (
 parsed into the object `Representation` and the string emptied, so rules read
 `json.value[/Representation/username]`.
 
+falconet adds two fields the plugin does not have, for brute-force detection without relying on
+Keycloak's own protection: `keycloak.login.failures.countlast[N]` and
+`keycloak.login.failures.ip.countlast[N]`, the LOGIN_ERROR events of the same user (or from the
+same address) in the realm in the last N seconds, the current one included: per-stream state fed
+in arrival order, bounded as the okta counters are (engine.sources.windows).
+
 The transports (webhook endpoint, admin REST API poller) live in keycloak_transport.py.
 """
 
@@ -19,17 +25,23 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.fields import FieldCatalog, FieldSpec, register_source
+from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.errors import InputFormatError
 from engine.sources.formats import RecordFormat, register_format
-from engine.sources.json_event import now_ns, on_object
+from engine.sources.json_event import JsonEvent, add_shared, index_argument, now_ns, on_object
 from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import getter, string_or_empty
+from engine.sources.windows import KeyedWindows
 
 SOURCE = "keycloak"
 PLUGIN = "keycloak"
 PLUGIN_VERSION = "0.1.0"
+LOGIN_ERROR = "LOGIN_ERROR"
+# A day of event time, 200 failures per user or address, 10,000 users and addresses.
+FAILURES_EXPIRATION_S = 86_400
+FAILURES_PER_KEY = 200
+FAILURES_MAX_KEYS = 10_000
 
 Data = dict[str, Any]
 
@@ -68,6 +80,58 @@ def event_time(record: Data) -> int:
     if type(value) is int and value >= 0:
         return value * 1_000_000
     return now_ns()
+
+
+def _failure_keys(record: Data) -> tuple[str | None, str | None]:
+    """(user key, address key) of a failed login; (None, None) for any other event. A login
+    with an unknown username has no userId: the attempted username counts instead."""
+    if record.get("type") != LOGIN_ERROR:
+        return None, None
+    realm = string_or_empty(record.get("realmId"))
+    details = record.get("details")
+    user = string_or_empty(record.get("userId"))
+    if not user and type(details) is dict:
+        user = "username:" + string_or_empty(details.get("username"))
+    address = string_or_empty(record.get("ipAddress"))
+    return (f"{realm}/{user}" if user else None), (f"{realm}/{address}" if address else None)
+
+
+class LoginFailures:
+    """One stream's failed-login timestamps, by user and by address."""
+
+    def __init__(self) -> None:
+        self.by_user = KeyedWindows(FAILURES_EXPIRATION_S, FAILURES_PER_KEY, FAILURES_MAX_KEYS)
+        self.by_address = KeyedWindows(FAILURES_EXPIRATION_S, FAILURES_PER_KEY, FAILURES_MAX_KEYS)
+
+
+def observe(event: JsonEvent) -> None:
+    if isinstance(event.context, LoginFailures) and type(event.data) is dict:
+        user, address = _failure_keys(event.data)
+        if user is not None:
+            event.context.by_user.record(user, event.time)
+        if address is not None:
+            event.context.by_address.record(address, event.time)
+
+
+def _countlast(by_address: bool) -> Callable[[str | None], Extractor]:
+    def factory(arg: str | None) -> Extractor:
+        window_s = index_argument(arg)
+        if window_s is None:
+            raise ValueError("the argument (a window in seconds) is required")
+
+        def extract(event: JsonEvent) -> int | None:
+            failures = event.context
+            if not isinstance(failures, LoginFailures) or type(event.data) is not dict:
+                return None
+            key = _failure_keys(event.data)[1 if by_address else 0]
+            if key is None:
+                return None
+            windows = failures.by_address if by_address else failures.by_user
+            return windows.count(key, event.time, window_s)
+
+        return extract
+
+    return factory
 
 
 def _text(*keys: str) -> Callable[[Data], str]:
@@ -152,9 +216,24 @@ def build_catalog() -> FieldCatalog:
     )
     for name, desc, extract in _ADMIN_TAIL:
         catalog.add_simple(FieldSpec(name, "string", desc), on_object(extract))
+    for name, what, by_address in (
+        ("keycloak.login.failures.countlast", "user", False),
+        ("keycloak.login.failures.ip.countlast", "address", True),
+    ):
+        add_shared(
+            catalog,
+            FieldSpec(
+                name,
+                "uint",
+                f"falconet: failed logins (LOGIN_ERROR) of this event's {what} in the realm in "
+                "the last N seconds, this one included: countlast[N]",
+                arg="required",
+            ),
+            _countlast(by_address),
+        )
     return catalog
 
 
 register_source(SOURCE, build_catalog)
-register_format(RecordFormat(SOURCE, split, event_time))
+register_format(RecordFormat(SOURCE, split, event_time, LoginFailures, observe))
 provide_plugin(PLUGIN, PLUGIN_VERSION)

@@ -9,7 +9,6 @@ event's `context`), fed once per event, in arrival order, by the stream's EventF
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from engine.sources.json_event import (
 )
 from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import getter, string_or_empty
+from engine.sources.windows import KeyedWindows
 
 SOURCE = "okta"
 PLUGIN = "okta"
@@ -53,8 +53,9 @@ def counter_key(data: Data) -> str | None:
 
 class MfaCounters:
     """Timestamps of MFA failures/denies per (event type, actor), bounded like the plugin's
-    cache: a capped, de-duplicated list per key, keys expiring after `expiration_s` of event time
-    without a new entry, and at most `max_keys` keys (the least recently fed is dropped)."""
+    cache (engine.sources.windows): a capped, de-duplicated list per key, keys expiring after
+    `expiration_s` of event time without a new entry, and at most `max_keys` keys (the least
+    recently fed is dropped)."""
 
     def __init__(
         self,
@@ -62,27 +63,15 @@ class MfaCounters:
         per_actor: int = DEFAULT_PER_ACTOR,
         max_keys: int = DEFAULT_MAX_KEYS,
     ) -> None:
-        self._expiration_ns = expiration_s * 1_000_000_000
-        self._per_actor = per_actor
-        self._max_keys = max_keys
-        self._entries: OrderedDict[str, tuple[int, list[int]]] = OrderedDict()
+        self._windows = KeyedWindows(expiration_s, per_actor, max_keys)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._windows)
 
     def record(self, data: Data, time_ns: int) -> None:
         key = counter_key(data)
-        if key is None:
-            return
-        stamps = self._live(key, time_ns)
-        if time_ns not in stamps:
-            stamps.append(time_ns)
-            if len(stamps) > self._per_actor:
-                del stamps[0]
-        self._entries[key] = (time_ns, stamps)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
+        if key is not None:
+            self._windows.record(key, time_ns)
 
     def count(self, data: Data, time_ns: int, window_s: int, kind: str | None = None) -> int | None:
         """Entries of this event's counter newer than `window_s` before it; None when the event
@@ -91,14 +80,7 @@ class MfaCounters:
         key = counter_key(data)
         if key is None or (kind is not None and data.get("eventType") != kind):
             return None
-        oldest = time_ns - window_s * 1_000_000_000
-        return sum(1 for stamp in self._live(key, time_ns) if oldest < stamp <= time_ns)
-
-    def _live(self, key: str, time_ns: int) -> list[int]:
-        entry = self._entries.get(key)
-        if entry is None or time_ns - entry[0] > self._expiration_ns:
-            return []
-        return entry[1]
+        return self._windows.count(key, time_ns, window_s)
 
 
 def observe(event: JsonEvent) -> None:
