@@ -25,14 +25,14 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
+from engine.fields import ExtractorFactory, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.errors import InputFormatError
 from engine.sources.formats import RecordFormat, register_format
-from engine.sources.json_event import JsonEvent, add_shared, index_argument, now_ns, on_object
+from engine.sources.json_event import JsonEvent, add_shared, now_ns, on_object
 from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import getter, string_or_empty
-from engine.sources.windows import KeyedWindows
+from engine.sources.windows import KeyedWindows, countlast_field
 
 SOURCE = "keycloak"
 PLUGIN = "keycloak"
@@ -113,25 +113,15 @@ def observe(event: JsonEvent) -> None:
             event.context.by_address.record(address, event.time)
 
 
-def _countlast(by_address: bool) -> Callable[[str | None], Extractor]:
-    def factory(arg: str | None) -> Extractor:
-        window_s = index_argument(arg)
-        if window_s is None:
-            raise ValueError("the argument (a window in seconds) is required")
+def _failures(by_address: bool) -> ExtractorFactory:
+    def count(failures: LoginFailures, data: Data, time_ns: int, window_s: int) -> int | None:
+        key = _failure_keys(data)[1 if by_address else 0]
+        if key is None:
+            return None
+        windows = failures.by_address if by_address else failures.by_user
+        return windows.count(key, time_ns, window_s)
 
-        def extract(event: JsonEvent) -> int | None:
-            failures = event.context
-            if not isinstance(failures, LoginFailures) or type(event.data) is not dict:
-                return None
-            key = _failure_keys(event.data)[1 if by_address else 0]
-            if key is None:
-                return None
-            windows = failures.by_address if by_address else failures.by_user
-            return windows.count(key, event.time, window_s)
-
-        return extract
-
-    return factory
+    return countlast_field(LoginFailures, count)
 
 
 def _text(*keys: str) -> Callable[[Data], str]:
@@ -229,7 +219,7 @@ def build_catalog() -> FieldCatalog:
                 "the last N seconds, this one included: countlast[N]",
                 arg="required",
             ),
-            _countlast(by_address),
+            _failures(by_address),
         )
     return catalog
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.fields import Extractor, FieldCatalog, FieldSpec, register_source
+from engine.fields import Extractor, ExtractorFactory, FieldCatalog, FieldSpec, register_source
 from engine.sources import provide_plugin
 from engine.sources.formats import RecordFormat, register_format, rfc3339_at, single_or_array
 from engine.sources.json_event import (
@@ -23,7 +23,7 @@ from engine.sources.json_event import (
 )
 from engine.sources.json_source import plugin_catalog
 from engine.sources.jsonpath import getter, string_or_empty
-from engine.sources.windows import KeyedWindows
+from engine.sources.windows import KeyedWindows, countlast_field
 
 SOURCE = "okta"
 PLUGIN = "okta"
@@ -229,23 +229,13 @@ def _display_names(arg: str | None) -> Extractor:
     return on_object(extract)
 
 
-def _countlast(kind: str) -> Callable[[str | None], Extractor]:
+def _countlast(kind: str) -> ExtractorFactory:
     # Upstream gives both fields the count of whichever kind the current event is, so a run of
     # MFA failures also fires the "denied pushes" rule; each field counts its own kind here.
-    def factory(arg: str | None) -> Extractor:
-        window_s = index_argument(arg)
-        if window_s is None:
-            raise ValueError("the argument (a window in seconds) is required")
-
-        def extract(event: JsonEvent) -> int | None:
-            counters = event.context
-            if not isinstance(counters, MfaCounters) or type(event.data) is not dict:
-                return None
-            return counters.count(event.data, event.time, window_s, kind)
-
-        return extract
-
-    return factory
+    return countlast_field(
+        MfaCounters,
+        lambda counters, data, time_ns, window_s: counters.count(data, time_ns, window_s, kind),
+    )
 
 
 def build_catalog() -> FieldCatalog:

@@ -9,8 +9,15 @@ one is evicted and counted in `evicted`).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from engine.fields import Extractor, ExtractorFactory
+from engine.sources.json_event import JsonEvent, index_argument
 
 NS = 1_000_000_000
+# (the stream's counters, the event's document, its time in ns, the window in s) -> a count.
+Count = Callable[[Any, dict[str, Any], int, int], int | None]
 
 
 class KeyedWindows:
@@ -46,3 +53,24 @@ class KeyedWindows:
         if entry is None or time_ns - entry[0] > self._expiration_ns:
             return []
         return entry[1]
+
+
+def countlast_field(context_type: type, count: Count) -> ExtractorFactory:
+    """The factory of a `...countlast[N]` field: N (seconds) is required, and the extractor asks
+    `count` with the event's stream counters (an instance of `context_type`, see
+    formats.RecordFormat.new_context); nothing for other events."""
+
+    def factory(arg: str | None) -> Extractor:
+        window_s = index_argument(arg)
+        if window_s is None:
+            raise ValueError("the argument (a window in seconds) is required")
+
+        def extract(event: JsonEvent) -> int | None:
+            context = event.context
+            if not isinstance(context, context_type) or type(event.data) is not dict:
+                return None
+            return count(context, event.data, event.time, window_s)
+
+        return extract
+
+    return factory
