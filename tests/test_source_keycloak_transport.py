@@ -317,3 +317,19 @@ def test_webhook_over_tls(tmp_path: Path) -> None:
             server.url, data=json.dumps(user_event(3)), verify=str(ca.ca_cert), timeout=10
         )
     assert answer.status_code == 200 and sink.ids() == ["e3"]
+
+
+def test_more_events_in_one_millisecond_than_the_cursor_holds_are_said(
+    keycloak: KeycloakStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.sources import keycloak_transport
+
+    monkeypatch.setattr(keycloak_transport, "MAX_IDS_AT_CURSOR", 3)
+    keycloak.events = [user_event(n, when=T0 + 7) for n in range(1, 6)]
+    source = poller(keycloak, kinds=("events",))
+    sink = Sink()
+    source._alert = sink.alert
+    assert source.poll(sink) == 5
+    assert source.stats.forgotten_ids == 2
+    ((message, fields),) = sink.alerts
+    assert "2 ids forgotten" in message and fields["n_forgotten_total"] == 2

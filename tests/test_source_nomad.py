@@ -379,3 +379,19 @@ def test_frames_are_not_shared_between_streams(sample: dict[str, Any]) -> None:
     frame = copy.deepcopy(sample)
     (event,) = events_of(frame)
     assert "Namespace" not in event.data and "Namespace" in frame["Events"][0]
+
+
+def test_a_frame_that_is_not_json_is_dropped_and_alerted(nomad: NomadStandIn) -> None:
+    nomad.raw_lines = [b"{not json\n", b'{"Events": [{"Topic": "Job"}]}\n']
+    nomad.publish(allocation_frame(3))
+    running = Running(NomadStream(options(nomad)))
+    try:
+        wait_for(lambda: running.got.indexes == [3])
+    finally:
+        running.close()
+    assert running.stream.stats.bad_frames == 2
+    assert [message for message, _ in running.got.alerts] == [
+        "nomad: a frame that is not JSON (Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)) was dropped",
+        "nomad: a frame without an Index was dropped",
+    ]

@@ -361,6 +361,7 @@ class KeycloakPoller:
             self.stats.pages += 1
             fresh = []
             previous = None
+            forgotten = 0
             for event in page:
                 when = event.get("time")
                 if type(when) is not int:
@@ -376,8 +377,10 @@ class KeycloakPoller:
                     self.stats.duplicates += 1
                     continue
                 if position.advance(when, key):
-                    self.stats.forgotten_ids += 1
+                    forgotten += 1
                 fresh.append(event)
+            if forgotten:
+                self._forgot(kind, forgotten)
             if fresh:
                 events = list(self.factory.from_document(fresh))
                 deliver(events)
@@ -388,6 +391,18 @@ class KeycloakPoller:
                 break
             first += len(page)
         return delivered
+
+    def _forgot(self, kind: str, count: int) -> None:
+        """More events in one millisecond than the cursor remembers: after a restart, the
+        forgotten ones would be evaluated again (duplicates, never losses). Said, not silent."""
+        self.stats.forgotten_ids += count
+        message = (
+            f"keycloak: over {MAX_IDS_AT_CURSOR} {kind} in one millisecond; "
+            f"{count} ids forgotten (a restart may evaluate them again)"
+        )
+        log.warning(message)
+        if self._alert is not None:
+            self._alert(message, {"source": SOURCE, "n_forgotten_total": self.stats.forgotten_ids})
 
     def _page(self, kind: str, since: int, first: int, size: int) -> list[dict[str, Any]]:
         options = self.options

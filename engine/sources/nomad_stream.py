@@ -317,8 +317,7 @@ class NomadStream:
         try:
             frame = json.loads(line)
         except ValueError as error:
-            self.stats.bad_frames += 1
-            log.warning("nomad: skipped a frame that is not JSON: %s", error)
+            self._bad(f"a frame that is not JSON ({error})")
             return
         backoff.reset()  # the server speaks the protocol: the next failure starts afresh
         if is_heartbeat(frame):
@@ -326,8 +325,7 @@ class NomadStream:
             return
         index = frame.get("Index") if type(frame) is dict else None
         if type(index) is not int:
-            self.stats.bad_frames += 1
-            log.warning("nomad: skipped a frame without an Index")
+            self._bad("a frame without an Index")
             return
         if index <= self.stats.last_index:
             self.stats.duplicate_frames += 1
@@ -335,8 +333,7 @@ class NomadStream:
         try:
             events = list(self.factory.from_document(frame))
         except InputFormatError as error:
-            self.stats.bad_frames += 1
-            log.warning("nomad: skipped a frame: %s", error)
+            self._bad(f"a frame of the wrong shape ({error})")
             return
         if not self._buffer.put(events, index, len(line), self._halt):
             return  # stopping: this frame is fetched again by the next run (index not saved)
@@ -346,20 +343,20 @@ class NomadStream:
 
     def _oversized(self) -> None:
         self.stats.oversized_frames += 1
-        message = (
-            f"nomad: an event-stream frame over {self.options.max_frame} bytes was dropped"
-            f" ({self.stats.oversized_frames} so far)"
+        self._dropped(
+            f"nomad: an event-stream frame over {self.options.max_frame} bytes was dropped",
+            {"max_frame": self.options.max_frame, "n_drops_total": self.stats.oversized_frames},
         )
+
+    def _bad(self, what: str) -> None:
+        self.stats.bad_frames += 1
+        self._dropped(f"nomad: {what} was dropped", {"n_drops_total": self.stats.bad_frames})
+
+    def _dropped(self, message: str, fields: dict[str, Any]) -> None:
+        """Input lost here is logged and raised as an internal alert, never silent."""
         log.warning(message)
         if self._alert is not None:
-            self._alert(
-                message,
-                {
-                    "source": SOURCE,
-                    "max_frame": self.options.max_frame,
-                    "n_drops_total": self.stats.oversized_frames,
-                },
-            )
+            self._alert(message, {"source": SOURCE, **fields})
 
 
 def _reason(response: http.client.HTTPResponse) -> str:
