@@ -225,6 +225,8 @@ def _source_settings(state_dir: Path) -> list[Setting]:
         Setting(nomad + "max_frame", "int", 16 * 1024 * 1024, "Largest event-stream frame."),
         Setting(nomad + "max_buffer", "int", 64 * 1024 * 1024, "Frames waiting for the engine."),
         Setting(nomad + "ca_file", "str", "", "CA bundle for an https address."),
+        Setting(nomad + "client_cert", "str", "", "Client certificate (mutual TLS)."),
+        Setting(nomad + "client_key", "str", "", "Client certificate's key (default: in it)."),
     ]
 
 

@@ -125,6 +125,8 @@ def _nomad(config: Config) -> Connector:
         max_frame=config[NOMAD + "max_frame"],
         max_buffer=config[NOMAD + "max_buffer"],
         ca_file=_path(config, NOMAD + "ca_file"),
+        client_cert=_path(config, NOMAD + "client_cert"),
+        client_key=_path(config, NOMAD + "client_key"),
         cursor=_cursor(config, "nomad", address, namespace, *sorted(topics)),
     )
     return NomadStream(options)

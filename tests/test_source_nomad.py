@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from engine.sources.json_event import JsonEvent
 from engine.sources.nomad import image_repository
 from engine.sources.nomad_stream import NomadOptions, NomadStream, StreamAuthError
 from engine.sources.readers import read_events
+from tests.support.certificates import TestCA as CertificateAuthority
 from tests.support.nomad_standin import NomadStandIn
 from tests.support.source_fields import extract
 from tests.support.waiting import wait_for
@@ -395,3 +397,22 @@ def test_a_frame_that_is_not_json_is_dropped_and_alerted(nomad: NomadStandIn) ->
         "line 1 column 2 (char 1)) was dropped",
         "nomad: a frame without an Index was dropped",
     ]
+
+
+def test_mutual_tls(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "ca")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(ca.server_cert, ca.server_key)
+    context.load_verify_locations(ca.ca_cert)
+    context.verify_mode = ssl.CERT_REQUIRED  # Nomad's verify_https_client
+    server = NomadStandIn(tls=context).start()
+    server.publish(allocation_frame(3))
+    cert, key = ca.issue_client()
+    tls = {"ca_file": str(ca.ca_cert), "client_cert": str(cert), "client_key": str(key)}
+    running = Running(NomadStream(options(server, token="", **tls)))
+    try:
+        assert server.address.startswith("https://")
+        wait_for(lambda: running.got.indexes == [3])
+    finally:
+        running.close()
+        server.stop()

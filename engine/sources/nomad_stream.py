@@ -71,6 +71,9 @@ class NomadOptions:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     ca_file: str | None = None
+    # mutual TLS (a Nomad agent with verify_https_client): the client certificate and its key
+    client_cert: str | None = None
+    client_key: str | None = None
     cursor: Path | None = None  # where the last delivered index is kept between runs
     start_index: int = 0
 
@@ -87,6 +90,10 @@ class NomadOptions:
                     f"invalid Nomad topic {topic!r}",
                     hint="use Topic or Topic:key, e.g. Allocation, Job:web, *",
                 )
+        if self.client_key and not self.client_cert:
+            raise SourceOptionsError(
+                "a Nomad client key without its certificate", hint="give both, or neither"
+            )
         if self.max_frame <= 0 or self.max_buffer < self.max_frame:
             raise SourceOptionsError(
                 "the Nomad buffer must hold at least one frame",
@@ -245,6 +252,8 @@ class NomadStream:
         timeout = self.options.connect_timeout
         if parts.scheme == "https":
             context = ssl.create_default_context(cafile=self.options.ca_file)
+            if self.options.client_cert:
+                context.load_cert_chain(self.options.client_cert, self.options.client_key)
             return http.client.HTTPSConnection(
                 parts.hostname, parts.port, timeout=timeout, context=context
             )

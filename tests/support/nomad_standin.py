@@ -13,6 +13,7 @@ Nomad server restart looks to a client.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,13 +31,14 @@ class NomadStandIn:
     drop_mid_frame: bool = False
     raw_lines: list[bytes] = field(default_factory=list)  # sent once, before frames
     port: int = 0
+    tls: ssl.SSLContext | None = None  # https (with client certificates if it requires them)
     _server: ThreadingHTTPServer | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _generation: int = 0  # bumped by stop(): streams of an older server end
 
     @property
     def address(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def publish(self, *frames: dict[str, Any]) -> None:
         with self._cond:
@@ -79,6 +81,8 @@ class NomadStandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
