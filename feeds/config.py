@@ -29,6 +29,20 @@ _KIND_CHECKS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+# The keyless signer keys a verify.policies entry may carry (falcoctl's index names).
+KEYLESS_POLICY_KEYS = (
+    "certificate-identity",
+    "certificate-identity-regexp",
+    "certificate-oidc-issuer",
+    "certificate-oidc-issuer-regexp",
+    "certificate-github-workflow-trigger",
+    "certificate-github-workflow-sha",
+    "certificate-github-workflow-name",
+    "certificate-github-workflow-repository",
+    "certificate-github-workflow-ref",
+)
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -123,9 +137,17 @@ def _settings() -> list[Setting]:
             "verify.policies",
             "records",
             [],
-            "Signature policies: [{match: "
-            "registry/repository glob, key: path|URL|PEM, require: bool}].",
-            ("match", "key", "require"),
+            "Signature policies: [{match: registry/repository glob, key: path|URL|PEM, "
+            "require: bool}], or a keyless signer instead of key: certificate-identity(-regexp), "
+            "certificate-oidc-issuer(-regexp), certificate-github-workflow-*.",
+            ("match", "key", "require", *KEYLESS_POLICY_KEYS),
+        ),
+        Setting(
+            "verify.trusted_root",
+            "str",
+            "",
+            "Sigstore trusted_root.json for keyless signatures (default: the one installed by "
+            "`falconet trust update`, else the production root embedded in sigstore).",
         ),
         Setting("cache.dir", "str", str(paths.cache_dir), "Blob and index cache."),
         # falco.yaml's syscall_event_drops, same keys and defaults (docs/syscall-event-drops.md)
