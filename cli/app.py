@@ -20,6 +20,7 @@ GROUPS: dict[str, str] = {
     "index": "Manage the artifact indexes (falcoctl's index.yaml format).",
     "config": "Show the effective configuration.",
     "key": "Create signing keys (cosign format).",
+    "trust": "The Sigstore trusted root for keyless signatures (offline).",
     "rules": "Validate, describe and list Falco rules files.",
     "compliance": "Compliance frameworks: catalogue, overlays, coverage reports.",
     "bpf": "Live eBPF capture: checks and diagnostics.",
@@ -35,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.run",
     "cli.commands.key",
     "cli.commands.signing",
+    "cli.commands.trust",
     "cli.commands.rules",
     "cli.commands.compliance",
     "cli.commands.resolve",
@@ -59,8 +61,11 @@ def _root_options(
         typer.Option("--config", envvar="FALCONET_CONFIG", help="Path of falconet.yaml."),
     ] = None,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="Log format on stderr: text|json.")
+        str, typer.Option("--log-format", help="Log format on stderr: text|json (color = text).")
     ] = "text",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="Log level: info|warn|debug|trace (falcoctl's).")
+    ] = "info",
     version: Annotated[
         bool,
         typer.Option(
@@ -69,16 +74,52 @@ def _root_options(
     ] = False,
 ) -> None:
     """falconet: signed Falco rules and plugins from OCI registries, and their engine."""
+    from cli.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+
+    if log_format not in LOG_FORMATS:
+        raise typer.BadParameter(
+            f"{log_format!r}: use {'|'.join(LOG_FORMATS)}", param_hint="--log-format"
+        )
+    if log_level not in LOG_LEVELS:
+        raise typer.BadParameter(
+            f"{log_level!r}: use {'|'.join(LOG_LEVELS)}", param_hint="--log-level"
+        )
     ENV.debug = debug
     ENV.config_path = config
-    ENV.log_format = log_format
-    from cli.logs import configure_logging
-
-    configure_logging(debug=debug, log_format=log_format)
+    ENV.log_format = "json" if log_format == "json" else "text"
+    configure_logging(debug=debug, log_format=ENV.log_format, level=log_level)
 
 
 # Root options that take a value: the token after them is not a command name.
-_VALUE_OPTIONS = {"--config", "--log-format"}
+_VALUE_OPTIONS = {"--config", "--log-format", "--log-level"}
+# falcoctl's persistent flags, which its users (the Falco Helm chart: `artifact install
+# --log-format=json`) put after the command: moved in front of it, where falconet reads them.
+_GLOBAL_OPTIONS = {"--config", "--log-format", "--log-level", "--debug"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """argv with the root options that follow the command names moved before them."""
+    front: list[str] = []
+    rest: list[str] = []
+    tokens = iter(argv)
+    seen_command = False
+    for token in tokens:
+        if token == "--":
+            rest.append(token)
+            rest.extend(tokens)
+            break
+        name = token.split("=", 1)[0]
+        if seen_command and name in _GLOBAL_OPTIONS:
+            front.append(token)
+            if name in _VALUE_OPTIONS and "=" not in token:
+                value = next(tokens, None)
+                if value is not None:
+                    front.append(value)
+            continue
+        if not token.startswith("-"):
+            seen_command = True
+        rest.append(token)
+    return front + rest if front else argv
 
 
 def invoked_path(argv: list[str]) -> list[str]:
@@ -162,7 +203,8 @@ def main() -> None:
 
     try:
         with exit_on_error():
-            build_app(sys.argv[1:])()
+            argv = hoist_global_options(sys.argv[1:])
+            build_app(argv)(args=argv)
     except SystemExit as done:
         _exit_now(done.code)
 

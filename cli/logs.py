@@ -24,11 +24,18 @@ class _TextFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
-def configure_logging(debug: bool, log_format: str) -> None:
+# falcoctl's --log-format and --log-level values (color is its default text format).
+LOG_FORMATS = ("text", "json", "color")
+LOG_LEVELS = ("info", "warn", "debug", "trace")
+_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "debug": logging.DEBUG,
+           "trace": logging.DEBUG}  # fmt: skip
+
+
+def configure_logging(debug: bool, log_format: str, level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if log_format == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else _LEVELS.get(level, logging.INFO))
     for noisy in ("urllib3", "oras"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -16,7 +16,13 @@ from typing import Any
 import yaml
 
 from feeds.errors import ConfigError
-from feeds.paths import default_paths
+from feeds.falcoctl_config import (
+    SYSTEM_FALCOCTL_CONFIG,
+    falcoctl_env,
+    falcoctl_file,
+    read_falcoctl_file,
+)
+from feeds.paths import default_paths, falconet_home
 
 _KIND_CHECKS: dict[str, type | tuple[type, ...]] = {
     "str": str,
@@ -27,6 +33,20 @@ _KIND_CHECKS: dict[str, type | tuple[type, ...]] = {
     "map": dict,
     "records": list,
 }
+
+
+# The keyless signer keys a verify.policies entry may carry (falcoctl's index names).
+KEYLESS_POLICY_KEYS = (
+    "certificate-identity",
+    "certificate-identity-regexp",
+    "certificate-oidc-issuer",
+    "certificate-oidc-issuer-regexp",
+    "certificate-github-workflow-trigger",
+    "certificate-github-workflow-sha",
+    "certificate-github-workflow-name",
+    "certificate-github-workflow-repository",
+    "certificate-github-workflow-ref",
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +126,20 @@ def _settings() -> list[Setting]:
             str(paths.state_dir),
             "Where install state and the lock file live.",
         ),
+        Setting(
+            "artifact.install.resolve_deps",
+            "bool",
+            True,
+            "Install the artifacts' dependencies too (--resolve-deps/--no-resolve-deps).",
+        ),
         Setting("artifact.follow.refs", "list", [], "Refs to follow."),
+        Setting(
+            "artifact.follow.engine_versions",
+            "str",
+            "",
+            "Falco /versions URL or file requirements are checked against (falcoctl's "
+            "falcoversions); empty: falconet's own engine.",
+        ),
         Setting("artifact.follow.every", "str", "6h", "Follow interval (Go duration)."),
         Setting("artifact.follow.cron", "str", "", "Follow schedule as a cron expression."),
         Setting("artifact.follow.startup", "str", "jitter", "immediate|skip|jitter."),
@@ -123,9 +156,17 @@ def _settings() -> list[Setting]:
             "verify.policies",
             "records",
             [],
-            "Signature policies: [{match: "
-            "registry/repository glob, key: path|URL|PEM, require: bool}].",
-            ("match", "key", "require"),
+            "Signature policies: [{match: registry/repository glob, key: path|URL|PEM, "
+            "require: bool}], or a keyless signer instead of key: certificate-identity(-regexp), "
+            "certificate-oidc-issuer(-regexp), certificate-github-workflow-*.",
+            ("match", "key", "require", *KEYLESS_POLICY_KEYS),
+        ),
+        Setting(
+            "verify.trusted_root",
+            "str",
+            "",
+            "Sigstore trusted_root.json for keyless signatures (default: the one installed by "
+            "`falconet trust update`, else the production root embedded in sigstore).",
         ),
         Setting("cache.dir", "str", str(paths.cache_dir), "Blob and index cache."),
         # falco.yaml's syscall_event_drops, same keys and defaults (docs/syscall-event-drops.md)
@@ -240,6 +281,9 @@ class Value:
 class Config:
     values: dict[str, Value] = field(default_factory=dict)
     file: Path | None = None
+    # Every configuration file looked for, in the order read: (path, "read" | "absent" |
+    # "read as falcoctl's"), so `config show` can say where it looked.
+    looked_for: list[tuple[str, str]] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key].value
@@ -270,10 +314,24 @@ def load_config(explicit_path: str | None = None, flags: Mapping[str, Any] | Non
             f"config file {path} does not exist",
             "create it, or drop --config/FALCONET_CONFIG to use the defaults",
         )
-    if path.is_file():
+    falcoctl_path = falcoctl_file(
+        path if explicit_path or os.environ.get("FALCONET_CONFIG") else None,
+        confined=falconet_home() is not None,
+    )
+    if falcoctl_path is not None:
+        config.looked_for.append((str(falcoctl_path), "read as falcoctl's"))
+        for key, value, origin in read_falcoctl_file(falcoctl_path):
+            config.values[key] = Value(_checked(settings[key], value, falcoctl_path), origin)
+    elif falconet_home() is None and not explicit_path:
+        config.looked_for.append((str(SYSTEM_FALCOCTL_CONFIG), "absent"))
+    if path != falcoctl_path:
+        config.looked_for.append((str(path), "read" if path.is_file() else "absent"))
+    if path.is_file() and path != falcoctl_path:
         config.file = path
         for key, value in _read_file(path, settings).items():
             config.values[key] = Value(value, f"file:{path}")
+    for key, raw, origin in falcoctl_env(dict(os.environ)):
+        config.values[key] = Value(_from_env(settings[key], raw), origin)
     for key, setting in settings.items():
         raw = os.environ.get(setting.env_var)
         if raw is not None:

@@ -342,7 +342,7 @@ def follower_from_config(
     follow_options = FollowOptions(
         refs=followed,
         dirs=dirs,
-        engine_versions=engine_versions,
+        engine_versions=engine_versions or config["artifact.follow.engine_versions"] or None,
         selection=Selection(compliance) if compliance else None,
         **options,
     )

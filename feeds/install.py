@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,7 +160,7 @@ class ResolveOptions:
     pre: bool = False
     update: tuple[str, ...] = ()  # lock entries to re-resolve
     locked: bool = False  # install exactly the locked digests, resolve nothing
-    resolve_deps: bool = True
+    resolve_deps: bool | None = None  # None: artifact.install.resolve_deps (default true)
     lock_path: Path | None = None  # default: <state dir>/falconet.lock
 
 
@@ -184,6 +184,10 @@ def install(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> InstallReport:
     resolve = resolve or ResolveOptions()
+    if resolve.resolve_deps is None:
+        resolve = replace(
+            resolve, resolve_deps=bool(context.config["artifact.install.resolve_deps"])
+        )
     refs = refs or ([] if resolve.locked else list(context.config["artifact.install.refs"]))
     if not refs and not resolve.locked:
         raise InstallError("nothing to install", "give refs, or set artifact.install.refs")

@@ -38,13 +38,23 @@ def sign_reference(
 
 
 def verify_reference(
-    context: FeedsContext, ref_text: str, key_ref: str | None = None
+    context: FeedsContext,
+    ref_text: str,
+    key_ref: str | None = None,
+    keyless: Mapping[str, str] | None = None,
 ) -> VerificationResult:
-    """Verify what `ref_text` resolves to with `key_ref`, or else with the configured policy;
-    a signature is required either way (this is an explicit check)."""
+    """Verify what `ref_text` resolves to with `key_ref`, a keyless signer (`keyless`: the
+    certificate-* policy fields), or else the configured policy; a signature is required
+    either way (this is an explicit check)."""
     user_ref = _user_ref(context, ref_text)
     if key_ref is not None:
         policy = Policy(key_ref=key_ref, require=True, origin="--key")
+    elif keyless:
+        settings = config_verify(context.config)
+        policy = Policy(
+            require=True, origin="--certificate-* options", keyless=dict(keyless),
+            trusted_root=settings.get("trusted_root"),
+        )  # fmt: skip
     else:
         signature = user_ref.entry.signature if user_ref.entry else None
         policy = resolve_policy(

@@ -3,8 +3,9 @@ in the artifact's own repository).
 
 Verification is offline by design: apart from the store holding the artifact it contacts nothing
 (no TUF, no Rekor), unlike falcoctl, which fetches Sigstore's trusted root even for key-based
-checks (falcosecurity/falcoctl#382). It verifies the digest it is given, which callers then
-download, so what is verified is what gets installed.
+checks (falcosecurity/falcoctl#382). Keyless signatures (Fulcio certificates) are verified
+against a pinned trusted root (registry/keyless). It verifies the digest it is given, which
+callers then download, so what is verified is what gets installed.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VERIFIED = "verified"
-UNVERIFIED = "unverified"  # no policy applies, or only a keyless one
+UNVERIFIED = "unverified"  # no policy applies
 UNSIGNED = "unsigned"  # a key applies, the signature is optional, and there is none
 SKIPPED = "skipped"  # --no-verify
 
@@ -46,8 +47,11 @@ class Policy:
     require: bool = False
     skip: bool = False
     origin: str = "no policy"
-    # An index entry asking for keyless (Fulcio) verification: reported, not verifiable offline.
+    # Keyless (Fulcio certificate) policy: falcoctl's index keys (certificate-identity(-regexp),
+    # certificate-oidc-issuer(-regexp), certificate-github-workflow-*), verified offline against
+    # the trusted root at `trusted_root` (None: the embedded production root).
     keyless: dict[str, Any] | None = None
+    trusted_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class VerificationResult:
     payload_digest: str | None = None
     optional: dict[str, Any] | None = None
     layers: tuple[LayerCheck, ...] = field(default_factory=tuple)
+    # A keyless verdict: signer identities, OIDC issuer, GitHub claims, Rekor log index and
+    # integrated time, layout (legacy .sig or OCI-referrer bundle).
+    keyless: dict[str, Any] | None = None
 
     @property
     def verified(self) -> bool:
@@ -154,6 +161,8 @@ def verify_artifact(
     if policy.skip:
         log.warning("signature verification of %s@%s skipped (--no-verify)", reference, root_digest)
         return VerificationResult(SKIPPED, reason="verification disabled (--no-verify)", **base)
+    if policy.key_ref is None and policy.keyless:
+        return _verify_keyless(store, reference, root_digest, policy, base)
     if policy.key_ref is None:
         return _without_key(reference, root_digest, policy, base)
     from registry import simplesigning
@@ -191,16 +200,123 @@ _TAMPER_HINT = (
 )
 
 
+def _verify_keyless(
+    store: ArtifactStore,
+    reference: Reference,
+    root_digest: str,
+    policy: Policy,
+    base: dict[str, Any],
+) -> VerificationResult:
+    """Keyless: the legacy `.sig` layers first (no sigstore import needed), then OCI-referrer
+    bundles. The first layer or bundle that passes every step verifies the artifact."""
+    from pathlib import Path
+
+    from registry.keyless.identity import KeylessPolicy
+    from registry.keyless.legacy import KeylessError
+    from registry.keyless.trust_root import load_trust_root
+
+    try:
+        keyless_policy = KeylessPolicy.from_fields(dict(policy.keyless or {}), policy.origin)
+    except ValueError as error:
+        raise VerificationError(
+            f"{reference}: keyless policy: {error}",
+            "a keyless policy needs certificate-identity(-regexp) and "
+            "certificate-oidc-issuer(-regexp)",
+        ) from error
+    trust = load_trust_root(Path(policy.trusted_root) if policy.trusted_root else None)
+    tag = signature_tag(root_digest)
+    checks: list[LayerCheck] = []
+    manifest = _fetch_signature_manifest(store, tag)
+    if manifest is not None:
+        from registry import simplesigning
+        from registry.simplesigning import PayloadError
+
+        try:
+            layers = simplesigning.manifest_layers(manifest)
+        except PayloadError as error:
+            raise VerificationError(
+                f"{reference}@{root_digest}: {tag}: {error}", _TAMPER_HINT
+            ) from error
+        for index, layer in enumerate(layers):
+            check, verdict = _check_keyless_layer(
+                store, index, layer, root_digest, trust, keyless_policy
+            )
+            checks.append(check)
+            if verdict is not None:
+                return _keyless_result(verdict, policy, tag, index, tuple(checks), trust, base)
+    from registry.keyless.bundle import find_bundles, verify_bundle
+
+    for number, document in enumerate(find_bundles(store, root_digest)):
+        try:
+            verdict = verify_bundle(document, trust, keyless_policy, artifact_digest=root_digest)
+        except KeylessError as error:
+            checks.append(LayerCheck(len(checks), f"bundle {number}", False, str(error)))
+            continue
+        checks.append(LayerCheck(len(checks), f"bundle {number}", True, VERIFIED))
+        return _keyless_result(verdict, policy, None, None, tuple(checks), trust, base)
+    if not checks:
+        return _without_signature(
+            reference, root_digest, policy, tag, f"keyless {keyless_policy.describe()}", base
+        )
+    details = "; ".join(f"{c.digest if c.digest.startswith('bundle') else f'layer {c.index}'}: "
+                        f"{c.reason}" for c in checks)  # fmt: skip
+    raise VerificationError(
+        f"keyless signature verification failed for {reference}@{root_digest}: {details}",
+        f"expected a signature by {keyless_policy.describe()} (policy: {policy.origin}); "
+        "do not install it",
+    )
+
+
+def _check_keyless_layer(
+    store: ArtifactStore,
+    index: int,
+    layer: dict[str, Any],
+    root_digest: str,
+    trust: Any,
+    keyless_policy: Any,
+) -> tuple[LayerCheck, Any]:
+    from registry import simplesigning
+    from registry.keyless.legacy import KeylessError, is_keyless_layer, verify_legacy_layer
+
+    digest = str(layer.get("digest", ""))
+    annotations = layer.get("annotations") or {}
+    if layer.get("mediaType") != simplesigning.SIMPLESIGNING_MEDIA_TYPE:
+        return LayerCheck(index, digest, False, "not a simple-signing layer"), None
+    if not isinstance(annotations, dict) or not is_keyless_layer(annotations):
+        return LayerCheck(index, digest, False, "key-based signature (no certificate)"), None
+    payload, why = _fetch_payload(store, layer)
+    if payload is None:
+        return LayerCheck(index, digest, False, why), None
+    try:
+        verdict = verify_legacy_layer(annotations, payload, root_digest, trust, keyless_policy)
+    except KeylessError as error:
+        return LayerCheck(index, digest, False, str(error)), None
+    return LayerCheck(index, digest, True, VERIFIED), verdict
+
+
+def _keyless_result(
+    verdict: Any,
+    policy: Policy,
+    tag: str | None,
+    layer: int | None,
+    checks: tuple[LayerCheck, ...],
+    trust: Any,
+    base: dict[str, Any],
+) -> VerificationResult:
+    report = {**verdict.to_json(), "trusted_root": trust.source}
+    return VerificationResult(
+        VERIFIED, signature_tag=tag, layer=layer, identity=", ".join(verdict.signer.sans),
+        payload_digest=None, layers=checks, keyless=report,
+        reason=f"keyless: signed by {', '.join(verdict.signer.sans)} "
+        f"(issuer {verdict.signer.issuer}), Rekor log index {verdict.log_index}",
+        **base,
+    )  # fmt: skip
+
+
 def _without_key(
     reference: Reference, root_digest: str, policy: Policy, base: dict[str, Any]
 ) -> VerificationResult:
-    if policy.keyless is not None:
-        reason = (
-            "keyless signature policy (certificate identity): not verifiable offline; falconet "
-            "verifies key-based signatures"
-        )
-    else:
-        reason = "no signature policy applies"
+    reason = "no signature policy applies"
     if policy.require:
         raise VerificationError(
             f"{reference}@{root_digest}: a signature is required but {reason}",
@@ -254,7 +370,7 @@ def _check_layer(
     if layer.get("mediaType") != simplesigning.SIMPLESIGNING_MEDIA_TYPE:
         return failed(f"not a simple-signing layer (media type {layer.get('mediaType')!r})")
     if simplesigning.CERTIFICATE_ANNOTATION in annotations:
-        return failed("keyless signature: not verifiable offline (Fulcio certificate)")
+        return failed("keyless signature (a Fulcio certificate), not one by this key")
     encoded = annotations.get(simplesigning.SIGNATURE_ANNOTATION)
     if not isinstance(encoded, str) or not encoded:
         return failed("no signature annotation")
@@ -312,8 +428,9 @@ def _failure(
     details = "; ".join(f"layer {c.index}: {c.reason}" for c in checks) or "it has no layers"
     if checks and all(c.reason.startswith("keyless") for c in checks):
         hint = (
-            "only keyless (Sigstore) signatures are present; falconet verifies key-based "
-            "signatures offline: ask the publisher for a key signature, or use --no-verify"
+            "only keyless (Sigstore) signatures are present: verify them with a keyless policy "
+            "(--certificate-identity(-regexp) and --certificate-oidc-issuer, or verify.policies)"
+            " instead of a key"
         )
     else:
         hint = _TAMPER_HINT + f" (expected key {key_id}, from {policy.origin})"

@@ -101,8 +101,12 @@ def install(
     ] = False,
     pre: Annotated[bool, typer.Option("--pre", help="Allow pre-release versions.")] = False,
     resolve_deps: Annotated[
-        bool, typer.Option("--resolve-deps/--no-resolve-deps", help="Install dependencies too.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--resolve-deps/--no-resolve-deps",
+            help="Install dependencies too (default: artifact.install.resolve_deps, true).",
+        ),
+    ] = None,
     locked: Annotated[
         bool,
         typer.Option(

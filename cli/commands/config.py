@@ -27,11 +27,14 @@ def show(
         emit_json(
             {
                 "file": str(config.file) if config.file else None,
+                "looked_for": [{"path": p, "status": status} for p, status in config.looked_for],
                 "settings": [{"key": k, "value": v, "origin": o} for k, v, o in rows],
             }
         )
         return
     emit_text(f"config file: {config.file or '(none: defaults and environment only)'}")
+    for path, status in config.looked_for:
+        emit_text(f"  looked for {path}: {status}")
     emit_text(
         table(
             ["key", "value", "origin"],

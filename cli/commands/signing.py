@@ -11,6 +11,7 @@ from cli.commands.registry import CaFile, Insecure, Output, PlainHttp
 
 if TYPE_CHECKING:
     from feeds.context import FeedsContext
+    from registry.signatures import VerificationResult
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -67,19 +68,53 @@ def verify(
             "--key", help="Public key: path, https URL or PEM. Default: the configured policy."
         ),
     ] = None,
+    certificate_identity: Annotated[
+        str | None,
+        typer.Option("--certificate-identity", help="Keyless: the signer's exact SAN."),
+    ] = None,
+    certificate_identity_regexp: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-identity-regexp", help="Keyless: RE2 regexp the SAN must match."
+        ),
+    ] = None,
+    certificate_oidc_issuer: Annotated[
+        str | None,
+        typer.Option("--certificate-oidc-issuer", help="Keyless: the exact OIDC issuer."),
+    ] = None,
+    certificate_oidc_issuer_regexp: Annotated[
+        str | None,
+        typer.Option("--certificate-oidc-issuer-regexp", help="Keyless: issuer RE2 regexp."),
+    ] = None,
     plain_http: PlainHttp = False,
     ca_file: CaFile = None,
     insecure_skip_tls_verify: Insecure = False,
     output: Output = "text",
 ) -> None:
-    """Verify an artifact's cosign signature offline (no TUF, no Rekor)."""
+    """Verify an artifact's cosign signature offline: a key, or a keyless (Sigstore) signer
+    checked against the pinned trusted root (no TUF, no Rekor, no network)."""
     from cli.render import emit_json, emit_text
     from feeds.signing import verify_reference
 
+    keyless = {
+        name: value
+        for name, value in (
+            ("certificate-identity", certificate_identity),
+            ("certificate-identity-regexp", certificate_identity_regexp),
+            ("certificate-oidc-issuer", certificate_oidc_issuer),
+            ("certificate-oidc-issuer-regexp", certificate_oidc_issuer_regexp),
+        )
+        if value
+    }
+    if keyless and key:
+        raise typer.BadParameter("give either --key or --certificate-* options", param_hint="--key")
     context = _context(plain_http, ca_file, insecure_skip_tls_verify)
-    result = verify_reference(context, reference, key)
+    result = verify_reference(context, reference, key, keyless or None)
     if output == "json":
         emit_json(result.to_json())
+        return
+    if result.keyless:
+        emit_text(_keyless_text(result))
         return
     emit_text(
         f"Verified OK: {result.reference}@{result.digest}\n"
@@ -87,6 +122,20 @@ def verify(
         f"  signature: {result.signature_tag} layer {result.layer}\n"
         f"  payload:   {result.identity}@{result.payload_digest}"
     )
+
+
+def _keyless_text(result: VerificationResult) -> str:
+    report = result.keyless or {}
+    where = result.signature_tag if result.signature_tag else "OCI referrer bundle"
+    lines = [
+        f"Verified OK: {result.reference}@{result.digest} (keyless, {result.policy_origin})",
+        f"  signer:    {', '.join(report.get('identities') or [])}",
+        f"  issuer:    {report.get('issuer')}",
+        f"  rekor:     log index {report.get('log_index')} at {report.get('integrated_time_utc')}",
+        f"  signature: {where} ({report.get('layout')})",
+        f"  trust:     {report.get('trusted_root')}",
+    ]
+    return "\n".join(lines)
 
 
 def _parse_annotations(items: list[str]) -> dict[str, str]:
