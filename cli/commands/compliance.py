@@ -252,6 +252,12 @@ def _report_text(result: CoverageReport) -> str:
     ]
     findings = [f"unknown control {k}: {', '.join(v)}" for k, v in result.unknown_controls.items()]
     findings += [
+        f"{info['status']} control {k}"
+        + (f" (replaced by {info['replaced_by']})" if info.get("replaced_by") else "")
+        + f": {', '.join(info['rules'])}"  # type: ignore[arg-type]
+        for k, info in result.inactive_controls.items()
+    ]
+    findings += [
         f"unrecognised tag {tag} ({len(info['rules'])} rules): {info['reason']}"
         for tag, info in result.unrecognised_tags.items()
     ]
