@@ -225,5 +225,19 @@ def test_explain_shows_the_rows_behind_each_appended_tag(fixture_rules: Path, ru
     overlay = run_cli("compliance", "overlay", str(fixture_rules))
     entry = next(e for e in yaml.safe_load(overlay.stdout) if e["rule"] == "C sandbox log removal")
     assert facts["overlay_tags"] == entry["tags"]
+    # Every link has a strength and evidence; T1070's CTID mappings are technique evidence.
+    links = facts["links"]
+    assert links and all(link["evidence"] and link["strength"] for link in links)
+    ctid = [
+        link
+        for link in links
+        if link["framework"] == "nist-800-53" and "CTID" in " ".join(link["evidence"])
+    ]
+    assert {"CP-9", "SI-4"} <= {link["control"] for link in ctid}
+    strengths = {link["control"]: link["strength"] for link in ctid}
+    assert (strengths["CP-9"], strengths["SI-4"]) == ("technique", "tactic")  # SI-4 is generic
+    assert facts["best"]["mitre-attack:T1070"] == "explicit"
+    text = run_cli("compliance", "explain", str(fixture_rules), "--rule", "C sandbox log removal")
+    assert "mitigated by CP-9" in text.stdout and "STRENGTH" in text.stdout
     missing = run_cli("compliance", "explain", str(fixture_rules), "--rule", "C sandbox")
     assert missing.returncode == 3 and "did you mean 'C sandbox log removal'" in missing.stderr

@@ -343,3 +343,22 @@ def test_selection_equals_enable_by_tag_after_overlay_for_any_rules(
         if any(tag_matches(tag, parsed.framework, parsed.control_prefix, strength) for tag in tags)
     }
     assert select_rules(infos, spec, strength=strength) == expected
+
+
+def test_gaps_lists_uncovered_controls_per_framework_and_strength(
+    fixture_rules: Path, run_cli
+) -> None:
+    result = run_cli("compliance", "gaps", str(fixture_rules), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {(r["framework"], r["strength"]): r for r in json.loads(result.stdout)}
+    assert set(rows) == {(f, s) for f in FRAMEWORKS for s in STRENGTHS}
+    for (framework, strength), row in rows.items():
+        expected = select_rules(read_rules([fixture_rules]), framework, strength=strength)
+        assert row["rules_selected"] == len(expected), (framework, strength)
+        assert row["controls_covered"] + len(row["uncovered"]) == row["controls"]
+    # Weaker links never cover fewer controls.
+    for framework in FRAMEWORKS:
+        covered = [rows[framework, s]["controls_covered"] for s in STRENGTHS]
+        assert covered == sorted(covered), framework
+    text = run_cli("compliance", "gaps", str(fixture_rules))
+    assert text.returncode == 0 and "RULES SELECTED" in text.stdout
