@@ -285,3 +285,37 @@ def test_cli_frameworks_and_controls(run_cli) -> None:
     result = run_cli("compliance", "controls", "hipa")
     assert result.returncode == 2
     assert "unknown compliance framework" in result.stderr and "did you mean hipaa" in result.stderr
+
+
+def _data_copy(data_dir: Path, tmp_path: Path) -> Path:
+    """The authoritative files, linked into a directory a test may alter."""
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for path in data_dir.iterdir():
+        (copy / path.name).symlink_to(path)
+    return copy
+
+
+def test_the_generator_refuses_our_ids_the_data_does_not_have(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.compliance import generate_catalogue
+    from feeds.compliance.generate_catalogue import DataError, generate
+
+    data = _data_copy(data_dir, tmp_path)
+    pci = _json(data_dir, "pcidss-4.0.1-ids.json")
+    pci["ids"].remove("10.3.4")  # we title it; a data set without it must stop the build
+    (data / "pcidss-4.0.1-ids.json").unlink()
+    (data / "pcidss-4.0.1-ids.json").write_text(json.dumps(pci))
+    with pytest.raises(DataError, match=r"10\.3\.4"):
+        generate(data, tmp_path / "out")
+    authored = yaml.safe_load(generate_catalogue.AUTHORED.read_text())
+    authored["hipaa_specifications"].append(
+        {"id": "164.312(b)(2)(i)", "standard": "164.312(b)", "title": "Invented", "ra": "R"}
+    )
+    bad = tmp_path / "authored.yaml"
+    bad.write_text(yaml.safe_dump(authored))
+    monkeypatch.setattr(generate_catalogue, "AUTHORED", bad)
+    with pytest.raises(DataError, match=r"164\.312\(b\)"):  # the data has no required spec there
+        generate(data_dir, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written when the data disagrees

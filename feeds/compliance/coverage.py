@@ -22,9 +22,8 @@ from feeds.compliance.mapping import (
     rule_links,
 )
 from feeds.compliance.rulesfile import RuleInfo
+from feeds.compliance.selection import CONTROL_BOUNDARIES
 from feeds.compliance.tags import parse_tag
-
-_BOUNDARIES = ".(-_"
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def _ancestors(control_id: str) -> list[str]:
     """`control_id` and every id it is a sub-control of (whole components), lower-cased."""
     lowered = control_id.lower()
     found = [lowered]
-    found += [lowered[:i] for i, char in enumerate(lowered) if i and char in _BOUNDARIES]
+    found += [lowered[:i] for i, char in enumerate(lowered) if i and char in CONTROL_BOUNDARIES]
     return found
 
 

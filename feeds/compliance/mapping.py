@@ -30,7 +30,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -253,7 +253,12 @@ def rule_links(rule: RuleFacts, catalogue: Catalogue | None = None) -> tuple[Lin
     return _links(tuple(rule.tags), rule.source, catalogue or load_catalogue())
 
 
-@cache
+# Bounded: a follower reloading changed rules for months must not grow it forever; distinct tag
+# sets of one rules set number in the hundreds.
+_CACHED_RULES = 8192
+
+
+@lru_cache(maxsize=_CACHED_RULES)
 def _links(tags: tuple[str, ...], source: str, catalogue: Catalogue) -> tuple[Link, ...]:
     links = _explicit_links(tags, catalogue)
     attack = catalogue.frameworks[MITRE]
@@ -292,7 +297,7 @@ def rule_controls(
     return _controls(tuple(rule.tags), rule.source, catalogue, strength)
 
 
-@cache
+@lru_cache(maxsize=_CACHED_RULES)
 def _controls(
     tags: tuple[str, ...], source: str, catalogue: Catalogue, strength: str
 ) -> dict[str, frozenset[str]]:

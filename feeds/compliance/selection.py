@@ -36,7 +36,8 @@ from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
 
 SELECTABLE_MATURITY = ("stable", "incubating", "sandbox")
 
-_BOUNDARIES = ".(-_"
+# Characters that end one component of a control id (10.2.1, AC-2(4), High_AC-2).
+CONTROL_BOUNDARIES = ".(-_"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def control_matches(control: str, prefix: str) -> bool:
     if control == prefix:
         return True
     return control.startswith(prefix) and (
-        prefix[-1] in _BOUNDARIES or control[len(prefix)] in _BOUNDARIES
+        prefix[-1] in CONTROL_BOUNDARIES or control[len(prefix)] in CONTROL_BOUNDARIES
     )
 
 
