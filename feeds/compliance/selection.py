@@ -5,6 +5,8 @@ tags matches; different criteria combine with AND:
 - compliance specs `FRAMEWORK[:CONTROL_PREFIX]` (e.g. `pci-dss`, `pci-dss:10.2`, `nist:AU`), matched
   against the controls the rule covers (its tags plus the mappings, see mapping.py); a prefix
   matches whole id components: `10.2` matches `10.2` and `10.2.1` but not `10.20`;
+  only links of the criteria's strength or stronger count (`--strength explicit|technique|tactic`,
+  default technique; mapping.py), and a framework without prefix needs a framework-level link;
 - `--tag T`: the rule carries tag T (exact, like Falco's `-t`);
 - `--maturity LEVEL`: the rule is at least that mature (stable < incubating < sandbox); rules
   without a `maturity_*` tag (plugin rules files carry none) are not filtered by maturity;
