@@ -3,7 +3,10 @@
 - reading rules for compliance (engine reader + collector, no compile) vs a full engine load
   (compile every condition): the ratio says what the compliance commands save by not compiling;
 - overlay generation, selection for every framework, one coverage report (in-process);
-- the overlay's effect on a full engine load (upstream files alone vs upstream + overlay).
+- the overlay's effect on a full engine load (upstream files alone vs upstream + overlay);
+- for each framework and strength, over Falco's own rules (stable + incubating + sandbox) and over
+  every upstream file: the rules `--compliance F --strength S` selects and the controls covered
+  (the table in docs/compliance.md).
 
 Run: .venv/bin/python bench/bench_compliance.py
 """
@@ -23,12 +26,15 @@ sys.path.insert(0, str(ROOT))
 from engine.loader import load_rules_files  # noqa: E402
 from feeds.compliance.catalogue import load_catalogue  # noqa: E402
 from feeds.compliance.coverage import build_report  # noqa: E402
-from feeds.compliance.operations import generate_overlay  # noqa: E402
+from feeds.compliance.operations import coverage_summary, generate_overlay  # noqa: E402
 from feeds.compliance.rulesfile import read_rules  # noqa: E402
 from feeds.compliance.selection import select_rules  # noqa: E402
 
 RUNS = 5
 UPSTREAM = ROOT.parent / "shared" / "upstream-rules"
+
+
+FALCO_OWN = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
 
 
 def median_seconds(action: Callable[[], object], runs: int = RUNS) -> float:
@@ -38,6 +44,24 @@ def median_seconds(action: Callable[[], object], runs: int = RUNS) -> float:
         action()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def strength_table(files: list[str], label: str) -> None:
+    """Rules selected and controls covered per framework and strength (Markdown table)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    rows = coverage_summary(files)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    total = rows[0]["rules"]
+    print(
+        f"\n{label}: {total} rules; summary took {wall * 1000:.0f} ms wall, {cpu * 1000:.0f} ms CPU"
+    )
+    print("| framework | strength | rules selected | controls covered |")
+    print("|---|---|---:|---:|")
+    for row in rows:
+        print(
+            f"| {row['framework']} | {row['strength']} | {row['rules_selected']}/{total} "
+            f"| {row['controls_covered']}/{row['controls']} |"
+        )
 
 
 def main() -> None:
@@ -72,6 +96,8 @@ def main() -> None:
         f"engine load with overlay:         {with_overlay * 1000:8.1f} ms   "
         f"ratio with/without = {with_overlay / full:.2f}"
     )
+    strength_table([str(UPSTREAM / name) for name in FALCO_OWN], "Falco's own rules")
+    strength_table(files, "every upstream rules file")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ EngineVersions = Annotated[
         help="Falco /versions URL or JSON file of the target engine (default: falconet's own).",
     ),
 ]
+Strength = Annotated[
+    str | None,
+    typer.Option(
+        "--strength",
+        help="With --compliance: minimum evidence of a rule -> control link, "
+        "explicit|technique|tactic (default technique).",
+    ),
+]
 RingbufSize = Annotated[
     str | None,
     typer.Option(

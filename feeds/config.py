@@ -150,6 +150,12 @@ def _settings() -> list[Setting]:
             "Enable only rules covering these framework[:control prefix] (e.g. pci-dss:10.2).",
         ),
         Setting(
+            "artifact.follow.strength",
+            "str",
+            "",
+            "Minimum compliance link strength: explicit|technique|tactic (empty: technique).",
+        ),
+        Setting(
             "verify.require", "bool", False, "Refuse artifacts that no signature policy covers."
         ),
         Setting(

@@ -327,8 +327,8 @@ def follower_from_config(
     on_tick: TickCallback | None = None,
     **options: Any,
 ) -> Follower | None:
-    """A Follower as configured (artifact.follow.refs|every|cron|startup|compliance), or None
-    when there is nothing to follow. `options` go to FollowOptions (no_verify, platform...)."""
+    """A Follower as configured (artifact.follow.refs|every|cron|startup|compliance|strength), or
+    None when there is nothing to follow. `options` go to FollowOptions (no_verify, platform...)."""
     config = context.config
     followed = tuple(refs or config["artifact.follow.refs"])
     if not followed:
@@ -339,11 +339,12 @@ def follower_from_config(
         config["artifact.follow.startup"],
     )
     compliance = tuple(config["artifact.follow.compliance"])
+    strength = config["artifact.follow.strength"] or None
     follow_options = FollowOptions(
         refs=followed,
         dirs=dirs,
         engine_versions=engine_versions or config["artifact.follow.engine_versions"] or None,
-        selection=Selection(compliance) if compliance else None,
+        selection=Selection(compliance, strength=strength) if compliance else None,
         **options,
     )
     return Follower(

@@ -113,6 +113,7 @@ class Selection:
     tags: tuple[str, ...] = ()
     maturity: str | None = None
     min_priority: str | None = None
+    strength: str | None = None  # minimum rule -> control link strength (None: `technique`)
 
     def __bool__(self) -> bool:
         return bool(self.compliance or self.tags or self.maturity or self.min_priority)
@@ -120,7 +121,13 @@ class Selection:
     def validate(self) -> None:
         from feeds.compliance.selection import build_criteria
 
-        build_criteria(list(self.compliance), self.tags, self.maturity, self.min_priority)
+        build_criteria(
+            list(self.compliance),
+            self.tags,
+            self.maturity,
+            self.min_priority,
+            strength=self.strength,
+        )
 
 
 @dataclass
@@ -479,6 +486,7 @@ def _write_selection(dirs: InstallDirs, state: StateStore, selection: Selection)
         list(selection.tags),
         selection.maturity,
         selection.min_priority,
+        selection.strength,
     )
     summary = {
         "criteria": files.criteria,

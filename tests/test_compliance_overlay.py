@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ TAG_PREFIX = {
 }
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ATTACK_ID = re.compile(r"TA\d{4}|T\d{4}(\.\d{3})?")
+ATTACK_TECHNIQUE = re.compile(r"T\d{4}(\.\d{3})?")
 
 FIXTURE_RULES = """
 - required_engine_version: 0.31.0
@@ -92,10 +92,14 @@ def effective_tags(paths: list[str], overlay_text: str) -> dict[str, set[str]]:
     return tags
 
 
-def tag_matches(tag: str, framework: str, prefix: str | None) -> bool:
-    """Would Falco's enable-by-tag with falconet's canonical tags select this tag."""
+def tag_matches(tag: str, framework: str, prefix: str | None, strength: str = "technique") -> bool:
+    """Would Falco's enable-by-tag with falconet's canonical tags select this tag.
+
+    The whole of ATT&CK at a strength above `tactic` is its techniques (tactics are its
+    families: a rule naming only a tactic covers ATT&CK at `tactic` strength)."""
     if framework == "mitre-attack":
-        if not ATTACK_ID.fullmatch(tag):
+        whole = ATTACK_ID if prefix is not None or strength == "tactic" else ATTACK_TECHNIQUE
+        if not whole.fullmatch(tag):
             return False
         control = tag
     elif tag.startswith(TAG_PREFIX[framework]):
@@ -128,7 +132,12 @@ def test_overlay_adds_mapped_tags_implied_tactics_and_fedramp(fixture_rules: Pat
     assert "T1070" not in log_removal["tags"]  # already on the rule: not appended twice
     # A tactic named by `mitre_execution` gets its canonical id.
     assert "TA0002" in entries["A stable critical shell"]["tags"]
-    # Plugin rules without ATT&CK tags are mapped through their event source.
+    # Plugin rules without ATT&CK tags are mapped through their event source: a generic link,
+    # so only an overlay of strength `tactic` carries it.
+    assert "D audit rule" not in entries
+    tactic = run_cli("compliance", "overlay", str(fixture_rules), "--strength", "tactic")
+    assert "# Strength: tactic" in tactic.stdout
+    entries = {e["rule"]: e for e in yaml.safe_load(tactic.stdout)}
     assert "NIST_800-53_AU-6" in entries["D audit rule"]["tags"]
 
 
@@ -136,19 +145,19 @@ def test_overlay_of_all_upstream_files_is_a_valid_append_only_rules_file(
     shared_dir: Path, run_cli
 ) -> None:
     files = upstream_files(shared_dir)
-    result = run_cli("compliance", "overlay", *files)
+    result = run_cli("compliance", "overlay", *files, "--strength", "tactic")
     assert result.returncode == 0, result.stderr
     entries = yaml.safe_load(result.stdout)
     upstream = rule_tags(files)
     assert {e["rule"] for e in entries} == set(upstream), "every upstream rule gains tags"
-    baselines = {
-        row["nist"]: row["baselines"]
-        for row in yaml.safe_load(
-            resources.files("feeds.compliance.mappings")
-            .joinpath("nist-800-53-to-fedramp.yaml")
-            .read_text()
-        )["mappings"]
+    default = {
+        e["rule"]: set(e["tags"])
+        for e in yaml.safe_load(run_cli("compliance", "overlay", *files).stdout)
     }
+    assert set(default) < set(upstream), "the default strength leaves out generic-only links"
+    for entry in entries:
+        assert default.get(entry["rule"], set()) <= set(entry["tags"])
+    baselines = CATALOGUE.fedramp_baselines
     for entry in entries:
         assert set(entry) == {"rule", "tags", "override"}
         assert entry["override"] == {"tags": "append"}
@@ -176,7 +185,7 @@ def test_an_override_without_its_base_file_is_rejected_like_falco_does(
     assert "no rule by that name already exists" in result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
     base = shared_dir / "upstream-rules/k8s_audit_rules.yaml"
-    result = run_cli("compliance", "overlay", str(base), str(gke))
+    result = run_cli("compliance", "overlay", str(base), str(gke), "--strength", "tactic")
     assert result.returncode == 0, result.stderr
     assert "Disallowed K8s User" in {e["rule"] for e in yaml.safe_load(result.stdout)}
 
@@ -216,5 +225,19 @@ def test_explain_shows_the_rows_behind_each_appended_tag(fixture_rules: Path, ru
     overlay = run_cli("compliance", "overlay", str(fixture_rules))
     entry = next(e for e in yaml.safe_load(overlay.stdout) if e["rule"] == "C sandbox log removal")
     assert facts["overlay_tags"] == entry["tags"]
+    # Every link has a strength and evidence; T1070's CTID mappings are technique evidence.
+    links = facts["links"]
+    assert links and all(link["evidence"] and link["strength"] for link in links)
+    ctid = [
+        link
+        for link in links
+        if link["framework"] == "nist-800-53" and "CTID" in " ".join(link["evidence"])
+    ]
+    assert {"CP-9", "SI-4"} <= {link["control"] for link in ctid}
+    strengths = {link["control"]: link["strength"] for link in ctid}
+    assert (strengths["CP-9"], strengths["SI-4"]) == ("technique", "tactic")  # SI-4 is generic
+    assert facts["best"]["mitre-attack:T1070"] == "explicit"
+    text = run_cli("compliance", "explain", str(fixture_rules), "--rule", "C sandbox log removal")
+    assert "mitigated by CP-9" in text.stdout and "STRENGTH" in text.stdout
     missing = run_cli("compliance", "explain", str(fixture_rules), "--rule", "C sandbox")
     assert missing.returncode == 3 and "did you mean 'C sandbox log removal'" in missing.stderr

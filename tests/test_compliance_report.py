@@ -17,40 +17,53 @@ from tests.test_compliance_overlay import effective_tags, tag_matches, upstream_
 CATALOGUE = load_catalogue()
 
 
-@pytest.fixture(scope="module")
-def upstream_tags(shared_dir: Path) -> dict[str, set[str]]:
+_TAGS: dict[str, dict[str, set[str]]] = {}
+
+
+def _upstream_tags(shared_dir: Path, strength: str) -> dict[str, set[str]]:
+    """Rule -> tags once the overlay of `strength` is applied (generated once per strength)."""
     from feeds.compliance.operations import generate_overlay
 
-    files = upstream_files(shared_dir)
-    return effective_tags(files, generate_overlay(files).text)
+    if strength not in _TAGS:
+        files = upstream_files(shared_dir)
+        _TAGS[strength] = effective_tags(files, generate_overlay(files, strength).text)
+    return _TAGS[strength]
 
 
-_REPORTS: dict[tuple[str, str], str] = {}  # reports depend only on the shared files
+@pytest.fixture(scope="module")
+def upstream_tags(shared_dir: Path) -> dict[str, set[str]]:
+    return _upstream_tags(shared_dir, "technique")
 
 
-def _report(run_cli, shared_dir: Path, framework: str, fmt: str) -> str:
-    if (framework, fmt) not in _REPORTS:
-        _REPORTS[framework, fmt] = _run_report(run_cli, shared_dir, framework, fmt)
-    return _REPORTS[framework, fmt]
+_REPORTS: dict[tuple[str, ...], str] = {}  # reports depend only on the shared files
 
 
-def _run_report(run_cli, shared_dir: Path, framework: str, fmt: str) -> str:
+def _report(run_cli, shared_dir: Path, framework: str, fmt: str, *extra: str) -> str:
+    if (framework, fmt, *extra) not in _REPORTS:
+        _REPORTS[framework, fmt, *extra] = _run_report(run_cli, shared_dir, framework, fmt, *extra)
+    return _REPORTS[framework, fmt, *extra]
+
+
+def _run_report(run_cli, shared_dir: Path, framework: str, fmt: str, *extra: str) -> str:
     result = run_cli(
-        "compliance", "report", *upstream_files(shared_dir), "--framework", framework, "-o", fmt
-    )
+        "compliance", "report", *upstream_files(shared_dir), "--framework", framework, "-o", fmt,
+        *extra,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def _expected_counts(framework: str, tags: dict[str, set[str]]) -> dict[str, int]:
-    """Per catalogue control: how many rules carry its tag or a sub-control's tag."""
+def _expected_counts(
+    framework: str, tags: dict[str, set[str]], strength: str = "technique"
+) -> dict[str, int]:
+    """Per catalogue control in force: how many rules carry its tag or a sub-control's tag."""
     return {
-        control: sum(
+        control.id: sum(
             1
             for rule_tags in tags.values()
-            if any(tag_matches(t, framework, control) for t in rule_tags)
+            if any(tag_matches(t, framework, control.id, strength) for t in rule_tags)
         )
-        for control in CATALOGUE.frameworks[framework].controls
+        for control in CATALOGUE.frameworks[framework].active_controls
     }
 
 
@@ -73,12 +86,44 @@ def test_json_report_counts_equal_an_independent_count(
         for name, tags in upstream_tags.items()
         if any(tag_matches(t, framework, None) for t in tags)
     }
-    assert totals["rules_mapped"] == len(mapped) == len(report["rules"])
+    assert totals["rules_mapped"] == len(mapped)
+    assert totals["strength"] == "technique"
+    # `rules` lists every rule linked at any strength, each with its strongest link.
+    tactic_tags = _upstream_tags(shared_dir, "tactic")
+    linked = {
+        name
+        for name, tags in tactic_tags.items()
+        if any(tag_matches(t, framework, None, "tactic") for t in tags)
+    }
+    assert set(report["rules"]) == linked
+    assert {n for n, r in report["rules"].items() if r["strength"] != "tactic"} == mapped
     assert totals["rules"] == len(upstream_tags)
     for family in report["families"]:
         in_family = [c for c in report["controls"] if c["family"] == family["id"]]
         assert family["controls"] == len(in_family)
         assert family["covered"] == sum(1 for c in in_family if c["rules"])
+
+
+@pytest.mark.parametrize("framework", ["pci-dss", "soc2", "nist-800-53", "dora"])
+def test_report_counts_per_strength_equal_the_overlay_of_that_strength(
+    shared_dir: Path, run_cli, framework: str
+) -> None:
+    default = json.loads(_report(run_cli, shared_dir, framework, "json"))
+    by_strength = default["totals"]["by_strength"]
+    previous = -1
+    for strength in ("explicit", "technique", "tactic"):
+        expected = _expected_counts(framework, _upstream_tags(shared_dir, strength), strength)
+        report = json.loads(_report(run_cli, shared_dir, framework, "json", "--strength", strength))
+        assert {c["id"]: len(c["rules"]) for c in report["controls"]} == expected, strength
+        covered = sum(1 for n in expected.values() if n)
+        assert by_strength[strength]["covered"] == covered == report["totals"]["covered"]
+        assert sorted(default["uncovered_by_strength"][strength]) == sorted(
+            c for c, n in expected.items() if n == 0
+        )
+        assert covered >= previous  # weaker evidence never covers less
+        previous = covered
+    for control in default["controls"]:  # the strongest link of a covered control is known
+        assert (control["strength"] is None) == (not control["rules_by_strength"]["tactic"])
 
 
 def test_json_report_flags_controls_absent_from_the_catalogue(shared_dir: Path, run_cli) -> None:
@@ -133,6 +178,9 @@ class _DomFacts(HTMLParser):
         self.external: list[str] = []
         self._total_id: str | None = None
         self.svg_count = 0
+        self.segments: dict[str, list[tuple[str, int]]] = {}
+        self.legend: list[str] = []
+        self.strength_rows: dict[str, int] = {}
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -140,6 +188,13 @@ class _DomFacts(HTMLParser):
             self.svg_count += 1
         if tag == "g" and "family-bar" in a.get("class", ""):
             self.bars.append(a)
+        if tag == "rect" and "bar-covered" in a.get("class", "") and self.bars:
+            family = self.bars[-1]["data-family"]
+            self.segments.setdefault(family, []).append((a["data-strength"], int(a["data-added"])))
+        if tag == "g" and "legend" in a.get("class", "").split():
+            self.legend.append(a["data-strength"])
+        if tag == "tr" and "strength" in a.get("class", "").split():
+            self.strength_rows[a["data-strength"]] = int(a["data-covered"])
         if a.get("id", "").startswith("total-"):
             self._total_id = a["id"]
         if tag == "tr" and "control" in a.get("class", "").split():
@@ -199,6 +254,17 @@ def test_html_report_renders_in_headless_chromium_with_chart_and_counts(
     assert dom.totals["total-uncovered"] == str(totals["uncovered"])
     assert dom.rows == {c["id"]: len(c["rules"]) for c in report["controls"]}
     assert dom.external == []  # self-contained: nothing to fetch
+    # The chart distinguishes strengths: one segment per strength, adding up to the tactic total.
+    for bar, family in zip(dom.bars, report["families"], strict=True):
+        for strength in ("explicit", "technique", "tactic"):
+            assert int(bar[f"data-covered-{strength}"]) == family["covered_by_strength"][strength]
+        added = dom.segments[bar["data-family"]]
+        assert [s for s, _ in added] == ["explicit", "technique", "tactic"]
+        assert sum(n for _, n in added) == family["covered_by_strength"]["tactic"]
+    assert dom.legend == ["explicit", "technique", "tactic"]
+    assert dom.strength_rows == {
+        s: f["covered"] for s, f in report["totals"]["by_strength"].items()
+    }
     shot = tmp_path / "report.png"
     rendered = _render(chromium, page, tmp_path, f"--screenshot={shot}", "--window-size=1000,1400")
     assert rendered.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

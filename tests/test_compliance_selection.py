@@ -21,13 +21,24 @@ from tests.test_compliance_overlay import (
 )
 
 FRAMEWORKS = [*TAG_PREFIX, "mitre-attack"]
+STRENGTHS = ["explicit", "technique", "tactic"]
+_OVERLAYS: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module")
-def overlay_text(shared_dir: Path) -> str:
+def overlay_text(shared_dir: Path, strength: str) -> str:
+    """The overlay of every upstream file at `strength` (generated once per strength)."""
     from feeds.compliance.operations import generate_overlay
 
-    return generate_overlay(upstream_files(shared_dir)).text
+    if strength not in _OVERLAYS:
+        _OVERLAYS[strength] = generate_overlay(upstream_files(shared_dir), strength).text
+    return _OVERLAYS[strength]
+
+
+def falco_rules(shared_dir: Path) -> list[str]:
+    """Falco's own rules files: stable, incubating and sandbox (93 rules)."""
+    base = shared_dir / "upstream-rules"
+    names = ("falco_rules.yaml", "falco-incubating_rules.yaml", "falco-sandbox_rules.yaml")
+    return [str(base / name) for name in names]
 
 
 @pytest.fixture
@@ -40,13 +51,25 @@ def fixture_rules(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("criteria", "expected"),
     [
-        # T1070 implies TA0005, whose row maps to PCI 10.2.1.6: selected through the tactic.
-        ({"framework_spec": "pci-dss:10.2"}, {"C sandbox log removal"}),
-        # `10` is a parent of 10.20 and 10.4.1.1 (D's k8s_audit source row) too.
+        # T1070 implies TA0005, whose row maps to PCI 10.2.1.6: selected through the tactic,
+        # so only at strength `tactic`; T1070's own row maps to 10.3.x: selected by default.
+        ({"framework_spec": "pci-dss:10.2", "strength": "tactic"}, {"C sandbox log removal"}),
+        ({"framework_spec": "pci-dss:10.2"}, set()),
+        ({"framework_spec": "pci-dss:10.3"}, {"C sandbox log removal"}),
+        # `10` is a parent of 10.20 (E's own tag: explicit, selected at every strength) and
+        # 10.4.1.1 (D's k8s_audit source row: generic, only at `tactic`).
         (
-            {"framework_spec": "pci-dss:10"},
+            {"framework_spec": "pci-dss:10", "strength": "tactic"},
             {"C sandbox log removal", "D audit rule", "E pre-tagged"},
         ),
+        ({"framework_spec": "pci-dss:10"}, {"C sandbox log removal", "E pre-tagged"}),
+        ({"framework_spec": "pci-dss:10", "strength": "explicit"}, {"E pre-tagged"}),
+        # ATT&CK as a whole needs a technique; a tactic alone is a family.
+        (
+            {"framework_spec": "mitre"},
+            {"A stable critical shell", "B incubating credentials", "C sandbox log removal"},
+        ),
+        ({"framework_spec": "mitre:TA0006", "strength": "explicit"}, {"B incubating credentials"}),
         ({"framework_spec": "pci-dss:10.3"}, {"C sandbox log removal"}),
         ({"framework_spec": "nist:IA-5"}, {"B incubating credentials"}),
         ({"framework_spec": ["nist:IA-5", "dora:Art12"]}, {"B incubating credentials"}),
@@ -59,7 +82,21 @@ def fixture_rules(tmp_path: Path) -> Path:
         ({"min_priority": "warning"}, {"A stable critical shell", "B incubating credentials"}),
         ({"framework_spec": "mitre:TA0002", "tags": ["host"]}, {"A stable critical shell"}),
         ({"framework_spec": "mitre:TA0002", "tags": ["container"]}, set()),
-        ({"framework_spec": "soc2", "min_priority": "critical"}, {"A stable critical shell"}),
+        (
+            {"framework_spec": "soc2", "min_priority": "critical", "strength": "tactic"},
+            {"A stable critical shell"},
+        ),
+        # No fixture rule has a technique-level DORA link: only the tactic rows reach DORA.
+        ({"framework_spec": "dora"}, set()),
+        (
+            {"framework_spec": "dora", "strength": "tactic"},
+            {
+                "A stable critical shell",
+                "B incubating credentials",
+                "C sandbox log removal",
+                "D audit rule",
+            },
+        ),
     ],
 )
 def test_selection_criteria_on_a_fixture(
@@ -75,11 +112,13 @@ def test_cli_select_writes_a_falco_rules_config_fragment(
     target = tmp_path / "out" / "selection.yaml"
     result = run_cli(
         "compliance", "select", str(fixture_rules), "--compliance", "pci-dss:10", "--maturity",
-        "incubating", "--write", str(target), "-o", "json",
+        "incubating", "--write", str(target), "--strength", "tactic", "-o", "json",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     selected = json.loads(result.stdout)["rules"]
     assert selected == ["D audit rule", "E pre-tagged"]
+    assert json.loads(result.stdout)["criteria"]["strength"] == "tactic"
+    assert "strength: tactic" in target.read_text()
     config = yaml.safe_load(target.read_text())
     assert config["rules"][0] == {"disable": {"rule": "*"}}
     assert config["rules"][1:] == [{"enable": {"rule": name}} for name in selected]
@@ -94,6 +133,7 @@ def test_cli_select_writes_a_falco_rules_config_fragment(
         (["--compliance", "pci-dss:99"], 2, "no PCI DSS control"),
         (["--min-priority", "loud"], 2, "unknown priority"),
         (["--maturity", "experimental"], 2, "unknown maturity"),
+        (["--compliance", "pci", "--strength", "strong"], 2, "unknown strength"),
     ],
 )
 def test_bad_criteria_fail_with_one_line_and_a_hint(
@@ -132,26 +172,82 @@ def test_bad_rules_files_fail_cleanly(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("strength", STRENGTHS)
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("with_prefix", [False, True])
 def test_selection_equals_falco_enable_by_tag_on_the_overlay(
-    shared_dir: Path, framework: str, with_prefix: bool, overlay_text: str
+    shared_dir: Path, framework: str, with_prefix: bool, strength: str
 ) -> None:
     files = upstream_files(shared_dir)
     prefix = {
         "pci-dss": "10.2", "soc2": "CC6", "hipaa": "164.312", "nist-800-53": "AU",
-        "fedramp": "High_AC", "nis2": "21.2.b", "dora": "Art9", "mitre-attack": "TA0004",
+        "fedramp": "High_AC", "nis2": "21.2.c", "dora": "Art9", "mitre-attack": "TA0004",
     }[framework] if with_prefix else None  # fmt: skip
     spec = framework + (f":{prefix}" if prefix else "")
-    selected = select_rules(read_rules(files), spec)
-    tags = effective_tags(files, overlay_text)
+    selected = select_rules(read_rules(files), spec, strength=strength)
+    tags = effective_tags(files, overlay_text(shared_dir, strength))
     falco_would_enable = {
         name
         for name, rule_tags in tags.items()
-        if any(tag_matches(t, framework, prefix) for t in rule_tags)
+        if any(tag_matches(t, framework, prefix, strength) for t in rule_tags)
     }
-    assert selected, spec
+    assert selected or strength == "explicit", spec
     assert selected == falco_would_enable
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_default_strength_discriminates_over_falcos_own_rules(
+    shared_dir: Path, framework: str
+) -> None:
+    """Over stable + incubating + sandbox, the default selection of each framework is a
+    non-empty strict subset, every selected rule's links trace to evidence, and it equals
+    Falco's enable-by-tag over the default overlay of those files."""
+    from feeds.compliance.mapping import at_least, framework_strengths, rule_links
+    from feeds.compliance.operations import generate_overlay
+
+    files = falco_rules(shared_dir)
+    rules = read_rules(files)
+    assert len(rules) == 93
+    names = {rule.name for rule in rules}
+    selected = select_rules(rules, framework)
+    assert selected and selected < names, (framework, len(selected))
+    tags = effective_tags(files, generate_overlay(files).text)
+    assert selected == {
+        name
+        for name, rule_tags in tags.items()
+        if any(tag_matches(t, framework, None) for t in rule_tags)
+    }
+    for rule in rules:
+        if rule.name in selected:
+            links = [link for link in rule_links(rule) if link.framework == framework]
+            strong = [link for link in links if at_least(link.strength, "technique")]
+            assert strong and all(link.evidence for link in strong), rule.name
+        else:  # selected at `tactic` only: no link to the framework beats `tactic`
+            best = framework_strengths(rule_links(rule)).get(framework)
+            assert best == "tactic", (rule.name, best)
+    # Weaker strengths select more: explicit <= technique <= tactic = every rule.
+    explicit = select_rules(rules, framework, strength="explicit")
+    assert explicit <= selected < select_rules(rules, framework, strength="tactic") == names
+
+
+def test_explicit_tags_select_at_every_strength_and_tactic_links_only_at_tactic(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "- rule: tagged\n  desc: t\n  condition: evt.type = open\n  output: t\n"
+        "  priority: WARNING\n  tags: [PCI_DSS_10.2.1, NIST_800-53_AU-6, SOC2_CC7.2]\n"
+        "- rule: tactic only\n  desc: o\n  condition: evt.type = open\n  output: o\n"
+        "  priority: WARNING\n  tags: [mitre_discovery]\n"
+    )
+    rules = read_rules([path])
+    for framework in ("pci-dss", "nist-800-53", "fedramp", "soc2"):
+        for strength in STRENGTHS:
+            expected = {"tagged"} | ({"tactic only"} if strength == "tactic" else set())
+            assert select_rules(rules, framework, strength=strength) == expected, (
+                framework,
+                strength,
+            )
 
 
 def test_frameworks_covered_lists_only_frameworks_some_rule_maps_to(tmp_path: Path) -> None:
@@ -177,10 +273,12 @@ def test_selection_files_for_install_are_written_next_to_the_rules(
     written = write_selection_files(dest, [fixture_rules], ["nist:IA-5"], min_priority="warning")
     assert written.rules == ["B incubating credentials"]
     assert written.criteria["compliance"] == ["nist-800-53:IA-5"]
+    assert written.criteria["strength"] == "technique"
     assert read_selection(written.selection) == written.rules
     overlay = yaml.safe_load(written.overlay.read_text())
-    # E only carries PCI_DSS_10.20 already: it gains no tag, so it has no overlay entry.
-    gaining = {r.name for r in read_rules([fixture_rules])} - {"E pre-tagged"}
+    # E only carries PCI_DSS_10.20 already: it gains no tag, so it has no overlay entry; D is
+    # linked through its event source only (generic): not at the default strength.
+    gaining = {r.name for r in read_rules([fixture_rules])} - {"E pre-tagged", "D audit rule"}
     assert {e["rule"] for e in overlay} == gaining
     written_files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert written_files == sorted(  # no temporary files left behind
@@ -206,7 +304,8 @@ TAG_POOL = [
 ]  # fmt: skip
 SPECS = [
     "pci-dss:10.2", "pci-dss:8", "nist:AU-9", "nist:AC", "soc2:CC8", "hipaa:164.312", "nis2:21.2.d",
-    "dora:Art9", "fedramp:High_AU", "fedramp:Low", "mitre:TA0004", "mitre:T1059",
+    "dora:Art9", "fedramp:High_AU", "fedramp:Low", "mitre:TA0004", "mitre:T1059", "mitre", "soc2",
+    "fedramp",
 ]  # fmt: skip
 
 
@@ -220,10 +319,11 @@ SPECS = [
         max_size=8,
     ),
     spec=st.sampled_from(SPECS),
+    strength=st.sampled_from(STRENGTHS),
 )
 @settings(max_examples=150, deadline=None)
 def test_selection_equals_enable_by_tag_after_overlay_for_any_rules(
-    rules: list[tuple[list[str], str]], spec: str
+    rules: list[tuple[list[str], str]], spec: str, strength: str
 ) -> None:
     from feeds.compliance.overlay import overlay_entries
     from feeds.compliance.rulesfile import RuleInfo
@@ -234,12 +334,31 @@ def test_selection_equals_enable_by_tag_after_overlay_for_any_rules(
         for i, (tags, source) in enumerate(rules)
     ]
     effective = {info.name: set(info.tags) for info in infos}
-    for entry in overlay_entries(infos):
+    for entry in overlay_entries(infos, strength=strength):
         effective[entry["rule"]].update(entry["tags"])
     parsed = parse_framework_spec(spec)
     expected = {
         name
         for name, tags in effective.items()
-        if any(tag_matches(tag, parsed.framework, parsed.control_prefix) for tag in tags)
+        if any(tag_matches(tag, parsed.framework, parsed.control_prefix, strength) for tag in tags)
     }
-    assert select_rules(infos, spec) == expected
+    assert select_rules(infos, spec, strength=strength) == expected
+
+
+def test_gaps_lists_uncovered_controls_per_framework_and_strength(
+    fixture_rules: Path, run_cli
+) -> None:
+    result = run_cli("compliance", "gaps", str(fixture_rules), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {(r["framework"], r["strength"]): r for r in json.loads(result.stdout)}
+    assert set(rows) == {(f, s) for f in FRAMEWORKS for s in STRENGTHS}
+    for (framework, strength), row in rows.items():
+        expected = select_rules(read_rules([fixture_rules]), framework, strength=strength)
+        assert row["rules_selected"] == len(expected), (framework, strength)
+        assert row["controls_covered"] + len(row["uncovered"]) == row["controls"]
+    # Weaker links never cover fewer controls.
+    for framework in FRAMEWORKS:
+        covered = [rows[framework, s]["controls_covered"] for s in STRENGTHS]
+        assert covered == sorted(covered), framework
+    text = run_cli("compliance", "gaps", str(fixture_rules))
+    assert text.returncode == 0 and "RULES SELECTED" in text.stdout

@@ -50,7 +50,7 @@ def test_follower_from_config_reads_the_follow_settings(falconet_home: Path) -> 
     config.parent.mkdir(parents=True)
     config.write_text(
         "artifact:\n  follow:\n    refs: [example.org/rules:1]\n    cron: '*/5 * * * *'\n"
-        "    startup: skip\n    compliance: [pci-dss:10.2]\n"
+        "    startup: skip\n    compliance: [pci-dss:10.2]\n    strength: explicit\n"
     )
     context = FeedsContext.load()
     follower = follower_from_config(context, install_dirs_from(context))
@@ -59,6 +59,7 @@ def test_follower_from_config_reads_the_follow_settings(falconet_home: Path) -> 
     assert follower.schedule == Schedule(cron="*/5 * * * *", startup="skip")
     assert follower.options.selection is not None
     assert follower.options.selection.compliance == ("pci-dss:10.2",)
+    assert follower.options.selection.strength == "explicit"
     config.write_text("artifact:\n  follow:\n    refs: []\n")
     context = FeedsContext.load()
     assert follower_from_config(context, install_dirs_from(context)) is None

@@ -335,3 +335,4 @@ def test_compliance_selection_at_install(run_cli: CliRunner, falconet_home: Path
     assert Path(selection["overlay"]).name == "zz-falconet-compliance-overlay.yaml"
     record = installed(run_cli)["falconet-rules"]
     assert record["selection"]["criteria"]["compliance"]
+    assert record["selection"]["criteria"]["strength"] == "technique"

@@ -100,3 +100,40 @@ def test_push_annotates_the_frameworks_a_rules_file_covers(
     manifest = json.loads(run_cli("artifact", "manifest", ref, "--plain-http").stdout)
     frameworks = set(manifest["annotations"]["dev.falconet.compliance"].split(","))
     assert {"pci-dss", "nist-800-53"} <= frameworks
+
+
+TACTIC_RULES = """\
+- rule: Cat opens (explicit)
+  desc: cat opened a file
+  condition: evt.type = open and evt.dir = < and proc.name = cat
+  output: explicit (file=%fd.name)
+  priority: WARNING
+  tags: [PCI_DSS_10.2.1]
+- rule: Cat opens (tactic only)
+  desc: cat opened a file
+  condition: evt.type = open and evt.dir = < and proc.name = cat
+  output: tactic (file=%fd.name)
+  priority: WARNING
+  tags: [mitre_collection]
+"""
+
+
+def test_run_strength_keeps_tactic_only_rules_out_unless_asked(
+    run_cli: CliRunner, shared_dir: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "cat_rules.yaml"
+    rules.write_text(TACTIC_RULES)
+    capture = shared_dir / "upstream-captures" / "cat_write.scap"
+    base = ("run", "-r", str(rules), "--replay", str(capture), "-o", "json")
+    base += ("--rule-matching", "all", "--compliance", "pci-dss")
+    default = run_cli(*base)
+    assert default.returncode == 0, default.stderr
+    assert alert_rules(default.stdout) == {"Cat opens (explicit)"}
+    # TA0009 (collection) reaches PCI DSS 10.2.1.1 only through the tactic row.
+    tactic = run_cli(*base, "--strength", "tactic")
+    assert tactic.returncode == 0, tactic.stderr
+    assert alert_rules(tactic.stdout) == {"Cat opens (explicit)", "Cat opens (tactic only)"}
+    explicit = run_cli(*base, "--strength", "explicit")
+    assert alert_rules(explicit.stdout) == {"Cat opens (explicit)"}
+    bad = run_cli(*base, "--strength", "weak")
+    assert bad.returncode == 2 and "unknown strength" in bad.stderr and "hint:" in bad.stderr

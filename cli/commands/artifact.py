@@ -20,6 +20,7 @@ from cli.options import (
     RequireSignature,
     RulesfilesDir,
     StateDir,
+    Strength,
 )
 
 TypeFilter = Annotated[str | None, typer.Option("--type", help="rulesfile|plugin|asset")]
@@ -95,6 +96,7 @@ def install(
         str | None,
         typer.Option("--min-priority", help="Enable only rules of this priority or higher."),
     ] = None,
+    strength: Strength = None,
     engine_versions: EngineVersions = None,
     allow_downgrade: Annotated[
         bool, typer.Option("--allow-downgrade", help="Accept replacing an installed newer version.")
@@ -160,7 +162,9 @@ def install(
             dry_run=dry_run,
             no_verify=no_verify,
             require_signature=require_signature,
-            selection=Selection(tuple(compliance or ()), tuple(tag or ()), maturity, min_priority),
+            selection=Selection(
+                tuple(compliance or ()), tuple(tag or ()), maturity, min_priority, strength
+            ),
             resolve=resolve,
             progress=progress,
         )

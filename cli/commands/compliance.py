@@ -1,4 +1,4 @@
-"""`falconet compliance frameworks|controls|tags|overlay|select|report`."""
+"""`falconet compliance frameworks|controls|tags|overlay|select|explain|report|gaps`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.options import Output
+from cli.options import Output, Strength
 
 if TYPE_CHECKING:
     from feeds.compliance.coverage import CoverageReport
@@ -26,6 +26,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     group.command("select")(select)
     group.command("explain")(explain)
     group.command("report")(report)
+    group.command("gaps")(gaps)
 
 
 def frameworks(output: Output = "text") -> None:
@@ -39,14 +40,14 @@ def frameworks(output: Output = "text") -> None:
         return
     emit_text(
         table(
-            ["framework", "name", "version", "families", "controls", "aliases"],
+            ["framework", "name", "version", "families", "controls", "inactive", "aliases"],
             [_framework_row(r) for r in rows],
         )
     )
 
 
 def _framework_row(row: dict[str, object]) -> tuple[object, ...]:
-    keys = ("id", "name", "version", "families", "controls")
+    keys = ("id", "name", "version", "families", "controls", "inactive")
     return (*(row[k] for k in keys), _join(row["aliases"]))
 
 
@@ -67,8 +68,16 @@ def controls(
         emit_json(rows)
         return
     emit_text(
-        table(["control", "family", "title"], [(r["id"], r["family"], r["title"]) for r in rows])
+        table(
+            ["control", "family", "title", "status"],
+            [(r["id"], r["family"], r["title"], _status(r)) for r in rows],
+        )
     )
+
+
+def _status(row: dict[str, object]) -> str:
+    status = str(row.get("status", ""))
+    return status + (f" -> {row['replaced_by']}" if row.get("replaced_by") else "")
 
 
 def tags(rules_files: RulesFiles, output: Output = "text") -> None:
@@ -101,21 +110,27 @@ def tags(rules_files: RulesFiles, output: Output = "text") -> None:
 def explain(
     rules_files: RulesFiles,
     rule: Annotated[str, typer.Option("--rule", "-r", help="Name of the rule to explain.")],
+    strength: Strength = None,
     output: Output = "text",
 ) -> None:
-    """Why a rule covers its controls: its tags, and each mapping row (with its rationale)."""
+    """Why a rule covers its controls: its tags, each mapping row (with its rationale), and
+    every link to a control with its strength and evidence."""
     from cli.render import emit_json, emit_text, table
     from feeds.compliance.operations import explain_rule
 
-    facts = explain_rule(rules_files, rule)
+    facts = explain_rule(rules_files, rule, strength)
     if output == "json":
         emit_json(facts)
         return
     tags = [(t["tag"], t["kind"], t.get("framework"), t.get("control")) for t in facts["tags"]]
     rows = [
-        (f"{k}={v}", m["framework"], " ".join(m["controls"]), m["rationale"])
+        (f"{k}={v}", m["strength"], m["framework"], " ".join(m["controls"]), m["rationale"])
         for m in facts["mappings"]
         for k, v in m["when"].items()
+    ]
+    links = [
+        (link["framework"], link["control"], link["strength"], " -> ".join(link["evidence"]))
+        for link in facts["links"]
     ]
     emit_text(
         "\n".join(
@@ -124,20 +139,24 @@ def explain(
                 "",
                 table(["tag", "kind", "framework", "control"], tags),
                 "",
-                table(["when", "framework", "controls", "rationale"], rows),
+                table(["when", "strength", "framework", "controls", "rationale"], rows),
                 "",
-                f"overlay appends {len(facts['overlay_tags'])} tags",
+                table(["framework", "control", "strength", "evidence"], links),
+                "",
+                f"at strength {facts['strength']}, the overlay appends "
+                f"{len(facts['overlay_tags'])} tags",
             ]
         )
     )
 
 
-def overlay(rules_files: RulesFiles) -> None:
-    """Print a Falco rules file appending framework tags to the rules (load it after them)."""
+def overlay(rules_files: RulesFiles, strength: Strength = None) -> None:
+    """Print a Falco rules file appending framework tags to the rules (load it after them):
+    the tags of the controls each rule covers at --strength or stronger."""
     from cli.render import emit_text
     from feeds.compliance.operations import generate_overlay
 
-    emit_text(generate_overlay(rules_files).text)
+    emit_text(generate_overlay(rules_files, strength).text)
 
 
 def select(
@@ -159,14 +178,16 @@ def select(
         str | None,
         typer.Option("--write", help="Write the selection (Falco `rules:` config) to this file."),
     ] = None,
+    strength: Strength = None,
     output: Output = "text",
 ) -> None:
-    """Select rules like --compliance/--tag/--maturity/--min-priority do on install and run."""
+    """Select rules like --compliance/--tag/--maturity/--min-priority/--strength do on install
+    and run."""
     from cli.render import emit_json, emit_text
     from feeds.compliance.operations import select_from_files
 
     selection = select_from_files(
-        rules_files, compliance or [], tag or [], maturity, min_priority, write
+        rules_files, compliance or [], tag or [], maturity, min_priority, write, strength
     )
     if output == "json":
         emit_json({"criteria": selection.criteria.as_dict(), "rules": selection.rules})
@@ -179,16 +200,18 @@ def report(
     framework: Annotated[
         str, typer.Option("--framework", "-f", help="Framework id or alias (see `frameworks`).")
     ],
+    strength: Strength = None,
     output: Output = "text",
 ) -> None:
-    """Coverage of a framework by the rules: per control, the rules covering it; totals."""
+    """Coverage of a framework by the rules: per control, the rules covering it at --strength
+    and the strongest link; totals at every strength."""
     from cli.render import emit_json, emit_text
 
     if output not in REPORT_FORMATS:
         raise typer.BadParameter(f"{output!r}: use one of {', '.join(REPORT_FORMATS)}")
     from feeds.compliance.operations import coverage_report
 
-    result = coverage_report(rules_files, framework)
+    result = coverage_report(rules_files, framework, strength)
     if output == "json":
         emit_json(result.as_dict())
     elif output == "markdown":
@@ -209,12 +232,31 @@ def _report_text(result: CoverageReport) -> str:
     totals = result.totals()
     head = (
         f"{result.framework_name} {result.framework_version}: {totals['covered']}/"
-        f"{totals['controls']} controls covered ({totals['coverage_percent']}%), "
-        f"{totals['rules_mapped']} of {totals['rules']} rules mapped"
+        f"{totals['controls']} controls covered ({totals['coverage_percent']}%) at strength "
+        f"{result.strength}, {totals['rules_mapped']} of {totals['rules']} rules mapped"
     )
-    rows = [(c.id, c.title[:50], len(c.rules), _first_rules(c.rules)) for c in result.controls]
-    parts = [head, "", table(["control", "title", "rules", "covered by"], rows)]
+    per_strength = [
+        (level, f["covered"], f["uncovered"], f"{f['coverage_percent']}%", f["rules_mapped"])
+        for level, f in result.by_strength().items()
+    ]
+    rows = [
+        (c.id, c.title[:50], c.strength or "-", len(c.rules), _first_rules(c.rules))
+        for c in result.controls
+    ]
+    parts = [
+        head,
+        "",
+        table(["strength", "covered", "uncovered", "coverage", "rules"], per_strength),
+        "",
+        table(["control", "title", "best", "rules", "covered by"], rows),
+    ]
     findings = [f"unknown control {k}: {', '.join(v)}" for k, v in result.unknown_controls.items()]
+    findings += [
+        f"{info['status']} control {k}"
+        + (f" (replaced by {info['replaced_by']})" if info.get("replaced_by") else "")
+        + f": {', '.join(info['rules'])}"  # type: ignore[arg-type]
+        for k, info in result.inactive_controls.items()
+    ]
     findings += [
         f"unrecognised tag {tag} ({len(info['rules'])} rules): {info['reason']}"
         for tag, info in result.unrecognised_tags.items()
@@ -229,3 +271,29 @@ def _first_rules(names: list[str], limit: int = 2) -> str:
         return "-"
     shown = ", ".join(names[:limit])
     return shown + (f" (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def gaps(rules_files: RulesFiles, output: Output = "text") -> None:
+    """Per framework and strength: rules selected, controls covered, controls no rule covers."""
+    from cli.render import emit_json, emit_text, table
+    from feeds.compliance.operations import coverage_summary
+
+    rows = coverage_summary(rules_files)
+    if output == "json":
+        emit_json(rows)
+        return
+    emit_text(
+        table(
+            ["framework", "strength", "rules selected", "controls covered", "uncovered"],
+            [
+                (
+                    r["framework"],
+                    r["strength"],
+                    f"{r['rules_selected']}/{r['rules']}",
+                    f"{r['controls_covered']}/{r['controls']}",
+                    _first_rules(list(r["uncovered"]), 4),  # type: ignore[call-overload]
+                )
+                for r in rows
+            ],
+        )
+    )

@@ -15,6 +15,7 @@ from cli.options import (
     RequireSignature,
     RulesfilesDir,
     StateDir,
+    Strength,
 )
 
 
@@ -62,6 +63,7 @@ def follow(
             "default: artifact.follow.compliance).",
         ),
     ] = None,
+    strength: Strength = None,
     once: Annotated[
         bool, typer.Option("--once", help="Run one check of every ref, then exit.")
     ] = False,
@@ -97,6 +99,7 @@ def follow(
         "artifact.follow.cron": "" if every else cron,
         "artifact.follow.startup": startup,
         "artifact.follow.compliance": compliance or None,
+        "artifact.follow.strength": strength,
     }
     context = _context(plain_http, ca_file, insecure, flags)
     signaller = _reload_signaller(reload_signal) if reload_signal else None

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.commands import run_sources as live_sources
-from cli.options import RingbufSize
+from cli.options import RingbufSize, Strength
 
 DEFAULT_WEB = "127.0.0.1:8765"
 SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|keycloak|nomad|json"
@@ -85,6 +85,7 @@ def run(
         str | None,
         typer.Option("--maturity", help="stable|incubating|sandbox: rules at least this mature."),
     ] = None,
+    strength: Strength = None,
     follow: Annotated[
         list[str] | None,
         typer.Option("--follow", help="Follow this rules artifact; hot-reload its updates."),
@@ -149,7 +150,9 @@ def run(
     from engine.runner import run as run_detection
 
     rules_files = rules or _installed_rules()
-    only_rules = _compliance_selection(rules_files, compliance, tag, maturity, min_priority)
+    only_rules = _compliance_selection(
+        rules_files, compliance, tag, maturity, min_priority, strength
+    )
     if only_rules is None and not rules:
         only_rules = _installed_selection()
     if compliance or maturity:
@@ -276,6 +279,7 @@ def _compliance_selection(
     tags: list[str] | None,
     maturity: str | None,
     min_priority: str,
+    strength: str | None = None,
 ) -> list[str] | None:
     """Rule names the compliance selection enables (the same meaning as install and follow)."""
     if not compliance and not maturity:
@@ -283,7 +287,10 @@ def _compliance_selection(
     from feeds.compliance.operations import select_from_files
 
     priority = None if min_priority.lower() == "debug" else min_priority
-    return list(select_from_files(files, compliance or (), tags or (), maturity, priority).rules)
+    selection = select_from_files(
+        files, compliance or (), tags or (), maturity, priority, strength=strength
+    )
+    return list(selection.rules)
 
 
 def _installed_selection() -> list[str] | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from feeds.compliance.catalogue import load_catalogue
 from feeds.compliance.coverage import CoverageReport, build_report
 from feeds.compliance.files import write_text_atomically
+from feeds.compliance.mapping import STRENGTHS, normalise_strength
 from feeds.compliance.overlay import overlay_entries, render_overlay
 from feeds.compliance.rulesfile import read_rules
 from feeds.compliance.selection import (
@@ -44,7 +45,8 @@ def list_frameworks() -> list[dict[str, object]]:
             "name": f.name,
             "version": f.version,
             "families": len(f.families),
-            "controls": len(f.controls),
+            "controls": len(f.active_controls),
+            "inactive": len(f.controls) - len(f.active_controls),
             "aliases": list(f.aliases),
             "source": f.source,
         }
@@ -58,24 +60,60 @@ def list_controls(spec: str) -> list[dict[str, object]]:
     parsed = parse_framework_spec(spec, catalogue)
     framework = catalogue.frameworks[parsed.framework]
     return [
-        {"id": c.id, "family": c.family, "title": c.title}
+        {
+            "id": c.id,
+            "family": c.family,
+            "title": c.title,
+            **({"status": c.status} if not c.active else {}),
+            **({"replaced_by": c.replaced_by} if c.replaced_by else {}),
+        }
         for c in framework.controls.values()
         if parsed.control_prefix is None or control_matches(c.id, parsed.control_prefix)
     ]
 
 
-def generate_overlay(paths: Sequence[str | Path]) -> Overlay:
+def generate_overlay(paths: Sequence[str | Path], strength: str | None = None) -> Overlay:
+    """The overlay for the rules at `strength` (default `technique`)."""
+    level = normalise_strength(strength)
     rules = read_rules(paths)
-    entries = overlay_entries(rules)
-    text = render_overlay(entries, [str(p) for p in paths])
+    entries = overlay_entries(rules, strength=level)
+    text = render_overlay(entries, [str(p) for p in paths], level)
     return Overlay(text, len(rules), len(entries))
 
 
-def coverage_report(paths: Sequence[str | Path], framework: str) -> CoverageReport:
+def coverage_report(
+    paths: Sequence[str | Path], framework: str, strength: str | None = None
+) -> CoverageReport:
     catalogue = load_catalogue()
     catalogue.framework(framework)  # an unknown framework fails before any file is read
+    level = normalise_strength(strength)
     rules = read_rules(paths)
-    return build_report(rules, framework, catalogue, compiled_event_types(paths))
+    return build_report(rules, framework, catalogue, compiled_event_types(paths), level)
+
+
+def coverage_summary(paths: Sequence[str | Path]) -> list[dict[str, object]]:
+    """Per framework and strength: rules selected (`--compliance F --strength S`), controls
+    covered, and the controls no rule covers."""
+    catalogue = load_catalogue()
+    rules = read_rules(paths)
+    rows: list[dict[str, object]] = []
+    for framework in catalogue.frameworks:
+        report = build_report(rules, framework, catalogue)
+        for strength in STRENGTHS:
+            figures = report.by_strength()[strength]
+            selected = select(rules, build_criteria([framework], strength=strength)).rules
+            rows.append(
+                {
+                    "framework": framework,
+                    "strength": strength,
+                    "rules": len(rules),
+                    "rules_selected": len(selected),
+                    "controls": len(report.controls),
+                    "controls_covered": figures["covered"],
+                    "uncovered": [c.id for c in report.uncovered_at(strength)],
+                }
+            )
+    return rows
 
 
 def compiled_event_types(paths: Sequence[str | Path]) -> dict[str, list[str]]:
@@ -100,9 +138,10 @@ def select_from_files(
     maturity: str | None = None,
     min_priority: str | None = None,
     write_to: str | Path | None = None,
+    strength: str | None = None,
 ) -> Selection:
     """Select rules of the files; with `write_to`, also write the selection file."""
-    criteria = build_criteria(compliance, tags, maturity, min_priority)
+    criteria = build_criteria(compliance, tags, maturity, min_priority, strength=strength)
     selection = select(read_rules(paths), criteria)
     if write_to is not None:
         write_selection(write_to, selection)
@@ -119,13 +158,14 @@ def classify_tags(paths: Sequence[str | Path]) -> list[dict[str, object]]:
 
 
 def frameworks_covered(paths: Sequence[str | Path]) -> list[str]:
-    """Ids of the frameworks the rules cover (for a push annotation or an index `compliance:`)."""
-    from feeds.compliance.mapping import rule_controls
+    """Ids of the frameworks the rules cover at the default strength (for a push annotation or
+    an index `compliance:`)."""
+    from feeds.compliance.mapping import rule_frameworks
 
     catalogue = load_catalogue()
     covered: set[str] = set()
     for rule in read_rules(paths):
-        covered.update(rule_controls(rule, catalogue))
+        covered.update(rule_frameworks(rule, catalogue))
     return [framework for framework in catalogue.frameworks if framework in covered]
 
 
@@ -150,27 +190,34 @@ def write_selection_files(
     tags: Sequence[str] = (),
     maturity: str | None = None,
     min_priority: str | None = None,
+    strength: str | None = None,
 ) -> SelectionFiles:
     """For install/follow: the overlay and the selection file next to the rules, each written
-    atomically; criteria are validated before anything is written."""
-    criteria = build_criteria(compliance, tags, maturity, min_priority)
+    atomically, both at the selection's strength; criteria are validated before anything is
+    written."""
+    criteria = build_criteria(compliance, tags, maturity, min_priority, strength=strength)
     rules = read_rules(rules_paths)
     dest = Path(dest_dir)
     overlay = dest / OVERLAY_NAME
     (dest / SELECTION_NAME).parent.mkdir(parents=True, exist_ok=True)
-    overlay_text = render_overlay(overlay_entries(rules), [str(p) for p in rules_paths])
+    entries = overlay_entries(rules, strength=criteria.strength)
+    overlay_text = render_overlay(entries, [str(p) for p in rules_paths], criteria.strength)
     write_text_atomically(overlay, overlay_text)
     selection = select(rules, criteria)
     selection_path = write_selection(dest / SELECTION_NAME, selection)
     return SelectionFiles(overlay, selection_path, criteria.as_dict(), selection.rules)
 
 
-def explain_rule(paths: Sequence[str | Path], rule_name: str) -> dict[str, object]:
-    """Why a rule covers what it covers: its tags as parsed, and each mapping row that applies."""
+def explain_rule(
+    paths: Sequence[str | Path], rule_name: str, strength: str | None = None
+) -> dict[str, object]:
+    """Why a rule covers what it covers: its tags as parsed, each mapping row that applies, and
+    every link to a control with its strength and chain of evidence."""
     from feeds.compliance.errors import RuleNotFoundError
-    from feeds.compliance.mapping import rows_for, rule_controls
+    from feeds.compliance.mapping import best_strengths, rows_for, rule_controls, rule_links
     from feeds.compliance.overlay import canonical_tags
 
+    level = normalise_strength(strength)
     catalogue = load_catalogue()
     rules = {rule.name: rule for rule in read_rules(paths)}
     rule = rules.get(rule_name)
@@ -180,25 +227,37 @@ def explain_rule(paths: Sequence[str | Path], rule_name: str) -> dict[str, objec
             f"did you mean {close[0]!r}?" if close else "list rule names with `falconet rules list`"
         )
         raise RuleNotFoundError(f"no rule named {rule_name!r} in the given files", hint)
+    links = rule_links(rule, catalogue)
+    order = {framework: i for i, framework in enumerate(catalogue.frameworks)}
+    controls = rule_controls(rule, catalogue, level)
     return {
         "rule": rule.name,
         "source": rule.source,
+        "strength": level,
         "tags": [parse_tag(tag, catalogue).as_dict() for tag in rule.tags],
         "mappings": [
             {
                 "when": {row.condition: row.value},
+                "strength": row.strength,
                 "framework": row.framework,
                 "controls": list(row.controls),
                 "rationale": row.rationale,
             }
             for row in rows_for(rule, catalogue)
         ],
-        "controls": {
-            framework: sorted(ids) for framework, ids in rule_controls(rule, catalogue).items()
+        "links": [
+            link.as_dict()
+            for link in sorted(
+                links,
+                key=lambda k: (order[k.framework], STRENGTHS.index(k.strength), k.control),
+            )
+        ],
+        "best": {
+            f"{framework}:{control}": found
+            for (framework, control), found in best_strengths(links).items()
         },
+        "controls": {framework: sorted(ids) for framework, ids in controls.items()},
         "overlay_tags": [
-            tag
-            for tag in canonical_tags(rule_controls(rule, catalogue), catalogue)
-            if tag not in rule.tags
+            tag for tag in canonical_tags(controls, catalogue) if tag not in rule.tags
         ],
     }

@@ -1,7 +1,9 @@
 """Coverage report as one self-contained HTML page: inline CSS and SVG, no script, no network.
 
-The chart is one SVG bar per control family (covered / total controls). Elements carry `id`s and
-`data-*` attributes so the page can be checked by machines as well as read by people.
+The chart is one SVG bar per control family (covered / total controls), stacked by strength: the
+controls covered by an explicit tag, those added by technique-level evidence, those added only
+through generic tactic-level links, each its own colour and pattern (a legend says which). Elements
+carry `id`s and `data-*` attributes so the page can be checked by machines as well as read.
 """
 
 from __future__ import annotations
@@ -9,6 +11,20 @@ from __future__ import annotations
 from html import escape
 
 from feeds.compliance.coverage import CoverageReport, FamilyCoverage
+from feeds.compliance.mapping import STRENGTHS
+
+# Darker = stronger evidence; tactic-only coverage is also hatched, so it reads without colour.
+_COLOURS = {"explicit": "#116329", "technique": "#2da44e", "tactic": "url(#tactic-hatch)"}
+_LEGEND = {
+    "explicit": "explicit: a rule tag names the control",
+    "technique": "technique: published evidence from the rule's ATT&CK technique",
+    "tactic": "tactic: generic monitoring through the tactic only",
+}
+_DEFS = (
+    '<defs><pattern id="tactic-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(45)"><rect width="6" height="6" fill="#aceebb"/>'
+    '<line x1="0" y1="0" x2="0" y2="6" stroke="#4ac26b" stroke-width="2"/></pattern></defs>'
+)
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d232a}
@@ -36,33 +52,82 @@ def _label(family: FamilyCoverage) -> str:
     return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
 
 
+def _segments(family: FamilyCoverage, y: int) -> str:
+    """One rect per strength: the controls that strength adds to the stronger ones."""
+    parts, x, before = [], float(_LABEL_WIDTH), 0
+    for strength in STRENGTHS:
+        cumulative = family.covered_by_strength.get(strength, 0)
+        added = cumulative - before
+        width = round(_BAR_WIDTH * added / family.controls, 1) if family.controls else 0.0
+        parts.append(
+            f'<rect class="bar-covered bar-{strength}" data-strength="{strength}" '
+            f'data-added="{added}" x="{round(x, 1)}" y="{y}" width="{width}" '
+            f'height="{_BAR_HEIGHT}" fill="{_COLOURS[strength]}"/>'
+        )
+        x += width
+        before = cumulative
+    return "".join(parts)
+
+
 def _bar(index: int, family: FamilyCoverage) -> str:
     y = index * _ROW + 4
-    share = family.covered / family.controls if family.controls else 0.0
-    covered_width = round(_BAR_WIDTH * share, 1)
-    title = escape(f"{family.id} {family.title}: {family.covered}/{family.controls}")
+    by_strength = " ".join(f"{s} {family.covered_by_strength.get(s, 0)}" for s in STRENGTHS)
+    title = escape(
+        f"{family.id} {family.title}: {family.covered}/{family.controls} ({by_strength})"
+    )
+    counts = "".join(
+        f' data-covered-{s}="{family.covered_by_strength.get(s, 0)}"' for s in STRENGTHS
+    )
     return (
         f'<g class="family-bar" data-family="{escape(family.id)}" '
-        f'data-covered="{family.covered}" data-controls="{family.controls}">'
+        f'data-covered="{family.covered}" data-controls="{family.controls}"{counts}>'
         f"<title>{title}</title>"
         f'<text x="0" y="{y + 13}">{escape(_label(family))}</text>'
         f'<rect class="bar-total" x="{_LABEL_WIDTH}" y="{y}" width="{_BAR_WIDTH}" '
         f'height="{_BAR_HEIGHT}" fill="#eaeef2"/>'
-        f'<rect class="bar-covered" x="{_LABEL_WIDTH}" y="{y}" width="{covered_width}" '
-        f'height="{_BAR_HEIGHT}" fill="#2da44e"/>'
+        f"{_segments(family, y)}"
         f'<text x="{_LABEL_WIDTH + _BAR_WIDTH + 8}" y="{y + 13}">'
         f"{family.covered}/{family.controls}</text></g>"
     )
 
 
+def _legend(y: int) -> str:
+    items = []
+    for i, strength in enumerate(STRENGTHS):
+        x = i * 250
+        items.append(
+            f'<g class="legend" data-strength="{strength}">'
+            f'<rect x="{x}" y="{y}" width="14" height="14" fill="{_COLOURS[strength]}"/>'
+            f'<text x="{x + 20}" y="{y + 12}">{escape(_LEGEND[strength].split(":")[0])}</text>'
+            f"<title>{escape(_LEGEND[strength])}</title></g>"
+        )
+    return "".join(items)
+
+
 def _chart(report: CoverageReport) -> str:
-    height = len(report.families) * _ROW + 8
+    height = len(report.families) * _ROW + 8 + _ROW
     width = _LABEL_WIDTH + _BAR_WIDTH + 60
     bars = "".join(_bar(i, f) for i, f in enumerate(report.families))
+    legend = _legend(len(report.families) * _ROW + 12)
     return (
         f'<svg id="family-chart" xmlns="http://www.w3.org/2000/svg" role="img" '
-        f'aria-label="Coverage per control family" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">{bars}</svg>'
+        f'aria-label="Coverage per control family and strength" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}">{_DEFS}{bars}{legend}</svg>'
+    )
+
+
+def _strength_table(report: CoverageReport) -> str:
+    rows = "".join(
+        f'<tr class="strength" data-strength="{level}" data-covered="{f["covered"]}" '
+        f'data-rules="{f["rules_mapped"]}"><td>{level}</td><td>{f["covered"]}</td>'
+        f"<td>{f['uncovered']}</td><td>{f['coverage_percent']}%</td>"
+        f"<td>{f['rules_mapped']}</td><td>{escape(_LEGEND[level])}</td></tr>"
+        for level, f in report.by_strength().items()
+    )
+    return (
+        '<table id="strengths"><thead><tr><th>Strength</th><th>Covered</th><th>Uncovered</th>'
+        "<th>Coverage</th><th>Rules mapped</th><th>Meaning</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 
@@ -111,8 +176,9 @@ def _control_rows(report: CoverageReport) -> str:
         state = "covered" if control.rules else "uncovered"
         rows.append(
             f'<tr class="control {state}" data-control="{escape(control.id)}" '
-            f'data-rules="{len(control.rules)}"><td>{escape(control.id)}</td>'
-            f"<td>{escape(control.title)}</td><td>{_rule_cell(report, control.rules)}</td></tr>"
+            f'data-rules="{len(control.rules)}" data-strength="{control.strength or ""}">'
+            f"<td>{escape(control.id)}</td><td>{escape(control.title)}</td>"
+            f"<td>{control.strength or '-'}</td><td>{_rule_cell(report, control.rules)}</td></tr>"
         )
     return "".join(rows)
 
@@ -122,6 +188,11 @@ def _findings(report: CoverageReport) -> str:
         f"<li><code>{escape(control)}</code> is not in the catalogue "
         f"({escape(', '.join(rules))})</li>"
         for control, rules in report.unknown_controls.items()
+    ]
+    items += [
+        f"<li><code>{escape(control)}</code> is {escape(str(info['status']))} "
+        f"({escape(', '.join(info['rules']))})</li>"  # type: ignore[arg-type]
+        for control, info in report.inactive_controls.items()
     ]
     items += [
         f"<li><code>{escape(tag)}</code>: {escape(str(info['reason']))} "
@@ -143,8 +214,12 @@ def render_html(report: CoverageReport) -> str:
         f'<h1 id="report-title">{title}</h1>'
         f'<p class="muted">Generated by falconet compliance report.</p>'
         f"{_totals(report)}"
+        f'<p class="muted">Strength <b id="report-strength">{escape(report.strength)}</b>: '
+        "the totals and the rules per control count links of this strength or stronger.</p>"
+        f"<h2>Coverage per strength</h2>{_strength_table(report)}"
         f"<h2>Coverage per control family</h2>{_chart(report)}"
         f'<h2>Controls</h2><table id="controls"><thead><tr><th>Control</th><th>Title</th>'
-        f"<th>Rules</th></tr></thead><tbody>{_control_rows(report)}</tbody></table>"
+        f"<th>Strongest link</th><th>Rules</th></tr></thead>"
+        f"<tbody>{_control_rows(report)}</tbody></table>"
         f"{_findings(report)}</body></html>\n"
     )

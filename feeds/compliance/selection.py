@@ -5,6 +5,8 @@ tags matches; different criteria combine with AND:
 - compliance specs `FRAMEWORK[:CONTROL_PREFIX]` (e.g. `pci-dss`, `pci-dss:10.2`, `nist:AU`), matched
   against the controls the rule covers (its tags plus the mappings, see mapping.py); a prefix
   matches whole id components: `10.2` matches `10.2` and `10.2.1` but not `10.20`;
+  only links of the criteria's strength or stronger count (`--strength explicit|technique|tactic`,
+  default technique; mapping.py), and a framework without prefix needs a framework-level link;
 - `--tag T`: the rule carries tag T (exact, like Falco's `-t`);
 - `--maturity LEVEL`: the rule is at least that mature (stable < incubating < sandbox); rules
   without a `maturity_*` tag (plugin rules files carry none) are not filtered by maturity;
@@ -24,13 +26,20 @@ from engine.rule_items import PRIORITIES, parse_priority, priority_rank
 from feeds.compliance.catalogue import Catalogue, Framework, load_catalogue
 from feeds.compliance.errors import SelectionError
 from feeds.compliance.files import write_text_atomically
-from feeds.compliance.mapping import rule_controls
+from feeds.compliance.mapping import (
+    DEFAULT_STRENGTH,
+    Controls,
+    normalise_strength,
+    rule_controls,
+    rule_frameworks,
+)
 from feeds.compliance.rulesfile import RuleFacts
 from feeds.compliance.tags import MATURITY_LEVELS, parse_tag
 
 SELECTABLE_MATURITY = ("stable", "incubating", "sandbox")
 
-_BOUNDARIES = ".(-_"
+# Characters that end one component of a control id (10.2.1, AC-2(4), High_AC-2).
+CONTROL_BOUNDARIES = ".(-_"
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,12 @@ class SelectionCriteria:
     tags: tuple[str, ...] = ()
     maturity: str | None = None
     min_priority: str | None = None
+    strength: str = DEFAULT_STRENGTH  # minimum strength of a rule -> control link
 
     def as_dict(self) -> dict[str, object]:
         return {
             "compliance": [str(spec) for spec in self.compliance],
+            "strength": self.strength,
             "tags": list(self.tags),
             "maturity": self.maturity,
             "min_priority": self.min_priority,
@@ -70,7 +81,7 @@ def control_matches(control: str, prefix: str) -> bool:
     if control == prefix:
         return True
     return control.startswith(prefix) and (
-        prefix[-1] in _BOUNDARIES or control[len(prefix)] in _BOUNDARIES
+        prefix[-1] in CONTROL_BOUNDARIES or control[len(prefix)] in CONTROL_BOUNDARIES
     )
 
 
@@ -115,6 +126,7 @@ def build_criteria(
     maturity: str | None = None,
     min_priority: str | None = None,
     catalogue: Catalogue | None = None,
+    strength: str | None = None,
 ) -> SelectionCriteria:
     """Validated criteria from user text (raises a ConfigError: exit status `usage`)."""
     specs = [framework_spec] if isinstance(framework_spec, str) else list(framework_spec or ())
@@ -123,6 +135,7 @@ def build_criteria(
         tags=tuple(tags),
         maturity=normalise_maturity(maturity) if maturity else None,
         min_priority=normalise_priority(min_priority) if min_priority else None,
+        strength=normalise_strength(strength),
     )
 
 
@@ -153,15 +166,16 @@ def rule_is_selected(rule: RuleFacts, criteria: SelectionCriteria, catalogue: Ca
         if level is not None and level not in allowed:
             return False
     if criteria.compliance:
-        controls = rule_controls(rule, catalogue)
-        return any(_spec_matches(spec, controls) for spec in criteria.compliance)
+        controls = rule_controls(rule, catalogue, criteria.strength)
+        frameworks = rule_frameworks(rule, catalogue, criteria.strength)
+        return any(_spec_matches(spec, controls, frameworks) for spec in criteria.compliance)
     return True
 
 
-def _spec_matches(spec: FrameworkSpec, controls: dict[str, set[str]]) -> bool:
-    covered = controls.get(spec.framework, set())
+def _spec_matches(spec: FrameworkSpec, controls: Controls, frameworks: set[str]) -> bool:
     if spec.control_prefix is None:
-        return bool(covered)
+        return spec.framework in frameworks
+    covered = controls.get(spec.framework, set())
     return any(control_matches(control, spec.control_prefix) for control in covered)
 
 
@@ -177,9 +191,11 @@ def select_rules(
     tags: Sequence[str] = (),
     maturity: str | None = None,
     min_priority: str | None = None,
+    strength: str | None = None,
 ) -> set[str]:
-    """Names of the selected rules (the entry point for install, follow and run)."""
-    criteria = build_criteria(framework_spec, tags, maturity, min_priority)
+    """Names of the selected rules (the entry point for install, follow and run); `strength`:
+    the minimum strength of a rule -> control link (default `technique`)."""
+    criteria = build_criteria(framework_spec, tags, maturity, min_priority, strength=strength)
     return set(select(rules, criteria).rules)
 
 

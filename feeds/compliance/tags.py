@@ -26,10 +26,13 @@ _FRAMEWORK_STYLES: dict[str, tuple[str, re.Pattern[str]]] = {
     "pci-dss": ("PCI_DSS_", re.compile(r"PCI_DSS_v?(?P<c>\d+(?:\.\d+)*)")),
     NIST: ("NIST_800-53_", re.compile(r"NIST_800-53_(?P<c>[A-Z]{2}-\d+(?:\(\d+\))?)")),
     "soc2": ("SOC2_", re.compile(r"SOC2_(?P<c>CC\d+\.\d+)")),
-    "hipaa": ("HIPAA_", re.compile(r"HIPAA_(?P<c>164\.3(?:08|10|12|16)(?:\([a-zA-Z0-9]+\))*)")),
+    "hipaa": ("HIPAA_", re.compile(r"HIPAA_(?P<c>164\.3(?:08|10|12|14|16)(?:\([a-zA-Z0-9]+\))*)")),
     "nis2": ("NIS2_", re.compile(r"NIS2_(?P<c>21\.2\.[a-j])")),
     "dora": ("DORA_", re.compile(r"DORA_(?P<c>Art\d+)")),
-    FEDRAMP: ("FedRAMP_", re.compile(r"FedRAMP_(?P<c>(?:Low|Moderate|High)_[A-Z]{2}-\d+)")),
+    FEDRAMP: (
+        "FedRAMP_",
+        re.compile(r"FedRAMP_(?P<c>(?:Low|Moderate|High)_[A-Z]{2}-\d+(?:\(\d+\))?)"),
+    ),
 }
 
 _MATURITY = re.compile(r"maturity_(?P<level>[a-z]+)")
@@ -127,10 +130,14 @@ def _parse_maturity(tag: str, catalogue: Catalogue) -> ParsedTag | None:
 
 def _control_tag(tag: str, framework: str, control: str, style: str, cat: Catalogue) -> ParsedTag:
     entry = cat.frameworks[framework].control(control)
+    fw = cat.frameworks[framework]
     reason = None
     if entry is None:
-        fw = cat.frameworks[framework]
         reason = f"{control} is not a control of {fw.name} {fw.version} in the catalogue"
+    elif not entry.active:
+        # Kept (a rule may still use it) but flagged, with the replacement when there is one.
+        reason = f"{entry.id} is {entry.status} in {fw.name} {fw.version}"
+        reason += f", replaced by {entry.replaced_by}" if entry.replaced_by else ""
     return ParsedTag(tag, "control", framework, control, style, entry is not None, reason)
 
 
@@ -170,7 +177,8 @@ def _mitre_ids_by_name(catalogue: Catalogue) -> dict[str, str]:
     """snake_case name -> id; tactics win over techniques of the same name (Impact, Execution)."""
     by_name: dict[str, str] = {}
     controls = catalogue.frameworks[MITRE].controls.values()
-    for control in sorted(controls, key=lambda c: c.kind != "tactic"):
+    # Active techniques win over revoked ones of the same name (kept for old tags).
+    for control in sorted(controls, key=lambda c: (c.kind != "tactic", not c.active)):
         slug = re.sub(r"[^a-z0-9]+", "_", control.title.lower()).strip("_")
         by_name.setdefault(slug, control.id)
     return by_name
