@@ -176,6 +176,21 @@ def _settings() -> list[Setting]:
             "32MiB",
             "Live capture ring buffer: bytes or MiB, a power of two (`--ringbuf-size`).",
         ),
+        # Falco's plugins / load_plugins (docs/plugins.md)
+        Setting(
+            "plugins",
+            "records",
+            [],
+            "Native plugins: [{name, library_path, init_config, open_params}] (falco.yaml's "
+            "shape); library_path defaults to lib<name>.so in the plugins directory.",
+            ("name", "library_path", "init_config", "open_params"),
+        ),
+        Setting(
+            "load_plugins",
+            "list",
+            [],
+            "Names of the `plugins` entries `falconet run` loads (`--plugin NAME` adds one).",
+        ),
         Setting(
             "credentials.docker_config",
             "str",

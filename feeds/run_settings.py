@@ -11,6 +11,7 @@ from feeds.config import Config
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
     from engine.drops_monitor import DropsConfig
+    from engine.sources.plugin_host import PluginConfig
 
 LIVE_SETTINGS = (
     "base_syscalls.custom_set",
@@ -42,6 +43,18 @@ def drops_config(config: Config) -> DropsConfig:
     section = {k[len(prefix) :]: v for k, v in config.values.items() if k.startswith(prefix)}
     values = {key: value.value for key, value in section.items()}
     return DropsConfig.parse(values, {key: value.origin for key, value in section.items()})
+
+
+def plugin_settings(
+    config: Config, extra: list[str] | None = None
+) -> tuple[list[PluginConfig], list[str], str]:
+    """falconet.yaml's `plugins` entries, the names to load (`load_plugins`, then `--plugin`
+    names) and the plugins directory `artifact install` fills."""
+    from engine.sources.plugin_host import PluginConfig
+
+    configs = [PluginConfig.from_mapping(entry) for entry in config["plugins"]]
+    load = [*config["load_plugins"], *(extra or [])]
+    return configs, load, config["artifact.install.plugins_dir"]
 
 
 def _origin_text(key: str, origin: str) -> str:

@@ -10,7 +10,7 @@ import typer
 from cli.options import RingbufSize
 
 DEFAULT_WEB = "127.0.0.1:8765"
-SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|json"
+SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|json|a loaded plugin's"
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -107,6 +107,14 @@ def run(
         str | None, typer.Option("--response", help="Response rules file (hot-reloaded).")
     ] = None,
     ringbuf_size: RingbufSize = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin",
+            help="Load this native plugin (its `plugins:` entry, else lib<NAME>.so in the "
+            "plugins directory); repeatable, added to load_plugins.",
+        ),
+    ] = None,
 ) -> None:
     """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
 
@@ -116,10 +124,11 @@ def run(
     _check_choice("--time-format", time_format, (None, "iso8601"))
     from cli.context import ENV
     from feeds.config import load_config
-    from feeds.run_settings import drops_config, live_options
+    from feeds.run_settings import drops_config, live_options, plugin_settings
 
     config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
     drops = drops_config(config)  # both checked before any work
+    plugin_configs, load_plugins, plugins_dir = plugin_settings(config, plugin)
     live = None if replay or listen else live_options(config)
     from engine.runner import RunRequest, Selection
     from engine.runner import run as run_detection
@@ -149,6 +158,9 @@ def run(
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
         drops=drops,
         live=live,
+        plugins=plugin_configs,
+        load_plugins=load_plugins,
+        plugins_dir=plugins_dir,
     )
     from engine.daemon import DaemonOptions, run_daemon
 
@@ -159,10 +171,12 @@ def run(
         response_rules=response,
     )
     from engine.drops_monitor import DropsExitError
+    from engine.runner import native_plugins
 
     daemon = options.follow or options.web or response or not replay
     try:
-        stats = run_daemon(request, options) if daemon else run_detection(request)
+        with native_plugins(request):
+            stats = run_daemon(request, options) if daemon else run_detection(request)
     except DropsExitError as error:  # Falco prints its summary before exiting on drops
         _write_summary(error.run_stats, output)
         raise
