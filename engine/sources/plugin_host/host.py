@@ -289,13 +289,14 @@ def _factory(plugin: Plugin, plugin_field: PluginField) -> Callable[[str | None]
         if found is not None:
             return found
         read = plugin.field_reader(plugin_field, arg)
-        token = object()
         sources: dict[str, bytes] = {}
 
         def extract(event: Any) -> Any:
-            memo = getattr(event, "memo", None)
-            if memo is not None and token in memo:
-                return memo[token]
+            if type(event) is PluginEvent:  # the hot path: an event of a plugin source
+                name = sources.get(event.source)
+                if name is None:
+                    name = sources[event.source] = event.source.encode()
+                return read(event.raw, event.num, name, event.memo)
             raw = event_bytes(event)
             if raw is None:
                 return None
@@ -303,10 +304,7 @@ def _factory(plugin: Plugin, plugin_field: PluginField) -> Callable[[str | None]
             name = sources.get(source)
             if name is None:
                 name = sources[source] = source.encode()
-            value = read(raw, getattr(event, "num", 0), name)
-            if memo is not None:
-                memo[token] = value
-            return value
+            return read(raw, getattr(event, "num", 0), name, getattr(event, "memo", None))
 
         made[arg] = extract
         return extract

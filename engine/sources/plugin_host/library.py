@@ -137,6 +137,7 @@ class Plugin:
         self._state: int | None = None
         self._lock = threading.RLock()
         self._keep: list[Any] = []  # ctypes objects the plugin may still point at
+        self._batch: _Batch | None = None
 
     # -- checks done at load time ---------------------------------------------------------------
 
@@ -464,9 +465,49 @@ class Plugin:
 
     def field_reader(
         self, field: PluginField, arg: str | None
-    ) -> Callable[[bytes, int, bytes], Any]:
-        """extract_fields for one (field, argument), prepared once: returns a function of
-        (event bytes, event number, source name) -> value (None: no value; tuple for lists)."""
+    ) -> Callable[[bytes, int, bytes, dict[object, Any] | None], Any]:
+        """A reader of one (field, argument): a function of (event bytes, event number, source
+        name, the event's memo or None) -> value (None: no value; a tuple for list fields).
+        Every requested field of the plugin is extracted in one extract_fields call per event
+        (memoized in the event's memo): one crossing into the plugin instead of one per field."""
+        if self._batch is None:
+            self._batch = _Batch(self)
+        batch = self._batch
+        slot = batch.slot(field, arg)
+        token, extract = batch.token, batch.extract
+
+        def read(event: bytes, evtnum: int, source: bytes, memo: dict[object, Any] | None) -> Any:
+            if memo is None:
+                return extract(event, evtnum, source)[slot]
+            values = memo.get(token)
+            if values is None or slot >= len(values):
+                values = memo[token] = extract(event, evtnum, source)
+            return values[slot]
+
+        return read
+
+
+class _Batch:
+    """The fields requested from one plugin, as one ss_plugin_extract_field array."""
+
+    def __init__(self, plugin: Plugin) -> None:
+        self.plugin = plugin
+        self.token = object()
+        self.fields: list[PluginField] = []
+        self._keys: dict[tuple[int, str | None], int] = {}
+        self._requests: list[abi.ExtractField] = []
+        self._array: Any = None
+        self._input = abi.ExtractInput(
+            owner=plugin._owner, get_owner_last_error=plugin._owner_error
+        )
+        self._event = abi.EventInput()
+        self._refs = (ctypes.byref(self._event), ctypes.byref(self._input))
+
+    def slot(self, field: PluginField, arg: str | None) -> int:
+        key = (field.index, arg)
+        found = self._keys.get(key)
+        if found is not None:
+            return found
         request = abi.ExtractField()
         request.field_id = field.index
         request.field = field.name.encode()
@@ -480,43 +521,58 @@ class Plugin:
                 request.arg_index = int(arg)
             if field.arg_is_key or not field.arg_is_index:
                 request.arg_key = arg.encode()
-        extract_input = abi.ExtractInput(
-            owner=self._owner,
-            get_owner_last_error=self._owner_error,
-            num_fields=1,
-            fields=ctypes.pointer(request),
-        )
-        event_input = abi.EventInput()
-        extract, state, lock = self._api["extract_fields"], self.state, self._lock
-        event_ref, input_ref = ctypes.byref(event_input), ctypes.byref(extract_input)
-        decode = _DECODERS[field.ftype]
-        name, is_list, plugin = field.name, field.is_list, self.name
+        self._requests.append(request)  # keeps the name/argument bytes alive
+        self.fields.append(field)
+        self._keys[key] = len(self.fields) - 1
+        self._array = None
+        return self._keys[key]
 
-        def read(event: bytes, evtnum: int, source: bytes) -> Any:
-            with lock:
-                event_input.evt, event_input.evtnum, event_input.evtsrc = event, evtnum, source
+    def extract(self, event: bytes, evtnum: int, source: bytes) -> list[Any]:
+        plugin = self.plugin
+        with plugin._lock:
+            array = self._array
+            if array is None:
+                array = self._array = (abi.ExtractField * len(self._requests))(*self._requests)
+                self._input.fields = ctypes.cast(array, ctypes.POINTER(abi.ExtractField))
+                self._input.num_fields = len(self._requests)
+            event_input = self._event
+            event_input.evt, event_input.evtnum, event_input.evtsrc = event, evtnum, source
+            for request in array:
                 request.res_len = 0
-                if extract(state, event_ref, input_ref) != abi.SUCCESS:
-                    raise PluginError(
-                        plugin, f"extract_fields failed for {name}: {self.last_error()}"
-                    )
-                count = request.res_len
-                if count == 0:
-                    return None
-                if count > 1 and not is_list:
-                    raise PluginError(
-                        plugin, f"field {name} returned {count} values, but it is not a list field"
-                    )
-                if count > MAX_LIST_VALUES:
-                    raise PluginError(
-                        plugin, f"field {name} returned {count} values (limit {MAX_LIST_VALUES})"
-                    )
-                if not request.res:
-                    raise PluginError(plugin, f"field {name} returned {count} values at NULL")
-                values = decode(plugin, name, request.res, count)
-            return tuple(values) if is_list else values[0]
+            event_ref, input_ref = self._refs
+            if plugin._api["extract_fields"](plugin.state, event_ref, input_ref) != abi.SUCCESS:
+                names = ", ".join(f.name for f in self.fields)
+                raise PluginError(
+                    plugin.name, f"extract_fields failed for {names}: {plugin.last_error()}"
+                )
+            return [
+                _value(plugin.name, field, request.res, request.res_len)
+                for field, request in zip(self.fields, array, strict=True)
+            ]
 
-        return read
+
+def _value(plugin: str, field: PluginField, res: int | None, count: int) -> Any:
+    """One field's result, checked: None for no value, a tuple for a list field."""
+    if count == 0:
+        return None
+    name, is_list = field.name, field.is_list
+    if count == 1 and res:
+        one = _SINGLE.get(field.ftype)
+        if one is not None:  # the common case, read without a cast
+            value = one(res)
+            if value is None:
+                raise PluginError(plugin, f"field {name} returned a NULL string")
+            return (value,) if is_list else value
+    if count > 1 and not is_list:
+        raise PluginError(
+            plugin, f"field {name} returned {count} values, but it is not a list field"
+        )
+    if count > MAX_LIST_VALUES:
+        raise PluginError(plugin, f"field {name} returned {count} values (limit {MAX_LIST_VALUES})")
+    if not res:
+        raise PluginError(plugin, f"field {name} returned {count} values at NULL")
+    values = _DECODERS[field.ftype](plugin, name, res, count)
+    return tuple(values) if is_list else values[0]
 
 
 def copy_event(plugin: str, address: int) -> bytes:
@@ -566,6 +622,20 @@ def _network(plugin: str, name: str, res: int, count: int) -> list[Any]:
         out.append(ipaddress.ip_network(f"{address}/{mask}", strict=False))
     return out
 
+
+def _one_string(res: int) -> str | None:
+    value = ctypes.c_char_p.from_address(res).value
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+# One value read straight from the result address (None: a NULL string).
+_SINGLE: dict[int, Callable[[int], Any]] = {
+    abi.FTYPE_UINT64: lambda res: ctypes.c_uint64.from_address(res).value,
+    abi.FTYPE_RELTIME: lambda res: ctypes.c_uint64.from_address(res).value,
+    abi.FTYPE_ABSTIME: lambda res: ctypes.c_uint64.from_address(res).value,
+    abi.FTYPE_STRING: _one_string,
+    abi.FTYPE_BOOL: lambda res: ctypes.c_uint32.from_address(res).value != 0,
+}
 
 _DECODERS: dict[int, Callable[[str, str, int, int], list[Any]]] = {
     abi.FTYPE_UINT64: _uint,

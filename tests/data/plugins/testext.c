@@ -25,9 +25,9 @@
 
 typedef struct {
     char last_error[256];
-    uint64_t u64[4];
-    const char *str[4];
-    char buf[4][256];
+    uint64_t u64[64];
+    const char *str[64];
+    char buf[64][256];
 } state;
 
 const char *plugin_get_required_api_version(void) { return "3.10.0"; }
@@ -90,7 +90,7 @@ ss_plugin_rc plugin_extract_fields(ss_plugin_t *st, const ss_plugin_event_input 
     const char *data = (const char *)plugin_event_data(evt->evt, &len);
     for (uint32_t k = 0; k < in->num_fields; k++) {
         ss_plugin_extract_field *f = &in->fields[k];
-        uint32_t slot = k % 4;
+        uint32_t slot = k % 64;
         f->res_len = 0;
         switch (f->field_id) {
         case 0:

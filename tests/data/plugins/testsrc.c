@@ -40,10 +40,10 @@ typedef struct {
     ss_plugin_owner_t *async_owner;
     ss_plugin_async_event_handler_t async_handler;
     /* extraction results: valid until the next extract_fields call */
-    uint64_t u64_res[8];
-    const char *str_res[8];
-    uint32_t bool_res[8];
-    char strbuf[8][MAX_PAYLOAD];
+    uint64_t u64_res[64];
+    const char *str_res[64];
+    uint32_t bool_res[64];
+    char strbuf[64][MAX_PAYLOAD];
 } plugin_state;
 
 typedef struct {
@@ -294,7 +294,7 @@ ss_plugin_rc plugin_extract_fields(ss_plugin_t *s, const ss_plugin_event_input *
     const char *data = (const char *)plugin_event_data(evt->evt, &len);
     for (uint32_t k = 0; k < in->num_fields; k++) {
         ss_plugin_extract_field *f = &in->fields[k];
-        uint32_t slot = k % 8;
+        uint32_t slot = k % 64; /* results stay distinct for up to 64 fields a call */
         f->res_len = 0;
         if (!data) continue;
         switch (f->field_id) {
