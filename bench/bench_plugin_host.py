@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from engine.runner import RunRequest, native_plugins, run  # noqa: E402
-from engine.sources.plugin_host import PluginConfig  # noqa: E402
+from engine.runner import RunRequest, native_plugins, run
+from engine.sources.plugin_host import PluginConfig
 
 USERS = ("alice", "bob", "mallory")
 
