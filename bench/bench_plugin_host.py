@@ -69,10 +69,13 @@ def json_lines(path: Path, count: int) -> None:
 
 
 def timed(request: RunRequest) -> tuple[float, float, int]:
-    wall, cpu = time.perf_counter(), time.process_time()
+    """(wall seconds of the event loop as the run measures it, process CPU seconds of the whole
+    run including loading the plugin and compiling the rule, events)."""
     with native_plugins(request):
+        cpu = time.process_time()
         stats = run(request)
-    return time.perf_counter() - wall, time.process_time() - cpu, stats.events
+        cpu = time.process_time() - cpu
+    return stats.seconds, cpu, stats.events
 
 
 def main() -> None:

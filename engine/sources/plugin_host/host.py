@@ -288,15 +288,19 @@ def _factory(plugin: Plugin, plugin_field: PluginField) -> Callable[[str | None]
         found = made.get(arg)
         if found is not None:
             return found
-        read = plugin.field_reader(plugin_field, arg)
+        token, slot, batch = plugin.field_slot(plugin_field, arg)
         sources: dict[str, bytes] = {}
 
         def extract(event: Any) -> Any:
             if type(event) is PluginEvent:  # the hot path: an event of a plugin source
-                name = sources.get(event.source)
-                if name is None:
-                    name = sources[event.source] = event.source.encode()
-                return read(event.raw, event.num, name, event.memo)
+                memo = event.memo
+                values = memo.get(token)
+                if values is None or slot >= len(values):
+                    name = sources.get(event.source)
+                    if name is None:
+                        name = sources[event.source] = event.source.encode()
+                    values = memo[token] = batch(event.raw, event.num, name)
+                return values[slot]
             raw = event_bytes(event)
             if raw is None:
                 return None
@@ -304,7 +308,13 @@ def _factory(plugin: Plugin, plugin_field: PluginField) -> Callable[[str | None]
             name = sources.get(source)
             if name is None:
                 name = sources[source] = source.encode()
-            return read(raw, getattr(event, "num", 0), name, getattr(event, "memo", None))
+            memo = getattr(event, "memo", None)
+            if memo is None:  # a syscall event: no per-event memo
+                return batch(raw, getattr(event, "num", 0), name)[slot]
+            values = memo.get(token)
+            if values is None or slot >= len(values):
+                values = memo[token] = batch(raw, getattr(event, "num", 0), name)
+            return values[slot]
 
         made[arg] = extract
         return extract

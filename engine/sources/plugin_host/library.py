@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -450,7 +451,13 @@ class Plugin:
         """parse_event for one event (bytes, number, source)."""
         request = abi.EventInput()
         parse_input = abi.ParseInput(owner=self._owner, get_owner_last_error=self._owner_error)
-        parse, state, lock = self._api["parse_event"], self.state, self._lock
+        # Without argtypes, as _Batch's extract_fields: the arguments are ctypes objects.
+        parse, state, lock = (
+            self._lib["plugin_parse_event"],
+            ctypes.c_void_p(self.state),
+            self._lock,
+        )
+        parse.restype = ctypes.c_int32
         request_ref, input_ref = ctypes.byref(request), ctypes.byref(parse_input)
 
         def parse_one(event: bytes, evtnum: int, source: bytes) -> None:
@@ -463,28 +470,18 @@ class Plugin:
 
     # -- extraction --------------------------------------------------------------------------------
 
-    def field_reader(
+    def field_slot(
         self, field: PluginField, arg: str | None
-    ) -> Callable[[bytes, int, bytes, dict[object, Any] | None], Any]:
-        """A reader of one (field, argument): a function of (event bytes, event number, source
-        name, the event's memo or None) -> value (None: no value; a tuple for list fields).
-        Every requested field of the plugin is extracted in one extract_fields call per event
-        (memoized in the event's memo): one crossing into the plugin instead of one per field."""
+    ) -> tuple[object, int, Callable[[bytes, int, bytes], list[Any]]]:
+        """Request one (field, argument): (memo token, slot, extract). Every requested field of
+        the plugin is extracted by one extract_fields call per event, `extract(event bytes,
+        event number, source name)`, whose list of values (None: no value; a tuple for a list
+        field) the caller memoizes per event under the token and indexes by slot: one crossing
+        into the plugin per event instead of one per field."""
         if self._batch is None:
             self._batch = _Batch(self)
         batch = self._batch
-        slot = batch.slot(field, arg)
-        token, extract = batch.token, batch.extract
-
-        def read(event: bytes, evtnum: int, source: bytes, memo: dict[object, Any] | None) -> Any:
-            if memo is None:
-                return extract(event, evtnum, source)[slot]
-            values = memo.get(token)
-            if values is None or slot >= len(values):
-                values = memo[token] = extract(event, evtnum, source)
-            return values[slot]
-
-        return read
+        return batch.token, batch.slot(field, arg), batch.extract
 
 
 class _Batch:
@@ -497,11 +494,19 @@ class _Batch:
         self._keys: dict[tuple[int, str | None], int] = {}
         self._requests: list[abi.ExtractField] = []
         self._array: Any = None
+        self._layout: tuple[int, bytes, int] = (0, b"", 0)
+        self._plan: list[tuple[PluginField, Callable[[int], Any] | None, int]] = []
         self._input = abi.ExtractInput(
             owner=plugin._owner, get_owner_last_error=plugin._owner_error
         )
         self._event = abi.EventInput()
         self._refs = (ctypes.byref(self._event), ctypes.byref(self._input))
+        # A second handle on the symbol without argtypes: the arguments below are ctypes
+        # objects already, and skipping the per-call conversion is most of a call's cost.
+        self._call = plugin._lib["plugin_extract_fields"]
+        self._source = b""
+        self._call.restype = ctypes.c_int32
+        self._state = ctypes.c_void_p(plugin.state)
 
     def slot(self, field: PluginField, arg: str | None) -> int:
         key = (field.index, arg)
@@ -527,28 +532,52 @@ class _Batch:
         self._array = None
         return self._keys[key]
 
+    def _prepare(self) -> tuple[int, bytes, int]:
+        """The request array, rebuilt after a new slot: (its address, its pristine bytes, its
+        size). Restoring the pristine bytes before each call zeroes every result and puts back
+        any input a plugin overwrote, in one memmove."""
+        array = self._array = (abi.ExtractField * len(self._requests))(*self._requests)
+        self._input.fields = ctypes.cast(array, ctypes.POINTER(abi.ExtractField))
+        self._input.num_fields = len(self._requests)
+        self._layout = (ctypes.addressof(array), bytes(array), ctypes.sizeof(array))
+        self._plan = [
+            (field, _SINGLE.get(field.ftype), slot * _REQUEST_SIZE)
+            for slot, field in enumerate(self.fields)
+        ]
+        return self._layout
+
     def extract(self, event: bytes, evtnum: int, source: bytes) -> list[Any]:
         plugin = self.plugin
         with plugin._lock:
-            array = self._array
-            if array is None:
-                array = self._array = (abi.ExtractField * len(self._requests))(*self._requests)
-                self._input.fields = ctypes.cast(array, ctypes.POINTER(abi.ExtractField))
-                self._input.num_fields = len(self._requests)
+            address, pristine, size = self._layout if self._array is not None else self._prepare()
+            ctypes.memmove(address, pristine, size)
             event_input = self._event
-            event_input.evt, event_input.evtnum, event_input.evtsrc = event, evtnum, source
-            for request in array:
-                request.res_len = 0
+            event_input.evt, event_input.evtnum = event, evtnum
+            if source is not self._source:  # the same bytes object for a stream's events
+                event_input.evtsrc = self._source = source
             event_ref, input_ref = self._refs
-            if plugin._api["extract_fields"](plugin.state, event_ref, input_ref) != abi.SUCCESS:
+            if self._call(self._state, event_ref, input_ref) != abi.SUCCESS:
                 names = ", ".join(f.name for f in self.fields)
                 raise PluginError(
                     plugin.name, f"extract_fields failed for {names}: {plugin.last_error()}"
                 )
-            return [
-                _value(plugin.name, field, request.res, request.res_len)
-                for field, request in zip(self.fields, array, strict=True)
-            ]
+            results = ctypes.string_at(address, size)
+        values: list[Any] = []
+        append, unpack = values.append, _RESULT.unpack_from
+        for field, one, offset in self._plan:
+            res, count = unpack(results, offset)
+            if count == 1 and one is not None and res:  # the common case, without a cast
+                value = one(res)
+                if value is not None:
+                    append((value,) if field.is_list else value)
+                    continue
+            append(_value(plugin.name, field, res, count))
+        return values
+
+
+# res (a pointer) and res_len at the start of each ss_plugin_extract_field
+_RESULT = struct.Struct("@PQ")
+_REQUEST_SIZE = ctypes.sizeof(abi.ExtractField)
 
 
 def _value(plugin: str, field: PluginField, res: int | None, count: int) -> Any:
@@ -575,12 +604,14 @@ def _value(plugin: str, field: PluginField, res: int | None, count: int) -> Any:
     return tuple(values) if is_list else values[0]
 
 
+_LEN_OFFSET = 16  # ts u64, tid u64, then len u32
+
+
 def copy_event(plugin: str, address: int) -> bytes:
     """Copy an event out of plugin memory, checking its header length first."""
     if not address:
         raise PluginError(plugin, "returned a NULL event")
-    header = ctypes.string_at(address, abi.HEADER_SIZE)
-    _, _, length, _, _ = abi.HEADER.unpack(header)
+    length = ctypes.c_uint32.from_address(address + _LEN_OFFSET).value
     if length < abi.HEADER_SIZE or length > MAX_STRING_VALUE:
         raise PluginError(plugin, f"returned an event with a bad length ({length} bytes)")
     return ctypes.string_at(address, length)

@@ -7,7 +7,6 @@ Parsing plugins see every event of their sources before any extraction."""
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import threading
 import time
@@ -19,12 +18,12 @@ from engine.sources.plugin_host.errors import PluginError
 from engine.sources.plugin_host.events import (
     PluginEvent,
     async_event,
+    batch_events,
     encode_plugin_event,
     iter_payload_lines,
-    plugin_event,
 )
 from engine.sources.plugin_host.host import LoadedPlugin, PluginSet
-from engine.sources.plugin_host.library import copy_event
+from engine.sources.plugin_host.library import MAX_STRING_VALUE as MAX_EVENT_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class PluginStream:
         self.stop = stop or threading.Event()
         self.params = owner.config.open_params if open_params is None else open_params
         self.stats = StreamStats()
-        self._numbers = itertools.count(1)
+        self._next_num = 1
         self._parsers = plugins.parsers(self.source)
         self._source_name = self.source.encode()
         self._async: collections.deque[PluginEvent] = collections.deque()
@@ -110,7 +109,8 @@ class PluginStream:
             events = list(self._async)
             self._async.clear()
         for event in events:
-            event.num = next(self._numbers)
+            event.num = self._next_num
+            self._next_num += 1
         self.stats.async_events += len(events)
         return events
 
@@ -134,15 +134,15 @@ class PluginStream:
                     name, f"next_batch returned {len(addresses)} events (limit {MAX_BATCH})"
                 )
             self.stats.batches += 1
-            now = time.time_ns()
-            batch = [
-                plugin_event(
-                    name, copy_event(name, a), plugin.id, self.source, next(self._numbers), now
-                )
-                for a in addresses
-            ]
+            batch = batch_events(
+                name, addresses, plugin.id, self.source, self._next_num, MAX_EVENT_SIZE
+            )
+            self._next_num += len(batch)
             self.stats.events += len(batch)
-            yield from self._parsed(batch)
+            if self._parsers:
+                yield from self._parsed(batch)
+            else:
+                yield from batch
             if rc == abi.EOF:
                 return
 
