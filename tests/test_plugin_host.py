@@ -6,6 +6,7 @@ misbehaviour reported by name, and rules over plugin fields firing on replay and
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -365,3 +366,91 @@ def test_cli_reports_a_broken_plugin_in_one_line(
 def test_tables_input_is_never_null(plugins_dir: Path) -> None:
     # testsrc fails init when the tables input is NULL: loading at all proves the struct is there.
     _load(plugins_dir, PluginConfig("testsrc")).close()
+
+
+def test_live_idle_plugin_serves_versions_and_stops_on_sigterm(
+    plugins_dir: Path, tmp_path: Path, falconet_home: Path
+) -> None:
+    """A plugin that only ever answers TIMEOUT (open params "0 1 1": no events, every call a
+    timeout) keeps the run alive without spinning; /versions lists it; SIGTERM ends the run."""
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.conftest import REPO_ROOT
+    from tests.support.ports import free_port
+    from tests.support.waiting import wait_for
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f"artifact: {{install: {{plugins_dir: '{plugins_dir}'}}}}\n"
+        "plugins: [{name: testsrc, open_params: '0 1 1'}]\n"
+    )
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FALCONET_HOME": str(falconet_home)}
+    command = [sys.executable, "-m", "cli", "run", "-r", str(rules), "--plugin", "testsrc"]
+    process = subprocess.Popen(
+        [*command, "--web", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def versions() -> dict | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/versions", timeout=2) as r:
+                    return json.load(r)
+            except OSError:
+                assert process.poll() is None, process.communicate()[1]
+                return None
+
+        document = wait_for(versions, timeout=60)
+        assert document["plugin_versions"]["testsrc"] == "1.2.3"
+        assert document["plugin_api_version"] == "3.12.0"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        assert "Events processed: 1 (testsrc: 1)" in stderr  # the async event only
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_installed_plugin_artifact_is_found_by_name(
+    plugins_dir: Path, tmp_path: Path, run_cli, registry, falconet_home: Path
+) -> None:
+    """`artifact install` puts lib<name>.so in the plugins directory; `run --plugin NAME` loads
+    it from there with its `plugins:` entry (no library_path)."""
+    from registry.artifacts import host_platform_string
+    from registry.tarball import targz_bytes
+    from tests.test_install import push
+
+    library = (plugins_dir / "libtestsrc.so").read_bytes()
+    push(
+        registry,
+        "plugins/testsrc:1.2.3",
+        {"host.tar.gz": targz_bytes({"libtestsrc.so": library})},
+        tmp_path,
+        artifact_type="plugin",
+        version="1.2.3",
+        platforms=(host_platform_string(),),
+    )
+    done = run_cli("artifact", "install", f"{registry.host}/plugins/testsrc:1.2.3", "--plain-http")
+    assert done.returncode == 0, done.stderr
+    assert (falconet_home / "plugins" / "libtestsrc.so").read_bytes() == library
+    (falconet_home / "config").mkdir(exist_ok=True)
+    (falconet_home / "config" / "falconet.yaml").write_text(
+        "plugins: [{name: testsrc, open_params: '6 2'}]\n"
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    done = run_cli("run", "-r", str(rules), "--plugin", "testsrc", "--no-web", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["rule"] for line in done.stdout.splitlines()] == ["Mallory deletes"]

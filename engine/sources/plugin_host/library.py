@@ -526,11 +526,12 @@ class _Batch:
                 request.arg_index = int(arg)
             if field.arg_is_key or not field.arg_is_index:
                 request.arg_key = arg.encode()
-        self._requests.append(request)  # keeps the name/argument bytes alive
-        self.fields.append(field)
-        self._keys[key] = len(self.fields) - 1
-        self._array = None
-        return self._keys[key]
+        with self.plugin._lock:  # a reload compiles rules while events are extracted
+            self._requests.append(request)  # keeps the name/argument bytes alive
+            self.fields.append(field)
+            self._keys[key] = len(self.fields) - 1
+            self._array = None
+            return self._keys[key]
 
     def _prepare(self) -> tuple[int, bytes, int]:
         """The request array, rebuilt after a new slot: (its address, its pristine bytes, its
