@@ -188,6 +188,15 @@ def test_misbehaving_extraction_and_events_are_one_line_errors(plugins_dir: Path
             "plugin testsrc_badextract: field testsrc.user returned 2 values, "
             "but it is not a list field"
         )
+    plugins = _load(plugins_dir, PluginConfig("testsrc_extrafield"))
+    with activated(plugins):
+        with PluginStream(plugins.plugins[0], plugins) as stream:
+            event = list(stream.events())[1]
+        with pytest.raises(PluginError) as caught:
+            _extract("testsrc", "testsrc.extra", event)
+        assert str(caught.value) == (
+            "plugin testsrc_extrafield: extract_fields failed for testsrc.extra: unknown field id 8"
+        )
     plugins = _load(plugins_dir, PluginConfig("testsrc_badevent"))
     with (
         activated(plugins),

@@ -20,6 +20,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "testsrc_schema": ("testsrc.c", ("-DWITH_SCHEMA",)),
     "testsrc_badextract": ("testsrc.c", ("-DBAD_EXTRACT",)),
     "testsrc_badevent": ("testsrc.c", ("-DBAD_EVENT",)),
+    "testsrc_extrafield": ("testsrc.c", ("-DEXTRA_FIELD",)),
     "testsrc_json": ("testsrc.c", ('-DPLUGIN_SOURCE="json"',)),
     "testext": ("testext.c", ()),
     "testany": ("testext.c", ("-DANY_SOURCE",)),

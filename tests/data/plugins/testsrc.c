@@ -8,6 +8,7 @@
  *   -DWITH_SCHEMA   exports get_init_schema (a JSON Schema for the init config)
  *   -DBAD_EXTRACT   returns two values for the non-list field testsrc.user
  *   -DBAD_EVENT     produces events whose header length disagrees with their parameters
+ *   -DEXTRA_FIELD   lists a field (id 8) that extract_fields does not know: it fails on it
  * PLUGIN_NAME (default "testsrc") names the build.
  *
  * Events: PPME_PLUGINEVENT_E with the JSON payload {"n":N,"user":"U","action":"A"}; ts and tid
@@ -283,6 +284,9 @@ const char *plugin_get_fields(void) {
            "\"desc\":\"the i-th decimal digit of n, from the right\"},"
            "{\"name\":\"testsrc.admin\",\"type\":\"bool\",\"desc\":\"whether the user is mallory\"},"
            "{\"name\":\"testsrc.parsed\",\"type\":\"uint64\",\"desc\":\"events parse_event saw so far\"}"
+#ifdef EXTRA_FIELD
+           ",{\"name\":\"testsrc.extra\",\"type\":\"string\",\"desc\":\"listed, never implemented\"}"
+#endif
            "]";
 #endif
 }
