@@ -136,7 +136,7 @@ class Plugin:
         self.parse_sources = self._sources("get_parse_event_sources")
         self.async_events: tuple[str, ...] = ()
         self._state: int | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()  # calls that share prepared inputs; never re-entered
         self._keep: list[Any] = []  # ctypes objects the plugin may still point at
         self._batch: _Batch | None = None
 
