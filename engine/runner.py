@@ -419,9 +419,9 @@ def _replay(
     owner = _plugin_source(source)
     if owner is not None:
         from engine.sources.plugin_host import active_plugins
-        from engine.sources.plugin_host.stream import replay_payloads
+        from engine.sources.plugin_host.stream import replay
 
-        detector.process(replay_payloads(owner, active_plugins(), path), source)
+        detector.process(replay(owner, active_plugins(), path), source)
         return
     from engine.sources.readers import ReadStats, read_events
 

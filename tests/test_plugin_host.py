@@ -463,3 +463,54 @@ def test_installed_plugin_artifact_is_found_by_name(
     done = run_cli("run", "-r", str(rules), "--plugin", "testsrc", "--no-web", "-o", "json")
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["rule"] for line in done.stdout.splitlines()] == ["Mallory deletes"]
+
+
+def _scap_with_plugin_events(path: Path, events: list[tuple[int, int, bytes]]) -> None:
+    """A minimal .scap capture (section header, then V2 event blocks) holding plugin events
+    (ts, plugin id, data), as Falco writes captures of plugin sources."""
+    import struct
+
+    from engine.sources.plugin_host.events import encode_plugin_event
+
+    def block(block_type: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        total = 12 + len(body)
+        return struct.pack("<II", block_type, total) + body + struct.pack("<I", total)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 2, -1))
+    for ts, plugin_id, data in events:
+        out += block(0x216, struct.pack("<H", 0) + encode_plugin_event(data, ts, plugin_id, 42))
+    path.write_bytes(out)
+
+
+def test_rules_over_plugin_fields_fire_on_a_scap_replay(plugins_dir: Path, tmp_path: Path) -> None:
+    capture = tmp_path / "plugin.scap"
+    _scap_with_plugin_events(
+        capture,
+        [
+            (1_700_000_000_000_000_001, 999, b'{"n":5,"user":"mallory","action":"delete"}'),
+            (1_700_000_000_000_000_002, 7, b'{"n":35,"user":"mallory","action":"delete"}'),
+            (1_700_000_000_000_000_003, 999, b'{"n":6,"user":"alice","action":"read"}'),
+            (1_700_000_000_000_000_004, 999, b'{"n":65,"user":"mallory","action":"delete"}'),
+        ],
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    request = RunRequest(
+        [rules],
+        replay=str(capture),
+        stdout=False,
+        load_plugins=["testsrc"],
+        plugins_dir=str(plugins_dir),
+    )
+    sink = CollectingSink()
+    with native_plugins(request):
+        stats = run(request, extra_sinks=[sink])
+    # the event of plugin id 7 belongs to another plugin: skipped
+    assert stats.events_by_source["testsrc"] == 3
+    assert [
+        (a.document["output_fields"]["testsrc.n"], a.document["time"]) for a in sink.alerts
+    ] == [
+        (5, "2023-11-14T22:13:20.000000001Z"),
+        (65, "2023-11-14T22:13:20.000000004Z"),
+    ]

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from engine.sources.plugin_host import abi
 from engine.sources.plugin_host.errors import PluginError
@@ -152,6 +153,44 @@ class PluginStream:
             for parse in parsers:
                 parse(event.raw, event.num, source)
             yield event
+
+
+def replay(owner: LoadedPlugin, plugins: PluginSet, path: str) -> Iterator[PluginEvent]:
+    """A replay for a plugin source: the plugin's events in a .scap capture (as Falco replays
+    them, with the plugin loaded for extraction), else payload lines (`replay_payloads`)."""
+    from engine.sources.syscall.scap import SHB_BLOCK_TYPE, open_capture_file
+
+    try:
+        with open_capture_file(Path(path)) as stream:
+            head = stream.read(4)
+    except OSError:
+        head = b""  # a missing file is reported by the payload reader
+    if len(head) == 4 and int.from_bytes(head, "little") == SHB_BLOCK_TYPE:
+        return replay_capture(owner, plugins, path)
+    return replay_payloads(owner, plugins, path)
+
+
+def replay_capture(owner: LoadedPlugin, plugins: PluginSet, path: str) -> Iterator[PluginEvent]:
+    """The plugin events of a .scap capture that carry this plugin's id, with their recorded
+    time and thread; other events (syscalls, other plugins') are skipped undecoded."""
+    from engine.sources.syscall.scap import ScapReader
+
+    plugin = owner.plugin
+    parsers = plugins.parsers(plugin.event_source)
+    source = plugin.event_source.encode()
+    num = 0
+    with ScapReader(path) as reader:
+        for event in reader.events_wanted(frozenset({"pluginevent"})):
+            if event.info.code != abi.PPME_PLUGINEVENT_E:
+                continue
+            if event.params.get("plugin_id") != plugin.id:
+                continue
+            data = event.params.get("event_data") or b""
+            num += 1
+            raw = encode_plugin_event(data, event.ts, plugin.id, event.tid)
+            for parse in parsers:
+                parse(raw, num, source)
+            yield PluginEvent(raw, data, event.ts, plugin.event_source, plugin.id, num)
 
 
 def replay_payloads(owner: LoadedPlugin, plugins: PluginSet, path: str) -> Iterator[PluginEvent]:
