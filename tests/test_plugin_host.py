@@ -514,3 +514,20 @@ def test_rules_over_plugin_fields_fire_on_a_scap_replay(plugins_dir: Path, tmp_p
         (5, "2023-11-14T22:13:20.000000001Z"),
         (65, "2023-11-14T22:13:20.000000004Z"),
     ]
+
+
+def test_cli_plugin_info(plugins_dir: Path, run_cli) -> None:
+    env = {"FALCONET_ARTIFACT_INSTALL_PLUGINS_DIR": str(plugins_dir)}
+    done = run_cli("plugin", "info", "testsrc_schema", "-o", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    described = json.loads(done.stdout)
+    assert described["event_source"] == "testsrc" and described["id"] == 999
+    assert described["init_schema"]["properties"]["user_prefix"]["maxLength"] == 16
+    assert described["open_params"][1]["value"] == "1000 100"
+    assert {"name": "testsrc.tags", "type": "string", "is_list": True, "arg": "none"}.items() <= (
+        described["fields"][3].items()
+    )
+    done = run_cli("plugin", "info", str(plugins_dir / "libtestany.so"), env=env)
+    assert done.returncode == 0 and "Capabilities: extraction" in done.stdout
+    done = run_cli("plugin", "info", "testsrc_toonew", env=env)
+    assert done.returncode == 7 and "plugin testsrc_toonew: requires plugin API" in done.stderr

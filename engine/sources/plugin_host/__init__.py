@@ -8,6 +8,7 @@ from engine.sources.plugin_host.host import (
     activate,
     activated,
     active_plugins,
+    describe_plugin,
     load_plugins,
 )
 from engine.sources.plugin_host.library import HOST_API_VERSION, Plugin
@@ -21,5 +22,6 @@ __all__ = [
     "activate",
     "activated",
     "active_plugins",
+    "describe_plugin",
     "load_plugins",
 ]

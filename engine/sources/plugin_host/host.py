@@ -320,3 +320,46 @@ def _factory(plugin: Plugin, plugin_field: PluginField) -> Callable[[str | None]
         return extract
 
     return factory
+
+
+def describe_plugin(
+    name: str, plugins_dir: Path, configs: Sequence[PluginConfig] = ()
+) -> dict[str, Any]:
+    """What Falco's `--plugin-info` shows: identity, required API, capabilities, source, fields,
+    the init schema and suggested open params. `name` is a `plugins:` entry's name, a name in
+    the plugins directory, or a library path. The plugin is initialised (list_open_params needs
+    a state) with its configured init_config, then destroyed."""
+    config = next((c for c in configs if c.name == name), None)
+    if config is None:
+        config = PluginConfig(name, library_path=name) if "/" in name else PluginConfig(name)
+    plugin = Plugin(library_for(config, plugins_dir), config.name)
+    try:
+        schema = plugin.init_schema()
+        plugin.init(config.init_config)
+        open_params = plugin.list_open_params() if plugin.has_sourcing else []
+    finally:
+        plugin.destroy()
+    return {
+        "name": plugin.name,
+        "version": plugin.version,
+        "description": plugin.description,
+        "contact": plugin.contact,
+        "required_api_version": plugin.required_api_version,
+        "library": str(plugin.path),
+        "capabilities": plugin.capabilities,
+        "id": plugin.id,
+        "event_source": plugin.event_source,
+        "extract_event_sources": list(plugin.extract_sources or ()),
+        "fields": [
+            {
+                "name": f.name,
+                "type": f.type,
+                "is_list": f.is_list,
+                "arg": f.arg,
+                "desc": f.desc,
+            }
+            for f in plugin.fields
+        ],
+        "init_schema": schema,
+        "open_params": open_params,
+    }
