@@ -189,7 +189,8 @@ def _settings() -> list[Setting]:
             "load_plugins",
             "list",
             [],
-            "Names of the `plugins` entries `falconet run` loads (`--plugin NAME` adds one).",
+            "Names of the `plugins` entries `falconet run` loads (unset: all of them; "
+            "`--plugin NAME` adds one).",
         ),
         Setting(
             "credentials.docker_config",

@@ -48,12 +48,17 @@ def drops_config(config: Config) -> DropsConfig:
 def plugin_settings(
     config: Config, extra: list[str] | None = None
 ) -> tuple[list[PluginConfig], list[str], str]:
-    """falconet.yaml's `plugins` entries, the names to load (`load_plugins`, then `--plugin`
-    names) and the plugins directory `artifact install` fills."""
+    """falconet.yaml's `plugins` entries, the names to load and the plugins directory `artifact
+    install` fills. As in Falco, `load_plugins` given (even empty) loads only those entries, and
+    without it every `plugins` entry loads; `--plugin` names are added either way."""
     from engine.sources.plugin_host import PluginConfig
 
     configs = [PluginConfig.from_mapping(entry) for entry in config["plugins"]]
-    load = [*config["load_plugins"], *(extra or [])]
+    if config.values["load_plugins"].origin == "default":
+        load = [c.name for c in configs]
+    else:
+        load = list(config["load_plugins"])
+    load += extra or []
     return configs, load, config["artifact.install.plugins_dir"]
 
 

@@ -531,3 +531,25 @@ def test_cli_plugin_info(plugins_dir: Path, run_cli) -> None:
     assert done.returncode == 0 and "Capabilities: extraction" in done.stdout
     done = run_cli("plugin", "info", "testsrc_toonew", env=env)
     assert done.returncode == 7 and "plugin testsrc_toonew: requires plugin API" in done.stderr
+
+
+def test_load_plugins_selects_as_falco_does(tmp_path: Path) -> None:
+    from feeds.config import load_config
+    from feeds.run_settings import plugin_settings
+
+    config = tmp_path / "falconet.yaml"
+    entries = "plugins: [{name: a, init_config: {x: 1}}, {name: b, open_params: '5 1'}]\n"
+    config.write_text(entries)
+    configs, load, _ = plugin_settings(load_config(str(config)), ["c"])
+    assert load == ["a", "b", "c"]  # no load_plugins: every entry
+    assert configs[0].init_config == '{"x": 1}' and configs[1].open_params == "5 1"
+    config.write_text(entries + "load_plugins: []\n")
+    assert plugin_settings(load_config(str(config)))[1] == []
+    config.write_text(entries + "load_plugins: [b]\n")
+    assert plugin_settings(load_config(str(config)), ["c"])[1] == ["b", "c"]
+    config.write_text("plugins: [{name: a, libary_path: x}]\n")
+    from feeds.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown key 'plugins\.libary_path'") as caught:
+        load_config(str(config))
+    assert caught.value.hint == "did you mean 'library_path'?"
