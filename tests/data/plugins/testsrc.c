@@ -9,6 +9,7 @@
  *   -DBAD_EXTRACT   returns two values for the non-list field testsrc.user
  *   -DBAD_EVENT     produces events whose header length disagrees with their parameters
  *   -DEXTRA_FIELD   lists a field (id 8) that extract_fields does not know: it fails on it
+ *   -DNO_PARSE      no parsing capability (sourcing and extraction only, like k8saudit)
  * PLUGIN_NAME (default "testsrc") names the build.
  *
  * Events: PPME_PLUGINEVENT_E with the JSON payload {"n":N,"user":"U","action":"A"}; ts and tid
@@ -368,12 +369,14 @@ ss_plugin_rc plugin_extract_fields(ss_plugin_t *s, const ss_plugin_event_input *
     return SS_PLUGIN_SUCCESS;
 }
 
+#ifndef NO_PARSE
 ss_plugin_rc plugin_parse_event(ss_plugin_t *s, const ss_plugin_event_input *evt, const void *in) {
     (void)evt;
     (void)in;
     ((plugin_state *)s)->parsed++;
     return SS_PLUGIN_SUCCESS;
 }
+#endif
 
 const char *plugin_get_async_events(void) { return "[\"testsrc_opened\"]"; }
 
