@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 # kernel headers (live eBPF capture), nftables and iproute2 (response actions in test network
 # namespaces), chromium (the compliance HTML report rendered headless).
 DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates \
-	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium
+	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium \
+	gcc libc6-dev
 PYTEST_ARGS ?= -n 2
 
 .PHONY: install run test lint format bench clean debs venv bpf-setup
