@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # Debian packages the tests and the run need: docker-registry (a real OCI registry), skopeo
 # (interop checks), apache2-utils (htpasswd), openssl (independent signature checks), bcc and
 # kernel headers (live eBPF capture), nftables and iproute2 (response actions in test network
-# namespaces), chromium (the compliance HTML report rendered headless).
+# namespaces), chromium (the compliance HTML report rendered headless), gcc and libc6-dev (the
+# native plugins the plugin-host tests compile from tests/data/plugins).
 DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates \
 	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium \
 	gcc libc6-dev
