@@ -24,6 +24,7 @@ GROUPS: dict[str, str] = {
     "rules": "Validate, describe and list Falco rules files.",
     "compliance": "Compliance frameworks: catalogue, overlays, coverage reports.",
     "bpf": "Live eBPF capture: checks and diagnostics.",
+    "plugin": "Native Falco plugins: describe one as `run` loads it.",
 }
 
 # Each module exposes register(root, groups). Order only affects help listing order.
@@ -43,6 +44,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.response",
     "cli.commands.follow",
     "cli.commands.bpf",
+    "cli.commands.plugin",
 ]
 
 

@@ -82,8 +82,9 @@ class FieldCatalog:
     source: str
     _entries: dict[str, _Entry] = field(default_factory=dict)
 
-    def add(self, spec: FieldSpec, factory: ExtractorFactory) -> None:
-        if spec.name in self._entries:
+    def add(self, spec: FieldSpec, factory: ExtractorFactory, replace: bool = False) -> None:
+        """`replace`: a loaded plugin's field takes the place of a built-in one."""
+        if spec.name in self._entries and not replace:
             raise ValueError(f"{self.source}: field {spec.name} registered twice")
         self._entries[spec.name] = _Entry(spec, factory)
 
@@ -144,6 +145,32 @@ def register_source(name: str, loader: Callable[[], FieldCatalog]) -> None:
     """Register a source lazily: `loader` builds its catalog the first time it is asked for."""
     _SOURCES[name] = loader
     _LOADED.pop(name, None)
+
+
+def extend_source(name: str, extend: Callable[[FieldCatalog], None]) -> None:
+    """Add fields to a registered source (a loaded extractor plugin's): `extend` runs on the
+    source's catalog each time it is built."""
+    _load_builtin_sources()
+    base = _SOURCES[name]
+
+    def loader() -> FieldCatalog:
+        built = base()
+        extend(built)
+        return built
+
+    register_source(name, loader)
+
+
+def registered_loaders() -> dict[str, Callable[[], FieldCatalog]]:
+    """The registered sources (to restore them after plugins are unloaded)."""
+    _load_builtin_sources()
+    return dict(_SOURCES)
+
+
+def restore_loaders(loaders: dict[str, Callable[[], FieldCatalog]]) -> None:
+    _SOURCES.clear()
+    _SOURCES.update(loaders)
+    _LOADED.clear()
 
 
 def catalog(name: str) -> FieldCatalog | None:

@@ -9,6 +9,7 @@ reference assignment (`RulesetSwitch.swap`): no event is lost or evaluated twice
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
     from engine.sources.connectors import Connector
+    from engine.sources.plugin_host import PluginConfig, PluginSet
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,8 @@ def check_requirements(loaded: LoadedRules) -> None:
     unmet = loaded.unmet_plugin_requirements(versions.plugin_versions())
     if unmet:
         raise RequirementUnmetError(
-            unmet[0], hint="falconet's built-in sources provide: " + _provided_text()
+            unmet[0],
+            hint="falconet's built-in sources and loaded plugins provide: " + _provided_text(),
         )
 
 
@@ -335,6 +338,32 @@ class RunRequest:
     live: LiveOptions | None = None
     # a live input of a JSON source (Keycloak poller or webhook, Nomad event stream)
     connector: Connector | None = None
+    # native plugins (Falco's `plugins:` entries and `load_plugins` names; docs/plugins.md)
+    plugins: Sequence[PluginConfig] = ()
+    load_plugins: Sequence[str] = ()
+    plugins_dir: str = ""
+
+
+@contextlib.contextmanager
+def native_plugins(request: RunRequest) -> Iterator[PluginSet | None]:
+    """The request's plugins loaded and registered (sources, fields, versions) around a run;
+    unloaded afterwards. Rules over plugin fields compile only inside this block."""
+    if not request.load_plugins:
+        yield None
+        return
+    from engine.sources.plugin_host import activated, load_plugins
+
+    plugins = load_plugins(request.plugins, request.load_plugins, Path(request.plugins_dir))
+    with activated(plugins):
+        yield plugins
+
+
+def _plugin_source(source: str) -> Any:
+    """The loaded plugin providing `source`, if any."""
+    from engine.sources.plugin_host import active_plugins
+
+    plugins = active_plugins()
+    return plugins.by_source(source) if plugins is not None else None
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -389,6 +418,13 @@ def _replay(
             # Events the reader skipped undecoded (no rule and no state needs them) were read.
             stats.events_by_source[source] += max(0, read.events - processed)
             stats.skipped_input += read.unknown_events
+        return
+    owner = _plugin_source(source)
+    if owner is not None:
+        from engine.sources.plugin_host import active_plugins
+        from engine.sources.plugin_host.stream import replay
+
+        detector.process(replay(owner, active_plugins(), path), source)
         return
     from engine.sources.readers import ReadStats, read_events
 
@@ -474,6 +510,8 @@ def run(
         elif source == SYSCALL:
             assert monitor is not None
             _live(detector, signals.stop, monitor, _live_options(request))
+        elif _plugin_source(source) is not None:
+            _plugin_stream(detector, source, signals.stop)
         else:
             _serve(request, source, detector, signals.stop)
     except Stopped:
@@ -505,6 +543,13 @@ def _check_mode(request: RunRequest, source: str) -> None:
         return
     if source == SYSCALL:
         return  # live eBPF capture (bpf/); its requirements are checked when it starts
+    if _plugin_source(source) is not None:
+        if request.listen:
+            raise RunUsageError(
+                f"the {source} source comes from a plugin: it reads what its open_params say",
+                hint="drop --listen; set the plugin's open_params in falconet.yaml",
+            )
+        return
     if source not in WEBHOOK_SOURCES:
         raise RunUsageError(
             f"the {source} source reads files only",
@@ -538,6 +583,19 @@ def _connect(
         outputs.put(internal_alert(rule, message, Priority.ERROR, fields, hostname))
 
     connector.run(deliver, stop, alert)
+
+
+def _plugin_stream(detector: Detector, source: str, stop: threading.Event) -> None:
+    """The sourcing plugin's events until EOF or SIGTERM/SIGINT."""
+    from engine.sources.plugin_host import active_plugins
+    from engine.sources.plugin_host.stream import PluginStream
+
+    plugins = active_plugins()
+    assert plugins is not None
+    owner = plugins.by_source(source)
+    with PluginStream(owner, plugins, stop) as stream:
+        detector.process(stream.events(), source)
+    log.info("plugin %s: %s", owner.name, stream.stats)
 
 
 def _live_options(request: RunRequest) -> LiveOptions:

@@ -9,8 +9,9 @@ from __future__ import annotations
 ENGINE_VERSION_SEMVER = "0.57.0"
 # Falco's legacy integer engine version is the semver's minor number.
 ENGINE_VERSION = int(ENGINE_VERSION_SEMVER.split(".")[1])
-# The plugin API version of the Falco release whose engine we match (Falco 0.42: 3.11.0).
-PLUGIN_API_VERSION = "3.11.0"
+# The plugin API version the native plugin host implements (libs today: 3.12.0); plugins that
+# require up to it load (engine.sources.plugin_host), and plugin artifacts are resolved against it.
+PLUGIN_API_VERSION = "3.12.0"
 
 
 def falconet_version() -> str:
@@ -23,7 +24,8 @@ def falconet_version() -> str:
 
 
 def plugin_versions() -> dict[str, str]:
-    """The upstream plugins the built-in sources stand in for: {plugin name: version}."""
+    """The upstream plugins the built-in sources stand in for, and the native plugins loaded
+    (which take the place of a stand-in of the same name): {plugin name: version}."""
     from engine.fields import known_sources
     from engine.sources import provided_plugins
 

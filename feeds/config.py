@@ -224,6 +224,22 @@ def _settings() -> list[Setting]:
             "Live capture ring buffer: bytes or MiB, a power of two (`--ringbuf-size`).",
         ),
         *_source_settings(paths.state_dir),
+        # Falco's plugins / load_plugins (docs/plugins.md)
+        Setting(
+            "plugins",
+            "records",
+            [],
+            "Native plugins: [{name, library_path, init_config, open_params}] (falco.yaml's "
+            "shape); library_path defaults to lib<name>.so in the plugins directory.",
+            ("name", "library_path", "init_config", "open_params"),
+        ),
+        Setting(
+            "load_plugins",
+            "list",
+            [],
+            "Names of the `plugins` entries `falconet run` loads (unset: all of them; "
+            "`--plugin NAME` adds one).",
+        ),
         Setting(
             "credentials.docker_config",
             "str",

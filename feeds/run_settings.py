@@ -11,6 +11,7 @@ from feeds.config import Config
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
     from engine.drops_monitor import DropsConfig
+    from engine.sources.plugin_host import PluginConfig
 
 LIVE_SETTINGS = (
     "base_syscalls.custom_set",
@@ -42,6 +43,23 @@ def drops_config(config: Config) -> DropsConfig:
     section = {k[len(prefix) :]: v for k, v in config.values.items() if k.startswith(prefix)}
     values = {key: value.value for key, value in section.items()}
     return DropsConfig.parse(values, {key: value.origin for key, value in section.items()})
+
+
+def plugin_settings(
+    config: Config, extra: list[str] | None = None
+) -> tuple[list[PluginConfig], list[str], str]:
+    """falconet.yaml's `plugins` entries, the names to load and the plugins directory `artifact
+    install` fills. As in Falco, `load_plugins` given (even empty) loads only those entries, and
+    without it every `plugins` entry loads; `--plugin` names are added either way."""
+    from engine.sources.plugin_host import PluginConfig
+
+    configs = [PluginConfig.from_mapping(entry) for entry in config["plugins"]]
+    if config.values["load_plugins"].origin == "default":
+        load = [c.name for c in configs]
+    else:
+        load = list(config["load_plugins"])
+    load += extra or []
+    return configs, load, config["artifact.install.plugins_dir"]
 
 
 def _origin_text(key: str, origin: str) -> str:

@@ -11,7 +11,10 @@ from cli.commands import run_sources as live_sources
 from cli.options import RingbufSize, Strength
 
 DEFAULT_WEB = "127.0.0.1:8765"
-SOURCES = "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|keycloak|nomad|json"
+SOURCES = (
+    "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|keycloak|nomad|json"
+    "|a loaded plugin's"
+)
 
 
 def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -119,6 +122,14 @@ def run(
     topic: live_sources.Topic = None,
     namespace: live_sources.Namespace = None,
     webhook_secret_file: live_sources.WebhookSecretFile = None,
+    plugin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--plugin",
+            help="Load this native plugin (its `plugins:` entry, else lib<NAME>.so in the "
+            "plugins directory); repeatable, added to load_plugins.",
+        ),
+    ] = None,
 ) -> None:
     """Detect: evaluate events against Falco rules and print alerts (Falco's text or JSON).
 
@@ -128,7 +139,7 @@ def run(
     _check_choice("--time-format", time_format, (None, "iso8601"))
     from cli.context import ENV
     from feeds.config import load_config
-    from feeds.run_settings import drops_config, live_options
+    from feeds.run_settings import drops_config, live_options, plugin_settings
     from feeds.source_settings import connector_for, source_flags
 
     flags = source_flags(
@@ -144,6 +155,7 @@ def run(
     )
     config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size, **flags})
     drops = drops_config(config)  # all checked before any work
+    plugin_configs, load_plugins, plugins_dir = plugin_settings(config, plugin)
     connector = connector_for(config, source, replay, listen)
     live = None if replay or listen or connector else live_options(config)
     from engine.runner import RunRequest, Selection
@@ -177,6 +189,9 @@ def run(
         drops=drops,
         live=live,
         connector=connector,
+        plugins=plugin_configs,
+        load_plugins=load_plugins,
+        plugins_dir=plugins_dir,
     )
     from engine.daemon import DaemonOptions, run_daemon
 
@@ -187,10 +202,12 @@ def run(
         response_rules=response,
     )
     from engine.drops_monitor import DropsExitError
+    from engine.runner import native_plugins
 
     daemon = options.follow or options.web or response or not replay
     try:
-        stats = run_daemon(request, options) if daemon else run_detection(request)
+        with native_plugins(request):
+            stats = run_daemon(request, options) if daemon else run_detection(request)
     except DropsExitError as error:  # Falco prints its summary before exiting on drops
         _write_summary(error.run_stats, output)
         raise

@@ -19,6 +19,12 @@ def provided_plugins() -> dict[str, str]:
     return dict(_PROVIDED)
 
 
+def restore_provided(provided: dict[str, str]) -> None:
+    """Put back what provided_plugins() returned (when loaded native plugins are unloaded)."""
+    _PROVIDED.clear()
+    _PROVIDED.update(provided)
+
+
 # Source modules register themselves on import; keep this list sorted.
 SOURCE_MODULES: list[str] = [
     "engine.sources.cloudtrail",
