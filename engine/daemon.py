@@ -88,7 +88,9 @@ class Reloader:
             wanted = [str(f) for f in files] if files is not None else self.files
             started = time.perf_counter()
             try:
-                _, rulesets = load_rulesets(wanted, self.request.selection)
+                # A candidate may be hostile (a feed, an edited file): compiled first by a
+                # resource-limited child, so it cannot take this process's memory or time.
+                _, rulesets = load_rulesets(wanted, self.request.selection, isolated=True)
             except EngineError as error:
                 self._refused(wanted, error)
                 return False

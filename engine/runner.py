@@ -30,7 +30,13 @@ from engine.drops_monitor import (
     monitored,
 )
 from engine.errors import EngineError
-from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
+from engine.loader import (
+    LoadedRules,
+    RulesInvalidError,
+    load_contents,
+    load_rules_files,
+    rulesets_for,
+)
 from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
 from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
@@ -120,10 +126,17 @@ def _provided_text() -> str:
 
 
 def load_rulesets(
-    files: Sequence[str | Path], selection: Selection = Selection()
+    files: Sequence[str | Path], selection: Selection = Selection(), isolated: bool = False
 ) -> tuple[LoadedRules, Rulesets]:
-    """Load rules files in order, check their requirements, and build the selected rulesets."""
-    loaded = load_rules_files(files)
+    """Load rules files in order, check their requirements, and build the selected rulesets.
+    `isolated`: a candidate replacing running rules is first compiled by a resource-limited
+    child process (engine.compile_guard), then the contents it vetted are compiled here."""
+    if isolated:
+        from engine.compile_guard import vet_rules_files
+
+        loaded = load_contents(vet_rules_files(files))
+    else:
+        loaded = load_rules_files(files)
     check_requirements(loaded)
     rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
     return loaded, rulesets
