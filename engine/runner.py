@@ -43,6 +43,7 @@ from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
 
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
+    from engine.sources.syscall.state import StateCounters, StateTracker
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class RunStats:
     capture: dict[str, Any] | None = None
     # While a live capture runs: its current counters (the daemon's metrics read them).
     capture_now: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    # syscall source: the state tracker's counters (evictions of full thread/fd tables), live
+    state: StateCounters | None = field(default=None, repr=False)
 
     @property
     def events(self) -> int:
@@ -182,6 +185,7 @@ class RunStats:
             "seconds": round(self.seconds, 6),
             "events_per_second": round(self.events_per_second, 1),
             **_present(syscall_event_drops=self.syscall_event_drops, capture=self.capture),
+            **_present(state=self.state.as_json() if self.state is not None else None),
         }
 
     def summary_text(self) -> str:
@@ -198,6 +202,12 @@ class RunStats:
             f"alerts dropped: {self.dropped_alerts}"
         )
         lines += _drop_lines(self.syscall_event_drops, self.capture)
+        state = self.state
+        if state is not None and (state.threads_evicted or state.fds_evicted):
+            lines.append(
+                f"State tables full: {state.threads_evicted} threads and {state.fds_evicted} fds "
+                "evicted (least recently active first)"
+            )
         return "\n".join(lines)
 
 
@@ -378,6 +388,7 @@ def _replay(
     path: str,
     swappable: bool,
     monitor: DropsMonitor | None = None,
+    tracker: StateTracker | None = None,
 ) -> None:
     """Evaluate every event of a capture or JSON event file/directory. With rules that cannot
     change during the replay, only the event types they and the state tracker need are
@@ -386,7 +397,7 @@ def _replay(
     if source == SYSCALL:
         from engine.sources.syscall.replay import open_replay
 
-        with open_replay(path) as replay:
+        with open_replay(path, tracker) as replay:
             rule_types = None if swappable else detector.switch.current.event_types(SYSCALL)
             wanted = replay.needed_events(rule_types)
             events: Iterable[Any] = replay.events(wanted)
@@ -469,8 +480,15 @@ def run(
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
     monitor = None
+    tracker = None
     if source == SYSCALL:
+        from engine.sources.syscall.state import StateTracker
+        from engine.state_pressure import StatePressure
+
         monitor = DropsMonitor(request.drops, emit=outputs.put, ebpf=not request.replay)
+        tracker = StateTracker()
+        tracker.on_eviction = StatePressure(outputs.put).note
+        detector.stats.state = tracker.counters
     if on_started is not None:
         on_started(detector, outputs)
     signals = _Signals(interrupt=bool(request.replay))
@@ -478,10 +496,10 @@ def run(
     started = time.perf_counter()
     try:
         if request.replay:
-            _replay(detector, source, request.replay, swappable, monitor)
+            _replay(detector, source, request.replay, swappable, monitor, tracker)
         elif source == SYSCALL:
             assert monitor is not None
-            _live(detector, signals.stop, monitor, _live_options(request))
+            _live(detector, signals.stop, monitor, _live_options(request), tracker)
         else:
             _serve(request, source, detector, signals.stop)
     except Stopped:
@@ -525,7 +543,11 @@ def _live_options(request: RunRequest) -> LiveOptions:
 
 
 def _live(
-    detector: Detector, stop: threading.Event, monitor: DropsMonitor, options: LiveOptions
+    detector: Detector,
+    stop: threading.Event,
+    monitor: DropsMonitor,
+    options: LiveOptions,
+    tracker: StateTracker | None = None,
 ) -> None:
     """Live syscalls from the eBPF probe until `stop`. The kernel's interesting-syscall map
     follows the switch: a swapped ruleset rewrites it in place before its first event. The
@@ -537,6 +559,7 @@ def _live(
     current = switch.current
     live = LiveSource(
         current.event_types(SYSCALL),
+        tracker=tracker,
         base=options.base,
         ringbuf_pages=options.ringbuf_pages,
         drop_monitor=monitor,
