@@ -225,11 +225,14 @@ def _drop_lines(monitor: dict[str, Any] | None, capture: dict[str, Any] | None) 
             f"   - num times actions taken: {monitor['actions_taken']}",
         ]
     if capture is not None:
+        # counted = delivered + dropped + left in the ring + in flight, always.
         lines.append(
-            f"Capture: {capture['kernel_counted']} events counted in the kernel, "
-            f"{capture['delivered']} delivered, {capture['dropped']} dropped "
+            f"Capture: {capture['kernel_counted']} events counted in the kernel = "
+            f"{capture['delivered']} delivered + {capture['dropped']} dropped "
             f"({capture['drop_percent']:.3f}%; per CPU: "
-            f"{','.join(str(n) for n in capture['dropped_per_cpu']) or '-'})"
+            f"{','.join(str(n) for n in capture['dropped_per_cpu']) or '-'}) + "
+            f"{capture.get('left_in_ring', 0)} left unread in the ring at stop + "
+            f"{capture.get('in_flight', 0)} in flight"
         )
     return lines
 
@@ -566,9 +569,7 @@ def _live(
     )
 
     def capture_now() -> dict[str, Any]:
-        stats = live.stats()
-        kernel = stats.kernel
-        return capture_stats(kernel.total_counted, stats.delivered, kernel.dropped)
+        return _capture_figures(live.stats())
 
     def events() -> Iterator[Any]:
         nonlocal current
@@ -584,8 +585,14 @@ def _live(
             detector.process(events(), SYSCALL)
         finally:
             detector.stats.capture_now = None
-            detector.stats.capture = capture_now()
+            # Detached first, then counted: the summary's figures add up.
+            detector.stats.capture = _capture_figures(live.stop_capture())
             log.debug("live capture: %s", live.stats().as_json())
+
+
+def _capture_figures(stats: Any) -> dict[str, Any]:
+    kernel = stats.kernel
+    return capture_stats(kernel.total_counted, stats.delivered, kernel.dropped, stats.left_in_ring)
 
 
 def _serve(
