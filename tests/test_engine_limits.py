@@ -16,46 +16,15 @@ import pytest
 from engine.loader import load_contents
 from engine.rule_limits import RulesLimits
 from tests.conftest import CliRunner
+from tests.support.hostile_rules import RULE_TAIL, alias_bomb, costly_rules, list_bomb, macro_bomb
 from tests.support.pressure_stream import write_pressure_stream
 from tests.support.waiting import wait_for
 from tests.test_daemon import Daemon, _get, _rule, daemon  # noqa: F401 - the fixture is used
-
-RULE_TAIL = "  desc: d\n  output: o\n  priority: WARNING\n"
 
 
 def _write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
-
-
-def macro_bomb(levels: int = 40) -> str:
-    """40 macros, each the previous one twice: 2**40 nodes once expanded as a tree."""
-    text = "- macro: m0\n  condition: proc.name = x\n"
-    for level in range(1, levels + 1):
-        text += f"- macro: m{level}\n  condition: (m{level - 1} and m{level - 1})\n"
-    return text + f"- rule: r\n  condition: evt.type = open and m{levels}\n" + RULE_TAIL
-
-
-def list_bomb(levels: int = 40) -> str:
-    """Lists defined before the lists they name: each substitution doubles the text."""
-    text = "".join(
-        f"- list: l{level}\n  items: [l{level - 1}, l{level - 1}]\n"
-        for level in range(levels, 0, -1)
-    )
-    text += "- list: l0\n  items: [aaaa]\n"
-    return (
-        text + f"- rule: r\n  condition: evt.type = open and proc.name in (l{levels})\n" + RULE_TAIL
-    )
-
-
-def alias_bomb() -> str:
-    """Billion laughs: 9 levels of 9 aliases, 10**9 nodes once walked (exceptions walk it)."""
-    anchors = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    anchors += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
-    return (
-        "- " + "\n  ".join(anchors) + "\n- rule: r\n  condition: evt.type = open\n" + RULE_TAIL
-        + "  exceptions:\n   - name: e\n     fields: proc.name\n     values: *a9\n"
-    )  # fmt: skip
 
 
 def _validate(run_cli: CliRunner, path: str) -> tuple[int, str]:
@@ -141,20 +110,6 @@ def _peak_rss_kb(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def _costly_rules(rules: int = 15, level: int = 14) -> str:
-    """Within every rules budget, but each rule compiles 2**level nodes: seconds of CPU and
-    hundreds of MB, which the compile guard's limits (lowered in the test) refuse."""
-    text = "- macro: m0\n  condition: ka.verb = x\n"
-    for i in range(1, level + 1):
-        text += f"- macro: m{i}\n  condition: (m{i - 1} and m{i - 1})\n"
-    for r in range(rules):
-        text += (
-            f"- rule: r{r}\n  desc: d\n  condition: ka.verb = create and m{level} and "
-            f"ka.user.name = u{r}\n  output: o\n  priority: WARNING\n  source: k8s_audit\n"
-        )
-    return text
-
-
 @pytest.mark.parametrize("hostile", ["macro_bomb", "costly"])
 def test_a_hostile_reload_is_refused_while_detection_and_healthz_go_on(
     daemon: Callable[..., Daemon],  # noqa: F811 - the fixture
@@ -178,7 +133,7 @@ def test_a_hostile_reload_is_refused_while_detection_and_healthz_go_on(
         )
         why = "through macro 'm14'"
     else:
-        rules.write_text(_costly_rules())
+        rules.write_text(costly_rules())
         why = "s of CPU to compile: refused"
     # While the candidate compiles (in the guard's child), /healthz answers.
     deadline = time.monotonic() + 60
