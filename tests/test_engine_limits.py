@@ -192,3 +192,15 @@ def test_200000_never_exiting_processes_do_not_blind_detection(
     )
     assert summary["state"]["threads_evicted"] >= 200_000 - 131_072
     assert summary["state"]["threads_added"] == 200_003
+
+
+def test_yaml_data_from_outside_is_alias_bounded_too() -> None:
+    # The same check for YAML data: an index file (from an index URL) and response rules.
+    from feeds.errors import FeedsError
+    from feeds.indexes import parse_index
+
+    with pytest.raises(FeedsError, match="aliases are expanded"):
+        parse_index(alias_bomb(), "http://127.0.0.1/index.yaml", "hostile")
+    from engine.yamlfile import safe_load
+
+    assert safe_load("a: &x [1]\nb: *x\n") == {"a": [1], "b": [1]}
