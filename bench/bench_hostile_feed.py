@@ -35,21 +35,8 @@ from tests.support.hostile_rules import (  # noqa: E402 - after the path set-up
     list_bomb,
     macro_bomb,
 )
+from tests.support.k8s_audit_event import EVENT  # noqa: E402
 
-EVENT = {  # tests/test_daemon.py's audit event: a pod created by alice
-    "kind": "Event",
-    "apiVersion": "audit.k8s.io/v1",
-    "level": "RequestResponse",
-    "timestamp": "2018-10-25T14:09:12Z",
-    "stageTimestamp": "2018-10-25T14:09:12.581541Z",
-    "auditID": "a362d22b-db3c-4590-9505-23782f12925f",
-    "stage": "ResponseComplete",
-    "requestURI": "/api/v1/namespaces/default/pods",
-    "verb": "create",
-    "user": {"username": "alice"},
-    "objectRef": {"resource": "pods", "namespace": "default", "name": "web"},
-    "responseStatus": {"code": 201},
-}
 RULE = (
     "- rule: Pod created\n  desc: d\n  condition: ka.verb=create and ka.target.resource=pods\n"
     "  output: pod (user=%ka.user.name)\n  priority: WARNING\n  source: k8s_audit\n"

@@ -19,24 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.k8s_audit_event import EVENT
 from tests.support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-EVENT = {
-    "kind": "Event",
-    "apiVersion": "audit.k8s.io/v1",
-    "level": "RequestResponse",
-    "timestamp": "2018-10-25T14:09:12Z",
-    "stageTimestamp": "2018-10-25T14:09:12.581541Z",
-    "auditID": "a362d22b-db3c-4590-9505-23782f12925f",
-    "stage": "ResponseComplete",
-    "requestURI": "/api/v1/namespaces/default/pods",
-    "verb": "create",
-    "user": {"username": "alice"},
-    "objectRef": {"resource": "pods", "namespace": "default", "name": "web"},
-    "responseStatus": {"code": 201},
-}
 
 
 def _rule(name: str, output: str) -> str:
