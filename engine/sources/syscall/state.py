@@ -209,8 +209,6 @@ class GroupInfo:
 class StateCounters:
     threads_added: int = 0
     threads_removed: int = 0
-    threads_refused: int = 0  # kept for compatibility: a full table now evicts instead
-    fds_refused: int = 0  # kept for compatibility: a full fd table now evicts instead
     missing_threads: int = 0  # events from threads never seen created
     threads_evicted: int = 0  # live-looking threads dropped because the table was full
     fds_evicted: int = 0  # fds dropped because their table was full
