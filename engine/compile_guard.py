@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -89,20 +90,14 @@ def vet_contents(files: Sequence[tuple[str, str]], limits: GuardLimits | None = 
     unless a limited child process loads `files` without error (requirements are the
     caller's to check, on the result it compiles)."""
     limits = limits or GuardLimits.from_environment()
-    request = json.dumps(
-        {
-            "files": [list(pair) for pair in files],
-            "memory_mb": limits.memory_mb,
-            "cpu_seconds": limits.cpu_seconds,
-        }
-    ).encode()
+    request = json.dumps({"files": [list(pair) for pair in files]}).encode()
     env = {
         **os.environ,
         "PYTHONPATH": _import_root() + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
     try:
         child = subprocess.run(  # our own interpreter and module, no shell
-            [sys.executable, "-m", _MODULE],
+            [sys.executable, "-m", _MODULE, str(limits.memory_mb), str(limits.cpu_seconds)],
             input=request,
             capture_output=True,
             timeout=limits.wall_seconds,
@@ -144,8 +139,13 @@ def _verdict(stdout: bytes) -> dict[str, Any] | None:
 
 def _failure(returncode: int, stderr: bytes, limits: GuardLimits) -> str:
     text = stderr.decode("utf-8", "replace")
-    if returncode < 0 and -returncode in (9, 24):  # SIGKILL/SIGXCPU: RLIMIT_CPU reached
+    if returncode == -signal.SIGXCPU:  # RLIMIT_CPU's soft limit
         return f"candidate rules used more than {limits.cpu_seconds} s of CPU to compile: refused"
+    if returncode == -signal.SIGKILL:  # RLIMIT_CPU's hard limit, or the kernel's OOM killer
+        return (
+            f"candidate rules compilation was killed (more than {limits.cpu_seconds} s of CPU, "
+            "or out of memory): refused"
+        )
     if "MemoryError" in text:
         return f"candidate rules needed more than {limits.memory_mb} MB to compile: refused"
     last = text.strip().splitlines()[-1][:200] if text.strip() else f"exit status {returncode}"
@@ -170,8 +170,9 @@ def _limit_self(memory_mb: int, cpu_seconds: int) -> None:
 
 
 def _child_main() -> int:
+    # Limited before anything else, reading the candidate included.
+    _limit_self(int(sys.argv[1]), int(sys.argv[2]))
     request = json.loads(sys.stdin.buffer.read())
-    _limit_self(int(request["memory_mb"]), int(request["cpu_seconds"]))
     from engine.loader import RulesInvalidError, load_contents
 
     files = [(str(name), str(content)) for name, content in request["files"]]

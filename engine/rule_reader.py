@@ -330,7 +330,9 @@ class RulesReader:
             documents = yamlfile.load_documents(self.content, self.limits.yaml_nodes)
         except yamlfile.YamlBudgetError as error:
             context = self.file_context.child(error.position, ItemType.VALUE_FOR)
-            message = over_limit(str(error), "yaml_nodes", self.limits.yaml_nodes)
+            message = str(error)
+            if error.over_budget:
+                message = over_limit(message, "yaml_nodes", self.limits.yaml_nodes)
             self.result.add_error(ErrorCode.LOAD_ERR_YAML_PARSE, message, context)
             return False
         except yamlfile.YamlParseError as error:

@@ -75,8 +75,12 @@ class YamlParseError(Exception):
 
 
 class YamlBudgetError(YamlParseError):
-    """The document expands beyond its node budget (aliases counted at every use), or an alias
-    refers to a node that contains it."""
+    """The document expands beyond its node budget (aliases counted at every use: `over_budget`),
+    or an alias refers to a node that contains it."""
+
+    def __init__(self, message: str, position: Position, over_budget: bool = True) -> None:
+        super().__init__(message, position)
+        self.over_budget = over_budget
 
 
 def load_documents(text: str, max_nodes: int | None = None) -> list[Node | None]:
@@ -158,14 +162,14 @@ def check_expansion(document: Node | None, max_nodes: int | None = None) -> int:
             continue
         if key in on_path:
             raise YamlBudgetError(
-                "yaml: an alias refers to a node that contains it", position(node)
+                "yaml: an alias refers to a node that contains it", position(node), False
             )
         on_path.add(key)
         stack.append((node, True))
         for child in _children(node):
             if id(child) in on_path:
                 raise YamlBudgetError(
-                    "yaml: an alias refers to a node that contains it", position(child)
+                    "yaml: an alias refers to a node that contains it", position(child), False
                 )
             if id(child) not in sizes:
                 stack.append((child, False))

@@ -63,7 +63,8 @@ def test_alias_bomb_is_refused_by_validate_and_by_a_load(
 
 def test_an_alias_inside_its_own_anchor_is_refused() -> None:
     loaded = load_contents([("loop.yaml", "- &a [*a]\n")], use_cache=False)
-    assert "an alias refers to a node that contains it" in loaded.results[0].errors[0].message
+    message = loaded.results[0].errors[0].message
+    assert message == "yaml: an alias refers to a node that contains it"  # no limit to raise
 
 
 def test_each_limit_can_be_raised_and_lowered(monkeypatch: pytest.MonkeyPatch) -> None:
