@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import operator
 import posixpath
 import re
 from collections.abc import Callable, Iterator
@@ -178,7 +179,8 @@ class ThreadInfo:
     # Filled from the process list or a clone/execve: False for threads only seen by their tid.
     complete: bool = False
     exited: bool = False
-    # The tracker's event count at this thread's latest event: who to evict under pressure.
+    # The tracker's event count at this thread's latest event, -1 once exited: who to evict
+    # first under pressure.
     last_event: int = 0
 
     @property
@@ -223,6 +225,7 @@ class StateCounters:
         }
 
 
+_LAST_EVENT = operator.attrgetter("last_event")
 # (table, how many entries were just evicted): "threads" or "fds".
 EvictionHook = Callable[[str, int], None]
 # Under pressure, this share of the thread table is evicted at once: one scan of the table
@@ -298,9 +301,9 @@ class StateTracker:
         count = max(
             1, len(self.threads) // EVICTION_SHARE, len(self.threads) - self.max_threads + 1
         )
-        victims = heapq.nsmallest(
-            count, self.threads.values(), key=lambda t: (not t.exited, t.last_event)
-        )
+        # procexit sets last_event to -1: exited threads sort first without a tuple key (one
+        # attribute read per thread keeps a scan of the full table to a few milliseconds).
+        victims = heapq.nsmallest(count, self.threads.values(), key=_LAST_EVENT)
         for victim in victims:
             del self.threads[victim.tid]
         self.counters.threads_evicted += len(victims)
