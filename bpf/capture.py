@@ -102,6 +102,9 @@ def select_syscalls(rule_types: Iterable[str] | None, base: BaseSyscalls) -> Sel
     return Selection(chosen & supported, unsupported)
 
 
+STOP_SETTLE_S = 0.05
+
+
 @dataclass
 class LiveStats:
     delivered: int = 0  # records read from the ring buffer
@@ -109,6 +112,9 @@ class LiveStats:
     kernel: KernelCounters = field(default_factory=lambda: KernelCounters((), ()))
     truncated_execs: int = 0  # execve argv/env longer than what the probe keeps
     unknown_records: int = 0
+    # Records still in the ring when the capture stopped (stop_capture): counted by the kernel,
+    # neither delivered nor dropped.
+    left_in_ring: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +125,7 @@ class LiveStats:
             "dropped_per_cpu": list(self.kernel.dropped),
             "truncated_execs": self.truncated_execs,
             "unknown_records": self.unknown_records,
+            "left_in_ring": self.left_in_ring,
         }
 
 
@@ -294,6 +301,20 @@ class LiveSource:
                         log.warning("%s", alert["output"])
                     else:
                         on_drop_alert(alert)
+
+    def stop_capture(self) -> LiveStats:
+        """Stop the kernel side for a final account: every tracepoint is detached (no event is
+        counted any more), then the records left unread in the ring are counted, so that the
+        kernel's count = delivered + dropped + left_in_ring. The probe stays loaded until
+        close(); the events left in the ring are not evaluated (the run is stopping)."""
+        if self._attachments is not None:
+            self._attachments.detach_everything()
+            # A program that started before its tracepoint was detached may still be counting
+            # and writing its record: they take microseconds; let them finish.
+            time.sleep(STOP_SETTLE_S)
+        if self._ring is not None:
+            self._stats.left_in_ring = self._ring.unread()
+        return self.stats()
 
     def kernel_counters(self) -> KernelCounters:
         zero = ctypes.c_int(0)

@@ -78,6 +78,23 @@ class RingBufferReader:
             self._consumer_pos[0] = self._release_at
             self._release_at = None
 
+    def unread(self) -> int:
+        """Records the producer has reserved that no read has handed out yet (complete or still
+        being written): what is left in the ring when a capture stops."""
+        consumer = self._release_at
+        if consumer is None:
+            consumer = _POS.unpack_from(self._consumer)[0]
+        producer = _POS.unpack_from(self._producer)[0]
+        data, mask, data_at = self._producer, self.mask, self._data_at
+        read_length = _LEN.unpack_from
+        count = 0
+        while consumer < producer:
+            length = read_length(data, data_at + (consumer & mask))[0]
+            if not length & _DISCARD:
+                count += 1
+            consumer += ((length & ~(_BUSY | _DISCARD)) + _HEADER + 7) & ~7
+        return count
+
     def _scan(self) -> list[int]:
         consumer = _POS.unpack_from(self._consumer)[0]
         producer = _POS.unpack_from(self._producer)[0]

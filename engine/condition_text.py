@@ -26,34 +26,84 @@ def paren_item(item: str) -> str:
     return item if item[:1] == "(" else f"({item})"
 
 
-def substitute_list(condition: str, name: str, items: list[str]) -> tuple[str, bool]:
+class ConditionTooLongError(ValueError):
+    """A substitution made the condition longer than the caller's bound."""
+
+
+def substitute_list(
+    condition: str, name: str, items: list[str], max_chars: int | None = None
+) -> tuple[str, bool]:
     """Replace every delimited occurrence of list `name` by its items (Falco's resolve_list).
 
-    Also rewrites occurrences inside quoted strings, as Falco does. Returns (text, used)."""
+    Also rewrites occurrences inside quoted strings, as Falco does. Returns (text, used).
+    Raises ConditionTooLongError as soon as the text exceeds `max_chars`.
+
+    Falco rewrites the whole string at each occurrence; the same result is built here in one
+    pass (the text before the cursor as parts), so a list used many times costs linear time:
+    lists substituted into lists can make conditions of a million characters before the bound
+    stops them."""
+    substitute = ", ".join(quote_item(item) for item in items)
+    head: list[str] = []  # the rewritten text before `cursor` (whose rest is unchanged)
+    head_len = 0
+    cursor = 0
     used = False
-    start = condition.find(name)
-    while start != -1:
-        end = start + len(name)
-        before_ok = start == 0 or condition[start - 1] in _DELIMITERS
+    found = condition.find(name)
+    while found != -1:
+        end = found + len(name)
+        before = condition[found - 1] if found > cursor else (head[-1][-1] if head_len else "")
+        before_ok = not before or before in _DELIMITERS
         after_ok = end >= len(condition) or condition[end] in _DELIMITERS
-        if before_ok and after_ok:
-            while start > 0 and condition[start - 1] in _BLANKS:
+        if not (before_ok and after_ok):
+            found = condition.find(name, found + 1)
+            continue
+        start = found
+        while start > cursor and condition[start - 1] in _BLANKS:
+            start -= 1
+        if start == cursor:
+            head_len = _strip_head(head, head_len, _BLANKS)
+        while end < len(condition) and condition[end] in _BLANKS:
+            end += 1
+        if not substitute:
+            # An empty list must also take away one adjacent comma.
+            if start > cursor and condition[start - 1] == ",":
                 start -= 1
-            while end < len(condition) and condition[end] in _BLANKS:
+            elif start == cursor and head_len and head[-1][-1] == ",":
+                head_len = _strip_head(head, head_len, ",", once=True)
+            elif end < len(condition) and condition[end] == ",":
                 end += 1
-            substitute = ", ".join(quote_item(item) for item in items)
-            if not substitute:
-                # An empty list must also take away one adjacent comma.
-                if start > 0 and condition[start - 1] == ",":
-                    start -= 1
-                elif end < len(condition) and condition[end] == ",":
-                    end += 1
-            prefix = condition[:start] + " " if start > 0 else ""
-            condition = prefix + substitute + " " + condition[end:]
-            start += len(substitute) + 1
-            used = True
-        start = condition.find(name, start + 1)
-    return condition, used
+        head.append(condition[cursor:start])
+        head_len += start - cursor
+        had_prefix = head_len > 0
+        if had_prefix:
+            head.append(" ")
+            head_len += 1
+        head.append(substitute + " ")
+        head_len += len(substitute) + 1
+        cursor = end
+        used = True
+        if max_chars is not None and head_len + len(condition) - cursor > max_chars:
+            raise ConditionTooLongError(name)
+        # Falco resumes one character after the end of the substitute: the first character
+        # after it when there was text before, the second one otherwise.
+        found = condition.find(name, end if had_prefix else end + 1)
+    if not used:
+        return condition, False
+    return "".join(head) + condition[cursor:], True
+
+
+def _strip_head(head: list[str], head_len: int, chars: str, once: bool = False) -> int:
+    """Remove trailing `chars` from the parts (one character with `once`); the new length."""
+    while head:
+        last = head[-1]
+        kept = last[:-1] if once else last.rstrip(chars)
+        head_len -= len(last) - len(kept)
+        if kept:
+            head[-1] = kept
+            return head_len
+        head.pop()
+        if once:
+            return head_len
+    return head_len
 
 
 def _fail(message: str, context: Context) -> RuleLoadError:

@@ -88,7 +88,9 @@ class Reloader:
             wanted = [str(f) for f in files] if files is not None else self.files
             started = time.perf_counter()
             try:
-                _, rulesets = load_rulesets(wanted, self.request.selection)
+                # A candidate may be hostile (a feed, an edited file): compiled first by a
+                # resource-limited child, so it cannot take this process's memory or time.
+                _, rulesets = load_rulesets(wanted, self.request.selection, isolated=True)
             except EngineError as error:
                 self._refused(wanted, error)
                 return False
@@ -235,6 +237,7 @@ class MetricsPump:
         self._events: dict[str, int] = {}
         self._skipped: dict[str, int] = {}
         self._kernel_dropped: dict[str, int] = {}
+        self._evicted: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-pump", daemon=True)
 
@@ -253,6 +256,9 @@ class MetricsPump:
         capture = stats.capture_now() if stats.capture_now is not None else stats.capture
         if capture is not None:
             _add_deltas({"syscall": capture["dropped"]}, self._kernel_dropped, self.metrics.dropped)
+        if stats.state is not None:
+            evicted = {"threads": stats.state.threads_evicted, "fds": stats.state.fds_evicted}
+            _add_deltas(evicted, self._evicted, self.metrics.state_evicted)
         self.metrics.output_queue(self.outputs.depth, self.outputs.stats.overflow)
 
     def _loop(self) -> None:

@@ -331,13 +331,19 @@ def _totals(counters: DropCounts) -> tuple[int, int, tuple[int, ...]]:
     return counters.total_counted, counters.total_dropped, tuple(counters.dropped)
 
 
-def capture_stats(counted: int, delivered: int, dropped: Sequence[int]) -> dict[str, Any]:
+def capture_stats(
+    counted: int, delivered: int, dropped: Sequence[int], left_in_ring: int = 0
+) -> dict[str, Any]:
     """The live capture's figures for the run summary: events the kernel counted, delivered to
-    falconet, dropped (total, per CPU, and as a share of the counted)."""
+    falconet, dropped (total, per CPU, and as a share of the counted), left in the ring at stop,
+    and in flight: counted but in none of those (being written while the counters were read;
+    0 once the capture is stopped), so that the figures always add up."""
     total = sum(dropped)
     return {
         "kernel_counted": counted,
         "delivered": delivered,
+        "left_in_ring": left_in_ring,
+        "in_flight": max(0, counted - delivered - total - left_in_ring),
         "dropped": total,
         "dropped_per_cpu": list(dropped),
         "drop_percent": round(100.0 * total / counted, 3) if counted else 0.0,

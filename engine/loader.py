@@ -28,6 +28,7 @@ from engine.load_result import LoadResult
 from engine.rule_collector import Collector, compatible_with
 from engine.rule_compiler import CompiledList, CompiledMacro, CompileOutput, RuleCompiler
 from engine.rule_items import PluginRequirement
+from engine.rule_limits import RulesLimits, over_limit
 from engine.rule_reader import RulesReader
 from engine.ruleset import (
     CompiledRule,
@@ -51,6 +52,10 @@ class RulesFileError(EngineError):
 
 class RulesFileUnreadableError(EngineError):
     """A rules file exists but cannot be read (permissions, not UTF-8)."""
+
+
+class RulesFileTooLargeError(EngineError):
+    """A rules file is larger than the file_bytes budget."""
 
 
 class RulesInvalidError(EngineError):
@@ -108,8 +113,9 @@ def _satisfies(loaded: str | None, required: str) -> bool:
 class RulesLoader:
     """Accumulates rules files like one Falco engine instance."""
 
-    def __init__(self, check_schema: bool = False) -> None:
+    def __init__(self, check_schema: bool = False, limits: RulesLimits | None = None) -> None:
         self.check_schema = check_schema
+        self.limits = limits or RulesLimits.from_environment()
         self.collector = Collector(
             source_known=condition_backend.source_known,
             field_is_valid=condition_backend.field_is_valid,
@@ -122,8 +128,9 @@ class RulesLoader:
         result = LoadResult(name)
         self.contents[name] = content
         self.results.append(result)
-        if RulesReader(self.collector, result, content, self.check_schema).read():
-            output = RuleCompiler(self.collector, result).compile()
+        reader = RulesReader(self.collector, result, content, self.check_schema, self.limits)
+        if reader.read():
+            output = RuleCompiler(self.collector, result, self.limits).compile()
             if result.successful:
                 self.output = output
         return result
@@ -158,9 +165,10 @@ def clear_caches() -> None:
     condition_backend.clear_memo()
 
 
-def _cache_key(files: Sequence[tuple[str, str]], check_schema: bool) -> str:
+def _cache_key(files: Sequence[tuple[str, str]], check_schema: bool, limits: RulesLimits) -> str:
     digest = hashlib.sha256()
     digest.update(versions.ENGINE_VERSION_SEMVER.encode())
+    digest.update(repr(limits).encode())
     digest.update(b"\0schema\0" if check_schema else b"\0")
     for source in condition_backend.known_sources():
         digest.update(b"\0source\0" + source.encode())
@@ -175,7 +183,8 @@ def load_contents(
     """Load (name, content) pairs in order. Compiled rules are immutable once built, so a
     cached result is shared by every caller that loads the same contents. `check_schema` adds
     the (informational) JSON Schema statuses `falco -V` reports."""
-    key = _cache_key(files, check_schema)
+    limits = RulesLimits.from_environment()
+    key = _cache_key(files, check_schema, limits)
     if use_cache:
         with _cache_lock:
             cached = _cache.get(key)
@@ -183,7 +192,7 @@ def load_contents(
                 _cache.move_to_end(key)
                 log.debug("rules cache hit for %d file(s)", len(files))
                 return cached
-    loader = RulesLoader(check_schema)
+    loader = RulesLoader(check_schema, limits)
     for name, content in files:
         loader.load(content, name)
     loaded = loader.loaded()
@@ -195,17 +204,22 @@ def load_contents(
     return loaded
 
 
-def read_rules_files(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
+def read_rules_files(
+    paths: Iterable[str | Path], max_bytes: int | None = None
+) -> list[tuple[str, str]]:
     """(name, content) per file, directories expanded to their .yaml/.yml files in
-    alphabetical order (as Falco reads `rules_files` entries)."""
+    alphabetical order (as Falco reads `rules_files` entries). A file larger than `max_bytes`
+    (default: the file_bytes budget) is refused without being read whole."""
+    if max_bytes is None:
+        max_bytes = RulesLimits.from_environment().file_bytes
     files = []
     for path in map(Path, paths):
         if path.is_dir():
             entries = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
-            files.extend(read_rules_files(entries))
+            files.extend(read_rules_files(entries, max_bytes))
             continue
         try:
-            files.append((str(path), path.read_text(encoding="utf-8")))
+            files.append((str(path), _read_bounded(path, max_bytes)))
         except FileNotFoundError:
             raise RulesFileError(
                 f"rules file {path} does not exist", hint="check the path"
@@ -216,6 +230,19 @@ def read_rules_files(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
                 hint="rules files are UTF-8 YAML readable by this user",
             ) from None
     return files
+
+
+def _read_bounded(path: Path, max_bytes: int) -> str:
+    with path.open("rb") as stream:
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RulesFileTooLargeError(
+            over_limit(
+                f"rules file {path} is larger than {max_bytes} bytes", "file_bytes", max_bytes
+            ),
+            hint="rules files this large are refused as hostile; raise the limit if it is yours",
+        )
+    return data.decode("utf-8")
 
 
 def load_rules_files(

@@ -53,6 +53,12 @@ class Metrics:
             ["action", "status"],
             registry=r,
         )
+        self.state_evictions = Counter(
+            f"{PREFIX}_state_evictions",
+            "Entries evicted from a full state table (syscall threads, fds).",
+            ["table"],
+            registry=r,
+        )
         self.queue_depth = Gauge(f"{PREFIX}_output_queue_depth", "Queued alerts.", registry=r)
         self.queue_overflow = Counter(
             f"{PREFIX}_output_queue_overflow", "Alerts dropped: queue full.", registry=r
@@ -62,6 +68,9 @@ class Metrics:
 
     def event(self, source: str, count: int = 1) -> None:
         self.events.labels(source).inc(count)
+
+    def state_evicted(self, table: str, count: int) -> None:
+        self.state_evictions.labels(table=table).inc(count)
 
     def dropped(self, source: str, count: int = 1) -> None:
         self.drops.labels(source).inc(count)

@@ -14,11 +14,12 @@ from typing import Any
 
 from engine import condition_backend as backend
 from engine.condition.ast import Expr
-from engine.condition_text import substitute_list, with_exceptions
+from engine.condition_text import ConditionTooLongError, substitute_list, with_exceptions
 from engine.load_result import Context, ErrorCode, LoadResult, RuleLoadError, WarningCode
 from engine.macro_resolver import resolve_macros
 from engine.rule_collector import Collector
 from engine.rule_items import SYSCALL_SOURCE, RuleInfo
+from engine.rule_limits import RulesLimits, over_limit
 from engine.ruleset import CompiledRule
 
 MAX_EVENT_TYPES = 100  # above this a syscall rule warns LOAD_NO_EVTTYPE
@@ -88,10 +89,14 @@ def _is_unknown_filter_error(message: str) -> bool:
 
 
 class RuleCompiler:
-    def __init__(self, collector: Collector, result: LoadResult) -> None:
+    def __init__(
+        self, collector: Collector, result: LoadResult, limits: RulesLimits | None = None
+    ) -> None:
         self.collector = collector
         self.result = result
         self.out = CompileOutput()
+        self.limits = limits or RulesLimits()
+        self.load_nodes = 0  # expanded condition nodes of the rules compiled so far
 
     def compile(self) -> CompileOutput:
         """Compile everything; on error the error is in `result` and the output is partial."""
@@ -118,16 +123,44 @@ class RuleCompiler:
                     items.extend(ref.items)
                 else:
                     items.append(item)
+                if len(items) > self.limits.list_items:
+                    raise RuleLoadError(
+                        ErrorCode.LOAD_ERR_VALIDATE,
+                        over_limit(
+                            f"list '{info.name}' expands to more than "
+                            f"{self.limits.list_items} items",
+                            "list_items",
+                            self.limits.list_items,
+                        ),
+                        info.context,
+                    )
             self.out.lists[info.name] = CompiledList(info.name, items, list(info.items))
         for name in used:
             self.out.lists[name].used = True
 
     def _parse(self, condition: str, context: Context) -> tuple[Expr, str]:
-        """Substitute the lists (all of them, in definition order) and parse."""
+        """Substitute the lists (all of them, in definition order) and parse. Lists substituted
+        into lists can double the text at each step: the text is bounded after each one."""
+        max_chars = self.limits.condition_chars
+        self._check_chars(condition, context)
         for compiled in self.out.lists.values():
             if compiled.name not in condition:  # the common case, without a call
                 continue
-            condition, used = substitute_list(condition, compiled.name, compiled.items)
+            try:
+                condition, used = substitute_list(
+                    condition, compiled.name, compiled.items, max_chars
+                )
+            except ConditionTooLongError:
+                raise RuleLoadError(
+                    ErrorCode.LOAD_ERR_VALIDATE,
+                    over_limit(
+                        f"condition is longer than {max_chars} characters once list "
+                        f"'{compiled.name}' is substituted",
+                        "condition_chars",
+                        max_chars,
+                    ),
+                    context,
+                ) from None
             compiled.used |= used
         try:
             return backend.parse_cached(condition), condition
@@ -137,6 +170,18 @@ class RuleCompiler:
                 error.message,
                 condition_context(context, condition, error.position or 0),
             ) from None
+
+    def _check_chars(self, condition: str, context: Context) -> None:
+        if len(condition) > self.limits.condition_chars:
+            raise RuleLoadError(
+                ErrorCode.LOAD_ERR_VALIDATE,
+                over_limit(
+                    f"condition is longer than {self.limits.condition_chars} characters",
+                    "condition_chars",
+                    self.limits.condition_chars,
+                ),
+                context,
+            )
 
     def _resolve(
         self, expr: Expr, condition: str, visibility: int | None, context: Context
@@ -151,10 +196,13 @@ class RuleCompiler:
                 return None
             return compiled.condition
 
-        resolution = resolve_macros(expr, visible)
+        max_nodes = self.limits.condition_nodes
+        resolution = resolve_macros(expr, visible, max_nodes)
         problem = resolution.first_problem()
         if problem is not None:
             message, position = problem
+            if resolution.too_large is not None:
+                message = over_limit(message, "condition_nodes", max_nodes)
             raise RuleLoadError(
                 ErrorCode.LOAD_ERR_VALIDATE,
                 message,
@@ -162,6 +210,19 @@ class RuleCompiler:
             )
         for name in resolution.resolved:
             macros[name].used = True
+        if visibility is None:  # a rule: its condition is compiled, which walks it as a tree
+            self.load_nodes += resolution.nodes
+            if self.load_nodes > self.limits.load_nodes:
+                raise RuleLoadError(
+                    ErrorCode.LOAD_ERR_VALIDATE,
+                    over_limit(
+                        f"the rules loaded so far expand to more than {self.limits.load_nodes} "
+                        "condition nodes together",
+                        "load_nodes",
+                        self.limits.load_nodes,
+                    ),
+                    context,
+                )
         return resolution.expr
 
     def _compile_macros(self) -> None:
@@ -195,6 +256,7 @@ class RuleCompiler:
         exception_fields: set[str] = set()
         condition = info.condition
         if info.exceptions:
+            self._check_chars(condition, info.condition_context)
             condition = with_exceptions(condition, info.exceptions, exception_fields)
         output_text = self._output_text(info)
         try:

@@ -28,6 +28,7 @@ from engine.rule_items import (
     RuleUpdate,
     parse_priority,
 )
+from engine.rule_limits import RulesLimits, over_limit
 from engine.yamlfile import MappingNode, Node, ScalarNode, SequenceNode
 
 WARNING_APPEND = (
@@ -302,17 +303,38 @@ class RulesReader:
     """Reads one file's content into a collector, recording messages in `result`."""
 
     def __init__(
-        self, collector: Collector, result: LoadResult, content: str, check_schema: bool = False
+        self,
+        collector: Collector,
+        result: LoadResult,
+        content: str,
+        check_schema: bool = False,
+        limits: RulesLimits | None = None,
     ) -> None:
         self.collector = collector
         self.result = result
         self.content = content
         self.check_schema = check_schema
+        self.limits = limits or RulesLimits()
         self.file_context = Context.for_file(result.name)
+        self._items = 0
 
     def read(self) -> bool:
+        size = len(self.content.encode("utf-8", "surrogatepass"))
+        if size > self.limits.file_bytes:
+            message = over_limit(
+                f"rules file of {size} bytes is too large", "file_bytes", self.limits.file_bytes
+            )
+            self.result.add_error(ErrorCode.LOAD_ERR_FILE_READ, message, self.file_context)
+            return False
         try:
-            documents = yamlfile.load_documents(self.content)
+            documents = yamlfile.load_documents(self.content, self.limits.yaml_nodes)
+        except yamlfile.YamlBudgetError as error:
+            context = self.file_context.child(error.position, ItemType.VALUE_FOR)
+            message = str(error)
+            if error.over_budget:
+                message = over_limit(message, "yaml_nodes", self.limits.yaml_nodes)
+            self.result.add_error(ErrorCode.LOAD_ERR_YAML_PARSE, message, context)
+            return False
         except yamlfile.YamlParseError as error:
             context = self.file_context.child(error.position, ItemType.VALUE_FOR)
             self.result.add_error(ErrorCode.LOAD_ERR_YAML_PARSE, str(error), context)
@@ -336,6 +358,16 @@ class RulesReader:
             raise _invalid("Rules content is not yaml", self.file_context)
         if not isinstance(document, SequenceNode):
             raise _invalid("Rules content is not yaml array of objects", self.file_context)
+        self._items += len(document.value)
+        if self._items > self.limits.items:
+            raise _invalid(
+                over_limit(
+                    f"rules file has more than {self.limits.items} items",
+                    "items",
+                    self.limits.items,
+                ),
+                self.file_context,
+            )
         for item in document.value:
             if not yamlfile.is_null(item):
                 self._read_item(item)

@@ -31,7 +31,13 @@ from engine.drops_monitor import (
     monitored,
 )
 from engine.errors import EngineError
-from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
+from engine.loader import (
+    LoadedRules,
+    RulesInvalidError,
+    load_contents,
+    load_rules_files,
+    rulesets_for,
+)
 from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
 from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
     from bpf.options import LiveOptions
     from engine.sources.connectors import Connector
     from engine.sources.plugin_host import PluginConfig, PluginSet
+    from engine.sources.syscall.state import StateCounters, StateTracker
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +131,17 @@ def _provided_text() -> str:
 
 
 def load_rulesets(
-    files: Sequence[str | Path], selection: Selection = Selection()
+    files: Sequence[str | Path], selection: Selection = Selection(), isolated: bool = False
 ) -> tuple[LoadedRules, Rulesets]:
-    """Load rules files in order, check their requirements, and build the selected rulesets."""
-    loaded = load_rules_files(files)
+    """Load rules files in order, check their requirements, and build the selected rulesets.
+    `isolated`: a candidate replacing running rules is first compiled by a resource-limited
+    child process (engine.compile_guard), then the contents it vetted are compiled here."""
+    if isolated:
+        from engine.compile_guard import vet_rules_files
+
+        loaded = load_contents(vet_rules_files(files))
+    else:
+        loaded = load_rules_files(files)
     check_requirements(loaded)
     rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
     return loaded, rulesets
@@ -148,6 +162,8 @@ class RunStats:
     capture: dict[str, Any] | None = None
     # While a live capture runs: its current counters (the daemon's metrics read them).
     capture_now: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    # syscall source: the state tracker's counters (evictions of full thread/fd tables), live
+    state: StateCounters | None = field(default=None, repr=False)
 
     @property
     def events(self) -> int:
@@ -173,6 +189,7 @@ class RunStats:
             "seconds": round(self.seconds, 6),
             "events_per_second": round(self.events_per_second, 1),
             **_present(syscall_event_drops=self.syscall_event_drops, capture=self.capture),
+            **_present(state=self.state.as_json() if self.state is not None else None),
         }
 
     def summary_text(self) -> str:
@@ -189,6 +206,12 @@ class RunStats:
             f"alerts dropped: {self.dropped_alerts}"
         )
         lines += _drop_lines(self.syscall_event_drops, self.capture)
+        state = self.state
+        if state is not None and (state.threads_evicted or state.fds_evicted):
+            lines.append(
+                f"State tables full: {state.threads_evicted} threads and {state.fds_evicted} fds "
+                "evicted (least recently active first)"
+            )
         return "\n".join(lines)
 
 
@@ -206,11 +229,14 @@ def _drop_lines(monitor: dict[str, Any] | None, capture: dict[str, Any] | None) 
             f"   - num times actions taken: {monitor['actions_taken']}",
         ]
     if capture is not None:
+        # counted = delivered + dropped + left in the ring + in flight, always.
         lines.append(
-            f"Capture: {capture['kernel_counted']} events counted in the kernel, "
-            f"{capture['delivered']} delivered, {capture['dropped']} dropped "
+            f"Capture: {capture['kernel_counted']} events counted in the kernel = "
+            f"{capture['delivered']} delivered + {capture['dropped']} dropped "
             f"({capture['drop_percent']:.3f}%; per CPU: "
-            f"{','.join(str(n) for n in capture['dropped_per_cpu']) or '-'})"
+            f"{','.join(str(n) for n in capture['dropped_per_cpu']) or '-'}) + "
+            f"{capture.get('left_in_ring', 0)} left unread in the ring at stop + "
+            f"{capture.get('in_flight', 0)} in flight"
         )
     return lines
 
@@ -397,6 +423,7 @@ def _replay(
     path: str,
     swappable: bool,
     monitor: DropsMonitor | None = None,
+    tracker: StateTracker | None = None,
 ) -> None:
     """Evaluate every event of a capture or JSON event file/directory. With rules that cannot
     change during the replay, only the event types they and the state tracker need are
@@ -405,7 +432,7 @@ def _replay(
     if source == SYSCALL:
         from engine.sources.syscall.replay import open_replay
 
-        with open_replay(path) as replay:
+        with open_replay(path, tracker) as replay:
             rule_types = None if swappable else detector.switch.current.event_types(SYSCALL)
             wanted = replay.needed_events(rule_types)
             events: Iterable[Any] = replay.events(wanted)
@@ -495,8 +522,15 @@ def run(
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
     monitor = None
+    tracker = None
     if source == SYSCALL:
+        from engine.sources.syscall.state import StateTracker
+        from engine.state_pressure import StatePressure
+
         monitor = DropsMonitor(request.drops, emit=outputs.put, ebpf=not request.replay)
+        tracker = StateTracker()
+        tracker.on_eviction = StatePressure(outputs.put).note
+        detector.stats.state = tracker.counters
     if on_started is not None:
         on_started(detector, outputs)
     signals = _Signals(interrupt=bool(request.replay))
@@ -504,12 +538,12 @@ def run(
     started = time.perf_counter()
     try:
         if request.replay:
-            _replay(detector, source, request.replay, swappable, monitor)
+            _replay(detector, source, request.replay, swappable, monitor, tracker)
         elif request.connector is not None:
             _connect(request.connector, detector, outputs, formatter.hostname, signals.stop)
         elif source == SYSCALL:
             assert monitor is not None
-            _live(detector, signals.stop, monitor, _live_options(request))
+            _live(detector, signals.stop, monitor, _live_options(request), tracker)
         elif _plugin_source(source) is not None:
             _plugin_stream(detector, source, signals.stop)
         else:
@@ -605,7 +639,11 @@ def _live_options(request: RunRequest) -> LiveOptions:
 
 
 def _live(
-    detector: Detector, stop: threading.Event, monitor: DropsMonitor, options: LiveOptions
+    detector: Detector,
+    stop: threading.Event,
+    monitor: DropsMonitor,
+    options: LiveOptions,
+    tracker: StateTracker | None = None,
 ) -> None:
     """Live syscalls from the eBPF probe until `stop`. The kernel's interesting-syscall map
     follows the switch: a swapped ruleset rewrites it in place before its first event. The
@@ -617,15 +655,14 @@ def _live(
     current = switch.current
     live = LiveSource(
         current.event_types(SYSCALL),
+        tracker=tracker,
         base=options.base,
         ringbuf_pages=options.ringbuf_pages,
         drop_monitor=monitor,
     )
 
     def capture_now() -> dict[str, Any]:
-        stats = live.stats()
-        kernel = stats.kernel
-        return capture_stats(kernel.total_counted, stats.delivered, kernel.dropped)
+        return _capture_figures(live.stats())
 
     def events() -> Iterator[Any]:
         nonlocal current
@@ -641,8 +678,14 @@ def _live(
             detector.process(events(), SYSCALL)
         finally:
             detector.stats.capture_now = None
-            detector.stats.capture = capture_now()
+            # Detached first, then counted: the summary's figures add up.
+            detector.stats.capture = _capture_figures(live.stop_capture())
             log.debug("live capture: %s", live.stats().as_json())
+
+
+def _capture_figures(stats: Any) -> dict[str, Any]:
+    kernel = stats.kernel
+    return capture_stats(kernel.total_counted, stats.delivered, kernel.dropped, stats.left_in_ring)
 
 
 def _serve(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -21,8 +22,14 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 # composer is several times faster on the large upstream files.
 try:
     from yaml import CBaseLoader as _Loader
+    from yaml import CSafeLoader as _SafeLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import BaseLoader as _Loader  # type: ignore[assignment]
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+# Nodes of a YAML data document (index files, configuration, response rules, lock files) once
+# its aliases are expanded: far above any real one (falcoctl's whole public index is ~3,000).
+DATA_MAX_NODES = 1_000_000
 
 __all__ = [
     "MappingNode",
@@ -30,7 +37,9 @@ __all__ = [
     "Position",
     "ScalarNode",
     "SequenceNode",
+    "YamlBudgetError",
     "YamlParseError",
+    "check_expansion",
     "decode_bool",
     "decode_uint",
     "get",
@@ -38,6 +47,7 @@ __all__ = [
     "keys",
     "load_documents",
     "position",
+    "safe_load",
 ]
 
 # Plain scalars yaml-cpp reads as null (quoted ones are strings).
@@ -64,24 +74,42 @@ class YamlParseError(Exception):
         self.position = position
 
 
-def load_documents(text: str) -> list[Node | None]:
+class YamlBudgetError(YamlParseError):
+    """The document expands beyond its node budget (aliases counted at every use: `over_budget`),
+    or an alias refers to a node that contains it."""
+
+    def __init__(self, message: str, position: Position, over_budget: bool = True) -> None:
+        super().__init__(message, position)
+        self.over_budget = over_budget
+
+
+def load_documents(text: str, max_nodes: int | None = None) -> list[Node | None]:
     """Compose every document of `text` (None for an empty document). Composed documents are
     never modified, so the documents of a text seen recently are reused (reloads of a set of
-    files where one changed compose only that one)."""
+    files where one changed compose only that one).
+
+    Composing shares an aliased node instead of copying it, so the composed graph stays as small
+    as the text; whoever walks it as a tree pays every alias at every use. `max_nodes` bounds that
+    expanded size per document (YamlBudgetError): the check every caller that walks documents
+    relies on."""
     with _documents_lock:
         found = _documents.get(text)
-    if found is not None:
-        return found
-    documents = _compose(text)
-    with _documents_lock:
-        if len(_documents) >= _DOCUMENTS_KEPT:
-            _documents.pop(next(iter(_documents)))
-        _documents[text] = documents
+    if found is None:
+        documents = _compose(text)
+        found = (documents, max(map(check_expansion, documents), default=0))
+        with _documents_lock:
+            if len(_documents) >= _DOCUMENTS_KEPT:
+                _documents.pop(next(iter(_documents)))
+            _documents[text] = found
+    documents, expanded = found
+    if max_nodes is not None and expanded > max_nodes:
+        for document in documents:
+            check_expansion(document, max_nodes)
     return documents
 
 
 _DOCUMENTS_KEPT = 8  # composed nodes weigh about 7 times the text (0.4 MB for falco_rules)
-_documents: dict[str, list[Node | None]] = {}
+_documents: dict[str, tuple[list[Node | None], int]] = {}
 _documents_lock = threading.Lock()
 
 
@@ -103,6 +131,76 @@ def _compose(text: str) -> list[Node | None]:
     finally:
         loader.dispose()
     return documents or [None]
+
+
+def check_expansion(document: Node | None, max_nodes: int | None = None) -> int:
+    """The number of nodes `document` has once every alias is replaced by what it refers to,
+    computed in time linear in the composed graph. Raises YamlBudgetError when that number
+    exceeds `max_nodes` (or when an alias refers to a node that contains it, which no tree
+    walk could finish)."""
+    if document is None:
+        return 0
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # Post-order walk without recursion: (node, children already pushed).
+    stack: list[tuple[Node, bool]] = [(document, False)]
+    while stack:
+        node, expanded = stack.pop()
+        key = id(node)
+        if expanded:
+            on_path.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            if max_nodes is not None and total > max_nodes:
+                raise YamlBudgetError(
+                    f"yaml: the document expands to more than {max_nodes} nodes once its "
+                    "aliases are expanded (an alias bomb?)",
+                    position(node),
+                )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YamlBudgetError(
+                "yaml: an alias refers to a node that contains it", position(node), False
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in on_path:
+                raise YamlBudgetError(
+                    "yaml: an alias refers to a node that contains it", position(child), False
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(document)]
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return node.value
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def safe_load(text: str, max_nodes: int = DATA_MAX_NODES) -> Any:
+    """yaml.safe_load for YAML data from outside, with the alias-expansion check of rules files:
+    PyYAML shares an aliased value, so a billion-laughs document loads small, and then whoever
+    walks it (a schema validation, a JSON dump, a copy) walks 10**9 nodes. Refused here, as a
+    yaml.YAMLError so callers' existing handling reports it."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            check_expansion(node, max_nodes)
+        except YamlBudgetError as error:
+            raise yaml.YAMLError(str(error)) from None
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _describe(error: yaml.MarkedYAMLError) -> str:

@@ -100,8 +100,8 @@ def ruleset_validator(rules_dir: Path) -> Validator:
     directory, in Falco's load order (by file name), and raise on any error."""
 
     def validate(staged: list[Path]) -> None:
+        from engine.compile_guard import vet_rules_files
         from engine.errors import EngineError
-        from engine.loader import load_valid_rules
 
         staged_names = {p.name for p in staged}
         others = [p for p in rules_files(rules_dir) if p.name not in staged_names]
@@ -109,7 +109,9 @@ def ruleset_validator(rules_dir: Path) -> Validator:
         if not paths:
             return
         try:
-            load_valid_rules(paths, use_cache=False)
+            # In a resource-limited child: the daemon's follow thread runs this on whatever
+            # a feed serves, and the daemon's memory and time are not the feed's to take.
+            vet_rules_files(paths)
         except EngineError as error:
             # Name the files as they would be installed, not their staging copies.
             message = str(error)

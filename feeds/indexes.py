@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from engine import yamlfile
 from feeds.errors import ConfigError, FeedsError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def parse_index(
     """Parse falcoctl's index.yaml (a YAML list of entries). Duplicate names are an error;
     unknown keys a warning. `registry: oci-layout:<relative>` resolves against base_dir."""
     try:
-        data = yaml.safe_load(text)
+        data = yamlfile.safe_load(text)  # an index comes from outside: aliases bounded
     except yaml.YAMLError as error:
         raise IndexError_(
             f"index {index_name} ({origin}) is not valid YAML: {error}",

@@ -19,24 +19,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.k8s_audit_event import EVENT
 from tests.support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-EVENT = {
-    "kind": "Event",
-    "apiVersion": "audit.k8s.io/v1",
-    "level": "RequestResponse",
-    "timestamp": "2018-10-25T14:09:12Z",
-    "stageTimestamp": "2018-10-25T14:09:12.581541Z",
-    "auditID": "a362d22b-db3c-4590-9505-23782f12925f",
-    "stage": "ResponseComplete",
-    "requestURI": "/api/v1/namespaces/default/pods",
-    "verb": "create",
-    "user": {"username": "alice"},
-    "objectRef": {"resource": "pods", "namespace": "default", "name": "web"},
-    "responseStatus": {"code": 201},
-}
 
 
 def _rule(name: str, output: str) -> str:
@@ -232,6 +218,9 @@ def test_followed_updates_hot_reload_and_a_broken_one_is_refused(
     publish(registry, tmp_path, "2.0.0", {"a.yaml": _rule("Pod Two", "second")})
     wait_for(lambda: 'falconet_follow_updates_total{ref="' in _get(f"{run.web}/metrics"))
     wait_for(lambda: "Pod Two" in json.dumps(_rules_loaded(run)))
+    # /rules reads the files from disk: the swap itself is the reload counter (the candidate is
+    # compiled by a limited child process first, which takes a moment).
+    wait_for(lambda: _reloads_ok(run) >= 2)
     run.post()
     wait_for(lambda: run.rules_fired()[1:] == ["Pod Two"])  # within one tick; the old one gone
 
@@ -240,6 +229,13 @@ def test_followed_updates_hot_reload_and_a_broken_one_is_refused(
     run.post()
     wait_for(lambda: run.rules_fired()[-1] == "Pod Two")  # v2 keeps running
     assert run.stop()[0] == 0
+
+
+def _reloads_ok(run: Daemon) -> float:
+    for line in _get(f"{run.web}/metrics").splitlines():
+        if line.startswith('falconet_reloads_total{result="ok"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def _rules_loaded(run: Daemon) -> list[str]:

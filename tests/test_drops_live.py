@@ -102,6 +102,13 @@ def test_tiny_ring_buffer_drops_raise_the_internal_alert_and_show_in_the_summary
     capture = summary["capture"]
     assert capture["dropped"] >= n_drops
     assert capture["kernel_counted"] >= capture["dropped"] + capture["delivered"] > 0
+    # The figures add up: the capture is stopped before it is counted, and what the ring still
+    # held is said.
+    assert capture["kernel_counted"] == (
+        capture["delivered"] + capture["dropped"] + capture["left_in_ring"] + capture["in_flight"]
+    )
+    assert capture["in_flight"] == 0
+    assert f"{capture['left_in_ring']} left unread in the ring at stop" in err
     assert capture["drop_percent"] > 0
     assert 0 < metric <= capture["dropped"]  # /metrics counted the kernel's drops while running
     monitor = summary["syscall_event_drops"]

@@ -161,13 +161,34 @@ def test_threads_share_fds_and_cwd_and_report_the_process() -> None:
 
 
 def test_thread_table_cap_is_counted() -> None:
+    # A full table evicts the least recently active threads (and counts them) rather than
+    # refusing new ones: the newest process is always tracked.
     seq = Sequence()
     seq.tracker.max_threads = 3
     _seed(seq)
+    evicted: list[tuple[str, int]] = []
+    seq.tracker.on_eviction = lambda table, n: evicted.append((table, n))
     for child in (10, 11, 12, 13):
         seq.emit(1, "clone", res=child, flags=0)
     assert len(seq.tracker.threads) == 3
-    assert seq.tracker.counters.threads_refused >= 2
+    assert 13 in seq.tracker.threads and 1 in seq.tracker.threads  # the newest and the active
+    assert seq.tracker.counters.threads_evicted >= 2
+    assert sum(n for table, n in evicted if table == "threads") == (
+        seq.tracker.counters.threads_evicted
+    )
+
+
+def test_fd_table_cap_evicts_the_oldest_fd() -> None:
+    seq = Sequence()
+    seq.tracker.max_fds = 2
+    _seed(seq)
+    for fd in (3, 4, 5):
+        seq.emit(1, "openat", fd=fd, dirfd=-100, name=f"/f{fd}", flags=O_RDONLY, mode=0)
+    fds = seq.tracker.threads[1].fds
+    assert sorted(fds) == [4, 5]
+    assert seq.tracker.counters.fds_evicted == 1
+    ev = seq.emit(1, "read", res=1, data=b"a", fd=5)
+    assert seq.field(ev, "fd.name") == "/f5"
 
 
 def test_container_id_from_cgroups() -> None:

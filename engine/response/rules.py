@@ -32,6 +32,7 @@ import jsonschema
 import yaml
 
 import schemas
+from engine import yamlfile
 from engine.output import Priority
 from engine.response.actions.base import Action, action_class
 from engine.response.alert_fields import compile_alert_condition
@@ -232,7 +233,7 @@ def load_rules(path: str | Path) -> ResponseRules:
             f"cannot read response rules {path}: {error.strerror}", "check the path"
         ) from error
     try:
-        document = yaml.safe_load(text)
+        document = yamlfile.safe_load(text)  # aliases bounded, as in rules files
     except yaml.YAMLError as error:
         raise ResponseRulesError(f"{path}: invalid YAML: {error}") from error
     return parse_rules(document, str(path))

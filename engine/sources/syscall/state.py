@@ -3,15 +3,21 @@
 Falco computes proc.*, fd.* and user.* fields from state that libsinsp maintains from the events
 themselves (clone/execve/open/close/dup/socket/connect/chdir/setuid/procexit...). This module
 does the same. Memory is bounded: exited threads are evicted after their procexit event has been
-evaluated, and the thread table and each fd table have caps; what a cap refuses is counted.
+evaluated, and the thread table and each fd table have caps. A full table never refuses what is
+new (that would stop detection for every process started afterwards): as Falco purges inactive
+threads, the least recently active threads (exited ones whose procexit was missed first) make
+room, and a full fd table forgets its oldest entry. Every eviction under pressure is counted and
+reported through `on_eviction` (the run loop's rate-limited internal alert).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import operator
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +179,9 @@ class ThreadInfo:
     # Filled from the process list or a clone/execve: False for threads only seen by their tid.
     complete: bool = False
     exited: bool = False
+    # The tracker's event count at this thread's latest event, -1 once exited: who to evict
+    # first under pressure.
+    last_event: int = 0
 
     @property
     def cwd(self) -> str | None:
@@ -202,9 +211,26 @@ class GroupInfo:
 class StateCounters:
     threads_added: int = 0
     threads_removed: int = 0
-    threads_refused: int = 0  # the thread table cap was reached
-    fds_refused: int = 0  # an fd table cap was reached
     missing_threads: int = 0  # events from threads never seen created
+    threads_evicted: int = 0  # live-looking threads dropped because the table was full
+    fds_evicted: int = 0  # fds dropped because their table was full
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "threads_added": self.threads_added,
+            "threads_removed": self.threads_removed,
+            "threads_evicted": self.threads_evicted,
+            "fds_evicted": self.fds_evicted,
+            "missing_threads": self.missing_threads,
+        }
+
+
+_LAST_EVENT = operator.attrgetter("last_event")
+# (table, how many entries were just evicted): "threads" or "fds".
+EvictionHook = Callable[[str, int], None]
+# Under pressure, this share of the thread table is evicted at once: one scan of the table
+# (O(n)) pays for n/EVICTION_SHARE insertions.
+EVICTION_SHARE = 64
 
 
 def container_id_from_cgroups(cgroups: tuple[str, ...]) -> str:
@@ -252,19 +278,37 @@ class StateTracker:
         self.max_threads = max_threads
         self.max_fds = max_fds_per_process
         self.counters = StateCounters()
+        self.on_eviction: EvictionHook | None = None
+        self.events = 0  # events processed, the clock of ThreadInfo.last_event
         self._pending_removal: int | None = None
         self._handlers, self.state_events = _handlers(self)
 
     # -- tables ---------------------------------------------------------------------------------
-    def add_thread(self, thread: ThreadInfo) -> ThreadInfo | None:
+    def add_thread(self, thread: ThreadInfo) -> ThreadInfo:
         if thread.tid not in self.threads and len(self.threads) >= self.max_threads:
-            self.counters.threads_refused += 1
-            return None
+            self._evict_threads()
         if thread.container_id == "host" and thread.cgroups:
             thread.container_id = container_id_from_cgroups(thread.cgroups)
+        thread.last_event = self.events
         self.threads[thread.tid] = thread
         self.counters.threads_added += 1
         return thread
+
+    def _evict_threads(self) -> None:
+        """Make room: the least recently active 1/EVICTION_SHARE of the table, threads marked
+        exited first (their procexit was seen but not yet applied). The thread of the event
+        being applied is the most recent one, so it stays."""
+        count = max(
+            1, len(self.threads) // EVICTION_SHARE, len(self.threads) - self.max_threads + 1
+        )
+        # procexit sets last_event to -1: exited threads sort first without a tuple key (one
+        # attribute read per thread keeps a scan of the full table to a few milliseconds).
+        victims = heapq.nsmallest(count, self.threads.values(), key=_LAST_EVENT)
+        for victim in victims:
+            del self.threads[victim.tid]
+        self.counters.threads_evicted += len(victims)
+        if self.on_eviction is not None:
+            self.on_eviction("threads", len(victims))
 
     def remove_thread(self, tid: int) -> None:
         if self.threads.pop(tid, None) is not None:
@@ -273,8 +317,12 @@ class StateTracker:
     def add_fd(self, thread: ThreadInfo, fd: FdInfo) -> FdInfo:
         table = thread.fds
         if fd.num not in table and len(table) >= self.max_fds:
-            self.counters.fds_refused += 1
-            return fd  # still bound to this event, just not remembered
+            # The oldest entry goes (insertion order): a leak of never-closed fds ages out
+            # first, and the new fd, the one events are about to use, is remembered.
+            del table[next(iter(table))]
+            self.counters.fds_evicted += 1
+            if self.on_eviction is not None:
+                self.on_eviction("fds", 1)
         table[fd.num] = fd
         return fd
 
@@ -327,9 +375,12 @@ class StateTracker:
         if self._pending_removal is not None:
             self._finish_exit(self._pending_removal)
             self._pending_removal = None
+        self.events += 1
         thread = self.threads.get(event.tid)
         if thread is None:
             thread = self._placeholder(event.tid)
+        else:
+            thread.last_event = self.events
         event.thread = thread
         event.state = self
         handler = self._handlers.get(event.type)
@@ -338,7 +389,7 @@ class StateTracker:
         elif thread is not None and not event.info.is_enter:
             self._bind_fd_param(event, thread)
 
-    def _placeholder(self, tid: int) -> ThreadInfo | None:
+    def _placeholder(self, tid: int) -> ThreadInfo:
         # A thread we never saw created (it predates the capture, or its clone was dropped): keep
         # what the events will tell us about it, as libsinsp does when /proc has nothing.
         self.counters.missing_threads += 1

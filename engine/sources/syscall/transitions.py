@@ -308,6 +308,7 @@ def handlers(tracker: StateTracker) -> tuple[dict[str, Handler], frozenset[str]]
         if thread is None:
             return
         thread.exited = True
+        thread.last_event = -1  # first to go if the table fills before its removal
         # Removed when the next event arrives, so this event's fields still resolve.
         tracker._pending_removal = event.tid
 
