@@ -52,9 +52,28 @@ def _settings() -> list[Setting]:
             [],
             "Extra indexes: [{name, url, backend}] (falcoctl's "
             "config shape); the embedded feed and falcosecurity's index are always there.",
-            ("name", "url", "backend"),
+            ("name", "url", "backend", "insecure"),
         ),
         Setting("index.ttl", "str", "6h", "How long a cached index is used before revalidating."),
+        # Every transfer from a registry, index, key URL or token endpoint (docs/security.md).
+        Setting(
+            "transfer.low_speed_limit",
+            "int",
+            1024,
+            "Bytes/s below which (averaged over transfer.low_speed_time) a transfer is given up.",
+        ),
+        Setting(
+            "transfer.low_speed_time",
+            "str",
+            "30s",
+            "Window (Go duration) over which transfer.low_speed_limit is averaged.",
+        ),
+        Setting(
+            "transfer.timeout",
+            "str",
+            "15m",
+            "Deadline (Go duration) of one transfer, all its retries included.",
+        ),
         Setting(
             "index.defaults",
             "bool",

@@ -510,6 +510,7 @@ def _verify(
         config_verify(context.config),
         no_verify=no_verify,
         require_signature=require_signature,
+        index_name=entry.index if entry else "",
     )
     assert candidate.store is not None
     # Named by repository and digest: the store's own tag is a placeholder. verify_artifact
@@ -521,6 +522,7 @@ def _verify(
         "key_fingerprint": result.key_fingerprint,
         "policy": result.policy_origin,
         "reason": result.reason,
+        "statement": result.statement,
     }
 
 

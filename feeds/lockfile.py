@@ -214,6 +214,8 @@ def read_lock(path: Path) -> LockFile | None:
         text = path.read_text()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is unreadable ({error})", _REGENERATE) from None
     return LockFile.from_yaml(text, str(path))
 
 

@@ -76,7 +76,18 @@ def recover(state_dir: Path) -> bool:
     journal = state_dir / JOURNAL
     if not journal.is_file():
         return False
-    plan = _plan_from_dict(json.loads(journal.read_text()))
+    from feeds.errors import StateError
+    from feeds.state import load_json_record
+
+    fix = (
+        f"delete {journal}, then run `falconet artifact install` again (files of the "
+        "interrupted install may be missing until it completes)"
+    )
+    data = load_json_record(journal, "install journal", fix)
+    try:
+        plan = _plan_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StateError(f"install journal {journal} is damaged ({error!r})", fix) from None
     log.warning("finishing an install interrupted before it completed (%d files)", len(plan.moves))
     _apply(plan, state_dir)
     journal.unlink()

@@ -150,7 +150,10 @@ class LayoutStore:
         what = f"blob {descriptor.digest} in {self.reference.locator}"
         if descriptor.size > max_size:
             raise RegistryError(f"{what} is {descriptor.size} bytes, over the {max_size} limit")
-        data = self._blob_path(descriptor).read_bytes()
+        # Read no further than the descriptor's size (+1 to notice a longer file): a layout
+        # is as untrusted as a registry, and its blob may be a huge or endless file.
+        with open(self._blob_path(descriptor), "rb") as handle:
+            data = handle.read(descriptor.size + 1)
         verify_bytes(data, descriptor.digest, what)
         return data
 
