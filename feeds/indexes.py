@@ -26,6 +26,7 @@ import yaml
 
 from feeds.errors import ConfigError, FeedsError, NotFoundError
 from registry.errors import NetworkError
+from registry.storage import storage
 from registry.transfer import (
     DEFAULT_LIMITS,
     MAX_INDEX_SIZE,
@@ -310,11 +311,12 @@ class IndexStore:
             raise ConfigError(f"{self.added_file} is not a list of indexes (configs:)", fix)
         return list(configs or [])
 
-    def _write_added(self, items: list[dict[str, str]]) -> None:
-        self.added_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.added_file.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump({"configs": items}, sort_keys=False))
-        tmp.replace(self.added_file)
+    def _write_added(self, items: list[dict[str, Any]]) -> None:
+        with storage(self.added_file.parent):
+            self.added_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.added_file.with_suffix(".tmp")
+            tmp.write_text(yaml.safe_dump({"configs": items}, sort_keys=False))
+            tmp.replace(self.added_file)
 
     def add(
         self, name: str, url: str, backend: str | None = None, insecure: bool = False
@@ -443,17 +445,19 @@ class IndexStore:
         try:
             text, meta = self._fetch_http(source, cache_file, meta)
         except IndexNetworkError as error:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            meta_file.write_text(
-                json.dumps({**meta, "failed_at": time.time(), "error": str(error)})
-            )
+            with storage(self.cache_dir):
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                meta_file.write_text(
+                    json.dumps({**meta, "failed_at": time.time(), "error": str(error)})
+                )
             raise
         source.entries = parse_index(text, source.url, source.name)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(cache_file)
-        meta_file.write_text(json.dumps(meta))
+        with storage(self.cache_dir):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(cache_file)
+            meta_file.write_text(json.dumps(meta))
         source.updated = meta["updated"]
 
     def _fetch_http(

@@ -599,15 +599,18 @@ def _stage(
 
     planned = candidate.planned
     assert candidate.store is not None and candidate.resolved is not None
+    from registry.storage import storage
+
     target_dir = dirs.for_type(planned.type)
     stage = staging_dir(target_dir)
     plan = Plan(staging_dirs=[str(stage)])
     try:
         # durable: files and staging directories are fsynced before the journal makes the
         # commit irrevocable (the roll-forward after a crash needs every staged file).
-        extracted = extract_artifact(
-            candidate.store, candidate.resolved, stage, work, progress, durable=True
-        )
+        with storage(target_dir):  # errors name the target directory, not the staging one
+            extracted = extract_artifact(
+                candidate.store, candidate.resolved, stage, work, progress, durable=True
+            )
     except BaseException:
         discard(plan)
         raise

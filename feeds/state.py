@@ -128,14 +128,17 @@ class StateStore:
             ) from None
 
     def put(self, record: InstalledArtifact) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from registry.storage import storage
+
         path = self._path(record.name)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as handle:
-            json.dump(record.to_dict(), handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with storage(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(tmp, "w") as handle:
+                json.dump(record.to_dict(), handle, indent=2, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)

@@ -47,8 +47,11 @@ class Plan:
 
 def staging_dir(target_dir: Path) -> Path:
     """A fresh staging directory on the same filesystem as target_dir."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target_dir))
+    from registry.storage import storage
+
+    with storage(target_dir):
+        target_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target_dir))
 
 
 def commit(plan: Plan, state_dir: Path) -> None:
@@ -56,14 +59,21 @@ def commit(plan: Plan, state_dir: Path) -> None:
     for move in plan.moves:
         if not Path(move.source).is_file():
             raise TransactionError(f"staged file {move.source} is missing")
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from registry.storage import storage
+
     journal = state_dir / JOURNAL
     tmp = journal.with_suffix(".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(_plan_to_dict(plan), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, journal)
+    try:
+        with storage(state_dir):
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(tmp, "w") as handle:
+                json.dump(_plan_to_dict(plan), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, journal)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no journal: nothing was touched
+        raise
     from registry.extract import fsync_directory  # tarfile & co. only when installing
 
     fsync_directory(state_dir)
