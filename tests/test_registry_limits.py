@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,3 +318,46 @@ def test_plain_http_index_from_a_loopback_host_is_accepted(
         assert result.returncode == 0, result.stderr
     finally:
         server.stop()
+
+
+def test_plain_http_index_from_another_host_needs_the_insecure_option(
+    falconet_home: Path, tmp_path: Path
+) -> None:
+    """In a network namespace of its own, 10.203.0.1 is a non-loopback address of a host that
+    serves index.yaml over plain HTTP: `index add` refuses it, `--insecure` accepts it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("a network namespace needs root, unshare(1) and ip(8)")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "index.yaml").write_text("[]\n")
+    url = "http://10.203.0.1:8080/index.yaml"
+    cli = f"{sys.executable} -m cli index add"
+    script = f"""
+set -u
+ip link set lo up && ip addr add 10.203.0.1/32 dev lo || exit 99
+{sys.executable} -m http.server --bind 10.203.0.1 --directory {served} 8080 >/dev/null 2>&1 &
+server=$!
+for i in $(seq 1 100); do
+  {sys.executable} -c "import socket; socket.create_connection(('10.203.0.1', 8080), 1)" \
+    2>/dev/null && break
+  sleep 0.1
+done
+{cli} remote {url}; echo "plain=$?"
+{cli} remote {url} --insecure; echo "insecure=$?"
+kill $server
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FALCONET_HOME": str(falconet_home)}
+    done = subprocess.run(
+        ["unshare", "-n", "sh", "-c", script],
+        capture_output=True, text=True, env=env, timeout=BOUND_S, cwd=falconet_home,
+    )  # fmt: skip
+    if "plain=" not in done.stdout:
+        pytest.skip(f"cannot set up a network namespace here: {done.stderr.strip()[:200]}")
+    assert "plain=2" in done.stdout, done.stdout + done.stderr
+    assert "refusing plain HTTP from 10.203.0.1" in done.stderr
+    assert "insecure=0" in done.stdout, done.stdout + done.stderr
