@@ -163,13 +163,27 @@ def guess_backend(url: str) -> str:
 # Parsing
 
 
+class _IndexLoader(yaml.SafeLoader):
+    """safe_load without aliases: an index comes from outside, and nested aliases (a "billion
+    laughs" document) expand exponentially when entries are turned into text. falcoctl's index
+    format never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not accepted in an index", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_index(
     text: str, origin: str, index_name: str, base_dir: Path | None = None
 ) -> list[IndexEntry]:
     """Parse falcoctl's index.yaml (a YAML list of entries). Duplicate names are an error;
     unknown keys a warning. `registry: oci-layout:<relative>` resolves against base_dir."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_IndexLoader)  # a SafeLoader without aliases
     except yaml.YAMLError as error:
         raise IndexError_(
             f"index {index_name} ({origin}) is not valid YAML: {error}",
@@ -215,6 +229,13 @@ def _parse_entry(
             raw["name"],
             ", ".join(sorted(unknown)),
         )
+    for key in REQUIRED_ENTRY_KEYS:
+        if not isinstance(raw[key], str | int | float) or not str(raw[key]).isprintable():
+            raise IndexError_(
+                f"index {index_name}: entry {position} has a {key} that is not one line of "
+                f"text: {str(raw[key])[:80]!r}",
+                "names, types, registries and repositories are plain text",
+            )
     registry = str(raw["registry"])
     if registry.startswith("oci-layout:") and base_dir is not None:
         target = Path(registry[len("oci-layout:") :])

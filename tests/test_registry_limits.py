@@ -361,3 +361,45 @@ kill $server
     assert "plain=2" in done.stdout, done.stdout + done.stderr
     assert "refusing plain HTTP from 10.203.0.1" in done.stderr
     assert "insecure=0" in done.stdout, done.stdout + done.stderr
+
+
+# -- hostile index files -------------------------------------------------------------------
+
+
+def test_index_with_yaml_aliases_is_refused(run_cli: CliRunner) -> None:
+    """Nested aliases (a "billion laughs" document) would expand exponentially when entries
+    become text; falcoctl's format never needs them."""
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 12)]
+    bomb = "- name: bomb\n  type: rulesfile\n  registry: r.example\n  repository: x\n"
+    bomb += "  keywords: *a11\n  description: {" + ", ".join(levels) + "}\n"
+    server = StaticServer({"/index.yaml": bomb.encode()}).start()
+    try:
+        result = run_cli("index", "add", "bomb", f"{server.url}/index.yaml", timeout=BOUND_S)
+    finally:
+        server.stop()
+    assert result.returncode == 1, result.stderr
+    assert "aliases are not accepted" in result.stderr
+
+
+def test_index_names_with_control_characters_cannot_forge_table_rows(
+    run_cli: CliRunner,
+) -> None:
+    forged = "ok\\nfalco-rules          rulesfile  ghcr.io/falcosecurity/rules"
+    entries = (
+        f'- name: "{forged}"\n  type: rulesfile\n  registry: r.example\n  repository: x\n'
+        "- name: fine\n  type: rulesfile\n  registry: r.example\n  repository: y\n"
+        '  description: "line one\\nFORGED ROW"\n'
+    )
+    server = StaticServer({"/index.yaml": entries.encode()}).start()
+    try:
+        refused = run_cli("index", "add", "forged", f"{server.url}/index.yaml")
+        assert refused.returncode == 1 and "not one line of text" in refused.stderr
+        fine = entries.split("- name: fine", 1)[1]
+        server.files["/index.yaml"] = ("- name: fine" + fine).encode()
+        assert run_cli("index", "add", "fine", f"{server.url}/index.yaml").returncode == 0
+    finally:
+        server.stop()
+    listed = run_cli("artifact", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert not any(line.startswith("FORGED ROW") for line in listed.stdout.splitlines())
