@@ -32,6 +32,8 @@ from registry.transfer import (
     read_body,
     read_prefix,
     redirect_loop,
+    watched,
+    watched_session,
 )
 
 log = logging.getLogger(__name__)
@@ -104,11 +106,9 @@ class RegistryClient:
         self.options = options
         scheme = "http" if options.uses_plain_http(registry) else "https"
         self.base_url = f"{scheme}://{API_HOSTS.get(registry, registry)}"
-        self.session = requests.Session()
+        # A watched session: `watched()` in _send_once can cut a trickled answer short.
+        self.session = watched_session(pool_connections=4, pool_maxsize=8)
         self.session.headers["User-Agent"] = options.user_agent
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
         self.verify = tls_verify(options)
         if options.client_cert is not None:
@@ -150,7 +150,9 @@ class RegistryClient:
         # Always streamed: a body is only ever read through registry/transfer.py, bounded.
         kwargs["stream"] = True
         try:
-            return self.session.request(method, url, **kwargs)
+            # Up to the end of the headers; the body is paced as it is read (transfer.py).
+            with watched(f"{self.registry}: {method} {url}", self.options.transfer.timeout):
+                return self.session.request(method, url, **kwargs)
         except requests.exceptions.TooManyRedirects as error:
             raise redirect_loop(f"{self.registry}: {method}", url) from error
         except requests.exceptions.SSLError as error:

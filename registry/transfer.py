@@ -16,18 +16,30 @@ every body goes through `iter_body`/`read_body`, which
 
 A `Pace` can span several attempts (a blob resumed after a reset), so retries cannot stretch
 the deadline.
+
+Before a body there are response headers, which http.client reads a line at a time: a server
+that trickles them is not stopped by the socket's read timeout either. `watched(...)` arms a
+watchdog over a request: past `timeout`, it shuts the request's socket down, which ends the
+blocked read at once, and the request fails with SlowTransferError. Sessions made by
+`watched_session()` (the registry client's, and `fetch_document`'s) report the connections they
+use to the watchdog.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import requests.adapters
+import urllib3.connectionpool
 import urllib3.exceptions
 
 from registry.errors import NetworkError, RegistryError
@@ -102,6 +114,107 @@ class Pace:
                     "just slow",
                 )
             self._window_start, self._window_bytes = now, 0
+
+
+# -- the watchdog over a request's socket ---------------------------------------------------
+
+
+@dataclass
+class _Watch:
+    connections: list[Any] = field(default_factory=list)
+    fired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fire(self) -> None:
+        with self.lock:
+            self.fired = True
+            for connection in self.connections:
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+
+_watching = threading.local()
+
+
+class _WatchedPoolMixin:
+    """Tells the current thread's watch which connection its request uses."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)  # type: ignore[misc]
+        watch: _Watch | None = getattr(_watching, "watch", None)
+        if watch is not None:
+            with watch.lock:
+                watch.connections.append(connection)
+                if watch.fired:  # too late already: do not start
+                    watch.fire()
+        return connection
+
+
+class _WatchedHTTPPool(_WatchedPoolMixin, urllib3.connectionpool.HTTPConnectionPool):
+    pass
+
+
+class _WatchedHTTPSPool(_WatchedPoolMixin, urllib3.connectionpool.HTTPSConnectionPool):
+    pass
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+def watched_session(pool_connections: int = 4, pool_maxsize: int = 8) -> requests.Session:
+    """A requests session whose requests `watched()` can cut short."""
+    session = requests.Session()
+    adapter = _WatchedAdapter(
+        pool_connections=pool_connections, pool_maxsize=pool_maxsize, max_retries=0
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@contextlib.contextmanager
+def watched(what: str, timeout: float) -> Iterator[None]:
+    """Requests of a watched session made in this block are cut off after `timeout` seconds
+    (from sending to the end of the response headers), with SlowTransferError."""
+    watch = _Watch()
+    timer = threading.Timer(timeout, watch.fire)
+    timer.daemon = True
+    previous = getattr(_watching, "watch", None)
+    _watching.watch = watch
+    timer.start()
+    try:
+        yield
+    except Exception as error:
+        if watch.fired and not isinstance(error, SlowTransferError):
+            raise _cut_off(what, timeout) from error
+        raise
+    finally:
+        timer.cancel()
+        _watching.watch = previous
+    # A socket shut down mid-headers can also look like headers ended early: never use that.
+    if watch.fired:
+        raise _cut_off(what, timeout)
+
+
+def _cut_off(what: str, timeout: float) -> SlowTransferError:
+    return SlowTransferError(
+        f"{what}: no complete answer within {timeout:g} s; giving up",
+        hint="the server is stalling or trickling its answer; raise transfer.timeout "
+        "(FALCONET_TRANSFER_TIMEOUT) if it is just slow",
+    )
 
 
 def iter_body(
@@ -202,11 +315,14 @@ def fetch_document(
     OAuth2 token, Falco's /versions): bounded like every other body. A network failure or a
     redirect loop raises NetworkError; an error status is returned with an empty body (at most
     the start of it) for the caller to report."""
-    sender = session or requests
+    sender = session or watched_session(1, 1)
     try:
-        response = sender.request(
-            method, url, stream=True, timeout=(connect_timeout, read_timeout), **kwargs
-        )
+        with watched(f"{what} from {url}", limits.timeout):
+            response = sender.request(
+                method, url, stream=True, timeout=(connect_timeout, read_timeout), **kwargs
+            )
+    except SlowTransferError:
+        raise
     except requests.exceptions.TooManyRedirects as error:
         raise redirect_loop(what, url) from error
     except requests.RequestException as error:

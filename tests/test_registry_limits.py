@@ -161,6 +161,20 @@ def test_trickling_registry_is_given_up_with_exit_5(
     assert "bytes/s" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_registry_trickling_its_headers_is_cut_off_at_the_transfer_deadline(
+    run_cli: CliRunner, proxy: FaultProxy, pushed: dict[str, str], tmp_path: Path
+) -> None:
+    """No read ever times out (a byte every 0.5 s) and no body is reached: only the deadline
+    over the whole request can end it."""
+    proxy.add(Fault("GET", "/manifests/", times=100, trickle_headers=0.5))
+    result = run_cli(
+        "registry", "pull", f"{proxy.host}/{REPO}:1.0.0", "--plain-http",
+        "-o", str(tmp_path / "out"), env={"FALCONET_TRANSFER_TIMEOUT": "3s"}, timeout=BOUND_S,
+    )  # fmt: skip
+    assert result.returncode == 5, result.stderr
+    assert "no complete answer within 3 s" in result.stderr
+
+
 def test_trickling_registry_fails_a_follow_tick_instead_of_hanging_it(
     registry: RegistryServer,
     proxy: FaultProxy,

@@ -34,6 +34,8 @@ class Fault:
     before: Callable[[], None] | None = None
     endless: bool = False  # answer 200 with an endless body (no Content-Length)
     trickle: float | None = None  # forward, then send the body one byte per `trickle` s
+    # Answer with a status line, then a header line that never ends, one byte per N seconds.
+    trickle_headers: float | None = None
     fired: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -98,6 +100,10 @@ class FaultProxy:
                 fault = proxy._take_fault(self.command, self.path)
                 if fault and fault.before:
                     fault.before()
+                if fault and fault.trickle_headers is not None:
+                    proxy.requests.append((self.command, self.path, 200))
+                    self._send_endless_headers(fault.trickle_headers)
+                    return
                 if fault and fault.endless:
                     proxy.requests.append((self.command, self.path, 200))
                     self._send_endless()
@@ -174,6 +180,18 @@ class FaultProxy:
                 try:
                     while True:  # until the client gives up and closes
                         self.wfile.write(block)
+                except OSError:
+                    return
+
+            def _send_endless_headers(self, every: float) -> None:
+                self.close_connection = True
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+                    self.wfile.flush()
+                    while True:
+                        time.sleep(every)
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
                 except OSError:
                     return
 
