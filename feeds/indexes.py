@@ -34,6 +34,7 @@ from registry.transfer import (
     TransferLimits,
     fetch_document,
     is_loopback_url,
+    read_file_limited,
 )
 
 log = logging.getLogger(__name__)
@@ -432,7 +433,11 @@ class IndexStore:
         if source.backend == "file":
             path = Path(source.url.removeprefix("file://"))
             try:
-                text = path.read_text()
+                text = read_file_limited(path, MAX_INDEX_SIZE, f"index {source.name}").decode(
+                    "utf-8", "replace"
+                )
+            except TooLargeError as error:
+                raise IndexError_(str(error), "an index.yaml is a small YAML list") from None
             except OSError as error:
                 raise IndexError_(
                     f"cannot read index {source.name} at {path}: {error.strerror}", "check the path"

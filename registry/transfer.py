@@ -342,6 +342,16 @@ def fetch_document(
         return Fetched(response.status_code, response.headers, body, response.url or url)
 
 
+def read_file_limited(path: Any, max_size: int, what: str) -> bytes:
+    """A local file that came from outside (an OCI layout's index.json, a file:// index), read
+    no further than `max_size` (an endless file such as /dev/zero stops there too)."""
+    with open(path, "rb") as handle:
+        data = handle.read(max_size + 1)
+    if len(data) > max_size:
+        raise TooLargeError(f"{what} ({path}) is over its {max_size}-byte limit")
+    return data
+
+
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
     host = (urllib.parse.urlsplit(url).hostname or "").lower()

@@ -417,3 +417,16 @@ def test_index_names_with_control_characters_cannot_forge_table_rows(
     listed = run_cli("artifact", "list")
     assert listed.returncode == 0, listed.stderr
     assert not any(line.startswith("FORGED ROW") for line in listed.stdout.splitlines())
+
+
+def test_oci_layout_whose_index_never_ends_is_refused(run_cli: CliRunner, tmp_path: Path) -> None:
+    """An OCI layout is as untrusted as a registry (it comes on a USB stick to an air-gapped
+    site): an index.json that is /dev/zero is read up to its cap, not forever."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").symlink_to("/dev/zero")
+    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "-o", str(tmp_path / "o"),
+                     timeout=BOUND_S)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "limit" in result.stderr and "Traceback" not in result.stderr
