@@ -265,12 +265,18 @@ def load_config(explicit_path: str | None = None, flags: Mapping[str, Any] | Non
 def _read_file(path: Path, settings: dict[str, Setting]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {error.start})", "save it as UTF-8 YAML"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(error, "problem", error)).split())  # one line
         raise ConfigError(
-            f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})",
-            "fix the YAML syntax",
+            f"{path}{where}: not valid YAML ({problem})", "fix the YAML syntax"
         ) from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping", "see `falconet config show`")

@@ -184,3 +184,12 @@ def test_member_names_with_control_characters_are_refused(tmp_path: Path, name: 
         extract_layer(archive, tmp_path / "stage")
     assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value)
     assert list((tmp_path / "stage").iterdir()) == []
+
+
+def test_config_file_that_is_not_text_is_named(run_cli: CliRunner, falconet_home: Path) -> None:
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir()
+    config.write_bytes(b"\xff\xfe\x00garbage")
+    result = run_cli("artifact", "list")
+    assert result.returncode == 2
+    _one_line_diagnosis(result.stderr, config)
