@@ -91,16 +91,18 @@ class Pace:
         self.started = self._window_start = time.monotonic()
         self._window_bytes = 0
 
+    def restart_window(self) -> None:
+        """A body starts: the rate is measured from here (waits before it, such as a
+        Retry-After, are not slowness); the overall deadline still counts from the start."""
+        now = time.monotonic()
+        self._check_deadline(now)
+        self._window_start, self._window_bytes = now, 0
+
     def check(self, received: int) -> None:
         """Account `received` new bytes (0 is fine: a check of the clock alone)."""
         now = time.monotonic()
+        self._check_deadline(now)
         limits = self.limits
-        if now - self.started > limits.timeout:
-            raise SlowTransferError(
-                f"{self.what}: not complete after {limits.timeout:g} s; giving up",
-                hint="the server is too slow or stalling on purpose; raise transfer.timeout "
-                "(FALCONET_TRANSFER_TIMEOUT) if the link is just slow",
-            )
         self._window_bytes += received
         elapsed = now - self._window_start
         if elapsed >= limits.low_speed_time:
@@ -114,6 +116,14 @@ class Pace:
                     "just slow",
                 )
             self._window_start, self._window_bytes = now, 0
+
+    def _check_deadline(self, now: float) -> None:
+        if now - self.started > self.limits.timeout:
+            raise SlowTransferError(
+                f"{self.what}: not complete after {self.limits.timeout:g} s; giving up",
+                hint="the server is too slow or stalling on purpose; raise transfer.timeout "
+                "(FALCONET_TRANSFER_TIMEOUT) if the link is just slow",
+            )
 
 
 # -- the watchdog over a request's socket ---------------------------------------------------
@@ -237,7 +247,7 @@ def iter_body(
             raise too_large(f"{what} is {declared} bytes, over its {max_size}-byte limit")
     raw = response.raw
     total = 0
-    pace.check(0)
+    pace.restart_window()
     while True:
         try:
             piece = raw.read1(read_size, decode_content=True)

@@ -430,3 +430,28 @@ def test_oci_layout_whose_index_never_ends_is_refused(run_cli: CliRunner, tmp_pa
                      timeout=BOUND_S)  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "limit" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pace_measures_the_rate_from_the_body_and_the_deadline_from_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wait before the body (Retry-After, backoff) is not slowness; trickling is; and no
+    transfer outlives its deadline. A fake clock keeps this free of real waiting."""
+    from registry import transfer
+
+    now = [1000.0]
+    monkeypatch.setattr(transfer.time, "monotonic", lambda: now[0])
+    pace = transfer.Pace("blob", transfer.TransferLimits(1024, 30.0, 900.0))
+    now[0] += 40  # a Retry-After before the body
+    pace.restart_window()
+    pace.check(500)  # a small document arriving at once is fine
+    now[0] += 31
+    with pytest.raises(transfer.SlowTransferError, match="below the 1024 bytes/s"):
+        pace.check(10)  # 10 bytes in 31 s
+    fast = transfer.Pace("blob", transfer.TransferLimits(1024, 30.0, 900.0))
+    for _ in range(29):  # a steady 64 KiB/s for 870 s: never too slow...
+        now[0] += 30
+        fast.check((64 << 10) * 30)
+    now[0] += 31
+    with pytest.raises(transfer.SlowTransferError, match="not complete after 900 s"):
+        fast.check(64 << 10)  # ...but past the deadline
