@@ -27,6 +27,7 @@ from registry.store import (
     Descriptor,
     LocalBlob,
     manifest_media_type,
+    parse_manifest,
 )
 from registry.transfer import MAX_TAG_LIST_SIZE, Pace, iter_body
 
@@ -162,7 +163,8 @@ class RemoteRepository:
             response = self.client.request("GET", url, scope=self._pull_scope, params=params)
             self.client.check(response, what)
             next_link = response.links.get("next", {}).get("url")
-            page = _json_object(self.client.read(response, what, MAX_TAG_LIST_SIZE), what)
+            # parse_manifest is the store's "one JSON object" parser; a tag list page is one too.
+            page = parse_manifest(self.client.read(response, what, MAX_TAG_LIST_SIZE), what)
             page_tags = page.get("tags") or []
             if not isinstance(page_tags, list):
                 raise RegistryError(f"{what}: 'tags' is not a list")
@@ -399,18 +401,6 @@ def _over_descriptor(message: str) -> DigestMismatchError:
         f"{message} (the size its descriptor declares)",
         hint="the registry holds corrupted or tampered data; nothing was kept",
     )
-
-
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    import json
-
-    try:
-        document = json.loads(data)
-    except ValueError as error:
-        raise RegistryError(f"{what} is not JSON: {error}") from error
-    if not isinstance(document, dict):
-        raise RegistryError(f"{what} is not a JSON object")
-    return document
 
 
 def _transfer_failed(what: str, attempt: int, error: BaseException) -> NetworkError:
