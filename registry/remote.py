@@ -93,6 +93,7 @@ class RemoteRepository:
             headers={"Accept": ACCEPT_MANIFESTS},
         )
         self.client.check(response, f"manifest {self._what(tag_or_digest)}")
+        response.close()  # a HEAD: no body, and the connection goes back to the pool
         digest = response.headers.get("Docker-Content-Digest")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         length = response.headers.get("Content-Length")
