@@ -199,6 +199,9 @@ class RegistryClient:
     ) -> requests.Response:
         """Send with auth and bounded retries; return the final response (any status).
 
+        Every response is streamed whatever `stream` says: its body is read only through
+        `read` (registry/transfer.py), bounded and paced.
+
         With retry=False a reset raises TransientNetworkError and a 5xx/429 is returned as is,
         for callers that must restart a larger unit (an upload session) themselves.
         """

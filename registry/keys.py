@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from registry.errors import NetworkError, RegistryError
-from registry.transfer import DEFAULT_LIMITS, MAX_KEY_SIZE, TransferLimits, fetch_document
+from registry.transfer import (
+    DEFAULT_LIMITS,
+    MAX_KEY_SIZE,
+    TransferLimits,
+    fetch_document,
+    is_loopback_url,
+)
 
 COSIGN_PRIVATE_PEM = "ENCRYPTED COSIGN PRIVATE KEY"
 SIGSTORE_PRIVATE_PEM = "ENCRYPTED SIGSTORE PRIVATE KEY"
@@ -184,6 +190,12 @@ def read_public_key(key_ref: str, limits: TransferLimits = DEFAULT_LIMITS) -> Pu
     if "-----BEGIN" in key_ref:
         return load_public_key(key_ref.encode(), source="inline public key")
     if key_ref.startswith(("https://", "http://")):
+        if key_ref.startswith("http://") and not is_loopback_url(key_ref):
+            # A key fetched in clear could be swapped on the way: it would verify anything.
+            raise KeyFormatError(
+                f"refusing to fetch public key {key_ref} over plain HTTP",
+                "use an https:// URL or a local key file",
+            )
         return load_public_key(_download_key(key_ref, limits), source=key_ref)
     return load_public_key(_read_key_file(Path(key_ref).expanduser()), source=key_ref)
 

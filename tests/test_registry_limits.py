@@ -455,3 +455,11 @@ def test_pace_measures_the_rate_from_the_body_and_the_deadline_from_the_start(
     now[0] += 31
     with pytest.raises(transfer.SlowTransferError, match="not complete after 900 s"):
         fast.check(64 << 10)  # ...but past the deadline
+
+
+def test_public_key_is_never_fetched_in_clear_from_another_host() -> None:
+    """Refused before any connection: 192.0.2.1 (TEST-NET-1) is never contacted."""
+    from registry.keys import KeyFormatError, read_public_key
+
+    with pytest.raises(KeyFormatError, match="over plain HTTP"):
+        read_public_key("http://192.0.2.1/cosign.pub")
