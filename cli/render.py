@@ -18,7 +18,7 @@ def emit_text(text: str) -> None:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain aligned table (no colours: output stays grep- and diff-friendly)."""
-    rows = [["" if c is None else str(c) for c in row] for row in rows]
+    rows = [["" if c is None else _printable(str(c)) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -26,6 +26,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["  ".join(h.upper().ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
     lines += ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """A cell shown on one line: control characters (newlines, tabs, escapes) from an index,
+    a registry or a file name are shown escaped, so they cannot forge rows or columns."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def error_line(message: str, hint: str | None = None) -> None:

@@ -72,9 +72,28 @@ def _settings() -> list[Setting]:
             [],
             "Extra indexes: [{name, url, backend}] (falcoctl's "
             "config shape); the embedded feed and falcosecurity's index are always there.",
-            ("name", "url", "backend"),
+            ("name", "url", "backend", "insecure"),
         ),
         Setting("index.ttl", "str", "6h", "How long a cached index is used before revalidating."),
+        # Every transfer from a registry, index, key URL or token endpoint (docs/security.md).
+        Setting(
+            "transfer.low_speed_limit",
+            "int",
+            1024,
+            "Bytes/s below which (averaged over transfer.low_speed_time) a transfer is given up.",
+        ),
+        Setting(
+            "transfer.low_speed_time",
+            "str",
+            "30s",
+            "Window (Go duration) over which transfer.low_speed_limit is averaged.",
+        ),
+        Setting(
+            "transfer.timeout",
+            "str",
+            "15m",
+            "Deadline (Go duration) of one transfer, all its retries included.",
+        ),
         Setting(
             "index.defaults",
             "bool",
@@ -370,12 +389,18 @@ def load_config(explicit_path: str | None = None, flags: Mapping[str, Any] | Non
 def _read_file(path: Path, settings: dict[str, Setting]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {error.start})", "save it as UTF-8 YAML"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(error, "problem", error)).split())  # one line
         raise ConfigError(
-            f"{path}{where}: not valid YAML ({getattr(error, 'problem', error)})",
-            "fix the YAML syntax",
+            f"{path}{where}: not valid YAML ({problem})", "fix the YAML syntax"
         ) from error
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping", "see `falconet config show`")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feeds.config import Config, load_config
-from feeds.indexes import IndexStore, parse_duration
+from feeds.indexes import IndexStore, parse_duration, transfer_limits
 from feeds.paths import Paths, default_paths
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class FeedsContext:
                 self.config["indexes"],
                 include_defaults=self.config["index.defaults"],
                 ttl_seconds=parse_duration(self.config["index.ttl"]),
+                limits=transfer_limits(self.config),
             )
         return self._indexes
 
@@ -78,6 +79,7 @@ class FeedsContext:
             or bool(per.get("insecure_skip_tls_verify")),
             cache_dir=self.cache_dir,
             oauth_credentials_file=self.paths.config_dir / "clientcredentials.json",
+            transfer=transfer_limits(self.config),
         )
         if docker_config:
             options = replace(options, docker_config_dir=Path(docker_config).parent)

@@ -25,3 +25,10 @@ class RequirementUnmetError(FeedsError):
 
 class ResolutionError(FeedsError):
     exit_status = "requirement_unmet"
+
+
+class StateError(FeedsError):
+    """Local state (an installed-state record, a journal, a cache entry) that cannot be read:
+    the message names the file, the hint says how to repair it."""
+
+    exit_status = "error"

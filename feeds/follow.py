@@ -297,8 +297,14 @@ class Follower:
         return self.context.state_dir / FOLLOW_STATE
 
     def _applied(self) -> dict[str, str]:
+        from feeds.state import load_json_record
+
         path = self._state_path()
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        return load_json_record(
+            path, "follow state", f"delete {path} (follow re-checks every ref on its next tick)"
+        )
 
     def _applied_digest(self, ref: str) -> str | None:
         """The digest last applied for this ref: follow's record, else an install of the same

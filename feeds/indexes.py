@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +24,18 @@ from typing import Any
 
 import yaml
 
-from engine import yamlfile
 from feeds.errors import ConfigError, FeedsError, NotFoundError
+from registry.errors import NetworkError
+from registry.storage import storage
+from registry.transfer import (
+    DEFAULT_LIMITS,
+    MAX_INDEX_SIZE,
+    TooLargeError,
+    TransferLimits,
+    fetch_document,
+    is_loopback_url,
+    read_file_limited,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +124,8 @@ class IndexSource:
     updated: str = ""
     entries: list[IndexEntry] = field(default_factory=list)
     error: str = ""
+    # Plain HTTP from a host other than loopback, explicitly accepted (index add --insecure).
+    insecure: bool = False
 
 
 def embedded_index_path() -> Path:
@@ -124,6 +137,18 @@ def default_sources() -> list[IndexSource]:
         IndexSource(EMBEDDED_INDEX_NAME, str(embedded_index_path()), "file", "default"),
         IndexSource("falcosecurity", FALCOSECURITY_INDEX_URL, "https", "default"),
     ]
+
+
+def check_transport(name: str, url: str, insecure: bool) -> None:
+    """An index over plain HTTP from another machine can be rewritten by anyone on the path,
+    and an index names the keys that verify artifacts: refused unless explicitly accepted."""
+    if url.lower().startswith("http://") and not insecure and not is_loopback_url(url):
+        raise ConfigError(
+            f"index {name}: refusing plain HTTP from {urllib.parse.urlsplit(url).hostname} "
+            "(anyone on the path could rewrite its entries and signature keys)",
+            "use an https:// URL; to accept the risk, add it with --insecure "
+            "(or insecure: true in falconet.yaml's indexes)",
+        )
 
 
 def guess_backend(url: str) -> str:
@@ -139,13 +164,27 @@ def guess_backend(url: str) -> str:
 # Parsing
 
 
+class _IndexLoader(yaml.SafeLoader):
+    """safe_load without aliases: an index comes from outside, and nested aliases (a "billion
+    laughs" document) expand exponentially when entries are turned into text. falcoctl's index
+    format never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not accepted in an index", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_index(
     text: str, origin: str, index_name: str, base_dir: Path | None = None
 ) -> list[IndexEntry]:
     """Parse falcoctl's index.yaml (a YAML list of entries). Duplicate names are an error;
     unknown keys a warning. `registry: oci-layout:<relative>` resolves against base_dir."""
     try:
-        data = yamlfile.safe_load(text)  # an index comes from outside: aliases bounded
+        data = yaml.load(text, Loader=_IndexLoader)  # a SafeLoader without aliases
     except yaml.YAMLError as error:
         raise IndexError_(
             f"index {index_name} ({origin}) is not valid YAML: {error}",
@@ -191,6 +230,13 @@ def _parse_entry(
             raw["name"],
             ", ".join(sorted(unknown)),
         )
+    for key in REQUIRED_ENTRY_KEYS:
+        if not isinstance(raw[key], str | int | float) or not str(raw[key]).isprintable():
+            raise IndexError_(
+                f"index {index_name}: entry {position} has a {key} that is not one line of "
+                f"text: {str(raw[key])[:80]!r}",
+                "names, types, registries and repositories are plain text",
+            )
     registry = str(raw["registry"])
     if registry.startswith("oci-layout:") and base_dir is not None:
         target = Path(registry[len("oci-layout:") :])
@@ -231,10 +277,12 @@ class IndexStore:
         config_indexes: list[dict[str, Any]],
         include_defaults: bool = True,
         ttl_seconds: float = 6 * 3600,
+        limits: TransferLimits = DEFAULT_LIMITS,
     ) -> None:
         self.added_file = config_dir / "indexes.yaml"
         self.cache_dir = cache_dir / "indexes"
         self.ttl_seconds = ttl_seconds
+        self.limits = limits
         self.sources: list[IndexSource] = default_sources() if include_defaults else []
         for item in config_indexes:
             self._add_source(
@@ -243,6 +291,7 @@ class IndexStore:
                     str(item["url"]),
                     str(item.get("backend") or guess_backend(item["url"])),
                     "config",
+                    insecure=bool(item.get("insecure", False)),
                 )
             )
         for item in self._read_added():
@@ -254,6 +303,7 @@ class IndexStore:
                     "added",
                     item.get("added_timestamp", ""),
                     item.get("updated_timestamp", ""),
+                    insecure=bool(item.get("insecure", False)),
                 )
             )
 
@@ -265,38 +315,55 @@ class IndexStore:
         self.sources.append(source)
 
     # -- the added-indexes file (falcoctl's indexes.yaml `configs:` shape)
-    def _read_added(self) -> list[dict[str, str]]:
+    def _read_added(self) -> list[dict[str, Any]]:
         if not self.added_file.is_file():
             return []
-        data = yaml.safe_load(self.added_file.read_text()) or {}
-        return list(data.get("configs") or [])
+        fix = f"repair or delete {self.added_file} (then `falconet index add` the indexes again)"
+        try:
+            data = yaml.safe_load(self.added_file.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ConfigError(
+                f"{self.added_file} is unreadable: {_first_line(error)}", fix
+            ) from None
+        configs = data.get("configs") if isinstance(data, dict) else None
+        if not isinstance(configs, list | None) or not all(
+            isinstance(item, dict) and {"name", "url", "backend"} <= set(item)
+            for item in configs or []
+        ):
+            raise ConfigError(f"{self.added_file} is not a list of indexes (configs:)", fix)
+        return list(configs or [])
 
-    def _write_added(self, items: list[dict[str, str]]) -> None:
-        self.added_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.added_file.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump({"configs": items}, sort_keys=False))
-        tmp.replace(self.added_file)
+    def _write_added(self, items: list[dict[str, Any]]) -> None:
+        with storage(self.added_file.parent):
+            self.added_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.added_file.with_suffix(".tmp")
+            tmp.write_text(yaml.safe_dump({"configs": items}, sort_keys=False))
+            tmp.replace(self.added_file)
 
-    def add(self, name: str, url: str, backend: str | None = None) -> IndexSource:
+    def add(
+        self, name: str, url: str, backend: str | None = None, insecure: bool = False
+    ) -> IndexSource:
         if any(s.name == name for s in self.sources):
             raise ConfigError(
                 f"an index named {name} already exists",
                 f"remove it first: falconet index remove {name}",
             )
-        source = IndexSource(name, url, backend or guess_backend(url), "added")
+        check_transport(name, url, insecure)
+        source = IndexSource(name, url, backend or guess_backend(url), "added", insecure=insecure)
         self._refresh(source, force=True)  # an index that cannot be fetched is not added
         now = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
         source.added = source.updated = now
         items = self._read_added()
-        items.append(
-            {
-                "name": name,
-                "url": url,
-                "backend": source.backend,
-                "added_timestamp": now,
-                "updated_timestamp": now,
-            }
-        )
+        item: dict[str, Any] = {
+            "name": name,
+            "url": url,
+            "backend": source.backend,
+            "added_timestamp": now,
+            "updated_timestamp": now,
+        }
+        if insecure:
+            item["insecure"] = True
+        items.append(item)
         self._write_added(items)
         self.sources.append(source)
         return source
@@ -366,7 +433,11 @@ class IndexStore:
         if source.backend == "file":
             path = Path(source.url.removeprefix("file://"))
             try:
-                text = path.read_text()
+                text = read_file_limited(path, MAX_INDEX_SIZE, f"index {source.name}").decode(
+                    "utf-8", "replace"
+                )
+            except TooLargeError as error:
+                raise IndexError_(str(error), "an index.yaml is a small YAML list") from None
             except OSError as error:
                 raise IndexError_(
                     f"cannot read index {source.name} at {path}: {error.strerror}", "check the path"
@@ -376,63 +447,80 @@ class IndexStore:
                 path.stat().st_mtime, UTC
             ).strftime(TIMESTAMP_FORMAT)
             return
+        check_transport(source.name, source.url, source.insecure)
         cache_file, meta_file = self._cache_file(source.url), self._meta_file(source.url)
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        fresh = time.time() - meta.get("fetched_at", 0) < self.ttl_seconds
+        meta = _read_meta(meta_file)
+        fresh = time.time() - float(meta.get("fetched_at", 0)) < self.ttl_seconds
         if cache_file.is_file() and fresh and not force:
-            source.entries = parse_index(cache_file.read_text(), source.url, source.name)
-            source.updated = meta.get("updated", "")
-            return
+            try:
+                source.entries = parse_index(cache_file.read_text(), source.url, source.name)
+                source.updated = str(meta.get("updated", ""))
+                return
+            except (OSError, UnicodeDecodeError, IndexError_) as error:
+                # A damaged cache entry repairs itself: it is fetched again below.
+                log.warning("cached copy of index %s is damaged (%s); fetching it again",
+                            source.name, _first_line(error))  # fmt: skip
+                cache_file.unlink(missing_ok=True)
+                meta = {}
         if not force and not cache_file.is_file() and _recently_failed(meta):
             # An offline machine: do not retry (or warn) on every command.
             raise IndexNetworkError(
-                f"index {source.name} unavailable: {meta['error']} "
+                f"index {source.name} unavailable: {meta.get('error', 'fetch failed')} "
                 "(retried after 10 minutes or `falconet index update`)"
             )
         try:
             text, meta = self._fetch_http(source, cache_file, meta)
         except IndexNetworkError as error:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            meta_file.write_text(
-                json.dumps({**meta, "failed_at": time.time(), "error": str(error)})
-            )
+            with storage(self.cache_dir):
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                meta_file.write_text(
+                    json.dumps({**meta, "failed_at": time.time(), "error": str(error)})
+                )
             raise
         source.entries = parse_index(text, source.url, source.name)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(cache_file)
-        meta_file.write_text(json.dumps(meta))
+        with storage(self.cache_dir):
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(cache_file)
+            meta_file.write_text(json.dumps(meta))
         source.updated = meta["updated"]
 
     def _fetch_http(
         self, source: IndexSource, cache_file: Path, meta: dict[str, Any]
     ) -> tuple[str, dict[str, Any]]:
-        import requests
-
         headers = {"User-Agent": "falconet"}
         if cache_file.is_file():
-            if meta.get("etag"):
+            if isinstance(meta.get("etag"), str):
                 headers["If-None-Match"] = meta["etag"]
-            if meta.get("last_modified"):
+            if isinstance(meta.get("last_modified"), str):
                 headers["If-Modified-Since"] = meta["last_modified"]
+        what = f"index {source.name}"
         try:
-            response = requests.get(source.url, headers=headers, timeout=(10, 60))
-        except requests.RequestException as error:
+            # Bounded and paced like every registry read; redirects that leave https for
+            # plain HTTP elsewhere are refused by check_transport on the final URL.
+            response = fetch_document(
+                "GET", source.url, what, max_size=MAX_INDEX_SIZE, limits=self.limits,
+                headers=headers,
+            )  # fmt: skip
+        except TooLargeError as error:
+            raise IndexError_(str(error), "an index.yaml is a small YAML list") from error
+        except NetworkError as error:
             raise IndexNetworkError(
-                f"cannot fetch index {source.name} from {source.url}: {_short(error)}",
-                "check the network or the URL",
+                str(error), error.hint or "check the network or the URL"
             ) from error
+        if response.url != source.url:
+            check_transport(source.name, response.url, source.insecure)
         now = time.time()
         stamp = datetime.fromtimestamp(now, UTC).strftime(TIMESTAMP_FORMAT)
-        if response.status_code == 304 and cache_file.is_file():
+        if response.status == 304 and cache_file.is_file():
             return cache_file.read_text(), {**meta, "fetched_at": now, "updated": stamp}
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise IndexNetworkError(
-                f"cannot fetch index {source.name}: HTTP {response.status_code} from {source.url}",
+                f"cannot fetch index {source.name}: HTTP {response.status} from {source.url}",
                 "check the index URL",
             )
-        return response.text, {
+        return response.body.decode("utf-8", "replace"), {
             "etag": response.headers.get("ETag"),
             "last_modified": response.headers.get("Last-Modified"),
             "fetched_at": now,
@@ -462,13 +550,29 @@ FAILURE_BACKOFF_SECONDS = 600.0
 
 
 def _recently_failed(meta: dict[str, Any]) -> bool:
-    return time.time() - float(meta.get("failed_at", 0)) < FAILURE_BACKOFF_SECONDS
+    try:
+        failed_at = float(meta.get("failed_at", 0))
+    except (TypeError, ValueError):
+        return False
+    return time.time() - failed_at < FAILURE_BACKOFF_SECONDS
 
 
-def _short(error: Exception) -> str:
-    text = str(error)
-    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    return match.group(1) if match else text.splitlines()[0][:200]
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _read_meta(meta_file: Path) -> dict[str, Any]:
+    """The cache's metadata of one index; a damaged file is treated as absent (repaired by
+    the next fetch), never a reason for every command to fail."""
+    try:
+        meta = json.loads(meta_file.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("ignoring damaged index cache metadata %s: %s", meta_file, _first_line(error))
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -525,4 +629,14 @@ def open_index_store(config_path: str | None = None) -> IndexStore:
         config["indexes"],
         include_defaults=config["index.defaults"],
         ttl_seconds=parse_duration(config["index.ttl"]),
+        limits=transfer_limits(config),
+    )
+
+
+def transfer_limits(config: Any) -> TransferLimits:
+    """config `transfer.*` as TransferLimits (docs/security.md)."""
+    return TransferLimits(
+        low_speed_limit=int(config["transfer.low_speed_limit"]),
+        low_speed_time=parse_duration(str(config["transfer.low_speed_time"])),
+        timeout=parse_duration(str(config["transfer.timeout"])),
     )

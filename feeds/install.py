@@ -522,6 +522,7 @@ def _verify(
         config_verify(context.config),
         no_verify=no_verify,
         require_signature=require_signature,
+        index_name=entry.index if entry else "",
     )
     assert candidate.store is not None
     # Named by repository and digest: the store's own tag is a placeholder. verify_artifact
@@ -533,6 +534,7 @@ def _verify(
         "key_fingerprint": result.key_fingerprint,
         "policy": result.policy_origin,
         "reason": result.reason,
+        "statement": result.statement,
     }
 
 
@@ -609,15 +611,18 @@ def _stage(
 
     planned = candidate.planned
     assert candidate.store is not None and candidate.resolved is not None
+    from registry.storage import storage
+
     target_dir = dirs.for_type(planned.type)
     stage = staging_dir(target_dir)
     plan = Plan(staging_dirs=[str(stage)])
     try:
         # durable: files and staging directories are fsynced before the journal makes the
         # commit irrevocable (the roll-forward after a crash needs every staged file).
-        extracted = extract_artifact(
-            candidate.store, candidate.resolved, stage, work, progress, durable=True
-        )
+        with storage(target_dir):  # errors name the target directory, not the staging one
+            extracted = extract_artifact(
+                candidate.store, candidate.resolved, stage, work, progress, durable=True
+            )
     except BaseException:
         discard(plan)
         raise

@@ -76,12 +76,20 @@ def last_good(state_dir: Path, name: str) -> InstalledArtifact | None:
     path = _root(state_dir) / name / "record.json"
     if not path.is_file():
         return None
-    return InstalledArtifact.from_dict(json.loads(path.read_text()))
+    from feeds.state import StateStore
+
+    return StateStore._load(path)
 
 
 def holds(state_dir: Path) -> dict[str, str]:
+    from feeds.state import load_json_record
+
     path = _root(state_dir) / HOLDS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    return load_json_record(
+        path, "rollback holds", f"delete {path} (it only remembers digests rolled back from)"
+    )
 
 
 def _write_holds(state_dir: Path, values: dict[str, str]) -> None:

@@ -214,6 +214,8 @@ def read_lock(path: Path) -> LockFile | None:
         text = path.read_text()
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is unreadable ({error})", _REGENERATE) from None
     return LockFile.from_yaml(text, str(path))
 
 
@@ -229,15 +231,18 @@ def require_lock(path: Path) -> LockFile:
 
 def write_lock(path: Path, lock: LockFile) -> None:
     """Write atomically (temp file in the same directory, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(lock.to_yaml())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from registry.storage import storage
+
+    with storage(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w") as stream:
+                stream.write(lock.to_yaml())
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

@@ -77,6 +77,7 @@ def mirror_artifact(
         config_verify(context.config),
         no_verify=no_verify,
         require_signature=require_signature,
+        index_name=user_ref.entry.index if user_ref.entry else "",
     )
     report = MirrorReport(str(src_ref), str(dst_ref))
     verified: set[str] = set()

@@ -40,4 +40,5 @@ def verified_pull(
         "verdict": verdict.verdict,
         "policy": verdict.policy_origin,
         "key_fingerprint": verdict.key_fingerprint,
+        "statement": verdict.statement,
     }

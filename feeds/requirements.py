@@ -101,21 +101,29 @@ def load_engine_versions(location: str | None) -> EngineVersions:
 
 
 def _fetch_json(url: str) -> Any:
-    import requests
+    from registry.errors import RegistryError
+    from registry.transfer import MAX_JSON_DOCUMENT_SIZE, fetch_document
 
     try:
-        response = requests.get(url, timeout=_FETCH_TIMEOUT_SECONDS)
-    except requests.RequestException as error:
+        fetched = fetch_document(
+            "GET",
+            url,
+            "engine versions",
+            max_size=MAX_JSON_DOCUMENT_SIZE,
+            connect_timeout=_FETCH_TIMEOUT_SECONDS,
+            read_timeout=_FETCH_TIMEOUT_SECONDS,
+        )
+    except RegistryError as error:
         raise EngineVersionsNetworkError(
-            f"cannot read engine versions from {url}: {type(error).__name__}",
+            f"cannot read engine versions from {url}: {error}",
             "check that Falco's webserver is enabled and reachable (webserver.enabled: true)",
         ) from None
-    if response.status_code != 200:
+    if fetched.status != 200:
         raise EngineVersionsNetworkError(
-            f"cannot read engine versions from {url}: HTTP {response.status_code}",
+            f"cannot read engine versions from {url}: HTTP {fetched.status}",
             "the URL must serve Falco's /versions JSON",
         )
-    return _decode(response.text, url)
+    return _decode(fetched.body.decode("utf-8", "replace"), url)
 
 
 def _decode(text: str, source: str) -> Any:

@@ -48,7 +48,7 @@ def verify_reference(
     either way (this is an explicit check)."""
     user_ref = _user_ref(context, ref_text)
     if key_ref is not None:
-        policy = Policy(key_ref=key_ref, require=True, origin="--key")
+        policy = Policy(key_ref=key_ref, require=True, origin="--key", key_source="flag")
     elif keyless:
         settings = config_verify(context.config)
         policy = Policy(
@@ -58,7 +58,11 @@ def verify_reference(
     else:
         signature = user_ref.entry.signature if user_ref.entry else None
         policy = resolve_policy(
-            user_ref.full, signature, config_verify(context.config), require_signature=True
+            user_ref.full,
+            signature,
+            config_verify(context.config),
+            require_signature=True,
+            index_name=user_ref.entry.index if user_ref.entry else "",
         )
     reference, store = _open(context, user_ref)
     root_digest = store.resolve(reference.target or "latest").digest

@@ -7,11 +7,37 @@ its sha256, the verification outcome and the time. Written atomically (temp file
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from feeds.errors import StateError
+
+log = logging.getLogger(__name__)
+
+# What can go wrong reading a JSON record someone (or a failing disk) damaged.
+_DAMAGE = (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError)
+
+
+def load_json_record(path: Path, what: str, fix: str, kind: type | None = dict) -> Any:
+    """A JSON file of falconet's own state, or StateError naming the file and the repair."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except _DAMAGE as error:
+        raise StateError(f"{what} {path} is damaged ({_reason(error)})", fix) from None
+    if kind is not None and not isinstance(data, kind):
+        raise StateError(f"{what} {path} is damaged (not a JSON {kind.__name__})", fix)
+    return data
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:120] if text else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -75,25 +101,44 @@ class StateStore:
         path = self._path(name)
         if not path.is_file():
             return None
-        return InstalledArtifact.from_dict(json.loads(path.read_text()))
+        return self._load(path)
 
     def all(self) -> list[InstalledArtifact]:
+        """Every readable record; a damaged one is reported (file and repair) and skipped, so
+        one bad file cannot stop every `artifact` command."""
         if not self.directory.is_dir():
             return []
-        return [
-            InstalledArtifact.from_dict(json.loads(p.read_text()))
-            for p in sorted(self.directory.glob("*.json"))
-        ]
+        records = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                records.append(self._load(path))
+            except StateError as error:
+                log.warning("%s; %s", error, error.hint)
+        return records
+
+    @staticmethod
+    def _load(path: Path) -> InstalledArtifact:
+        fix = f"delete {path} and install {path.stem} again (`falconet artifact install`)"
+        data = load_json_record(path, "installed-state record", fix)
+        try:
+            return InstalledArtifact.from_dict(data)
+        except _DAMAGE as error:
+            raise StateError(
+                f"installed-state record {path} is damaged ({_reason(error)})", fix
+            ) from None
 
     def put(self, record: InstalledArtifact) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from registry.storage import storage
+
         path = self._path(record.name)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as handle:
-            json.dump(record.to_dict(), handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with storage(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(tmp, "w") as handle:
+                json.dump(record.to_dict(), handle, indent=2, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)

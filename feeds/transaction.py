@@ -47,8 +47,11 @@ class Plan:
 
 def staging_dir(target_dir: Path) -> Path:
     """A fresh staging directory on the same filesystem as target_dir."""
-    target_dir.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target_dir))
+    from registry.storage import storage
+
+    with storage(target_dir):
+        target_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target_dir))
 
 
 def commit(plan: Plan, state_dir: Path) -> None:
@@ -56,14 +59,21 @@ def commit(plan: Plan, state_dir: Path) -> None:
     for move in plan.moves:
         if not Path(move.source).is_file():
             raise TransactionError(f"staged file {move.source} is missing")
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from registry.storage import storage
+
     journal = state_dir / JOURNAL
     tmp = journal.with_suffix(".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(_plan_to_dict(plan), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, journal)
+    try:
+        with storage(state_dir):
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with open(tmp, "w") as handle:
+                json.dump(_plan_to_dict(plan), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, journal)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no journal: nothing was touched
+        raise
     from registry.extract import fsync_directory  # tarfile & co. only when installing
 
     fsync_directory(state_dir)
@@ -76,7 +86,18 @@ def recover(state_dir: Path) -> bool:
     journal = state_dir / JOURNAL
     if not journal.is_file():
         return False
-    plan = _plan_from_dict(json.loads(journal.read_text()))
+    from feeds.errors import StateError
+    from feeds.state import load_json_record
+
+    fix = (
+        f"delete {journal}, then run `falconet artifact install` again (files of the "
+        "interrupted install may be missing until it completes)"
+    )
+    data = load_json_record(journal, "install journal", fix)
+    try:
+        plan = _plan_from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StateError(f"install journal {journal} is damaged ({error!r})", fix) from None
     log.warning("finishing an install interrupted before it completed (%d files)", len(plan.moves))
     _apply(plan, state_dir)
     journal.unlink()

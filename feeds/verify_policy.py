@@ -25,7 +25,7 @@ from typing import Any
 
 from feeds.config import KEYLESS_POLICY_KEYS
 from feeds.errors import ConfigError
-from registry.reference import is_full_reference, parse_reference
+from registry.reference import canonical_locator, is_full_reference, parse_reference
 from registry.signatures import Policy
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,13 @@ def resolve_policy(
     *,
     no_verify: bool = False,
     require_signature: bool = False,
+    index_name: str = "",
 ) -> Policy:
     """The policy for `reference_str` (a full reference; its tag/digest do not matter).
 
-    `config_verify` is `{"require": bool, "policies": [...]}` (see `config_verify`)."""
+    `config_verify` is `{"require": bool, "policies": [...]}` (see `config_verify`);
+    `index_name` names the index the entry's signature block came from, so a verdict can say
+    whose key it trusted."""
     if no_verify:
         log.warning("signature verification disabled for %s (--no-verify)", reference_str)
         return Policy(skip=True, origin="--no-verify")
@@ -54,7 +57,9 @@ def resolve_policy(
     locator = _locator(reference_str)
     for number, entry in enumerate(config_verify.get("policies") or []):
         pattern = _checked_pattern(entry, number)
-        if fnmatch.fnmatchcase(locator, pattern):
+        # Both sides canonical: LOCALHOST:5000/x, localhost:5000/x and host:443/x are the
+        # registries they name, so a spelling cannot dodge a policy.
+        if fnmatch.fnmatchcase(locator, canonical_locator(pattern)):
             policy = _from_config_entry(entry, number, pattern, require_all, require_signature)
             return replace(policy, trusted_root=trusted_root) if policy.keyless else policy
     cosign = (index_entry_signature or {}).get("cosign") or {}
@@ -64,7 +69,13 @@ def resolve_policy(
             "fix the index file (falcoctl's format: signature: {cosign: {key: ...}})",
         )
     if cosign.get("key"):
-        return Policy(key_ref=str(cosign["key"]), require=True, origin="index entry signature")
+        return Policy(
+            key_ref=str(cosign["key"]),
+            require=True,
+            origin="index entry signature",
+            key_source="index",
+            publisher=f"index {index_name}" if index_name else "an index entry",
+        )
     keyless = {k: cosign[k] for k in KEYLESS_FIELDS if cosign.get(k)}
     if keyless:
         # Verified by default, as a key from the index is: the trusted root is pinned, so the
@@ -139,7 +150,7 @@ def _from_config_entry(
         raise ConfigError(
             f"verify.policies[{number}] ({pattern}): key must be a path, URL or PEM text"
         )
-    return Policy(key_ref=key, require=require or require_flag, origin=origin)
+    return Policy(key_ref=key, require=require or require_flag, origin=origin, key_source="config")
 
 
 def _checked_pattern(entry: Any, number: int) -> str:
@@ -155,5 +166,5 @@ def _checked_pattern(entry: Any, number: int) -> str:
 def _locator(reference_str: str) -> str:
     """registry/repository of a full reference; index names are matched as given."""
     if is_full_reference(reference_str):
-        return parse_reference(reference_str).locator
+        return canonical_locator(parse_reference(reference_str).locator)
     return reference_str.split("@", 1)[0].rsplit(":", 1)[0]

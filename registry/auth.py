@@ -9,9 +9,11 @@ expires. Once a registry has challenged, later requests authenticate up front, s
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +21,7 @@ import requests
 
 from registry.credentials import Credentials
 from registry.errors import AuthError
+from registry.transfer import MAX_TOKEN_RESPONSE_SIZE
 
 _PARAM_RE = re.compile(r'([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 DEFAULT_TOKEN_LIFETIME = 60.0
@@ -61,6 +64,44 @@ def merge_scopes(*scopes: str) -> str:
 
 
 TokenFetcher = Callable[..., requests.Response]
+BodyReader = Callable[[requests.Response, str, int], bytes]
+
+
+def token_lifetime(value: object) -> float:
+    """expires_in as seconds; a missing or nonsensical value means the spec's default."""
+    try:
+        lifetime = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return DEFAULT_TOKEN_LIFETIME
+    return lifetime if 0 < lifetime < 1e9 else DEFAULT_TOKEN_LIFETIME
+
+
+def _read_whole(response: requests.Response, what: str, max_size: int) -> bytes:
+    from registry.transfer import read_body
+
+    with response:
+        return read_body(response, what, max_size=max_size)
+
+
+def credentials_allowed(realm: str, registry_host: str, registry_scheme: str) -> str | None:
+    """Why credentials must not go to this token realm, or None when they may.
+
+    The rule (docs/security.md): over HTTPS, any host (the registry names its token service,
+    as Docker Hub names auth.docker.io); over plain HTTP, only when the registry itself is
+    reached over plain HTTP (the user opted in for that host) and the realm is on the same
+    host name. An https registry pointing its realm at http:// never gets them."""
+    parsed = urllib.parse.urlsplit(realm)
+    scheme = parsed.scheme.lower()
+    if scheme == "https":
+        return None
+    if scheme != "http":
+        return f"the token realm {realm!r} is not an http(s) URL"
+    if registry_scheme != "http":
+        return f"the HTTPS registry points its token realm to plain HTTP ({realm})"
+    registry_name = urllib.parse.urlsplit(f"//{registry_host}").hostname or ""
+    if (parsed.hostname or "").lower() != registry_name.lower():
+        return f"the token realm {realm} is plain HTTP on another host than {registry_host}"
+    return None
 
 
 class Authenticator:
@@ -71,8 +112,12 @@ class Authenticator:
         host: str,
         load_credentials: Callable[[], Credentials | None],
         get: TokenFetcher,
+        registry_scheme: str = "https",
+        read: BodyReader = _read_whole,
     ) -> None:
         self.host = host
+        self.registry_scheme = registry_scheme
+        self._read = read
         self._load_credentials = load_credentials
         self._credentials: Credentials | None = None
         self._credentials_loaded = False
@@ -137,6 +182,11 @@ class Authenticator:
         params = {"service": challenge.params.get("service", "")}
         if scope:
             params["scope"] = scope
+        withheld = None
+        if creds is not None and (creds.has_basic or creds.identity_token):
+            withheld = credentials_allowed(challenge.realm, self.host, self.registry_scheme)
+            if withheld is not None:
+                creds = None  # ask anonymously: a public repository still works
         auth = None
         if creds is not None and creds.has_basic:
             auth = (creds.username, creds.password)
@@ -144,24 +194,36 @@ class Authenticator:
             response = self._post_refresh(challenge, scope, creds.identity_token)
         else:
             response = self._get(challenge.realm, params=params, auth=auth)
-        if response.status_code in (401, 403):
-            raise AuthError(
-                f"{self.host}: the token service {challenge.realm} refused the credentials",
-                hint=f"check them with `falconet registry login {self.host}`",
-            )
         if response.status_code != 200:
+            response.close()
+            if withheld is not None:
+                raise AuthError(
+                    f"{self.host}: credentials withheld: {withheld}",
+                    hint="falconet sends credentials to a token service only over HTTPS, or "
+                    "over plain HTTP to the registry's own host when it is configured plain_http",
+                )
+            if response.status_code in (401, 403):
+                raise AuthError(
+                    f"{self.host}: the token service {challenge.realm} refused the credentials",
+                    hint=f"check them with `falconet registry login {self.host}`",
+                )
             raise AuthError(
                 f"{self.host}: the token service {challenge.realm} answered "
                 f"HTTP {response.status_code}"
             )
+        data = self._read(response, f"token response of {challenge.realm}", MAX_TOKEN_RESPONSE_SIZE)
         try:
-            body = response.json()
+            body = json.loads(data)
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
         except ValueError as error:
-            raise AuthError(f"{self.host}: the token service returned no JSON") from error
+            raise AuthError(f"{self.host}: the token service returned no JSON object") from error
         token = body.get("token") or body.get("access_token")
         if not token:
             raise AuthError(f"{self.host}: the token service returned no token")
-        lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
+        if not isinstance(token, str):
+            raise AuthError(f"{self.host}: the token service returned a token that is not text")
+        lifetime = token_lifetime(body.get("expires_in"))
         self._tokens[scope] = (token, time.monotonic() + max(lifetime - 5, 1))
         return str(token)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import errno
+import json
 import logging
 import os
 import random
@@ -25,6 +26,15 @@ from registry.auth import Authenticator
 from registry.credentials import load_credentials
 from registry.errors import AuthError, NetworkError, NotFoundError, RegistryError
 from registry.options import ClientOptions
+from registry.transfer import (
+    MAX_ERROR_BODY_SIZE,
+    Pace,
+    read_body,
+    read_prefix,
+    redirect_loop,
+    watched,
+    watched_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +106,9 @@ class RegistryClient:
         self.options = options
         scheme = "http" if options.uses_plain_http(registry) else "https"
         self.base_url = f"{scheme}://{API_HOSTS.get(registry, registry)}"
-        self.session = requests.Session()
+        # A watched session: `watched()` in _send_once can cut a trickled answer short.
+        self.session = watched_session(pool_connections=4, pool_maxsize=8)
         self.session.headers["User-Agent"] = options.user_agent
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override session.verify.
         self.verify = tls_verify(options)
         if options.client_cert is not None:
@@ -110,7 +118,11 @@ class RegistryClient:
                 else str(options.client_cert)
             )
         self.auth = Authenticator(
-            registry, lambda: load_credentials(registry, options), self._raw_request
+            registry,
+            lambda: load_credentials(registry, options),
+            self._raw_request,
+            registry_scheme=scheme,
+            read=self.read,
         )
 
     @property
@@ -124,10 +136,25 @@ class RegistryClient:
         """Used by the token flow: one request with the same TLS settings and error mapping."""
         return self._send_once(method, url, timeout=self.timeout, **kwargs)
 
+    def read(
+        self, response: requests.Response, what: str, max_size: int, pace: Pace | None = None
+    ) -> bytes:
+        """A response's whole body, bounded and paced (registry/transfer.py), then closed."""
+        with response:
+            return read_body(
+                response, what, max_size=max_size, pace=pace, limits=self.options.transfer
+            )
+
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("verify", self.verify)
+        # Always streamed: a body is only ever read through registry/transfer.py, bounded.
+        kwargs["stream"] = True
         try:
-            return self.session.request(method, url, **kwargs)
+            # Up to the end of the headers; the body is paced as it is read (transfer.py).
+            with watched(f"{self.registry}: {method} {url}", self.options.transfer.timeout):
+                return self.session.request(method, url, **kwargs)
+        except requests.exceptions.TooManyRedirects as error:
+            raise redirect_loop(f"{self.registry}: {method}", url) from error
         except requests.exceptions.SSLError as error:
             if _CLIENT_CERT_RE.search(str(error)):
                 raise NetworkError(
@@ -171,6 +198,9 @@ class RegistryClient:
         retry: bool = True,
     ) -> requests.Response:
         """Send with auth and bounded retries; return the final response (any status).
+
+        Every response is streamed whatever `stream` says: its body is read only through
+        `read` (registry/transfer.py), bounded and paced.
 
         With retry=False a reset raises TransientNetworkError and a 5xx/429 is returned as is,
         for callers that must restart a larger unit (an upload session) themselves.
@@ -240,7 +270,7 @@ class RegistryClient:
         status = response.status_code
         if 200 <= status < 300:
             return response
-        detail = _error_detail(response)
+        detail = _error_detail(response, self.options)
         response.close()
         if status == 401:
             raise AuthError(
@@ -298,16 +328,25 @@ def _short(error: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
-def _error_detail(response: requests.Response) -> str:
-    try:
-        text = response.text[:500]
-    except (requests.RequestException, UnicodeDecodeError):
+def _error_detail(response: requests.Response, options: ClientOptions) -> str:
+    """The registry's error code and message, from at most the start of the body."""
+    if response.request is not None and response.request.method == "HEAD":
         return ""
+    raw = read_prefix(response, MAX_ERROR_BODY_SIZE, options.transfer)
+    text = raw.decode("utf-8", "replace")
     try:
-        errors = response.json().get("errors") or []
+        errors = json.loads(text).get("errors") or []
         if errors:
             first = errors[0]
-            return f": {first.get('code', '')} {first.get('message', '')}".rstrip()
-    except (ValueError, AttributeError):
+            detail = f"{first.get('code', '')} {first.get('message', '')}".rstrip()
+            return f": {printable(detail)[:500]}"
+    except (ValueError, AttributeError, TypeError):
         pass
-    return f": {text.strip()}" if text.strip() else ""
+    text = printable(text.strip())[:500]
+    return f": {text}" if text else ""
+
+
+def printable(text: str) -> str:
+    """Text from a server made safe for one line of a terminal or a table: control characters
+    (newlines, escapes) are shown escaped, so a server cannot forge lines or colours."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)

@@ -7,6 +7,7 @@ size and sha256 match the descriptor, so a mismatch or an interrupted transfer l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from registry.errors import DigestMismatchError
+from registry.storage import storage
 
 CHUNK_SIZE = 1 << 20
 
@@ -61,8 +63,11 @@ class VerifiedWriter:
 
     def __init__(self, dest: Path, digest: str, size: int | None, what: str) -> None:
         self.dest, self.digest, self.size, self.what = dest, digest, size, what
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        with storage(dest.parent):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(
+                prefix=f".{dest.name}.", suffix=".part", dir=dest.parent
+            )
         self.tmp = Path(tmp_name)
         self._out = os.fdopen(fd, "wb")
         self._hasher = hashlib.sha256()
@@ -76,7 +81,8 @@ class VerifiedWriter:
                 f"{self.what}: more than the {self.size} bytes its descriptor declares",
                 hint="the registry or the layout holds corrupted or tampered data",
             )
-        self._out.write(chunk)
+        with storage(self.dest.parent):
+            self._out.write(chunk)
 
     def restart(self) -> None:
         self._out.seek(0)
@@ -85,7 +91,8 @@ class VerifiedWriter:
         self.written = 0
 
     def commit(self) -> None:
-        self._out.close()
+        with storage(self.dest.parent):
+            self._out.close()  # flushes: a full disk may only show here
         actual = "sha256:" + self._hasher.hexdigest()
         if actual != self.digest or (self.size is not None and self.written != self.size):
             raise DigestMismatchError(
@@ -98,7 +105,9 @@ class VerifiedWriter:
         os.replace(self.tmp, self.dest)
 
     def abort(self) -> None:
-        self._out.close()
+        # The flush of an abandoned file may fail (a full disk): it is deleted anyway.
+        with contextlib.suppress(OSError):
+            self._out.close()
         self.tmp.unlink(missing_ok=True)
 
 

@@ -1,14 +1,17 @@
 """Safe extraction of artifact layers (tar.gz) into a staging directory.
 
-Only regular files and directories are accepted; absolute names, `..`, links, devices and
-fifos, a file over 64 MiB or a total over 512 MiB are refused. Entries are written into a
-private directory inside the destination and moved into it only when the whole archive has
-passed, so a refused archive leaves nothing behind. File modes keep only the executable bit
-(no setuid, no world-writable files from an archive).
+Only regular files and directories are accepted; absolute names, `..`, names with control
+characters (they could forge lines of a listing), links, devices and fifos, a file over 64 MiB,
+a total over 512 MiB or more than 10,000 entries are refused. Those checks run on the tar
+headers in a first pass that writes nothing, so a hostile archive (tens of thousands of empty
+members) is refused after a scan of its headers, not after a write per member. Entries are
+then written into a private directory inside the destination and moved into it only when the
+whole archive has passed, so a refused archive leaves nothing behind. File modes keep only the
+executable bit (no setuid, no world-writable files from an archive).
 
-The archive is read once, as a stream: it can be verified against its digest while it is
-inflated (a cache copy is then used in place, never copied first), and each file's sha256 is
-computed as it is written, so nothing is read twice.
+The extracting pass reads the archive as a stream: it is verified against its digest while it
+is inflated (a cache copy is used in place, never copied first), and each file's sha256 is
+computed as it is written.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,6 +29,7 @@ from typing import BinaryIO
 
 from registry.digests import CHUNK_SIZE
 from registry.errors import DigestMismatchError, UnsafeArchiveError
+from registry.storage import storage
 
 MAX_FILE_SIZE = 64 << 20
 MAX_TOTAL_SIZE = 512 << 20
@@ -121,8 +126,10 @@ def _refuse(archive: Path, reason: str) -> UnsafeArchiveError:
 
 def _safe_relative(archive: Path, name: str) -> PurePosixPath | None:
     """The entry's path relative to the destination, or None for the archive root itself."""
-    if not name or "\x00" in name or "\\" in name:
+    if not name or "\\" in name:
         raise _refuse(archive, f"entry name {name!r} is not a plain relative path")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise _refuse(archive, f"entry name {name!r} contains control characters")
     path = PurePosixPath(name)
     if path.is_absolute():
         raise _refuse(archive, f"entry {name!r} has an absolute path")
@@ -192,29 +199,44 @@ def extract_layer(
     """Extract archive into dest, each regular file with its sha256. With expected_digest,
     the archive is verified as it is read and a mismatch (DigestMismatchError) leaves dest
     untouched. durable: every file is fsynced, and the directories it lands in."""
-    dest.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
-    try:
-        with open(archive, "rb") as handle:
-            reader = _DigestingReader(handle, hashing=expected_digest is not None)
+    with storage(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+    with open(archive, "rb") as handle:
+        reader = _DigestingReader(handle, hashing=expected_digest is not None)
+        try:
+            _check_headers(archive, max_file_size, max_total_size)  # writes nothing
+        except UnsafeArchiveError:
+            _raise_if_corrupt_copy(archive, reader, expected_digest)
+            raise
+        with storage(dest):
+            private = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+        try:
             try:
-                files = _extract_into(
-                    archive, reader, private, max_file_size, max_total_size, durable
-                )
+                with storage(dest):  # name the destination, not the private directory
+                    files = _extract_into(
+                        archive, reader, private, max_file_size, max_total_size, durable
+                    )
             except UnsafeArchiveError:
-                # Unreadable because the copy is corrupt? Then say that, so it is fetched again.
-                if expected_digest is not None and not reader.matches(expected_digest):
-                    raise _mismatch(archive, expected_digest) from None
+                _raise_if_corrupt_copy(archive, reader, expected_digest)
                 raise
             if expected_digest is not None and not reader.matches(expected_digest):
                 raise _mismatch(archive, expected_digest)
-        moved = _move_contents(private, dest)
-        if durable:
-            for directory in {dest, *moved}:
-                fsync_directory(directory)
-        return files
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
+            with storage(dest):
+                moved = _move_contents(private, dest)
+                if durable:
+                    for directory in {dest, *moved}:
+                        fsync_directory(directory)
+            return files
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def _raise_if_corrupt_copy(
+    archive: Path, reader: _DigestingReader, expected_digest: str | None
+) -> None:
+    """An archive refused because the copy is corrupt says so, so that it is fetched again."""
+    if expected_digest is not None and not reader.matches(expected_digest):
+        raise _mismatch(archive, expected_digest) from None
 
 
 def _mismatch(archive: Path, expected_digest: str) -> DigestMismatchError:
@@ -237,6 +259,49 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def _checked_member(
+    archive: Path,
+    member: tarfile.TarInfo,
+    count: int,
+    total: int,
+    max_file_size: int,
+    max_total_size: int,
+) -> tuple[PurePosixPath | None, int]:
+    """The member's relative path and the running total of file sizes, or a refusal."""
+    if count > MAX_ENTRIES:
+        raise _refuse(archive, f"more than {MAX_ENTRIES} entries")
+    problem = _kind_problem(member)
+    if problem:
+        raise _refuse(archive, problem)
+    relative = _safe_relative(archive, member.name)
+    if member.isdir():
+        return relative, total
+    if member.size > max_file_size:
+        raise _refuse(archive, f"{member.name!r} is {member.size} bytes (limit {max_file_size})")
+    total += member.size
+    if total > max_total_size:
+        raise _refuse(archive, f"the files total over {max_total_size} bytes")
+    return relative, total
+
+
+def _check_headers(archive: Path, max_file_size: int, max_total_size: int) -> None:
+    """Every refusal the headers allow, before anything is written: entry count, kinds,
+    names, sizes. (A corrupt stream is left to the extracting pass, which says whether the
+    copy or the archive is at fault.)"""
+    total = 0
+    try:
+        with open(archive, "rb") as handle:
+            reader = _DigestingReader(handle, hashing=False)
+            tar = tarfile.open(fileobj=_Inflater(reader), mode="r:")  # type: ignore[call-overload]  # noqa: SIM115
+            with tar:
+                for count, member in enumerate(tar, start=1):
+                    _, total = _checked_member(
+                        archive, member, count, total, max_file_size, max_total_size
+                    )
+    except (tarfile.TarError, EOFError, OSError, zlib.error):
+        return
+
+
 def _extract_into(
     archive: Path,
     stream: _DigestingReader,
@@ -255,27 +320,20 @@ def _extract_into(
     with tar:
         try:
             for count, member in enumerate(tar, start=1):
-                if count > MAX_ENTRIES:
-                    raise _refuse(archive, f"more than {MAX_ENTRIES} entries")
-                problem = _kind_problem(member)
-                if problem:
-                    raise _refuse(archive, problem)
-                relative = _safe_relative(archive, member.name)
+                relative, total = _checked_member(
+                    archive, member, count, total, max_file_size, max_total_size
+                )
                 if relative is None:
                     continue
                 target = root / relative
                 if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
+                    with storage(root):
+                        target.mkdir(parents=True, exist_ok=True)
                     continue
-                if member.size > max_file_size:
-                    raise _refuse(
-                        archive, f"{member.name!r} is {member.size} bytes (limit {max_file_size})"
-                    )
-                total += member.size
-                if total > max_total_size:
-                    raise _refuse(archive, f"the files total over {max_total_size} bytes")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                sha256, size = _copy_member(tar, member, target, durable)
+                # A full or read-only disk is the user's to fix, not a corrupt archive.
+                with storage(root):
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    sha256, size = _copy_member(tar, member, target, durable)
                 files[Path(relative)] = ExtractedFile(Path(relative), sha256, size)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
             raise _refuse(archive, f"corrupt archive ({error})") from error

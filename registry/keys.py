@@ -26,6 +26,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from registry.errors import NetworkError, RegistryError
+from registry.transfer import (
+    DEFAULT_LIMITS,
+    MAX_KEY_SIZE,
+    TransferLimits,
+    fetch_document,
+    is_loopback_url,
+)
 
 COSIGN_PRIVATE_PEM = "ENCRYPTED COSIGN PRIVATE KEY"
 SIGSTORE_PRIVATE_PEM = "ENCRYPTED SIGSTORE PRIVATE KEY"
@@ -41,7 +48,7 @@ SCRYPT_P = 1
 SCRYPT_MAXMEM = 256 << 20
 SALT_SIZE = 32
 KEY_URL_TIMEOUT_S = 10.0
-MAX_KEY_FILE_SIZE = 64 << 10
+MAX_KEY_FILE_SIZE = MAX_KEY_SIZE
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 
@@ -178,12 +185,18 @@ def read_private_key(path: Path, passphrase: PassphraseSource | None) -> Private
     return load_private_key(_read_key_file(path), passphrase, source=str(path))
 
 
-def read_public_key(key_ref: str) -> PublicKey:
+def read_public_key(key_ref: str, limits: TransferLimits = DEFAULT_LIMITS) -> PublicKey:
     """A public key given as inline PEM, an http(s) URL to a PEM, or a file path."""
     if "-----BEGIN" in key_ref:
         return load_public_key(key_ref.encode(), source="inline public key")
     if key_ref.startswith(("https://", "http://")):
-        return load_public_key(_download_key(key_ref), source=key_ref)
+        if key_ref.startswith("http://") and not is_loopback_url(key_ref):
+            # A key fetched in clear could be swapped on the way: it would verify anything.
+            raise KeyFormatError(
+                f"refusing to fetch public key {key_ref} over plain HTTP",
+                "use an https:// URL or a local key file",
+            )
+        return load_public_key(_download_key(key_ref, limits), source=key_ref)
     return load_public_key(_read_key_file(Path(key_ref).expanduser()), source=key_ref)
 
 
@@ -353,22 +366,34 @@ def _read_key_file(path: Path) -> bytes:
 
 
 @functools.lru_cache(maxsize=16)
-def _download_key(url: str) -> bytes:
-    """Cached per process: an install verifying many artifacts fetches a key URL once."""
-    import requests
-
+def _download_key(url: str, limits: TransferLimits = DEFAULT_LIMITS) -> bytes:
+    """Cached per process: an install verifying many artifacts fetches a key URL once. Read
+    bounded (a key is a few hundred bytes; an endless body stops at MAX_KEY_SIZE)."""
     try:
-        response = requests.get(url, timeout=KEY_URL_TIMEOUT_S)
-    except requests.RequestException as error:
+        fetched = fetch_document(
+            "GET",
+            url,
+            f"public key {url}",
+            max_size=MAX_KEY_SIZE,
+            limits=limits,
+            connect_timeout=KEY_URL_TIMEOUT_S,
+            read_timeout=KEY_URL_TIMEOUT_S,
+            too_large=_key_too_large,
+        )
+    except NetworkError as error:
         raise NetworkError(
-            f"cannot fetch public key {url}: {error}", "check the URL, or use a local key file"
+            str(error), error.hint or "check the URL, or use a local key file"
         ) from error
-    if response.status_code != 200:
+    if fetched.status != 200:
         raise NetworkError(
-            f"cannot fetch public key {url}: HTTP {response.status_code}",
+            f"cannot fetch public key {url}: HTTP {fetched.status}",
             "check the URL, or use a local key file",
         )
-    return response.content[:MAX_KEY_FILE_SIZE]
+    return fetched.body
+
+
+def _key_too_large(message: str) -> KeyFormatError:
+    return KeyFormatError(f"{message}: not a key file", _KEY_HINT)
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:

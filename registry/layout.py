@@ -30,6 +30,7 @@ from registry.store import (
     LocalBlob,
     manifest_media_type,
 )
+from registry.transfer import MAX_INDEX_SIZE, read_file_limited
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_FILE = "oci-layout"
@@ -54,7 +55,8 @@ class LayoutStore:
 
     def _read_index(self) -> dict[str, Any]:
         try:
-            data = json.loads((self.root / "index.json").read_text())
+            raw = read_file_limited(self.root / "index.json", MAX_INDEX_SIZE, "OCI layout index")
+            data = json.loads(raw)
         except FileNotFoundError:
             return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         except (OSError, ValueError) as error:
@@ -118,9 +120,7 @@ class LayoutStore:
         path = self.blobs.path_for(digest)
         what = f"manifest {digest} in {self.reference.locator}"
         try:
-            if path.stat().st_size > MAX_MANIFEST_SIZE:
-                raise RegistryError(f"{what} is over the manifest size limit")
-            data = path.read_bytes()
+            data = read_file_limited(path, MAX_MANIFEST_SIZE, what)
         except FileNotFoundError as error:
             raise NotFoundError(f"{what} not found") from error
         verify_bytes(data, digest, what)
@@ -150,7 +150,10 @@ class LayoutStore:
         what = f"blob {descriptor.digest} in {self.reference.locator}"
         if descriptor.size > max_size:
             raise RegistryError(f"{what} is {descriptor.size} bytes, over the {max_size} limit")
-        data = self._blob_path(descriptor).read_bytes()
+        # Read no further than the descriptor's size (+1 to notice a longer file): a layout
+        # is as untrusted as a registry, and its blob may be a huge or endless file.
+        with open(self._blob_path(descriptor), "rb") as handle:
+            data = handle.read(descriptor.size + 1)
         verify_bytes(data, descriptor.digest, what)
         return data
 

@@ -12,10 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from registry.errors import AuthError, NetworkError, RegistryError
+from registry.auth import token_lifetime
+from registry.errors import AuthError, RegistryError
 from registry.options import ClientOptions
+from registry.transfer import (
+    DEFAULT_LIMITS,
+    MAX_TOKEN_RESPONSE_SIZE,
+    TransferLimits,
+    fetch_document,
+    is_loopback_url,
+)
 
 # (token_url, client_id, scopes) -> (access token, monotonic expiry)
 _TOKENS: dict[tuple[str, str, str], tuple[str, float]] = {}
@@ -65,7 +71,12 @@ def save_client(path: Path, host: str, client: OAuthClient) -> None:
     write_private_json(path, {h: c.to_json() for h, c in sorted(clients.items())})
 
 
-def fetch_token(client: OAuthClient, verify: bool | str = True, timeout: float = 10.0) -> str:
+def fetch_token(
+    client: OAuthClient,
+    verify: bool | str = True,
+    timeout: float = 10.0,
+    limits: TransferLimits = DEFAULT_LIMITS,
+) -> str:
     """Run the client-credentials grant; raise AuthError when the token endpoint refuses."""
     key = (client.token_url, client.client_id, " ".join(client.scopes))
     cached = _TOKENS.get(key)
@@ -74,28 +85,38 @@ def fetch_token(client: OAuthClient, verify: bool | str = True, timeout: float =
     form = {"grant_type": "client_credentials"}
     if client.scopes:
         form["scope"] = " ".join(client.scopes)
-    try:
-        response = requests.post(
-            client.token_url,
-            data=form,
-            auth=(client.client_id, client.client_secret),
-            timeout=(timeout, 60.0),
-            verify=verify,
-        )
-    except requests.RequestException as error:
-        raise NetworkError(f"cannot reach token URL {client.token_url}: {error}") from error
-    if response.status_code != 200:
+    # The client secret never crosses the network in clear (loopback is this machine).
+    if not client.token_url.lower().startswith("https://") and not is_loopback_url(
+        client.token_url
+    ):
         raise AuthError(
-            f"token URL {client.token_url} refused the client credentials "
-            f"(HTTP {response.status_code})",
+            f"refusing to send the client secret to {client.token_url}: not HTTPS",
+            hint="use an https:// token URL",
+        )
+    fetched = fetch_document(
+        "POST",
+        client.token_url,
+        f"token URL {client.token_url}",
+        max_size=MAX_TOKEN_RESPONSE_SIZE,
+        limits=limits,
+        connect_timeout=timeout,
+        data=form,
+        auth=(client.client_id, client.client_secret),
+        verify=verify,
+    )
+    if fetched.status != 200:
+        raise AuthError(
+            f"token URL {client.token_url} refused the client credentials (HTTP {fetched.status})",
             hint="check --client-id, --client-secret and --scopes",
         )
     try:
-        body = response.json()
-        token = str(body["access_token"])
-    except (ValueError, KeyError) as error:
+        body = json.loads(fetched.body)
+        token = body["access_token"]
+        if not isinstance(token, str):
+            raise TypeError("access_token is not text")
+    except (ValueError, KeyError, TypeError) as error:
         raise AuthError(f"token URL {client.token_url} returned no access_token") from error
-    lifetime = float(body.get("expires_in") or 300)
+    lifetime = token_lifetime(body.get("expires_in") or 300)
     # Renew a little early so a token never expires between check and use.
     _TOKENS[key] = (token, time.monotonic() + max(lifetime - 10, 1))
     return token
@@ -109,4 +130,9 @@ def access_token_for(host: str, options: ClientOptions) -> str | None:
         return None
     from registry.client import tls_verify
 
-    return fetch_token(client, verify=tls_verify(options), timeout=options.connect_timeout)
+    return fetch_token(
+        client,
+        verify=tls_verify(options),
+        timeout=options.connect_timeout,
+        limits=options.transfer,
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from registry.transfer import DEFAULT_LIMITS, TransferLimits
+
 
 @dataclass(frozen=True)
 class ClientOptions:
@@ -35,6 +37,8 @@ class ClientOptions:
     backoff_max: float = 8.0
     # A Retry-After longer than this is an error rather than a wait.
     retry_after_max: float = 30.0
+    # Minimum rate and deadline of every transfer (registry/transfer.py, config `transfer.*`).
+    transfer: TransferLimits = DEFAULT_LIMITS
     user_agent: str = "falconet"
 
     def uses_plain_http(self, registry: str) -> bool:

@@ -69,6 +69,33 @@ class Reference:
         return text
 
 
+# Names of one registry: Docker Hub answers under all three.
+EQUIVALENT_REGISTRIES = {"index.docker.io": "docker.io", "registry-1.docker.io": "docker.io"}
+DEFAULT_PORTS = (":443", ":80")
+
+
+def canonical_registry(host: str) -> str:
+    """The one spelling of a registry host for trust decisions: lower case (DNS names are case
+    insensitive), without a default port (443, 80), Docker Hub's aliases as docker.io. So
+    `LOCALHOST:5000` and `localhost:5000`, `ghcr.io:443` and `ghcr.io` are the same registry
+    to a signature policy."""
+    host = host.lower()
+    for port in DEFAULT_PORTS:
+        if host.endswith(port):
+            host = host[: -len(port)]
+            break
+    return EQUIVALENT_REGISTRIES.get(host, host)
+
+
+def canonical_locator(locator: str) -> str:
+    """`host/repository` (or a glob of it) with its host in canonical form; a layout or a
+    host-less text is returned as is."""
+    if locator.startswith(LAYOUT_PREFIX) or "/" not in locator:
+        return locator
+    host, rest = locator.split("/", 1)
+    return f"{canonical_registry(host)}/{rest}"
+
+
 def is_full_reference(text: str) -> bool:
     """True for `oci-layout:...` and `host/...` refs; False for index names like `name:tag`."""
     if text.startswith(LAYOUT_PREFIX):

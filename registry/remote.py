@@ -15,7 +15,7 @@ import requests
 from registry.auth import merge_scopes
 from registry.cache import BlobCache, fetch_through_cache
 from registry.client import RETRY_STATUSES, RegistryClient, TransientNetworkError
-from registry.digests import CHUNK_SIZE, VerifiedWriter, digest_bytes, verify_bytes
+from registry.digests import VerifiedWriter, digest_bytes, verify_bytes
 from registry.errors import DigestMismatchError, NetworkError, RegistryError
 from registry.options import ClientOptions
 from registry.progress import Progress, label_of, upload_body
@@ -27,13 +27,17 @@ from registry.store import (
     Descriptor,
     LocalBlob,
     manifest_media_type,
+    parse_manifest,
 )
+from registry.transfer import MAX_TAG_LIST_SIZE, Pace, iter_body
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 TAG_PAGE_SIZE = 1000
+# A tag list that never ends (a `next` link forever) is refused past this many tags.
+MAX_TAGS = 100_000
 # Errors raised while a response body streams in: the transfer is retried from the start.
 _STREAM_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
@@ -89,6 +93,7 @@ class RemoteRepository:
             headers={"Accept": ACCEPT_MANIFESTS},
         )
         self.client.check(response, f"manifest {self._what(tag_or_digest)}")
+        response.close()  # a HEAD: no body, and the connection goes back to the pool
         digest = response.headers.get("Docker-Content-Digest")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         length = response.headers.get("Content-Length")
@@ -104,7 +109,7 @@ class RemoteRepository:
     def fetch_manifest(self, tag_or_digest: str) -> tuple[bytes, Descriptor]:
         what = f"manifest {self._what(tag_or_digest)}"
 
-        def get() -> tuple[bytes, requests.Response]:
+        def get(pace: Pace) -> tuple[bytes, requests.Response]:
             response = self.client.request(
                 "GET",
                 f"{self._path}/manifests/{tag_or_digest}",
@@ -113,8 +118,7 @@ class RemoteRepository:
                 stream=True,
             )
             self.client.check(response, what)
-            with response:
-                return _read_limited(response, MAX_MANIFEST_SIZE, what), response
+            return self.client.read(response, what, MAX_MANIFEST_SIZE, pace), response
 
         data, response = self._retrying_transfer(what, get)
         digest = digest_bytes(data)
@@ -155,12 +159,22 @@ class RemoteRepository:
         tags: list[str] = []
         url: str | None = f"{self._path}/tags/list"
         params: dict[str, str] | None = {"n": str(TAG_PAGE_SIZE)}
+        what = f"tag list of {self.reference.locator}"
         while url:
             response = self.client.request("GET", url, scope=self._pull_scope, params=params)
-            self.client.check(response, f"tag list of {self.reference.locator}")
-            with response:
-                tags.extend(response.json().get("tags") or [])
-                next_link = response.links.get("next", {}).get("url")
+            self.client.check(response, what)
+            next_link = response.links.get("next", {}).get("url")
+            # parse_manifest is the store's "one JSON object" parser; a tag list page is one too.
+            page = parse_manifest(self.client.read(response, what, MAX_TAG_LIST_SIZE), what)
+            page_tags = page.get("tags") or []
+            if not isinstance(page_tags, list):
+                raise RegistryError(f"{what}: 'tags' is not a list")
+            tags.extend(str(tag) for tag in page_tags)
+            if len(tags) > MAX_TAGS:
+                raise RegistryError(
+                    f"{what}: more than {MAX_TAGS} tags",
+                    hint="the registry's tag list does not end; use a digest or an exact tag",
+                )
             url = urllib.parse.urljoin(self.client.base_url, next_link) if next_link else None
             params = None
         return tags
@@ -189,9 +203,14 @@ class RemoteRepository:
         self.client.check(response, f"blob {descriptor.digest} of {self.reference.locator}")
         return response
 
-    def _blob_chunks(self, descriptor: Descriptor) -> Iterator[bytes]:
+    def _blob_chunks(self, descriptor: Descriptor, pace: Pace) -> Iterator[bytes]:
+        """The blob's bytes, never more than its descriptor declares (an endless body stops
+        there) and at the minimum rate."""
+        what = f"blob {descriptor.digest} of {self.reference.locator}"
         with self._open_blob(descriptor) as response:
-            for chunk in response.iter_content(CHUNK_SIZE):
+            for chunk in iter_body(
+                response, what, max_size=descriptor.size, pace=pace, too_large=_over_descriptor
+            ):
                 self.stats.bytes_downloaded += len(chunk)
                 yield chunk
 
@@ -200,6 +219,7 @@ class RemoteRepository:
         what = f"blob {descriptor.digest} of {self.reference.locator}"
         label = label_of(descriptor)
         writer = VerifiedWriter(target, descriptor.digest, descriptor.size, what)
+        pace = Pace(what, self.options.transfer)  # one deadline for every attempt
         try:
             attempt = 0
             while writer.written < descriptor.size or descriptor.size == 0:
@@ -207,7 +227,7 @@ class RemoteRepository:
                     with self._open_blob(descriptor, writer.written) as response:
                         if writer.written and response.status_code != 206:
                             writer.restart()  # the server ignored Range: the whole blob again
-                        for chunk in response.iter_content(CHUNK_SIZE):
+                        for chunk in iter_body(response, what, max_size=None, pace=pace):
                             self.stats.bytes_downloaded += len(chunk)
                             writer.write(chunk)
                             if progress is not None:
@@ -224,11 +244,13 @@ class RemoteRepository:
             writer.abort()
             raise
 
-    def _retrying_transfer(self, what: str, transfer: Callable[[], T]) -> T:
-        """Run a streamed transfer again from the start when the connection breaks mid-way."""
+    def _retrying_transfer(self, what: str, transfer: Callable[[Pace], T]) -> T:
+        """Run a streamed transfer again from the start when the connection breaks mid-way;
+        one Pace (minimum rate, deadline) spans every attempt."""
+        pace = Pace(what, self.options.transfer)
         for attempt in range(self.options.max_retries + 1):
             try:
-                return transfer()
+                return transfer(pace)
             except _STREAM_ERRORS as error:
                 if attempt >= self.options.max_retries:
                     raise _transfer_failed(what, attempt, error) from error
@@ -280,7 +302,9 @@ class RemoteRepository:
             verify_bytes(data, descriptor.digest, what)
             self.stats.blobs_from_cache += 1
             return data
-        data = self._retrying_transfer(what, lambda: b"".join(self._blob_chunks(descriptor)))
+        data = self._retrying_transfer(
+            what, lambda pace: b"".join(self._blob_chunks(descriptor, pace))
+        )
         if len(data) != descriptor.size:
             raise DigestMismatchError(f"{what}: got {len(data)} bytes, expected {descriptor.size}")
         verify_bytes(data, descriptor.digest, what)
@@ -372,18 +396,12 @@ def _rewound(body: Any) -> Any:
     return body
 
 
-def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise RegistryError(f"{what} is {declared} bytes, over the {limit}-byte manifest limit")
-    parts: list[bytes] = []
-    total = 0
-    for chunk in response.iter_content(64 * 1024):
-        total += len(chunk)
-        if total > limit:
-            raise RegistryError(f"{what} is over the {limit}-byte manifest limit")
-        parts.append(chunk)
-    return b"".join(parts)
+def _over_descriptor(message: str) -> DigestMismatchError:
+    """A blob body longer than its descriptor's size: the registry is lying."""
+    return DigestMismatchError(
+        f"{message} (the size its descriptor declares)",
+        hint="the registry holds corrupted or tampered data; nothing was kept",
+    )
 
 
 def _transfer_failed(what: str, attempt: int, error: BaseException) -> NetworkError:

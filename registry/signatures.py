@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from registry.keys import PrivateKey, PublicKey
     from registry.reference import Reference
     from registry.store import ArtifactStore
+    from registry.transfer import TransferLimits
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class Policy:
     require: bool = False
     skip: bool = False
     origin: str = "no policy"
+    # Who chose the key: "config" (the user's verify.policies), "flag" (--key), "index" (an
+    # index entry's signature block: trusted because the index was). Reported in verdicts.
+    key_source: str = ""
+    # Who published the key when key_source is "index": "index <name>".
+    publisher: str = ""
     # Keyless (Fulcio certificate) policy: falcoctl's index keys (certificate-identity(-regexp),
     # certificate-oidc-issuer(-regexp), certificate-github-workflow-*), verified offline against
     # the trusted root at `trusted_root` (None: the embedded production root).
@@ -79,14 +85,26 @@ class VerificationResult:
     # A keyless verdict: signer identities, OIDC issuer, GitHub claims, Rekor log index and
     # integrated time, layout (legacy .sig or OCI-referrer bundle).
     keyless: dict[str, Any] | None = None
+    key_source: str = ""
+    publisher: str = ""
 
     @property
     def verified(self) -> bool:
         return self.verdict == VERIFIED
 
+    @property
+    def statement(self) -> str:
+        """One sentence for people: whose key verified it, or why it is not verified."""
+        if self.verdict != VERIFIED:
+            return f"{self.verdict}: {self.reason}" if self.reason else self.verdict
+        if self.key_source == "index":
+            return f"verified with the key published by {self.publisher or 'an index entry'}"
+        return f"verified with the key you configured ({self.policy_origin})"
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["layers"] = [asdict(check) for check in self.layers]
+        data["statement"] = self.statement
         return data
 
 
@@ -157,7 +175,13 @@ def verify_artifact(
     """Verify `root_digest` (the manifest, or the image index of a multi-platform plugin) under
     `policy`. Raises VerificationError when the policy is not satisfied; otherwise returns the
     verdict (verified, unverified, unsigned or skipped) for the caller to report."""
-    base = {"reference": str(reference), "digest": root_digest, "policy_origin": policy.origin}
+    base = {
+        "reference": str(reference),
+        "digest": root_digest,
+        "policy_origin": policy.origin,
+        "key_source": policy.key_source,
+        "publisher": policy.publisher,
+    }
     if policy.skip:
         log.warning("signature verification of %s@%s skipped (--no-verify)", reference, root_digest)
         return VerificationResult(SKIPPED, reason="verification disabled (--no-verify)", **base)
@@ -169,7 +193,7 @@ def verify_artifact(
     from registry.keys import fingerprint, read_public_key
     from registry.simplesigning import PayloadError
 
-    public_key = read_public_key(policy.key_ref)
+    public_key = read_public_key(policy.key_ref, _transfer_limits(store))
     key_id = fingerprint(public_key)
     tag = signature_tag(root_digest)
     manifest = _fetch_signature_manifest(store, tag)
@@ -479,6 +503,14 @@ def _identity(reference: Reference) -> str:
     registry; its repository name alone still parses as a docker reference for cosign, whereas
     `oci-layout:/path` would not."""
     return reference.repository if reference.is_layout else reference.locator
+
+
+def _transfer_limits(store: ArtifactStore) -> TransferLimits:
+    """The store's transfer limits (a key URL is read under the same rules as the registry)."""
+    from registry.transfer import DEFAULT_LIMITS
+
+    options = getattr(store, "options", None)
+    return getattr(options, "transfer", None) or DEFAULT_LIMITS
 
 
 def _tag_digest(store: ArtifactStore, tag: str) -> str:

@@ -32,11 +32,19 @@ def add(
     backend: Annotated[
         str | None, typer.Argument(help="http|https|file (default: from URL)")
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Accept a plain-HTTP index from another machine (anyone on the path can "
+            "rewrite its entries and keys).",
+        ),
+    ] = False,
 ) -> None:
     """Add an index (fetched now: an index that cannot be read is not added)."""
     from cli.render import emit_text
 
-    source = _store().add(name, url, backend)
+    source = _store().add(name, url, backend, insecure=insecure)
     emit_text(f"index {source.name} added: {len(source.entries)} entries from {source.url}")
 
 

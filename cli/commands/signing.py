@@ -118,6 +118,7 @@ def verify(
         return
     emit_text(
         f"Verified OK: {result.reference}@{result.digest}\n"
+        f"  verdict:   {result.statement}\n"
         f"  key:       {result.key_fingerprint} ({result.policy_origin})\n"
         f"  signature: {result.signature_tag} layer {result.layer}\n"
         f"  payload:   {result.identity}@{result.payload_digest}"

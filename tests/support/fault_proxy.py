@@ -2,13 +2,16 @@
 
 Rules match requests by method and path substring and either answer with a status (500,
 429 + Retry-After...), or forward the request and cut the response body half-way (a
-connection reset mid-transfer), or run a callback first (e.g. stop the registry). Each rule
+connection reset mid-transfer), or run a callback first (e.g. stop the registry). Hostile
+modes: `endless` answers 200 with a body that never ends; `trickle` forwards the real
+response but sends its body one byte every `trickle` seconds. Each rule
 fires a bounded number of times; everything else is forwarded unchanged.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +32,10 @@ class Fault:
     # Forwarded responses: headers to drop (None) or to replace.
     rewrite_headers: dict[str, str | None] = field(default_factory=dict)
     before: Callable[[], None] | None = None
+    endless: bool = False  # answer 200 with an endless body (no Content-Length)
+    trickle: float | None = None  # forward, then send the body one byte per `trickle` s
+    # Answer with a status line, then a header line that never ends, one byte per N seconds.
+    trickle_headers: float | None = None
     fired: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -93,6 +100,14 @@ class FaultProxy:
                 fault = proxy._take_fault(self.command, self.path)
                 if fault and fault.before:
                     fault.before()
+                if fault and fault.trickle_headers is not None:
+                    proxy.requests.append((self.command, self.path, 200))
+                    self._send_endless_headers(fault.trickle_headers)
+                    return
+                if fault and fault.endless:
+                    proxy.requests.append((self.command, self.path, 200))
+                    self._send_endless()
+                    return
                 if fault and fault.status is not None:
                     proxy.requests.append((self.command, self.path, fault.status))
                     payload = b'{"errors":[{"code":"INJECTED","message":"fault proxy"}]}'
@@ -145,12 +160,50 @@ class FaultProxy:
                     "Content-Length", length if self.command == "HEAD" else str(len(content))
                 )
                 self.end_headers()
+                if fault and fault.trickle is not None:
+                    self._send_trickle(content, fault.trickle)
+                    return
                 if fault and fault.truncate:
                     self.wfile.write(content[: len(content) // 2])
                     self.wfile.flush()
                     self.close_connection = True
                     return
                 self.wfile.write(content)
+
+            def _send_endless(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                block = b"\0" * 65536
+                try:
+                    while True:  # until the client gives up and closes
+                        self.wfile.write(block)
+                except OSError:
+                    return
+
+            def _send_endless_headers(self, every: float) -> None:
+                self.close_connection = True
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+                    self.wfile.flush()
+                    while True:
+                        time.sleep(every)
+                        self.wfile.write(b"a")
+                        self.wfile.flush()
+                except OSError:
+                    return
+
+            def _send_trickle(self, content: bytes, every: float) -> None:
+                self.close_connection = True
+                try:
+                    for index in range(len(content)):
+                        self.wfile.write(content[index : index + 1])
+                        self.wfile.flush()
+                        time.sleep(every)
+                except OSError:
+                    return
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
