@@ -82,7 +82,8 @@ def resolve_policy(
         # index only chooses which signer it expects.
         return Policy(
             require=True, origin="index entry signature (keyless)", keyless=keyless,
-            trusted_root=trusted_root,
+            trusted_root=trusted_root, key_source="index",
+            publisher=f"index {index_name}" if index_name else "an index entry",
         )  # fmt: skip
     origin = "--require-signature" if require_signature else "verify.require"
     return Policy(require=require_all, origin=origin if require_all else "no policy")

@@ -97,6 +97,14 @@ class VerificationResult:
         """One sentence for people: whose key verified it, or why it is not verified."""
         if self.verdict != VERIFIED:
             return f"{self.verdict}: {self.reason}" if self.reason else self.verdict
+        if self.keyless is not None:
+            signer = ", ".join(self.keyless.get("identities") or [])
+            who = (
+                f"the signer {self.publisher or 'an index entry'} names"
+                if self.key_source == "index"
+                else f"the signer you configured ({self.policy_origin})"
+            )
+            return f"verified keyless: signed by {signer}, {who}, against the pinned Sigstore root"
         if self.key_source == "index":
             return f"verified with the key published by {self.publisher or 'an index entry'}"
         return f"verified with the key you configured ({self.policy_origin})"

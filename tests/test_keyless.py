@@ -322,6 +322,8 @@ def test_legacy_signature_in_a_registry_verifies_offline(registry, sigstore_data
     assert report["issuer"] == GITHUB_ISSUER and report["log_index"] == 1004096555
     assert report["integrated_time_utc"] == "2026-02-27T18:20:46Z" and report["layout"] == "legacy"
     assert result.signature_tag == f"sha256-{LEGACY_DIGEST[7:]}.sig"
+    assert result.statement.startswith("verified keyless: signed by https://github.com/salrashid")
+    assert "the signer you configured (test)" in result.statement
 
 
 @pytest.mark.registry
