@@ -104,6 +104,7 @@ class Reloader:
         self.enabled_rules = sum(len(r) for r in rulesets.by_source.values())
         self.generation += 1
         self.metrics.ruleset_loaded(rules_digest(self.files), self.enabled_rules, seconds)
+        self.metrics.falco.update(rules_files=[str(p) for p in _expand(self.files)])
         from engine.web import rules_document
 
         self.document = rules_document(_expand(self.files), self.enabled_rules)
@@ -224,6 +225,12 @@ class AlertMetricsSink(Sink):
         document = alert.document
         if document.get("source") not in ("internal", "response"):
             self.metrics.alert(str(document.get("rule")), str(document.get("priority")))
+            self.metrics.falco.rule_matched(
+                str(document.get("rule")),
+                str(document.get("priority")),
+                str(document.get("source")),
+                [str(tag) for tag in document.get("tags") or ()],
+            )
 
 
 class MetricsPump:
@@ -260,6 +267,34 @@ class MetricsPump:
             evicted = {"threads": stats.state.threads_evicted, "fds": stats.state.fds_evicted}
             _add_deltas(evicted, self._evicted, self.metrics.state_evicted)
         self.metrics.output_queue(self.outputs.depth, self.outputs.stats.overflow)
+        self._pump_falco(stats, capture)
+
+    def _pump_falco(self, stats: Any, capture: dict[str, Any] | None) -> None:
+        """Falco's families (engine.falco_metrics) from the same snapshot."""
+        assert self.outputs is not None
+        drops = dict(self._skipped)
+        if capture is not None:
+            drops["syscall"] = drops.get("syscall", 0) + int(capture.get("dropped", 0))
+        state = stats.state
+        threads = (
+            0
+            if state is None
+            else max(0, state.threads_added - state.threads_removed - state.threads_evicted)
+        )
+        # Falco's engine names: the eBPF probe, a capture file, or a (built-in) plugin source.
+        engines = {
+            source: ("bpf" if capture is not None else "savefile")
+            if source == "syscall"
+            else "source_plugin"
+            for source in stats.events_by_source
+        }
+        self.metrics.falco.update(
+            engines=engines,
+            events=dict(stats.events_by_source),
+            drops=drops,
+            outputs_dropped=self.outputs.stats.overflow,
+            threads=threads,
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(PUMP_PERIOD):

@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from engine.falco_metrics import FalcoMetricsCollector, default_hostname
+from engine.versions import falconet_version
+
 PREFIX = "falconet"
+# No `<counter>_created` series: Falco prints none, and they double every counter's lines.
+disable_created_metrics()
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # Falco's own families (falcosecurity_*), beside falconet's: Falco's dashboards work.
+        self.falco = FalcoMetricsCollector(falconet_version, default_hostname)
+        r.register(self.falco)
         self.events = Counter(f"{PREFIX}_events", "Events evaluated.", ["source"], registry=r)
         self.drops = Counter(f"{PREFIX}_drops", "Events dropped.", ["source"], registry=r)
         self.alerts = Counter(

@@ -104,3 +104,48 @@ def test_port_in_use_is_a_clear_error(web: WebServer) -> None:
     with pytest.raises(WebServerError, match="cannot listen on") as raised:
         WebServer(host, int(port))
     assert raised.value.hint and "--web" in raised.value.hint
+
+
+def test_falcos_metric_families_as_falcos_dashboard_reads_them(web: WebServer) -> None:
+    """Falco's names and labels (libs' prometheus converter), parsed back by the Prometheus
+    parser; no `_created` series."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    falco = web.metrics.falco
+    for _ in range(3):
+        falco.rule_matched("Read sensitive file untrusted", "Warning", "syscall",
+                           ["T1555", "container", "mitre_credential_access"])  # fmt: skip
+    falco.rule_matched("Terminal shell in container", "Notice", "syscall", ["shell", "T1059.001"])
+    falco.update(events={"syscall": 1000}, drops={"syscall": 7}, outputs_dropped=2, threads=42,
+                 engines={"syscall": "bpf"})  # fmt: skip
+    text = requests.get(f"{web.url}/metrics", timeout=5).text
+    assert "_created" not in text
+    series = {
+        (sample.name, tuple(sorted((k, v) for k, v in sample.labels.items() if v))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    read = ("falcosecurity_falco_rules_matches_total", (
+        ("priority", "4"), ("rule_name", "Read sensitive file untrusted"), ("source", "syscall"),
+        ("tag_T1555", "true"), ("tag_container", "true"), ("tag_mitre_credential_access", "true"),
+    ))  # fmt: skip
+    assert series[read] == 3
+    shell = ("falcosecurity_falco_rules_matches_total", (
+        ("priority", "5"), ("rule_name", "Terminal shell in container"), ("source", "syscall"),
+        ("tag_T1059_001", "true"), ("tag_shell", "true"),
+    ))  # fmt: skip
+    assert series[shell] == 1
+    assert series[("falcosecurity_scap_n_evts_total", ())] == 1000
+    assert series[("falcosecurity_scap_n_drops_total", ())] == 7
+    assert series[("falcosecurity_falco_outputs_queue_num_drops_total", ())] == 2
+    assert series[("falcosecurity_scap_n_threads_total", ())] == 42
+    assert series[("falcosecurity_scap_engine_name_info",
+                   (("engine_name", "bpf"), ("evt_source", "syscall")))] == 1  # fmt: skip
+    names = {name for name, _ in series}
+    for expected in ("falcosecurity_falco_version_info", "falcosecurity_falco_kernel_release_info",
+                     "falcosecurity_evt_hostname_info", "falcosecurity_falco_cpu_usage_ratio",
+                     "falcosecurity_falco_memory_rss_bytes", "falcosecurity_falco_memory_vsz_bytes",
+                     "falcosecurity_falco_duration_seconds_total",
+                     "falcosecurity_falco_start_timestamp_nanoseconds"):  # fmt: skip
+        assert expected in names, expected
+    assert 0 < series[("falcosecurity_falco_memory_rss_bytes", ())] < 4 << 30
