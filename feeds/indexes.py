@@ -186,8 +186,12 @@ def parse_index(
     try:
         data = yaml.load(text, Loader=_IndexLoader)  # a SafeLoader without aliases
     except yaml.YAMLError as error:
+        # One line: the problem and where (PyYAML's text spans lines and quotes the input).
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise IndexError_(
-            f"index {index_name} ({origin}) is not valid YAML: {error}",
+            f"index {index_name} ({origin}) is not valid YAML{where}: {problem}",
             "check the index URL points at an index.yaml",
         ) from error
     if data is None:

@@ -128,7 +128,7 @@ def test_edited_rules_file_reloads_and_an_invalid_one_is_refused(
     # Falco's families too, updated while the run goes on (Falco's Grafana dashboard).
     falco_matches = 'falcosecurity_falco_rules_matches_total{priority="4",rule_name="Pod Two"'
     assert falco_matches + ',source="k8s_audit"} 2.0' in metrics
-    assert f"falcosecurity_falco_sha256_rules_files_info{{file_name=\"{rules.name}\"" in metrics
+    assert f'falcosecurity_falco_sha256_rules_files_info{{file_name="{rules.name}"' in metrics
     assert "falconet_ruleset_info{digest=" in metrics
     listed = json.loads(_get(f"{run.web}/rules"))["files"][0]
     assert listed["path"] == str(rules)
