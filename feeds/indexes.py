@@ -540,14 +540,51 @@ class IndexStore:
                 merged[entry.name] = entry
         return list(merged.values())
 
+    def lookup(self, name: str) -> IndexEntry | None:
+        """The entry named `name`, or None (unread indexes are not an error here)."""
+        return next((e for e in reversed(self.entries()) if e.name == name), None)
+
     def find(self, name: str) -> IndexEntry:
-        for entry in reversed(self.entries()):
-            if entry.name == name:
-                return entry
+        entry = self.lookup(name)
+        if entry is not None:
+            return entry
+        self._raise_if_unread(f"cannot find {name}")
         raise NotFoundError(
             f"cannot find {name} among the configured indexes",
             "see `falconet artifact list`, or use a full reference host/repository:tag",
         )
+
+    def search(
+        self,
+        keywords: list[str],
+        min_score: float = 0.65,
+        artifact_type: str | None = None,
+        compliance: str | None = None,
+    ) -> list[IndexEntry]:
+        """`search` over the merged entries; nothing found while an index could not be read is
+        that index's failure (exit 5), not an empty answer."""
+        found = search(self.entries(), keywords, min_score, artifact_type, compliance)
+        if not found:
+            self._raise_if_unread(f"no artifact matches {' '.join(keywords)}")
+        for source in self.unread():
+            log.warning("index %s could not be read: these results may be incomplete",
+                        source.name)  # fmt: skip
+        return found
+
+    def unread(self) -> list[IndexSource]:
+        """Indexes whose entries could not be read on the last load (offline, unreachable)."""
+        return [source for source in self.sources if source.error]
+
+    def _raise_if_unread(self, what: str) -> None:
+        unread = self.unread()
+        if unread:
+            names = ", ".join(source.name for source in unread)
+            raise IndexNetworkError(
+                f"{what}: index {names} could not be read "
+                f"({unread[0].error.splitlines()[0][:200]})",
+                "check the network or the index URL, then `falconet index update`; or give a "
+                "full reference host/repository:tag",
+            )
 
 
 FAILURE_BACKOFF_SECONDS = 600.0

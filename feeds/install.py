@@ -505,17 +505,13 @@ def _verify(
 ) -> dict[str, Any]:
     """Check the signature of the exact root digest that is then downloaded, before any blob
     is fetched. Raises VerificationError when a policy is not met."""
-    from feeds.errors import NotFoundError
     from feeds.verify_policy import config_verify, resolve_policy
     from registry.signatures import verify_artifact
 
     planned, user_ref = candidate.planned, candidate.user_ref
     entry = user_ref.entry if user_ref else None
     if entry is None and user_ref is None:  # a dependency: its index entry's policy, if any
-        try:
-            entry = context.indexes.find(planned.name)
-        except NotFoundError:
-            entry = None
+        entry = context.indexes.lookup(planned.name)
     policy = resolve_policy(
         planned.reference,
         entry.signature if entry else None,

@@ -213,10 +213,39 @@ def test_embedded_default_feed_installs_offline(run_cli: CliRunner, falconet_hom
     assert (falconet_home / "rules" / "falconet_rules.yaml").is_file()
 
 
-def test_unknown_index_name_is_not_found(run_cli: CliRunner) -> None:
+def test_unknown_index_name_is_not_found(run_cli: CliRunner, falconet_home: Path) -> None:
+    # Only readable indexes (an index file of the test's own): a name none has is not found.
+    index = falconet_home / "index.yaml"
+    index.write_text("[]\n")
+    (falconet_home / "config").mkdir(exist_ok=True)
+    (falconet_home / "config" / "falconet.yaml").write_text(
+        f"index:\n  defaults: false\nindexes:\n  - name: mine\n    url: file://{index}\n"
+    )
     result = run_cli("artifact", "install", "no-such-artifact:1")
-    assert result.returncode == 3
+    assert result.returncode == 3, result.stderr
     assert "cannot find no-such-artifact" in result.stderr
+
+
+def test_an_unreachable_index_is_a_network_error_not_not_found(run_cli: CliRunner) -> None:
+    """falcosecurity's public index cannot be reached (made certain here by a proxy that
+    refuses connections): a name it may hold is not "not found", and search is not an empty
+    answer."""
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    commands = [
+        ("artifact", "install", "falco-rules:5"),
+        ("artifact", "search", "k8saudit"),
+        ("artifact", "info", "falco-rules"),
+        ("artifact", "resolve", "falco-rules"),
+    ]
+    for args in commands:
+        result = run_cli(*args, env=offline)
+        assert result.returncode == 5, (args, result.stderr)
+        assert "index falcosecurity could not be read" in result.stderr
+    # What the readable embedded index holds still installs, and is still found, with a word.
+    assert run_cli("artifact", "install", env=offline).returncode == 0
+    partial = run_cli("artifact", "search", "falconet", env=offline)
+    assert partial.returncode == 0 and "falconet-rules" in partial.stdout
+    assert "index falcosecurity could not be read" in partial.stderr
 
 
 @pytest.mark.parametrize("ref", ["UPPER/case", "name@sha256:abc"])

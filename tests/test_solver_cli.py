@@ -184,9 +184,11 @@ def test_plugins_the_engine_provides_are_not_installed(
     # An external Falco loads plugin files: there the plugin must come from the registry.
     versions = tmp_path / "falco-versions.json"
     versions.write_text(json.dumps({"engine_version_semver": "0.57.0"}))
+    # Only the test's index: the public one (unreachable here) would make this exit 5.
     result = run_cli(
-        "artifact", "resolve", "okta-rules", "--engine-versions", str(versions), "--plain-http"
-    )
+        "artifact", "resolve", "okta-rules", "--engine-versions", str(versions), "--plain-http",
+        env={"FALCONET_INDEX_DEFAULTS": "false"},
+    )  # fmt: skip
     assert result.returncode == 3 and "okta" in result.stderr
 
 

@@ -275,12 +275,10 @@ def search(
     output: Output = "text",
 ) -> None:
     """Search the indexes by name similarity and keywords (falcoctl's algorithm)."""
-    from feeds.indexes import search as search_entries
-
     if not 0 < min_score <= 1:
         raise typer.BadParameter("must be in (0, 1]", param_hint="--min-score")
-    entries = _context().indexes.entries()
-    _render_entries(search_entries(entries, keywords, min_score, artifact_type, compliance), output)
+    found = _context().indexes.search(keywords, min_score, artifact_type, compliance)
+    _render_entries(found, output)
 
 
 def list_entries(
