@@ -160,7 +160,8 @@ class RegistryClient:
                 raise NetworkError(
                     f"{self.registry} refused the TLS client certificate "
                     f"({'none was given' if self.session.cert is None else 'not trusted'})",
-                    hint="pass --cert and --key with a certificate the registry trusts",
+                    hint="pass --client-cert and --client-key with a certificate the registry "
+                    "trusts",
                 ) from error
             raise NetworkError(
                 f"TLS connection to {self.registry} failed: {_short(error)}",

@@ -36,8 +36,8 @@ def test_push_then_pull_json(run_cli, registry, tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     pulled = run_cli(
-        "registry", "pull", f"{registry.host}/team/rules:1", "-o", str(out),
-        "--plain-http", "--format", "json",
+        "registry", "pull", f"{registry.host}/team/rules:1", "--dest-dir", str(out),
+        "--plain-http", "-o", "json",
     )  # fmt: skip
     assert pulled.returncode == 0, pulled.stderr
     info = json.loads(pulled.stdout)
@@ -186,7 +186,7 @@ def test_tls_registry_needs_its_ca(run_cli, registry_factory, tmp_path: Path) ->
     assert "speaks HTTPS" in plain.stderr
 
     insecure = run_cli(
-        "registry", "pull", f"{server.host}/tls/r:1.0.0", "-o", str(tmp_path / "o"),
+        "registry", "pull", f"{server.host}/tls/r:1.0.0", "--dest-dir", str(tmp_path / "o"),
         "--insecure-skip-tls-verify",
     )  # fmt: skip
     assert insecure.returncode == 0, insecure.stderr
@@ -225,9 +225,9 @@ def test_mutual_tls_needs_the_client_certificate(
         refused = run_cli(*args)
         assert refused.returncode == 5, refused.stderr
         assert "refused the TLS client certificate" in refused.stderr
-        assert "--cert" in refused.stderr
+        assert "--client-cert" in refused.stderr
         accepted = run_cli(
-            *args, "--cert", str(server.client_cert), "--key", str(server.client_key)
+            *args, "--client-cert", str(server.client_cert), "--client-key", str(server.client_key)
         )
         assert accepted.returncode == 0, accepted.stderr
     finally:
@@ -243,7 +243,7 @@ def test_unwritable_destination_is_one_clear_line(run_cli, tmp_path: Path) -> No
     assert pushed.returncode == 0, pushed.stderr
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "-o", str(blocker))
+    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "--dest-dir", str(blocker))
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot write to {blocker}")

@@ -127,7 +127,7 @@ def test_tampered_blob_is_refused(run_cli, registry, artifact: str, tmp_path: Pa
 
     out = tmp_path / "out"
     result = run_cli(
-        "registry", "pull", f"{registry.host}/{artifact}", "-o", str(out), "--plain-http"
+        "registry", "pull", f"{registry.host}/{artifact}", "--dest-dir", str(out), "--plain-http"
     )
     assert result.returncode == 6, result.stderr
     assert "does not match" in result.stderr
@@ -181,7 +181,7 @@ def test_proxy_from_the_environment_is_used(
     env |= {"NO_PROXY": "", "no_proxy": ""}
     out = tmp_path / "out"
     result = run_cli(
-        "registry", "pull", f"{registry.host}/{artifact}", "-o", str(out), "--plain-http",
+        "registry", "pull", f"{registry.host}/{artifact}", "--dest-dir", str(out), "--plain-http",
         env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

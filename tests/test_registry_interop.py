@@ -156,8 +156,8 @@ def test_mirror_to_layout_then_pull_offline(run_cli, registry, tmp_path: Path) -
     assert sort_tags(layout.list_tags()) == ["1.0.0", "1.1.0"]
     assert sig in layout.list_tags()
     offline = run_cli(
-        "registry", "pull", f"oci-layout:{layout_dir}:1.0.0", "-o", str(tmp_path / "out"),
-        "--format", "json",
+        "registry", "pull", f"oci-layout:{layout_dir}:1.0.0", "--dest-dir", str(tmp_path / "out"),
+        "-o", "json",
     )  # fmt: skip
     assert offline.returncode == 0, offline.stderr
     assert json.loads(offline.stdout)["digest"] == first.digest

@@ -85,7 +85,7 @@ def test_endless_config_blob_stops_at_its_descriptor_size(
     proxy.add(Fault("GET", f"/blobs/{pushed['config']}", times=100, endless=True))
     result = run_cli(
         "registry", "pull", f"{proxy.host}/{REPO}:1.0.0", "--plain-http",
-        "-o", str(tmp_path / "out"), timeout=BOUND_S,
+        "--dest-dir", str(tmp_path / "out"), timeout=BOUND_S,
     )  # fmt: skip
     assert result.returncode == 6, result.stderr
     assert "descriptor" in result.stderr
@@ -152,7 +152,7 @@ def test_trickling_registry_is_given_up_with_exit_5(
     proxy.add(Fault("GET", f"/blobs/{pushed['layer']}", times=100, trickle=0.5))
     ref = f"{proxy.host}/{REPO}:1.0.0"
     args = {
-        "pull": ("registry", "pull", ref, "-o", str(tmp_path / "out")),
+        "pull": ("registry", "pull", ref, "--dest-dir", str(tmp_path / "out")),
         "install": ("artifact", "install", ref),
         "mirror": ("artifact", "mirror", ref, f"oci-layout:{tmp_path}/copy"),
     }[command]
@@ -169,7 +169,8 @@ def test_registry_trickling_its_headers_is_cut_off_at_the_transfer_deadline(
     proxy.add(Fault("GET", "/manifests/", times=100, trickle_headers=0.5))
     result = run_cli(
         "registry", "pull", f"{proxy.host}/{REPO}:1.0.0", "--plain-http",
-        "-o", str(tmp_path / "out"), env={"FALCONET_TRANSFER_TIMEOUT": "3s"}, timeout=BOUND_S,
+        "--dest-dir", str(tmp_path / "out"), env={"FALCONET_TRANSFER_TIMEOUT": "3s"},
+        timeout=BOUND_S,
     )  # fmt: skip
     assert result.returncode == 5, result.stderr
     assert "no complete answer within 3 s" in result.stderr
@@ -213,7 +214,7 @@ def test_redirect_loop_is_reported_as_such(
     proxy.add(Fault("GET", "/manifests/1.0.0", times=1000, status=302, headers={"Location": loop}))
     result = run_cli(
         "registry", "pull", f"{proxy.host}/{REPO}:1.0.0", "--plain-http",
-        "-o", str(tmp_path / "out"), timeout=BOUND_S,
+        "--dest-dir", str(tmp_path / "out"), timeout=BOUND_S,
     )  # fmt: skip
     assert result.returncode == 5, result.stderr
     assert "redirect loop" in result.stderr
@@ -272,7 +273,7 @@ def test_policy_for_a_registry_cannot_be_dodged_by_spelling_its_name(
     )
     result = run_cli(
         "registry", "pull", f"LOCALHOST:{port}/{REPO}:1.0.0", "--plain-http",
-        "-o", str(tmp_path / "out"),
+        "--dest-dir", str(tmp_path / "out"),
     )  # fmt: skip
     assert result.returncode == 6, result.stderr
     assert "not signed" in result.stderr
@@ -426,8 +427,8 @@ def test_oci_layout_whose_index_never_ends_is_refused(run_cli: CliRunner, tmp_pa
     layout.mkdir()
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (layout / "index.json").symlink_to("/dev/zero")
-    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0", "-o", str(tmp_path / "o"),
-                     timeout=BOUND_S)  # fmt: skip
+    result = run_cli("registry", "pull", f"oci-layout:{layout}:1.0.0",
+                     "--dest-dir", str(tmp_path / "o"), timeout=BOUND_S)  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "limit" in result.stderr and "Traceback" not in result.stderr
 

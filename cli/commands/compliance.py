@@ -109,7 +109,7 @@ def tags(rules_files: RulesFiles, output: Output = "text") -> None:
 
 def explain(
     rules_files: RulesFiles,
-    rule: Annotated[str, typer.Option("--rule", "-r", help="Name of the rule to explain.")],
+    rule: Annotated[str, typer.Option("--rule", help="Name of the rule to explain.")],
     strength: Strength = None,
     output: Output = "text",
 ) -> None:

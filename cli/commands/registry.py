@@ -23,8 +23,12 @@ PlainHttp = Annotated[
 CaFile = Annotated[
     Path | None, typer.Option("--ca-file", help="PEM bundle of CAs to trust for the registry.")
 ]
-CertFile = Annotated[Path | None, typer.Option("--cert", help="Client certificate (PEM) for mTLS.")]
-KeyFile = Annotated[Path | None, typer.Option("--key", help="Client key (PEM) for mTLS.")]
+# --client-cert/--client-key (falconet.yaml's client_cert/client_key): `--key` is the signing
+# key everywhere (artifact sign/verify), so the TLS client key has its own name.
+CertFile = Annotated[
+    Path | None, typer.Option("--client-cert", help="Client certificate (PEM) for mTLS.")
+]
+KeyFile = Annotated[Path | None, typer.Option("--client-key", help="Client key (PEM) for mTLS.")]
 Insecure = Annotated[
     bool,
     typer.Option("--insecure-skip-tls-verify", help="Do not verify the registry's certificate."),
@@ -96,7 +100,8 @@ def push(
         typer.Option("-d", "--depends-on", help="name:version[|alt:version...] (repeatable)."),
     ] = None,
     requires: Annotated[
-        list[str] | None, typer.Option("-r", "--requires", help="name:version (repeatable).")
+        # Long form only: `-r` is the rules file everywhere (run, as in Falco).
+        list[str] | None, typer.Option("--requires", help="name:version (repeatable).")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("-t", "--tag", help="Extra tag.")] = None,
     add_floating_tags: Annotated[
@@ -204,7 +209,8 @@ def _sign_pushed(store: ArtifactStore, digest: str, private_key: Any) -> Any:
 def pull(
     reference: Annotated[str, typer.Argument(help="host[:port]/repo[:tag|@digest] or oci-layout:")],
     dest_dir: Annotated[
-        Path, typer.Option("-o", "--dest-dir", help="Where to write the layer tarball(s).")
+        # Long form only: `-o` is the output format everywhere (falcoctl's pull has -o here).
+        Path, typer.Option("--dest-dir", help="Where to write the layer tarball(s).")
     ] = Path("."),
     platform: Annotated[
         str | None, typer.Option("--platform", help="os/arch for plugins (default: this host).")
@@ -216,7 +222,7 @@ def pull(
     insecure_skip_tls_verify: Insecure = False,
     no_verify: NoVerify = False,
     require_signature: RequireSignature = False,
-    output_format: Annotated[str, typer.Option("--format", help="text|json")] = "text",
+    output_format: Output = "text",
 ) -> None:
     """Pull an artifact's layer tarball(s), named by their title (no extraction).
 
