@@ -31,7 +31,7 @@ from engine.drops_monitor import (
 )
 from engine.errors import EngineError
 from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
-from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
+from engine.output import AlertTemplate, JsonOptions, Priority, alert_hostname, text_line
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
 from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
 
@@ -224,12 +224,32 @@ class AlertFormatter:
         self.hostname = hostname or alert_hostname()
         self._options = options or JsonOptions()
         self._priorities: dict[str, Priority] = {}
+        self._templates: dict[tuple[CompiledRule, str], AlertTemplate] = {}
 
     def priority(self, rule: CompiledRule) -> Priority:
         cached = self._priorities.get(rule.priority)
         if cached is None:
             cached = self._priorities[rule.priority] = Priority.parse(rule.priority)
         return cached
+
+    def template(self, rule: CompiledRule, source: str) -> AlertTemplate:
+        """The rule's JSON alert skeleton, made on its first alert (rules of a replaced
+        ruleset drop out when the table is full)."""
+        key = (rule, source)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 65536:
+                self._templates.clear()
+            template = self._templates[key] = AlertTemplate(
+                priority=self.priority(rule),
+                rule=rule.name,
+                source=source,
+                tags=rule.tags,
+                hostname=self.hostname,
+                iso8601=self.iso8601,
+                options=self._options,
+            )
+        return template
 
     def alert(self, rule: CompiledRule, event: Any, source: str) -> Alert:
         priority = self.priority(rule)
@@ -238,20 +258,7 @@ class AlertFormatter:
         )
         time_ns = event.ts
         line = text_line(time_ns, priority, output, self.iso8601)
-        document = json_alert(
-            time_ns=time_ns,
-            priority=priority,
-            rule=rule.name,
-            source=source,
-            output=output,
-            output_fields=fields,
-            tags=rule.tags,
-            hostname=self.hostname,
-            iso8601=self.iso8601,
-            options=self._options,
-            line=line,
-        )
-        return Alert(line, document)
+        return Alert(line, self.template(rule, source).document(time_ns, line, output, fields))
 
 
 class Detector:

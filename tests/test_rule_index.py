@@ -242,10 +242,14 @@ def test_the_index_is_used_for_generated_rules(indexed: None) -> None:
 # -- upstream rules over upstream data ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("sample", [10**9, 8])
 @pytest.mark.parametrize("matching", ["first", "all"])
 def test_upstream_k8s_audit_rules_on_upstream_events(
-    shared_dir: Path, matching: str, indexed: None
+    shared_dir: Path, matching: str, sample: int, indexed: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also with a bucket deciding after 8 events whether its index pays (these attack events
+    select most rules: the bucket switches to the shared chain mid-stream)."""
+    monkeypatch.setattr(engine.ruleset, "SAMPLE_EVENTS", sample)
     loaded = load_contents(
         [("k8s.yaml", (shared_dir / "upstream-rules" / "k8s_audit_rules.yaml").read_text())],
         use_cache=False,
