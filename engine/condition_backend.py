@@ -87,7 +87,7 @@ def compile_condition(expr: Expr, fields: FieldCatalog) -> CompiledCondition:
     """The compiled condition: `.evaluate(event) -> bool`, `.warnings` (message, position).
     Identical expanded conditions of a source are compiled once."""
     key = (fields.source, id(fields), expr)
-    return _remember(_compiled, key, lambda: (fields, compile_expr(expr, fields)))[1]
+    return _remember(_compiled, key, lambda: (fields, compile_expr(expr, fields, lazy=True)))[1]
 
 
 def event_types(expr: Expr) -> frozenset[str] | None:

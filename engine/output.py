@@ -110,7 +110,13 @@ class OutputFormat:
     _render: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_render", _compile_renderer(self.tokens))
+        # Compiled on the first alert: a load compiles every rule's format, few ever alert.
+        object.__setattr__(self, "_render", self._first_render)
+
+    def _first_render(self, event: Any) -> tuple[str, dict[str, Any]]:
+        render = _compile_renderer(self.tokens)
+        object.__setattr__(self, "_render", render)
+        return render(event)
 
     @property
     def field_names(self) -> tuple[str, ...]:
