@@ -9,7 +9,7 @@ repeated to --events records of a JSON lines file. Printed:
   in process   per-event CPU of json.loads alone; of evaluation; of evaluation plus every
                alert formatted (text line, JSON document) and serialised; the difference per
                alert is the alert path's cost
-  end to end   `falconet run --source k8s_audit --replay FILE -o json --output-file OUT`
+  end to end   `falconet run --source k8s_audit --replay FILE -o json > OUT`
                (CPU of the child process, start-up included) against json.loads of the same
                file in this process: the ratio of their event rates (goal >= 0.5)
 """
@@ -115,10 +115,10 @@ def end_to_end(path: Path, workdir: Path) -> tuple[float, float, float]:
     env["FALCONET_HOME"] = str(workdir / "home")
     command = [sys.executable, "-m", "cli", "run", "--source", "k8s_audit", "--replay", str(path)]
     command += ["-r", str(RULES), "-o", "json", "--rule-matching", "all"]
-    command += ["--output-file", str(out), "--disable-rule", "nothing"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with out.open("w") as alerts:  # stdout to a file, as `falconet run ... -o json > FILE`
+        subprocess.run(command, check=True, stdout=alerts, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     child_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
