@@ -120,10 +120,13 @@ def _provided_text() -> str:
 
 
 def load_rulesets(
-    files: Sequence[str | Path], selection: Selection = Selection()
+    files: Sequence[str | Path],
+    selection: Selection = Selection(),
+    cache_dir: Path | None = None,
 ) -> tuple[LoadedRules, Rulesets]:
-    """Load rules files in order, check their requirements, and build the selected rulesets."""
-    loaded = load_rules_files(files)
+    """Load rules files in order, check their requirements, and build the selected rulesets
+    (`cache_dir`: the on-disk cache of loads, engine.compile_cache)."""
+    loaded = load_rules_files(files, cache_dir=cache_dir)
     check_requirements(loaded)
     rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
     return loaded, rulesets
@@ -339,6 +342,8 @@ class RunRequest:
     drops: DropsConfig = field(default_factory=DropsConfig)
     # live syscall capture: base_syscalls and the ring buffer size (None: the defaults)
     live: LiveOptions | None = None
+    # where loads of rules files are kept between runs (None: not kept)
+    rules_cache_dir: Path | None = None
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -449,7 +454,9 @@ def run(
     daemon's metrics and internal alerts)."""
     swappable = switch is not None
     if switch is None:
-        loaded, rulesets = load_rulesets(request.rules_files, request.selection)
+        loaded, rulesets = load_rulesets(
+            request.rules_files, request.selection, request.rules_cache_dir
+        )
         switch = RulesetSwitch(rulesets)
         rule_sources: Iterable[str] = {rule.source for rule in loaded.rules}
     else:

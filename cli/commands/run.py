@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -149,6 +150,7 @@ def run(
         outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
         drops=drops,
         live=live,
+        rules_cache_dir=Path(config["cache.dir"]) / "rules",
     )
     from engine.daemon import DaemonOptions, run_daemon
 
