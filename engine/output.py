@@ -136,6 +136,8 @@ class OutputFormat:
 
 
 def _field_text(value: Any, compiled: CompiledValue) -> str:
+    if type(value) is tuple and compiled.to_text is None and all(type(v) is str for v in value):
+        return truncate_text("(" + ",".join(value) + ")")  # value_text's list form, shortcut
     return truncate_text(value_text(value, compiled))
 
 
@@ -411,6 +413,8 @@ def _json_scalar(value: Any) -> str:
         return "true" if value else "false"
     if kind is int:
         return int.__repr__(value)
+    if kind is list and all(type(item) is str for item in value):
+        return "[" + ",".join(map(_encode_string, value)) + "]"
     return _dumps(value)
 
 
@@ -420,10 +424,6 @@ class AlertDocument(dict):  # type: ignore[type-arg]
     output_fields is read as it is at serialisation time."""
 
     __slots__ = ("template",)
-
-    def __init__(self, template: AlertTemplate | None, *args: Any) -> None:
-        super().__init__(*args)
-        self.template = template
 
     def _changed(self) -> None:
         self.template = None
@@ -510,17 +510,18 @@ class AlertTemplate:
     def document(
         self, time_ns: int, line: str, output: str, output_fields: dict[str, Any]
     ) -> AlertDocument:
-        alert = AlertDocument(self, self.constants)
-        dict.__setitem__(alert, "time", iso8601_utc(time_ns))
+        values = dict(self.constants, time=iso8601_utc(time_ns))
         options = self.options
         if options.include_output:
-            dict.__setitem__(alert, "output", line)
+            values["output"] = line
         if options.include_output_fields:
-            dict.__setitem__(alert, "output_fields", {self.time_key: time_ns, **output_fields})
+            values["output_fields"] = {self.time_key: time_ns, **output_fields}
         if options.include_message:
-            dict.__setitem__(alert, "message", escape_control(output))
-        if "tags" in alert:
-            dict.__setitem__(alert, "tags", list(self.constants["tags"]))
+            values["message"] = escape_control(output)
+        if options.include_tags:
+            values["tags"] = list(self.constants["tags"])  # each alert its own list
+        alert = AlertDocument(values)
+        alert.template = self
         return alert
 
     def _compile_text(self) -> Callable[[dict[str, Any]], str]:
