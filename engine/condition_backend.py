@@ -87,7 +87,7 @@ def compile_condition(expr: Expr, fields: FieldCatalog) -> CompiledCondition:
     """The compiled condition: `.evaluate(event) -> bool`, `.warnings` (message, position).
     Identical expanded conditions of a source are compiled once."""
     key = (fields.source, id(fields), expr)
-    return _remember(_compiled, key, lambda: (fields, compile_expr(expr, fields)))[1]
+    return _remember(_compiled, key, lambda: (fields, compile_expr(expr, fields, lazy=True)))[1]
 
 
 def event_types(expr: Expr) -> frozenset[str] | None:
@@ -160,7 +160,13 @@ def fields_of(expr: Expr) -> list[Field]:
 
 
 def _compares_with_no_value(check: BinaryCheck) -> bool:
+    # As Falco's filter_warning_resolver: the left side is unsafe when the last field its
+    # visitor meets is a ka.*/jevt.* one, so `tolower(ka.user.name) = <NA>` (a field inside
+    # transformers) warns as `ka.user.name = <NA>` does.
     left = check.left
+    if isinstance(left, Transformer):
+        inner = fields_of(left)
+        left = inner[-1] if inner else left
     if not isinstance(left, Field) or not left.name.startswith(_UNSAFE_NA_PREFIXES):
         return False
     if check.op not in _EQUALITY_OPERATORS:

@@ -22,15 +22,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import EngineError
-from engine.inotify import DirectoryWatch
-from engine.metrics import Metrics
 from engine.output import Priority, alert_hostname
 from engine.ruleset import RulesetSwitch
 from engine.runner import Detector, RunRequest, RunStats, load_rulesets, run
 from engine.sinks import Alert, OutputQueue, Sink, internal_alert
+
+if TYPE_CHECKING:  # imported where used: a replay never needs inotify (ctypes) nor Prometheus
+    from engine.inotify import DirectoryWatch
+    from engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,9 @@ class Reloader:
         """The first ruleset: errors here are fatal (the run refuses to start)."""
         self.files = [str(f) for f in self.request.rules_files]
         started = time.perf_counter()
-        _, rulesets = load_rulesets(self.files, self.request.selection)
+        _, rulesets = load_rulesets(
+            self.files, self.request.selection, cache_dir=self.request.rules_cache_dir
+        )
         self.switch = RulesetSwitch(rulesets)
         self._loaded(rulesets, time.perf_counter() - started)
         return self.switch
@@ -168,6 +172,8 @@ class RulesFileWatcher:
             self._watch.close()
             self._watch = None
         try:
+            from engine.inotify import DirectoryWatch
+
             self._watch = DirectoryWatch(self._directories())
         except InotifyUnavailable as error:
             log.info("watching the rules files by polling: %s", error)
@@ -333,6 +339,8 @@ class DaemonOptions:
 def run_daemon(request: RunRequest, options: DaemonOptions) -> RunStats:
     """Run detection with hot reloads, web endpoints and (optionally) the feed follower and the
     response engine; return when run() returns (end of replay, SIGTERM/SIGINT)."""
+    from engine.metrics import Metrics
+
     metrics = Metrics()
     reloader = Reloader(request, metrics)
     switch = reloader.load_initial()

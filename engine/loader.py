@@ -178,11 +178,15 @@ def _cache_key(files: Sequence[tuple[str, str]], check_schema: bool, limits: Rul
 
 
 def load_contents(
-    files: Sequence[tuple[str, str]], use_cache: bool = True, check_schema: bool = False
+    files: Sequence[tuple[str, str]],
+    use_cache: bool = True,
+    check_schema: bool = False,
+    cache_dir: Path | None = None,
 ) -> LoadedRules:
     """Load (name, content) pairs in order. Compiled rules are immutable once built, so a
     cached result is shared by every caller that loads the same contents. `check_schema` adds
-    the (informational) JSON Schema statuses `falco -V` reports."""
+    the (informational) JSON Schema statuses `falco -V` reports. With `cache_dir`, a load is
+    also kept on disk for the next process (engine.compile_cache)."""
     limits = RulesLimits.from_environment()
     key = _cache_key(files, check_schema, limits)
     if use_cache:
@@ -192,10 +196,20 @@ def load_contents(
                 _cache.move_to_end(key)
                 log.debug("rules cache hit for %d file(s)", len(files))
                 return cached
-    loader = RulesLoader(check_schema, limits)
-    for name, content in files:
-        loader.load(content, name)
-    loaded = loader.loaded()
+    loaded = None
+    if use_cache and cache_dir is not None:
+        from engine import compile_cache
+
+        loaded = compile_cache.load(cache_dir, key)
+    if loaded is None:
+        loader = RulesLoader(check_schema, limits)
+        for name, content in files:
+            loader.load(content, name)
+        loaded = loader.loaded()
+        if use_cache and cache_dir is not None:
+            from engine import compile_cache
+
+            compile_cache.store(cache_dir, key, loaded)
     if use_cache:
         with _cache_lock:
             _cache[key] = loaded
@@ -246,9 +260,13 @@ def _read_bounded(path: Path, max_bytes: int) -> str:
 
 
 def load_rules_files(
-    paths: Iterable[str | Path], use_cache: bool = True, check_schema: bool = False
+    paths: Iterable[str | Path],
+    use_cache: bool = True,
+    check_schema: bool = False,
+    cache_dir: Path | None = None,
 ) -> LoadedRules:
-    """Read and load rules files in order (no error raised for invalid files: see results)."""
+    """Read and load rules files in order (no error raised for invalid files: see results);
+    `cache_dir`: see load_contents."""
     paths = list(paths)
     files = read_rules_files(paths)
     if not files:
@@ -256,7 +274,7 @@ def load_rules_files(
             "no rules files to load in " + ", ".join(map(str, paths)),
             hint="give rules files, or directories holding .yaml/.yml files",
         )
-    return load_contents(files, use_cache=use_cache, check_schema=check_schema)
+    return load_contents(files, use_cache=use_cache, check_schema=check_schema, cache_dir=cache_dir)
 
 
 def load_valid_rules(paths: Iterable[str | Path], use_cache: bool = True) -> LoadedRules:
@@ -283,8 +301,8 @@ class Validation:
         return {"falco_load_results": [r.as_json(contents) for r in self.loaded.results]}
 
 
-def validate_rules_files(paths: Iterable[str | Path]) -> Validation:
-    loaded = load_rules_files(paths, check_schema=True)
+def validate_rules_files(paths: Iterable[str | Path], cache_dir: Path | None = None) -> Validation:
+    loaded = load_rules_files(paths, check_schema=True, cache_dir=cache_dir)
     return Validation(loaded, loaded.unmet_plugin_requirements(versions.plugin_versions()))
 
 

@@ -15,8 +15,8 @@ import ipaddress
 import json
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ class Priority(enum.IntEnum):
     @property
     def falco_name(self) -> str:
         """The name Falco prints: "Warning", "Informational"..."""
-        return self.name.capitalize()
+        return _FALCO_NAMES[self]
 
     @classmethod
     def parse(cls, text: str) -> Priority:
@@ -70,6 +70,9 @@ class Priority(enum.IntEnum):
         return self <= minimum
 
 
+_FALCO_NAMES = {priority: priority.name.capitalize() for priority in Priority}
+
+
 # -- format compilation ------------------------------------------------------------------------
 
 
@@ -81,12 +84,39 @@ class _Token:
     width: int = 0
 
 
+# A field's text in an output is cut at this many characters, and so is a string value in
+# JSON output_fields: an event field can be as large as its source allows (a k8s audit request
+# object, an argument buffer), an alert line must stay bounded. Far above anything the upstream
+# rules print (proc.cmdline is itself capped at 4096 bytes by the drivers).
+MAX_FIELD_CHARS = 8192
+TRUNCATION_MARKER = "...(truncated)"
+
+
+def truncate_text(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """`text`, or its first `limit` characters followed by TRUNCATION_MARKER."""
+    return text if len(text) <= limit else text[:limit] + TRUNCATION_MARKER
+
+
 @dataclass(frozen=True)
 class OutputFormat:
-    """A compiled output format: render text, or the typed values of its fields."""
+    """A compiled output format: render text, or the typed values of its fields.
+
+    The rendering is compiled once per format into one generated function (each field
+    extracted once, literal parts pre-joined, a string value used as is), as libsinsp prepares
+    a formatter once per rule."""
 
     format: str
     tokens: tuple[_Token, ...]
+    _render: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Compiled on the first alert: a load compiles every rule's format, few ever alert.
+        object.__setattr__(self, "_render", self._first_render)
+
+    def _first_render(self, event: Any) -> tuple[str, dict[str, Any]]:
+        render = _compile_renderer(self.tokens)
+        object.__setattr__(self, "_render", render)
+        return render(event)
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -94,45 +124,76 @@ class OutputFormat:
         return tuple(dict.fromkeys(t.key for t in self.tokens if t.literal is None))
 
     def render(self, event: Any) -> str:
-        parts: list[str] = []
-        for token in self.tokens:
-            if token.literal is not None:
-                parts.append(token.literal)
-                continue
-            assert token.value is not None
-            text = value_text(token.value.extract(event), token.value)
-            if token.width:
-                text = text[: token.width].ljust(token.width)
-            parts.append(text)
-        return "".join(parts)
+        return self._render(event)[0]
 
     def render_with_fields(self, event: Any) -> tuple[str, dict[str, Any]]:
         """`render` and `field_values` together, each field extracted once (the alert path)."""
-        parts: list[str] = []
-        values: dict[str, Any] = {}
-        for token in self.tokens:
-            if token.literal is not None:
-                parts.append(token.literal)
-                continue
-            compiled = token.value
-            assert compiled is not None
-            value = compiled.extract(event)
-            text = value_text(value, compiled)
-            if token.width:
-                text = text[: token.width].ljust(token.width)
-            parts.append(text)
-            if token.key not in values:
-                values[token.key] = json_value(value)
-        return "".join(parts), values
+        return self._render(event)
 
     def field_values(self, event: Any) -> dict[str, Any]:
         """Typed JSON values of the format's fields (None when missing)."""
-        values: dict[str, Any] = {}
-        for token in self.tokens:
-            if token.literal is None and token.key not in values:
-                assert token.value is not None
-                values[token.key] = json_value(token.value.extract(event))
-        return values
+        return self._render(event)[1]
+
+
+def _field_text(value: Any, compiled: CompiledValue) -> str:
+    if type(value) is tuple and compiled.to_text is None and all(type(v) is str for v in value):
+        return truncate_text("(" + ",".join(value) + ")")  # value_text's list form, shortcut
+    return truncate_text(value_text(value, compiled))
+
+
+def _field_json(value: Any) -> Any:
+    value = json_value(value)
+    return truncate_text(value) if type(value) is str else value
+
+
+def _compile_renderer(tokens: Sequence[_Token]) -> Callable[[Any], tuple[str, dict[str, Any]]]:
+    """`render(event) -> (text, output_fields)` for these tokens, as generated code."""
+    namespace: dict[str, Any] = {
+        "__builtins__": {"type": type, "str": str, "len": len},
+        "NA": NOT_AVAILABLE,
+        "LIMIT": MAX_FIELD_CHARS,
+        "cut": truncate_text,
+        "text_of": _field_text,
+        "json_of": _field_json,
+    }
+    lines = ["def render(e):"]
+    pieces: list[str] = []
+    variables: dict[str, str] = {}  # output_fields key -> value variable
+    for number, token in enumerate(tokens):
+        if token.literal is not None:
+            namespace[f"l{number}"] = token.literal
+            pieces.append(f"l{number}")
+            continue
+        compiled = token.value
+        assert compiled is not None
+        namespace[f"x{number}"] = compiled.extract
+        namespace[f"c{number}"] = compiled
+        v, t = f"v{number}", f"t{number}"
+        lines.append(f"    {v} = x{number}(e)")
+        if compiled.to_text is not None:
+            lines.append(f"    {t} = NA if {v} is None else text_of({v}, c{number})")
+        else:
+            lines += [
+                f"    if {v} is None:",
+                f"        {t} = NA",
+                f"    elif type({v}) is str:",
+                f"        {t} = {v} if len({v}) <= LIMIT else cut({v})",
+                "    else:",
+                f"        {t} = text_of({v}, c{number})",
+            ]
+        if token.width:
+            lines.append(f"    {t} = {t}[:{token.width}].ljust({token.width})")
+        pieces.append(t)
+        variables.setdefault(token.key, v)
+    namespace["keys"] = tuple(variables)
+    fields = ", ".join(
+        f"keys[{i}]: ({v} if type({v}) is str and len({v}) <= LIMIT else json_of({v}))"
+        for i, v in enumerate(variables.values())
+    )
+    text = " + ".join(pieces) or "''"
+    lines.append(f"    return {text}, {{{fields}}}")
+    exec(compile("\n".join(lines) + "\n", "<falco output>", "exec"), namespace)  # ours
+    return namespace["render"]
 
 
 _WIDTH = re.compile(r"[0-9]+")
@@ -328,4 +389,180 @@ def alert_hostname() -> str:
 
 def json_alert_text(alert: dict[str, Any]) -> str:
     """One line, keys sorted as Falco's JSON library writes them."""
-    return json.dumps(alert, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    template = getattr(alert, "template", None)
+    if template is not None:
+        return template.text(alert)
+    return _dumps(alert)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_encode_string = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+
+
+def _json_scalar(value: Any) -> str:
+    """json.dumps(value) for one output_fields value, the common types without the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is list and all(type(item) is str for item in value):
+        return "[" + ",".join(map(_encode_string, value)) + "]"
+    return _dumps(value)
+
+
+class AlertDocument(dict):  # type: ignore[type-arg]
+    """A JSON alert made by an AlertTemplate, serialised from the template's pre-encoded parts
+    (json_alert_text). Changing the top-level dict drops it back to the generic encoder;
+    output_fields is read as it is at serialisation time."""
+
+    __slots__ = ("template",)
+
+    def _changed(self) -> None:
+        self.template = None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._changed()
+        super().__delitem__(key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, *args: Any) -> Any:
+        self._changed()
+        return super().setdefault(*args)
+
+    def clear(self) -> None:
+        self._changed()
+        super().clear()
+
+    def __reduce__(self) -> Any:  # pickles (and copies) as a plain dict
+        return (dict, (dict(self),))
+
+
+class AlertTemplate:
+    """The constant part of one rule's JSON alert, prepared once: hostname, priority, rule,
+    source and tags pre-encoded, the key order fixed. `document` builds the alert json_alert
+    would build; `text` serialises it as json_alert_text would, byte for byte."""
+
+    def __init__(
+        self,
+        *,
+        priority: Priority,
+        rule: str,
+        source: str,
+        tags: Iterable[str],
+        hostname: str,
+        iso8601: bool = False,
+        options: JsonOptions | None = None,
+    ) -> None:
+        self.options = options or JsonOptions()
+        self.time_key = "evt.time.iso8601" if iso8601 else "evt.time"
+        self.constants: dict[str, Any] = {
+            "hostname": hostname,
+            "priority": priority.falco_name,
+            "rule": rule,
+            "source": source,
+        }
+        if self.options.include_tags:
+            self.constants["tags"] = sorted(set(tags))
+        keys = set(self.constants) | {"time"}
+        if self.options.include_output:
+            keys.add("output")
+        if self.options.include_output_fields:
+            keys.add("output_fields")
+        if self.options.include_message:
+            keys.add("message")
+        # (pre-encoded `"key":` with the constant value, or None for a per-alert value, key)
+        self.plan = tuple(
+            (
+                _encode_string(key) + ":" + _dumps(self.constants[key])
+                if key in self.constants
+                else None,
+                key,
+            )
+            for key in sorted(keys)
+        )
+        self.prefixes = {key: _encode_string(key) + ":" for key in keys}
+        self.field_orders: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+        self.text = self._compile_text()
+
+    def document(
+        self, time_ns: int, line: str, output: str, output_fields: dict[str, Any]
+    ) -> AlertDocument:
+        values = dict(self.constants, time=iso8601_utc(time_ns))
+        options = self.options
+        if options.include_output:
+            values["output"] = line
+        if options.include_output_fields:
+            values["output_fields"] = {self.time_key: time_ns, **output_fields}
+        if options.include_message:
+            values["message"] = escape_control(output)
+        if options.include_tags:
+            values["tags"] = list(self.constants["tags"])  # each alert its own list
+        alert = AlertDocument(values)
+        alert.template = self
+        return alert
+
+    def _compile_text(self) -> Callable[[dict[str, Any]], str]:
+        """`text(alert)`: one concatenation of the constant parts and the per-alert values."""
+        namespace: dict[str, Any] = {
+            "__builtins__": {},
+            "scalar": _json_scalar,
+            "fields": self.fields_text,
+        }
+        pieces = []
+        for number, (constant, key) in enumerate(self.plan):
+            separator = "," if number else ""
+            if constant is not None:
+                pieces.append(repr("{" if not number else "") + " + " + repr(separator + constant))
+                continue
+            namespace[f"k{number}"] = key
+            head = repr(("{" if not number else separator) + self.prefixes[key])
+            convert = "fields" if key == "output_fields" else "scalar"
+            pieces.append(f"{head} + {convert}(a[k{number}])")
+        source = "def text(a):\n    return " + " + ".join(pieces) + " + '}'\n"
+        exec(compile(source, "<falco alert json>", "exec"), namespace)  # our generated code
+        return namespace["text"]  # type: ignore[no-any-return]
+
+    def fields_text(self, fields: dict[str, Any]) -> str:
+        # The keys of a rule's output_fields come in the same order on every alert: their
+        # sorted, pre-encoded form is remembered per order (a handful per rule).
+        shape = tuple(fields)
+        order = self.field_orders.get(shape)
+        if order is None:
+            order = tuple((key, _encode_string(key) + ":") for key in sorted(fields))
+            if len(self.field_orders) < 64:
+                self.field_orders[shape] = order
+        encode, scalar = _encode_string, _json_scalar
+        return (
+            "{"
+            + ",".join(
+                [
+                    prefix + (encode(value) if type(value) is str else scalar(value))
+                    for key, prefix in order
+                    for value in (fields[key],)
+                ]
+            )
+            + "}"
+        )

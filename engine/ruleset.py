@@ -320,11 +320,120 @@ def _compiled_chain(
     candidates = tuple(rule for rule, c in zip(rules, conditions, strict=True) if c is not False)
     if not candidates:
         return _no_match
-    chain = compile_chain([c for c in conditions if c is not False], catalog, first=first)
+    kept = [c for c in conditions if c is not False]
+    if len(candidates) >= INDEX_MIN_RULES:
+        indexed = _indexed_evaluator(candidates, kept, catalog, first)
+        if indexed is not None:
+            return indexed
+    chain = compile_chain(kept, catalog, first=first)
 
     def evaluate(event: Any) -> list[CompiledRule]:
         positions = chain(event)
         return [candidates[position] for position in positions] if positions else []
+
+    return evaluate
+
+
+# Below this many rules in an event type's bucket one shared chain is as cheap as the index.
+INDEX_MIN_RULES = 2
+
+
+# The index pays when an event concerns few of a bucket's rules. Over its first SAMPLE_EVENTS
+# events a bucket counts the candidates its index selects; when they are more than
+# MAX_CANDIDATE_SHARE of its rules (every audit event is a create of a pod...), the rules are
+# better evaluated in one shared chain, where their common fields are extracted once.
+SAMPLE_EVENTS = 256
+MAX_CANDIDATE_SHARE = 0.25
+
+
+def _indexed_evaluator(
+    rules: Sequence[CompiledRule], conditions: Sequence[Any], catalog: Any, first: bool
+) -> Callable[[Any], list[CompiledRule]] | None:
+    """The bucket's rules behind a candidate index (engine.condition.index): per event, the
+    index picks the anchored rules that may match and only those are evaluated, each by its
+    own condition compiled on its first use; the unanchored rules form one shared chain. The
+    result is the per-rule evaluation's, in definition order. None when nothing is anchored.
+    A bucket whose index selects most rules switches to the shared chain (see SAMPLE_EVENTS)."""
+    from engine.condition.compiler import compile_chain, compile_condition
+    from engine.condition.index import build_selector, plan_index
+
+    plan = plan_index(conditions, catalog)
+    if not plan.anchored:
+        return None
+    select = build_selector(conditions, catalog, plan)
+    unanchored = tuple(i for i, anchor in enumerate(plan.anchors) if anchor is None)
+    rest = (
+        compile_chain([conditions[i] for i in unanchored], catalog, first=first)
+        if unanchored
+        else None
+    )
+    checks: list[Callable[[Any], bool]] = []
+
+    def lazy(position: int) -> Callable[[Any], bool]:
+        def compile_then_check(event: Any) -> bool:
+            check = compile_condition(conditions[position], catalog).evaluate
+            checks[position] = check
+            return check(event)
+
+        return compile_then_check
+
+    checks.extend(lazy(position) for position in range(len(rules)))
+    count = len(rules)
+
+    def indexed(select: Callable[[Any], list[tuple[int, ...]]]) -> Callable[[Any], list[Any]]:
+        if first:
+
+            def first_match(event: Any) -> list[CompiledRule]:
+                found = select(event)
+                matched = rest(event) if rest is not None else ()
+                limit = unanchored[matched[0]] if matched else count
+                if found:
+                    for position in sorted(set().union(*found)) if len(found) > 1 else found[0]:
+                        if position >= limit:
+                            break
+                        if checks[position](event):
+                            return [rules[position]]
+                return [rules[limit]] if matched else []
+
+            return first_match
+
+        def every_match(event: Any) -> list[CompiledRule]:
+            found = select(event)
+            matched = [unanchored[i] for i in rest(event)] if rest is not None else []
+            if found:
+                matched.extend(p for p in set().union(*found) if checks[p](event))
+                matched.sort()
+            return [rules[position] for position in matched]
+
+        return every_match
+
+    sampled = [0, 0]  # events, candidates
+
+    def decide() -> None:
+        if sampled[1] > MAX_CANDIDATE_SHARE * count * sampled[0]:
+            chain = compile_chain(conditions, catalog, first=first)
+
+            def chained(event: Any) -> list[CompiledRule]:
+                positions = chain(event)
+                return [rules[position] for position in positions] if positions else []
+
+            current[0] = chained
+        else:
+            current[0] = indexed(select)
+
+    def counting_select(event: Any) -> list[tuple[int, ...]]:
+        found = select(event)
+        if found:
+            sampled[1] += len(set().union(*found))
+        sampled[0] += 1
+        if sampled[0] >= SAMPLE_EVENTS:
+            decide()
+        return found
+
+    current = [indexed(counting_select)]
+
+    def evaluate(event: Any) -> list[CompiledRule]:
+        return current[0](event)
 
     return evaluate
 

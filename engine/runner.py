@@ -38,7 +38,13 @@ from engine.loader import (
     load_rules_files,
     rulesets_for,
 )
-from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
+from engine.output import (
+    AlertTemplate,
+    JsonOptions,
+    Priority,
+    alert_hostname,
+    text_line,
+)
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
 from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
 
@@ -131,17 +137,21 @@ def _provided_text() -> str:
 
 
 def load_rulesets(
-    files: Sequence[str | Path], selection: Selection = Selection(), isolated: bool = False
+    files: Sequence[str | Path],
+    selection: Selection = Selection(),
+    isolated: bool = False,
+    cache_dir: Path | None = None,
 ) -> tuple[LoadedRules, Rulesets]:
     """Load rules files in order, check their requirements, and build the selected rulesets.
     `isolated`: a candidate replacing running rules is first compiled by a resource-limited
-    child process (engine.compile_guard), then the contents it vetted are compiled here."""
+    child process (engine.compile_guard), then the contents it vetted are compiled here.
+    `cache_dir`: the on-disk cache of loads (engine.compile_cache)."""
     if isolated:
         from engine.compile_guard import vet_rules_files
 
         loaded = load_contents(vet_rules_files(files))
     else:
-        loaded = load_rules_files(files)
+        loaded = load_rules_files(files, cache_dir=cache_dir)
     check_requirements(loaded)
     rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
     return loaded, rulesets
@@ -254,12 +264,32 @@ class AlertFormatter:
         self.hostname = hostname or alert_hostname()
         self._options = options or JsonOptions()
         self._priorities: dict[str, Priority] = {}
+        self._templates: dict[tuple[CompiledRule, str], AlertTemplate] = {}
 
     def priority(self, rule: CompiledRule) -> Priority:
         cached = self._priorities.get(rule.priority)
         if cached is None:
             cached = self._priorities[rule.priority] = Priority.parse(rule.priority)
         return cached
+
+    def template(self, rule: CompiledRule, source: str) -> AlertTemplate:
+        """The rule's JSON alert skeleton, made on its first alert (rules of a replaced
+        ruleset drop out when the table is full)."""
+        key = (rule, source)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 65536:
+                self._templates.clear()
+            template = self._templates[key] = AlertTemplate(
+                priority=self.priority(rule),
+                rule=rule.name,
+                source=source,
+                tags=rule.tags,
+                hostname=self.hostname,
+                iso8601=self.iso8601,
+                options=self._options,
+            )
+        return template
 
     def alert(self, rule: CompiledRule, event: Any, source: str) -> Alert:
         priority = self.priority(rule)
@@ -268,20 +298,7 @@ class AlertFormatter:
         )
         time_ns = event.ts
         line = text_line(time_ns, priority, output, self.iso8601)
-        document = json_alert(
-            time_ns=time_ns,
-            priority=priority,
-            rule=rule.name,
-            source=source,
-            output=output,
-            output_fields=fields,
-            tags=rule.tags,
-            hostname=self.hostname,
-            iso8601=self.iso8601,
-            options=self._options,
-            line=line,
-        )
-        return Alert(line, document)
+        return Alert(line, self.template(rule, source).document(time_ns, line, output, fields))
 
 
 class Detector:
@@ -368,6 +385,8 @@ class RunRequest:
     plugins: Sequence[PluginConfig] = ()
     load_plugins: Sequence[str] = ()
     plugins_dir: str = ""
+    # where loads of rules files are kept between runs (None: not kept)
+    rules_cache_dir: Path | None = None
 
 
 @contextlib.contextmanager
@@ -508,7 +527,9 @@ def run(
     daemon's metrics and internal alerts)."""
     swappable = switch is not None
     if switch is None:
-        loaded, rulesets = load_rulesets(request.rules_files, request.selection)
+        loaded, rulesets = load_rulesets(
+            request.rules_files, request.selection, cache_dir=request.rules_cache_dir
+        )
         switch = RulesetSwitch(rulesets)
         rule_sources: Iterable[str] = {rule.source for rule in loaded.rules}
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,11 +34,14 @@ def validate(files: FilesArgument, output: Output = "text") -> None:
     _check_output(output)
     import sys
 
+    from cli.context import ENV
     from cli.render import emit_json, emit_text, error_line
     from cli.status import ExitStatus
     from engine.loader import validate_rules_files
+    from feeds.config import load_config
 
-    validation = validate_rules_files(files)
+    cache_dir = Path(load_config(ENV.config_path)["cache.dir"]) / "rules"
+    validation = validate_rules_files(files, cache_dir=cache_dir)
     contents = validation.loaded.contents
     if output == "json":
         emit_json(validation.as_json())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -192,6 +193,8 @@ def run(
         plugins=plugin_configs,
         load_plugins=load_plugins,
         plugins_dir=plugins_dir,
+        # Not with native plugins: their fields are not part of the cache key.
+        rules_cache_dir=None if load_plugins else Path(config["cache.dir"]) / "rules",
     )
     from engine.daemon import DaemonOptions, run_daemon
 

@@ -63,17 +63,21 @@ class CompiledCondition:
 
 
 def compile_condition(
-    node: ast.Expr, catalog: FieldCatalog, *, share_extractions: bool = True
+    node: ast.Expr, catalog: FieldCatalog, *, share_extractions: bool = True, lazy: bool = False
 ) -> CompiledCondition:
     """Compile `node` (macros already substituted) for the fields of `catalog`.
 
     With `share_extractions`, a field checked several times (typical once macros are expanded)
     is extracted at most once per evaluation, like libsinsp's per-node extraction cache.
-    Raises ConditionCompileError (message as libsinsp's, position of the check)."""
+    Raises ConditionCompileError (message as libsinsp's, position of the check). With `lazy`,
+    the condition is checked and its code generated now, but turned into Python bytecode on
+    the first evaluation (loading rules files mostly validates: rulesets evaluate the rules of
+    an event type through their own shared chain, and bytecode compilation is most of a load).
+    """
     compiler = _Compiler(catalog)
     if share_extractions:
         compiler.repeated = _repeated_fields(node)
-    evaluate = compiler.compile_function(node)
+    evaluate = compiler.compile_function(node, lazy=lazy)
     return CompiledCondition(
         evaluate=evaluate,
         fields=frozenset(compiler.fields),
@@ -233,7 +237,7 @@ class _Compiler:
         self.namespace[name] = value
         return name
 
-    def compile_function(self, node: ast.Expr) -> Callable[[Any], bool]:
+    def compile_function(self, node: ast.Expr, lazy: bool = False) -> Callable[[Any], bool]:
         name = f"_f{next(self.counter)}"
         outer_memo, self.memo = self.memo, {}
         try:
@@ -244,8 +248,22 @@ class _Compiler:
         preamble = "".join(f"    {variable} = _U\n" for variable in memo.values())
         source = f"def {name}(e):\n{preamble}    return {body}\n"
         self.sources.append(source)
-        exec(compile(source, "<falco condition>", "exec"), self.namespace)  # our generated code
-        return self.namespace[name]
+        namespace = self.namespace
+
+        def build() -> Callable[[Any], bool]:
+            exec(compile(source, "<falco condition>", "exec"), namespace)  # our generated code
+            return namespace[name]  # type: ignore[no-any-return]
+
+        if not lazy:
+            return build()
+        built: list[Callable[[Any], bool]] = []
+
+        def evaluate(event: Any) -> bool:
+            if not built:
+                built.append(build())
+            return built[0](event)
+
+        return evaluate
 
     def compile_chain(self, nodes: Sequence[ast.Expr | bool], first: bool) -> Callable[[Any], Any]:
         name = f"_b{next(self.counter)}"

@@ -7,6 +7,8 @@ from the cgroups, and what only a container runtime knows reads as absent.
 
 from __future__ import annotations
 
+import functools
+
 from engine.fields import register_source
 from engine.sources import provide_plugin
 
@@ -30,6 +32,7 @@ register_source(SOURCE, _load_catalog)
 provide_plugin("container", CONTAINER_PLUGIN_VERSION)
 
 
+@functools.cache  # the tables are constant; every evt.type constant of every rule asks
 def event_names() -> frozenset[str]:
     """Every evt.type value a syscall event can have: the driver event names and the syscall
     names generic events take (what libsinsp accepts on the right of `evt.type =`)."""
