@@ -69,7 +69,9 @@ def test_rendering_matches_the_reference_text_and_values(
     double: float | None,
     literal: str,
 ) -> None:
-    literal = literal.replace("%", "")
+    # A literal right after a field must not continue its name (Falco reads `%a.b2` as the
+    # field a.b2): it starts with a separator.
+    literal = " " + literal.replace("%", "")
     fmt = f"{literal}%test.str|%5test.int|%test.bool|%test.list|%test.double %test.str{literal}"
     output = compile_output(fmt, synthetic_catalog())
     values = {"test.str": string, "test.int": number, "test.bool": flag}

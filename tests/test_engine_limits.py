@@ -135,7 +135,9 @@ def test_a_hostile_reload_is_refused_while_detection_and_healthz_go_on(
         why = "through macro 'm14'"
     else:
         rules.write_text(costly_rules())
-        why = "s of CPU to compile: refused"
+        # Refused by whichever bound it reaches first: the child's CPU limit, or the load's
+        # node budget (conditions are counted at load and turned into code on first use).
+        why = ("s of CPU to compile: refused", "condition nodes together")
     # While the candidate compiles (in the guard's child), /healthz answers.
     deadline = time.monotonic() + 60
     while not any("reload failed" in a["rule"] for a in run.alerts_written()):
@@ -143,7 +145,9 @@ def test_a_hostile_reload_is_refused_while_detection_and_healthz_go_on(
         assert time.monotonic() < deadline, "no reload-failed alert"
         time.sleep(0.05)
     refused = next(a for a in run.alerts_written() if "reload failed" in a["rule"])
-    assert why in refused["output"]
+    assert any(
+        reason in refused["output"] for reason in (why if isinstance(why, tuple) else (why,))
+    )
     run.post()
     wait_for(lambda: run.rules_fired()[-1] == "Pod One")  # the running rules still detect
     # The candidate's cost was the child's: the daemon's peak memory barely moved (an
