@@ -254,6 +254,9 @@ class MetricsPump:
         if capture is not None:
             _add_deltas({"syscall": capture["dropped"]}, self._kernel_dropped, self.metrics.dropped)
         self.metrics.output_queue(self.outputs.depth, self.outputs.stats.overflow)
+        self.metrics.output_sinks(
+            {name: sink.as_json() for name, sink in self.outputs.sink_stats().items()}
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(PUMP_PERIOD):

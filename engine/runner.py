@@ -33,7 +33,15 @@ from engine.errors import EngineError
 from engine.loader import LoadedRules, RulesInvalidError, load_rules_files, rulesets_for
 from engine.output import JsonOptions, Priority, alert_hostname, json_alert, text_line
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
-from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
+from engine.sinks import (
+    LIVE_QUEUE_CAPACITY,
+    REPLAY_QUEUE_CAPACITY,
+    Alert,
+    OutputQueue,
+    Sink,
+    StdoutSink,
+    build_sink,
+)
 
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
@@ -43,9 +51,9 @@ log = logging.getLogger(__name__)
 SYSCALL = "syscall"
 WEBHOOK_SOURCES = ("k8s_audit", "github")
 GITHUB_SECRET_ENV = "FALCONET_GITHUB_WEBHOOK_SECRET"
-# Falco's outputs_queue.capacity default is 0 (unbounded); live runs bound it so a slow sink
-# cannot grow memory without limit, replays keep every alert.
-LIVE_QUEUE_CAPACITY = 10_000
+# Falco's outputs_queue.capacity default is 0 (unbounded); falconet bounds each sink's queue
+# (engine.sinks): live runs drop what a slow sink cannot take (counted per sink), replays make
+# the reader wait for room so every alert is kept without unbounded memory.
 ENGINE_VERSION_MESSAGE = "Rules require engine version"
 
 
@@ -139,6 +147,8 @@ class RunStats:
     skipped_input: int = 0
     dropped_alerts: int = 0
     seconds: float = 0.0
+    # per output sink: delivered / dropped (queue full, breaker open) / failed / queued
+    outputs: dict[str, dict[str, int]] | None = None
     # syscall source: syscall_event_drops occurrences/actions, and (live) the kernel's counters
     syscall_event_drops: dict[str, Any] | None = None
     capture: dict[str, Any] | None = None
@@ -168,7 +178,11 @@ class RunStats:
             "dropped_alerts": self.dropped_alerts,
             "seconds": round(self.seconds, 6),
             "events_per_second": round(self.events_per_second, 1),
-            **_present(syscall_event_drops=self.syscall_event_drops, capture=self.capture),
+            **_present(
+                syscall_event_drops=self.syscall_event_drops,
+                capture=self.capture,
+                outputs=self.outputs,
+            ),
         }
 
     def summary_text(self) -> str:
@@ -185,11 +199,25 @@ class RunStats:
             f"alerts dropped: {self.dropped_alerts}"
         )
         lines += _drop_lines(self.syscall_event_drops, self.capture)
+        lines += _output_lines(self.outputs)
         return "\n".join(lines)
 
 
 def _present(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _output_lines(outputs: dict[str, dict[str, int]] | None) -> list[str]:
+    """One line for the sinks, only when one of them lost or failed alerts."""
+    if not outputs or not any(s["dropped"] or s["failed"] for s in outputs.values()):
+        return []
+    return [
+        "Outputs: "
+        + "; ".join(
+            f"{name}: {s['delivered']} delivered, {s['dropped']} dropped, {s['failed']} failed"
+            for name, s in outputs.items()
+        )
+    ]
 
 
 def _drop_lines(monitor: dict[str, Any] | None, capture: dict[str, Any] | None) -> list[str]:
@@ -451,8 +479,12 @@ def run(
     _check_mode(request, source)
     if source not in switch.current.by_source:
         log.warning("no enabled rule is for the %s source: no alert can be raised", source)
-    capacity = 0 if request.replay else LIVE_QUEUE_CAPACITY
-    outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
+    replay = bool(request.replay)
+    outputs = OutputQueue(
+        [*_build_sinks(request), *extra_sinks],
+        capacity=REPLAY_QUEUE_CAPACITY if replay else LIVE_QUEUE_CAPACITY,
+        block=replay,  # a replay waits for room (backpressure); a live run drops, counted
+    )
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
     monitor = None
@@ -483,6 +515,9 @@ def run(
         outputs.close()
         signals.restore()
         detector.stats.dropped_alerts = max(detector.stats.dropped_alerts, outputs.stats.overflow)
+        detector.stats.outputs = {
+            name: sink.as_json() for name, sink in outputs.sink_stats().items()
+        }
     return detector.stats
 
 
