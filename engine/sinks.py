@@ -278,6 +278,8 @@ class HttpSink(Sink):
             connection.request("POST", self._target, body=body, headers=self._headers)
             response = connection.getresponse()
             response.read(self.MAX_ANSWER)
+            if deadline.expired:  # the shutdown cut the answer short: not an answer
+                raise TimeoutError("cut off")
             if not response.isclosed():  # an answer longer than we read: do not reuse
                 self._drop_connection()
             return response.status
@@ -499,13 +501,15 @@ class _SinkWorker:
         self._queue: queue.Queue[Alert | None] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self._stopping = False
+        self._in_hand = 0
         self.thread = threading.Thread(target=self._drain, name=f"falconet-output-{name}")
         self.thread.daemon = True
         self.thread.start()
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Alerts waiting for this sink: queued, plus taken but not yet written."""
+        return self._queue.qsize() + self._in_hand
 
     def offer(self, alert: Alert, block: bool) -> bool:
         """Queue `alert`; without `block`, False (counted) when the queue is full. With
@@ -555,11 +559,14 @@ class _SinkWorker:
         return batch, False
 
     def _deliver(self, batch: list[Alert]) -> None:
+        self._in_hand = len(batch)
         if not self.sink.one_at_a_time:
             self._write(batch)
-            return
-        for alert in batch:
-            self._write([alert])
+        else:
+            for alert in batch:
+                self._write([alert])
+                self._in_hand -= 1
+        self._in_hand = 0
 
     def _write(self, batch: list[Alert]) -> None:
         try:
@@ -647,10 +654,17 @@ class OutputQueue:
         self._last_report = 0.0
         self._reported: dict[str, int] = {}
         self._hostname = alert_hostname()
-        self._workers = [
-            _SinkWorker(sink, name, capacity, self.stats)
-            for sink, name in zip(sinks, _sink_names(sinks), strict=True)
-        ]
+        self._capacity = capacity
+        self._workers: list[_SinkWorker] = []
+        self._sync_workers()
+
+    def _sync_workers(self) -> None:
+        """A worker for every sink, including sinks appended to `sinks` after construction."""
+        with self._report_lock:
+            names = _sink_names(self.sinks)
+            for index in range(len(self._workers), len(self.sinks)):
+                worker = _SinkWorker(self.sinks[index], names[index], self._capacity, self.stats)
+                self._workers.append(worker)
 
     @property
     def depth(self) -> int:
@@ -666,6 +680,8 @@ class OutputQueue:
     def put(self, alert: Alert) -> bool:
         """Hand `alert` to every sink's queue. False (and counted) when a sink's queue was
         full; never blocks unless the queue was built with `block=True`."""
+        if len(self._workers) != len(self.sinks):
+            self._sync_workers()
         lost = False
         for worker in self._workers:
             if not worker.offer(alert, self.block):
@@ -717,6 +733,7 @@ class OutputQueue:
     def close(self, timeout: float = 10.0) -> None:
         """Drain what is queued (SIGTERM path), within `timeout` for all sinks together, then
         close the sinks. A sink that cannot finish in time loses its queue (counted dropped)."""
+        self._sync_workers()
         self._maybe_report_overflow()
         deadline = time.monotonic() + timeout
         for worker in self._workers:
