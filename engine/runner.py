@@ -45,6 +45,7 @@ from engine.sinks import (
 
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
+    from engine.sources.webhooks import WebhookLimits
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +361,10 @@ class RunRequest:
     drops: DropsConfig = field(default_factory=DropsConfig)
     # live syscall capture: base_syscalls and the ring buffer size (None: the defaults)
     live: LiveOptions | None = None
+    # webhook listener bounds (None: engine.sources.webhooks.WebhookLimits' defaults)
+    webhook_limits: WebhookLimits | None = None
+    # alerts queued per output sink
+    queue_capacity: int | None = None
 
 
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
@@ -482,7 +487,8 @@ def run(
     replay = bool(request.replay)
     outputs = OutputQueue(
         [*_build_sinks(request), *extra_sinks],
-        capacity=REPLAY_QUEUE_CAPACITY if replay else LIVE_QUEUE_CAPACITY,
+        capacity=request.queue_capacity
+        or (REPLAY_QUEUE_CAPACITY if replay else LIVE_QUEUE_CAPACITY),
         block=replay,  # a replay waits for room (backpressure); a live run drops, counted
     )
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
@@ -608,9 +614,9 @@ def _serve(
                 "the github webhook needs a shared secret",
                 hint=f"set {GITHUB_SECRET_ENV} to the webhook's secret",
             )
-        server = github_webhook(request.listen, deliver, secret)
+        server = github_webhook(request.listen, deliver, secret, limits=request.webhook_limits)
     else:
-        server = k8s_audit_webhook(request.listen, deliver)
+        server = k8s_audit_webhook(request.listen, deliver, limits=request.webhook_limits)
     with server:  # the server logs the URL it listens on
         while not stop.wait(0.5):
             pass

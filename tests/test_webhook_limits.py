@@ -195,3 +195,23 @@ def test_a_silent_tls_client_does_not_stop_the_listener(tmp_path: Path) -> None:
     finally:
         silent.close()
         server.stop()
+
+
+def test_limits_are_raised_through_the_layered_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.config import load_config
+    from feeds.errors import ConfigError
+    from feeds.run_settings import http_output_options, output_queue_capacity, webhook_limits
+
+    config_file = tmp_path / "falconet.yaml"
+    config_file.write_text("webhook:\n  max_connections: 512\noutputs:\n  queue_capacity: 50000\n")
+    monkeypatch.setenv("FALCONET_OUTPUTS_HTTP_TIMEOUT", "2.5")
+    config = load_config(str(config_file))
+    limits = webhook_limits(config)
+    assert limits.max_connections == 512 and limits.idle_timeout == WebhookLimits().idle_timeout
+    assert output_queue_capacity(config) == 50000
+    assert http_output_options(config)["timeout"] == 2.5
+    config_file.write_text("webhook:\n  idle_timeout: 0\n")
+    with pytest.raises(ConfigError, match="webhook.idle_timeout: 0 must be positive"):
+        webhook_limits(load_config(str(config_file)))

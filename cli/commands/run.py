@@ -116,7 +116,13 @@ def run(
     _check_choice("--time-format", time_format, (None, "iso8601"))
     from cli.context import ENV
     from feeds.config import load_config
-    from feeds.run_settings import drops_config, live_options
+    from feeds.run_settings import (
+        drops_config,
+        http_output_options,
+        live_options,
+        output_queue_capacity,
+        webhook_limits,
+    )
 
     config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size})
     drops = drops_config(config)  # both checked before any work
@@ -146,9 +152,13 @@ def run(
             matching=rule_matching,  # type: ignore[arg-type]  # checked by the ruleset
             only_rules=tuple(only_rules or ()),
         ),
-        outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
+        outputs=_sink_specs(
+            output_file, output_http, output_program, output_syslog, http_output_options(config)
+        ),
         drops=drops,
         live=live,
+        webhook_limits=webhook_limits(config),
+        queue_capacity=output_queue_capacity(config),
     )
     from engine.daemon import DaemonOptions, run_daemon
 
@@ -270,13 +280,17 @@ def _installed_selection() -> list[str] | None:
 
 
 def _sink_specs(
-    file: str | None, http: str | None, program: str | None, syslog: str | None
-) -> list[dict[str, str]]:
-    specs = []
+    file: str | None,
+    http: str | None,
+    program: str | None,
+    syslog: str | None,
+    http_options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
     if file:
         specs.append({"type": "file", "path": file})
     if http:
-        specs.append({"type": "http", "url": http})
+        specs.append({"type": "http", "url": http, **(http_options or {})})
     if program:
         specs.append({"type": "program", "command": program})
     if syslog:

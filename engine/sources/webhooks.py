@@ -63,6 +63,7 @@ class WebhookLimits:
     request_timeout: float = 30.0  # request line + headers + body, from the request's first byte
     min_body_rate: int = 64 * 1024  # bytes/s a body may be sent at, added to request_timeout
     max_header_bytes: int = 64 * 1024  # request line and headers of one request
+    max_body: int = DEFAULT_MAX_BODY  # one request body
     max_buffered_bytes: int = 4 * DEFAULT_MAX_BODY  # bodies held by all connections at once
 
     def body_seconds(self, length: int) -> float:
@@ -576,11 +577,13 @@ def k8s_audit_webhook(
     listen: str,
     on_events: EventsCallback,
     path: str = K8S_AUDIT_PATH,
-    max_body: int = DEFAULT_MAX_BODY,
+    max_body: int | None = None,  # default: limits.max_body
     tls: TlsFiles | None = None,
     limits: WebhookLimits | None = None,
 ) -> WebhookServer:
     """The kube-apiserver audit webhook endpoint (not started: use start() or `with`)."""
+    limits = limits or WebhookLimits()
+    max_body = limits.max_body if max_body is None else max_body
     endpoint = K8sAuditEndpoint("k8s_audit", path, on_events, max_body)
     return WebhookServer(endpoint, listen, tls, limits)
 
@@ -590,10 +593,12 @@ def github_webhook(
     on_events: EventsCallback,
     secret: str,
     path: str = GITHUB_PATH,
-    max_body: int = DEFAULT_MAX_BODY,
+    max_body: int | None = None,  # default: limits.max_body
     tls: TlsFiles | None = None,
     limits: WebhookLimits | None = None,
 ) -> WebhookServer:
     """The GitHub webhook endpoint, refusing deliveries without a valid signature."""
+    limits = limits or WebhookLimits()
+    max_body = limits.max_body if max_body is None else max_body
     endpoint = GithubEndpoint(path, on_events, max_body, secret)
     return WebhookServer(endpoint, listen, tls, limits)
