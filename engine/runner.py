@@ -253,6 +253,7 @@ class AlertFormatter:
         self.hostname = hostname or alert_hostname()
         self._options = options or JsonOptions()
         self._priorities: dict[str, Priority] = {}
+        self._identity: Callable[[Any], dict[str, int] | None] | None = None
 
     def priority(self, rule: CompiledRule) -> Priority:
         cached = self._priorities.get(rule.priority)
@@ -280,7 +281,18 @@ class AlertFormatter:
             options=self._options,
             line=line,
         )
-        return Alert(line, document)
+        return Alert(line, document, self._origin(event) if source == SYSCALL else None)
+
+    def _origin(self, event: Any) -> dict[str, int] | None:
+        """The event's process identity, for response actions (process:terminate)."""
+        if self._identity is None:
+            from engine.sources.syscall.catalog import process_identity
+
+            self._identity = process_identity
+        try:
+            return self._identity(event)
+        except AttributeError:  # an event without process state (a test's stand-in)
+            return None
 
 
 class Detector:

@@ -47,6 +47,9 @@ class Alert:
 
     text: str  # `<time>: <Priority> <output>`
     document: dict[str, Any]  # Falco's JSON alert
+    # The event's own process (`proc.pid`, `proc.pid.ts`, `thread.tid`), known to the engine
+    # whatever the output prints; only the response engine reads it (never serialised).
+    origin: Mapping[str, Any] | None = None
 
     @property
     def json_text(self) -> str:
