@@ -116,18 +116,25 @@ def dns_servers(netns: str | None) -> set[Address]:
     return servers
 
 
+def _broadcasts(info: dict) -> list[Address]:
+    """The broadcast address `ip` lists, and the one of the network (IPv4, prefix < 31)."""
+    found = [normalise(info["broadcast"])] if info.get("broadcast") else []
+    if info.get("family") == "inet" and info.get("local") and info.get("prefixlen", 32) < 31:
+        network = ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}").network
+        found.append(network.broadcast_address)
+    return found
+
+
 def host_addresses(netns: str | None) -> dict[Address, str]:
     """The host's own addresses, local broadcast addresses, default gateways and DNS servers
     (in `netns`), each with why it is protected."""
     protected: dict[Address, str] = {}
     for link in _ip_json(netns, "addr", "show"):
         for info in link.get("addr_info", []):
-            for key, why in (
-                ("local", "one of the host's own addresses"),
-                ("broadcast", "a local broadcast address"),
-            ):
-                if info.get(key):
-                    protected.setdefault(normalise(info[key]), why)
+            if info.get("local"):
+                protected.setdefault(normalise(info["local"]), "one of the host's own addresses")
+            for broadcast in _broadcasts(info):
+                protected.setdefault(broadcast, "a local broadcast address")
     for family in ("-4", "-6"):
         for route in _ip_json(netns, family, "route", "show", "default"):
             if route.get("gateway"):
