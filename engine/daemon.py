@@ -257,6 +257,8 @@ class MetricsPump:
         self.metrics.output_sinks(
             {name: sink.as_json() for name, sink in self.outputs.sink_stats().items()}
         )
+        if stats.webhook is not None:
+            self.metrics.webhook_dropped(stats.webhook["dropped"])
 
     def _loop(self) -> None:
         while not self._stop.wait(PUMP_PERIOD):

@@ -64,6 +64,13 @@ class Metrics:
             ["sink", "result"],
             registry=r,
         )
+        self.webhook_drops = Counter(
+            f"{PREFIX}_webhook_dropped_clients",
+            "Webhook connections closed at the listener's limits, by reason "
+            "(idle, slow, headers, busy, buffer).",
+            ["reason"],
+            registry=r,
+        )
         self.sink_depth = Gauge(
             f"{PREFIX}_output_sink_queue_depth", "Alerts queued for a sink.", ["sink"], registry=r
         )
@@ -105,6 +112,14 @@ class Metrics:
                 seen = counter._value.get()
                 if stats.get(result, 0) > seen:
                     counter.inc(stats[result] - seen)
+
+    def webhook_dropped(self, dropped: dict[str, int]) -> None:
+        """The listener's drop totals by reason, into counters that only go up."""
+        for reason, total in dropped.items():
+            counter = self.webhook_drops.labels(reason)
+            seen = counter._value.get()
+            if total > seen:
+                counter.inc(total - seen)
 
     def response_action(self, action: str, status: str) -> None:
         self.response_actions.labels(action, status).inc()

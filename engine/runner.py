@@ -41,6 +41,7 @@ from engine.sinks import (
     Sink,
     StdoutSink,
     build_sink,
+    internal_alert,
 )
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class RunStats:
     seconds: float = 0.0
     # per output sink: delivered / dropped (queue full, breaker open) / failed / queued
     outputs: dict[str, dict[str, int]] | None = None
+    # webhook listener: requests, refused by status, clients dropped by reason
+    webhook: dict[str, Any] | None = None
     # syscall source: syscall_event_drops occurrences/actions, and (live) the kernel's counters
     syscall_event_drops: dict[str, Any] | None = None
     capture: dict[str, Any] | None = None
@@ -183,6 +186,7 @@ class RunStats:
                 syscall_event_drops=self.syscall_event_drops,
                 capture=self.capture,
                 outputs=self.outputs,
+                webhook=self.webhook,
             ),
         }
 
@@ -201,11 +205,21 @@ class RunStats:
         )
         lines += _drop_lines(self.syscall_event_drops, self.capture)
         lines += _output_lines(self.outputs)
+        if self.webhook is not None:
+            lines.append(
+                f"Webhook: {self.webhook['requests']} requests; refused: "
+                f"{_counts_text(self.webhook['refused'])}; clients dropped: "
+                f"{_counts_text(self.webhook['dropped'])}"
+            )
         return "\n".join(lines)
 
 
 def _present(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {n}" for key, n in sorted(counts.items())) or "none"
 
 
 def _output_lines(outputs: dict[str, dict[str, int]] | None) -> list[str]:
@@ -629,6 +643,45 @@ def _serve(
         server = github_webhook(request.listen, deliver, secret, limits=request.webhook_limits)
     else:
         server = k8s_audit_webhook(request.listen, deliver, limits=request.webhook_limits)
+    reporter = WebhookDropReporter(detector)
     with server:  # the server logs the URL it listens on
-        while not stop.wait(0.5):
-            pass
+        try:
+            while not stop.wait(0.5):
+                detector.stats.webhook = server.stats.as_json()
+                reporter.check(detector.stats.webhook)
+        finally:
+            detector.stats.webhook = server.stats.as_json()
+
+
+# Clients dropped by the webhook's limits for their pace or size (idle keep-alive closes are
+# routine, not reported).
+_REPORTED_DROPS = ("slow", "headers", "busy", "buffer")
+
+
+class WebhookDropReporter:
+    """A rate-limited internal alert when the webhook listener drops clients at its limits."""
+
+    def __init__(self, detector: Detector, interval: float = 10.0) -> None:
+        self.detector, self.interval = detector, interval
+        self._reported = 0
+        self._last = -interval
+
+    def check(self, stats: dict[str, Any], now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        dropped = {k: v for k, v in stats["dropped"].items() if k in _REPORTED_DROPS}
+        total = sum(dropped.values())
+        if total <= self._reported or now - self._last < self.interval:
+            return False
+        new, self._reported, self._last = total - self._reported, total, now
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in dropped.items())
+        self.detector.outputs.put(
+            internal_alert(
+                "Falco internal: webhook clients dropped",
+                f"Falco internal: webhook clients dropped at the listener's limits, {new} "
+                f"since the last report (total by reason: {reasons})",
+                Priority.WARNING,
+                {"n_drops": new, "n_drops_total": total, "n_drops_by_reason": dropped},
+                self.detector.formatter.hostname,
+            )
+        )
+        return True

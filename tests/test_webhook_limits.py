@@ -213,5 +213,37 @@ def test_limits_are_raised_through_the_layered_config(
     assert output_queue_capacity(config) == 50000
     assert http_output_options(config)["timeout"] == 2.5
     config_file.write_text("webhook:\n  idle_timeout: 0\n")
-    with pytest.raises(ConfigError, match="webhook.idle_timeout: 0 must be positive"):
+    with pytest.raises(ConfigError, match=r"webhook\.idle_timeout: 0 must be positive"):
         webhook_limits(load_config(str(config_file)))
+
+
+def test_drops_raise_a_rate_limited_internal_alert_and_reach_the_summary(
+    tight: WebhookServer,
+) -> None:
+    from engine.ruleset import RulesetSwitch
+    from engine.runner import AlertFormatter, Detector, RunStats, WebhookDropReporter
+    from engine.sinks import OutputQueue
+    from tests.support.sinks import CollectingSink
+
+    sink = CollectingSink()
+    outputs = OutputQueue([sink])
+    detector = Detector(RulesetSwitch.__new__(RulesetSwitch), outputs, AlertFormatter(hostname="h"))
+    reporter = WebhookDropReporter(detector, interval=10.0)
+    sock = connect(tight)
+    Trickler(sock, b"POST /k8s-audit HTTP/1.1\r\n" + b"X: " + b"a" * 100, 0.2)
+    assert closed_by_server(sock)
+    sock.close()
+    stats = tight.stats.as_json()
+    assert stats["dropped"] == {"slow": 1}
+    assert reporter.check(stats, now=100.0)
+    assert not reporter.check(stats, now=101.0)  # nothing new
+    stats["dropped"]["busy"] = 5
+    assert not reporter.check(stats, now=105.0)  # new drops, but within the interval
+    assert reporter.check(stats, now=111.0)
+    outputs.close()
+    alerts = [a.document for a in sink.alerts]
+    assert [a["output_fields"]["n_drops"] for a in alerts] == [1, 5]
+    assert alerts[1]["source"] == "internal" and alerts[1]["output_fields"]["n_drops_total"] == 6
+    run_stats = RunStats(webhook=stats)
+    assert "clients dropped: busy 5, slow 1" in run_stats.summary_text()
+    assert run_stats.as_json()["webhook"]["dropped"] == {"busy": 5, "slow": 1}

@@ -182,6 +182,16 @@ class EndpointStats:
         with self._lock:
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def as_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "events": self.events,
+                "refused": {str(status): n for status, n in sorted(self.refused.items())},
+                "dropped": dict(sorted(self.dropped.items())),
+                "active_connections": self.active_connections,
+            }
+
     def count_request(self, refused: int | None = None) -> None:
         # Handler threads run concurrently; keep the counters exact.
         with self._lock:
