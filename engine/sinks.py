@@ -680,14 +680,16 @@ class OutputQueue:
             worker.stats.queued = worker.depth
         return dict(self.stats.sinks)
 
-    def put(self, alert: Alert) -> bool:
+    def put(self, alert: Alert, block: bool | None = None) -> bool:
         """Hand `alert` to every sink's queue. False (and counted) when a sink's queue was
-        full; never blocks unless the queue was built with `block=True`."""
+        full; never blocks unless the queue was built with `block=True` (`block` overrides
+        that for one call: the response engine's outcomes never wait for a slow sink)."""
         if len(self._workers) != len(self.sinks):
             self._sync_workers()
+        wait = self.block if block is None else block
         lost = False
         for worker in self._workers:
-            if not worker.offer(alert, self.block):
+            if not worker.offer(alert, wait):
                 lost = True
         if lost:
             with self._report_lock:

@@ -150,3 +150,31 @@ def test_per_sink_counters_reach_metrics() -> None:
     assert 'falconet_output_sink_alerts_total{result="dropped",sink="http"} 9.0' in text
     assert 'falconet_output_sink_alerts_total{result="failed",sink="http"} 2.0' in text
     assert 'falconet_output_sink_queue_depth{sink="http"} 0.0' in text
+
+
+def test_the_response_engine_acts_while_the_http_sink_stalls(
+    tmp_path: Path, stalled: StalledServer
+) -> None:
+    from engine.response.engine import ResponseEngine
+    from engine.response.rules import parse_rules
+    from engine.response.sink import ResponseSink
+
+    marker = tmp_path / "acted"
+    rules = {
+        "rules": [
+            {
+                "name": "touch",
+                "match": {"rules": ["Rule 1"]},
+                "actions": [
+                    {"action": "exec:script", "parameters": {"command": ["touch", str(marker)]}}
+                ],
+            }
+        ]
+    }
+    engine = ResponseEngine(parse_rules(rules))
+    http = HttpSink(stalled.url, timeout=20, retries=0)  # first in line, stalls 20 s
+    outputs = OutputQueue([http, ResponseSink(engine)])
+    outputs.put(make_alert(1))
+    wait_for(marker.exists, timeout=10)  # long before the HTTP attempt gives up
+    assert outputs.sink_stats()["http"].queued == 1  # still waiting for its answer
+    outputs.close(timeout=0.5)
