@@ -4,20 +4,13 @@ event's own process (pid and start time), which a real eBPF capture saw read /et
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support.live_ebpf import skip_reason
-from tests.test_bpf_live import _copy_binary
-from tests.test_live_response import LOOP
+from tests.test_live_response import run_until_terminated
 
 pytestmark = pytest.mark.usefixtures("live_ebpf_shared")
 
@@ -46,46 +39,7 @@ def test_the_upstream_rule_unchanged_drives_a_terminate(
         if r.get("rule") == "Read sensitive file untrusted"
     ]
     assert "%proc.pid" not in rule["output"]  # the point: the output does not print the pid
-    response = tmp_path / "response.yaml"
-    response.write_text(RESPONSE)
-    env = dict(
-        os.environ,
-        FALCONET_HOME=str(falconet_home),
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
-    )
-    falconet = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "run",
-            "-r",
-            str(rules),
-            "--response",
-            str(response),
-            "--no-web",
-            "-o",
-            "json",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    looper = _copy_binary(sys.executable, tmp_path / "upstreamloop")
-    victim = subprocess.Popen([str(looper), "-c", LOOP])
-    try:
-        started = time.monotonic()
-        code = victim.wait(timeout=90)
-        assert code == -signal.SIGTERM, "the reader was not terminated by the response"
-        assert time.monotonic() - started < 85
-    finally:
-        if victim.poll() is None:
-            victim.kill()
-        falconet.send_signal(signal.SIGTERM)
-        stdout, stderr = falconet.communicate(timeout=60)
-    assert falconet.returncode == 0, stderr
-    printed = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    printed = run_until_terminated(rules, RESPONSE, "upstreamloop", falconet_home, tmp_path)
     alerts = [
         a
         for a in printed
