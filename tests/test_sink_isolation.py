@@ -4,6 +4,7 @@ delays and drops only its own alerts; other sinks, replays and /metrics see the 
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 
@@ -178,3 +179,40 @@ def test_the_response_engine_acts_while_the_http_sink_stalls(
     wait_for(marker.exists, timeout=10)  # long before the HTTP attempt gives up
     assert outputs.sink_stats()["http"].queued == 1  # still waiting for its answer
     outputs.close(timeout=0.5)
+
+
+def test_https_collector_with_a_private_ca(tmp_path: Path) -> None:
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.support.certificates import TestCA as CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "ca")
+    bodies: list[bytes] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(ca.server_cert, ca.server_key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/falco"
+    try:
+        HttpSink(url, ca_file=str(ca.ca_cert)).write(make_alert(5))
+        assert json.loads(bodies[0])["rule"] == "Rule 5"
+        with pytest.raises(SinkError, match="CERTIFICATE_VERIFY_FAILED"):
+            HttpSink(url, retries=0).write(make_alert(6))  # system CAs do not know this one
+        HttpSink(url, insecure=True).write(make_alert(7))
+        assert len(bodies) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
