@@ -216,3 +216,47 @@ def test_https_collector_with_a_private_ca(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class DepthRecordingSink(Sink):
+    """Holds its first alert until its queue is full, then records the queue depth it sees."""
+
+    kind = "depth"
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.outputs: OutputQueue | None = None
+        self.depths: list[int] = []
+        self.rules: list[str] = []
+
+    def write(self, alert: Alert) -> None:
+        assert self.outputs is not None
+        if not self.rules:  # the reader must now fill the queue and wait, not grow it
+            wait_for(lambda: self.outputs.depth >= self.capacity)
+        self.depths.append(self.outputs.depth)
+        self.rules.append(alert.document["rule"])
+
+
+def test_a_replay_waits_for_a_slow_sink_instead_of_growing_memory(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    from engine.runner import RunRequest, run
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "- rule: Any open\n  desc: d\n  condition: evt.type in (open, openat) and evt.dir = <\n"
+        "  output: opened %fd.name\n  priority: WARNING\n"
+    )
+    sink = DepthRecordingSink(capacity=3)
+
+    def started(detector: object, outputs: OutputQueue) -> None:
+        sink.outputs = outputs
+
+    capture = shared_dir / "upstream-captures" / "open-multiple-files.scap"
+    request = RunRequest(rules_files=[rules], replay=str(capture), stdout=False, queue_capacity=3)
+    stats = run(request, extra_sinks=[sink], on_started=started)
+    assert len(sink.rules) == stats.alerts > 3  # every alert delivered...
+    assert stats.dropped_alerts == 0 and stats.outputs["depth"]["dropped"] == 0
+    # ...while never more was held than the queue's bound plus the batch the worker took
+    assert max(sink.depths) <= 2 * 3
