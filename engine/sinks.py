@@ -475,6 +475,7 @@ class QueueStats:
     overflow: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # by sink kind
     sinks: dict[str, SinkStats] = field(default_factory=dict)  # by sink name
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def delivered(self) -> int:
@@ -579,7 +580,7 @@ class _SinkWorker:
             log.debug("output %s dropped %d alerts: %s", self.name, len(batch), error)
         except Exception as error:  # a broken sink must not stop its worker
             self._add("failed", len(batch))
-            with self._lock:
+            with self._queue_stats.lock:  # shared by the workers of sinks of one kind
                 failures = self._queue_stats.failures
                 failures[self.sink.kind] = failures.get(self.sink.kind, 0) + len(batch)
             log.error("output %s failed: %s", self.name, error)
