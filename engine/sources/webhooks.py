@@ -392,6 +392,9 @@ def _handler_for(
             return body, size
 
         def _answer(self, status: HTTPStatus, message: str) -> None:
+            # The reads left the socket with what the request deadline had left: the answer
+            # gets the idle timeout of its own.
+            self.connection.settimeout(limits.idle_timeout)
             body = (message + "\n").encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
