@@ -2,7 +2,8 @@
 same run: the cost of a sink that accepts connections and never answers, for the sinks that
 are not it. CPU seconds of the process beside wall time for each phase.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_sink_isolation.py [--alerts 6000] [--rate 1000] [--repeat 3]
+    PYTHONPATH=. .venv/bin/python bench/bench_sink_isolation.py [--alerts 6000] [--rate 1000]
+        [--repeat 3]
 
 Each phase puts `--alerts` alerts into a fresh OutputQueue at `--rate` alerts/s (the detection
 side) and records, for each alert, the time from `put` to the stdout sink's write (its stream
