@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 EventsCallback = Callable[[list[JsonEvent]], None]
 # The k8saudit plugin's default webhook_max_batch_size.
 DEFAULT_MAX_BODY = 12 * 1024 * 1024
+# A body refused for the buffer budget is read and dropped up to this size (so the client gets
+# its 503, not a reset); a larger one closes the connection.
+DISCARD_LIMIT = 64 * 1024
 K8S_AUDIT_PATH = "/k8s-audit"
 GITHUB_PATH = "/webhook"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -374,8 +377,8 @@ def _handler_for(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {endpoint.max_body} bytes"
                 )
             if not budget.reserve(size):
-                self.close_connection = True
                 endpoint.stats.count_drop("buffer")
+                self._discard(size)
                 raise Refused(
                     HTTPStatus.SERVICE_UNAVAILABLE,
                     f"over {budget.limit} bytes of request bodies buffered: retry later",
@@ -390,6 +393,21 @@ def _handler_for(
                 budget.release(size)
                 raise SlowClient("connection closed before the end of the body")
             return body, size
+
+        def _discard(self, size: int) -> None:
+            """Read and drop a refused body of at most DISCARD_LIMIT bytes, a chunk at a time
+            (nothing buffered), so the client reads its answer instead of a reset; a larger one
+            closes the connection after the answer."""
+            if size > DISCARD_LIMIT:
+                self.close_connection = True
+                return
+            self.clock.start_body(size)
+            left = size
+            while left:
+                chunk = self.rfile.read(min(left, 8192))
+                if not chunk:
+                    raise SlowClient("connection closed before the end of the body")
+                left -= len(chunk)
 
         def _answer(self, status: HTTPStatus, message: str) -> None:
             # The reads left the socket with what the request deadline had left: the answer
