@@ -273,6 +273,11 @@ class MetricsPump:
             evicted = {"threads": stats.state.threads_evicted, "fds": stats.state.fds_evicted}
             _add_deltas(evicted, self._evicted, self.metrics.state_evicted)
         self.metrics.output_queue(self.outputs.depth, self.outputs.stats.overflow)
+        self.metrics.output_sinks(
+            {name: sink.as_json() for name, sink in self.outputs.sink_stats().items()}
+        )
+        if stats.webhook is not None:
+            self.metrics.webhook_dropped(stats.webhook["dropped"])
         self._pump_falco(stats, capture)
 
     def _pump_falco(self, stats: Any, capture: dict[str, Any] | None) -> None:

@@ -44,7 +44,7 @@ class DaemonResponseSink(Sink):
         if self.outputs is None:
             return
         if not self._closing.is_set():
-            self.outputs.put(event)
+            self.outputs.put(event, block=False)  # a slow sink must not hold the responder
             return
         for sink in self.outputs.sinks:  # the queue's worker has stopped: deliver directly
             if sink is not self:

@@ -78,6 +78,23 @@ class Metrics:
         self.queue_overflow = Counter(
             f"{PREFIX}_output_queue_overflow", "Alerts dropped: queue full.", registry=r
         )
+        self.sink_alerts = Counter(
+            f"{PREFIX}_output_sink_alerts",
+            "Alerts by output sink and result (delivered, dropped: queue full or circuit "
+            "open, failed: the sink raised).",
+            ["sink", "result"],
+            registry=r,
+        )
+        self.webhook_drops = Counter(
+            f"{PREFIX}_webhook_dropped_clients",
+            "Webhook connections closed at the listener's limits, by reason "
+            "(idle, slow, headers, busy, buffer).",
+            ["reason"],
+            registry=r,
+        )
+        self.sink_depth = Gauge(
+            f"{PREFIX}_output_sink_queue_depth", "Alerts queued for a sink.", ["sink"], registry=r
+        )
 
     # -- the run loop ----------------------------------------------------------------------
 
@@ -109,6 +126,24 @@ class Metrics:
         seen = self.queue_overflow._value.get()
         if overflow_total > seen:
             self.queue_overflow.inc(overflow_total - seen)
+
+    def output_sinks(self, sinks: dict[str, dict[str, int]]) -> None:
+        """Per-sink totals (engine.sinks.SinkStats.as_json) into counters that only go up."""
+        for name, stats in sinks.items():
+            self.sink_depth.labels(name).set(stats.get("queued", 0))
+            for result in ("delivered", "dropped", "failed"):
+                counter = self.sink_alerts.labels(name, result)
+                seen = counter._value.get()
+                if stats.get(result, 0) > seen:
+                    counter.inc(stats[result] - seen)
+
+    def webhook_dropped(self, dropped: dict[str, int]) -> None:
+        """The listener's drop totals by reason, into counters that only go up."""
+        for reason, total in dropped.items():
+            counter = self.webhook_drops.labels(reason)
+            seen = counter._value.get()
+            if total > seen:
+                counter.inc(total - seen)
 
     def response_action(self, action: str, status: str) -> None:
         self.response_actions.labels(action, status).inc()

@@ -46,22 +46,32 @@ from engine.output import (
     text_line,
 )
 from engine.ruleset import CompiledRule, Matching, Rulesets, RulesetSwitch, SelectionStep
-from engine.sinks import Alert, OutputQueue, Sink, StdoutSink, build_sink
+from engine.sinks import (
+    LIVE_QUEUE_CAPACITY,
+    REPLAY_QUEUE_CAPACITY,
+    Alert,
+    OutputQueue,
+    Sink,
+    StdoutSink,
+    build_sink,
+    internal_alert,
+)
 
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
     from engine.sources.connectors import Connector
     from engine.sources.plugin_host import PluginConfig, PluginSet
     from engine.sources.syscall.state import StateCounters, StateTracker
+    from engine.sources.webhooks import WebhookLimits
 
 log = logging.getLogger(__name__)
 
 SYSCALL = "syscall"
 WEBHOOK_SOURCES = ("k8s_audit", "github")
 GITHUB_SECRET_ENV = "FALCONET_GITHUB_WEBHOOK_SECRET"
-# Falco's outputs_queue.capacity default is 0 (unbounded); live runs bound it so a slow sink
-# cannot grow memory without limit, replays keep every alert.
-LIVE_QUEUE_CAPACITY = 10_000
+# Falco's outputs_queue.capacity default is 0 (unbounded); falconet bounds each sink's queue
+# (engine.sinks): live runs drop what a slow sink cannot take (counted per sink), replays make
+# the reader wait for room so every alert is kept without unbounded memory.
 ENGINE_VERSION_MESSAGE = "Rules require engine version"
 
 
@@ -167,6 +177,10 @@ class RunStats:
     skipped_input: int = 0
     dropped_alerts: int = 0
     seconds: float = 0.0
+    # per output sink: delivered / dropped (queue full, breaker open) / failed / queued
+    outputs: dict[str, dict[str, int]] | None = None
+    # webhook listener: requests, refused by status, clients dropped by reason
+    webhook: dict[str, Any] | None = None
     # syscall source: syscall_event_drops occurrences/actions, and (live) the kernel's counters
     syscall_event_drops: dict[str, Any] | None = None
     capture: dict[str, Any] | None = None
@@ -198,7 +212,12 @@ class RunStats:
             "dropped_alerts": self.dropped_alerts,
             "seconds": round(self.seconds, 6),
             "events_per_second": round(self.events_per_second, 1),
-            **_present(syscall_event_drops=self.syscall_event_drops, capture=self.capture),
+            **_present(
+                syscall_event_drops=self.syscall_event_drops,
+                capture=self.capture,
+                outputs=self.outputs,
+                webhook=self.webhook,
+            ),
             **_present(state=self.state.as_json() if self.state is not None else None),
         }
 
@@ -222,11 +241,35 @@ class RunStats:
                 f"State tables full: {state.threads_evicted} threads and {state.fds_evicted} fds "
                 "evicted (least recently active first)"
             )
+        lines += _output_lines(self.outputs)
+        if self.webhook is not None:
+            lines.append(
+                f"Webhook: {self.webhook['requests']} requests; refused: "
+                f"{_counts_text(self.webhook['refused'])}; clients dropped: "
+                f"{_counts_text(self.webhook['dropped'])}"
+            )
         return "\n".join(lines)
 
 
 def _present(**values: Any) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{key} {n}" for key, n in sorted(counts.items())) or "none"
+
+
+def _output_lines(outputs: dict[str, dict[str, int]] | None) -> list[str]:
+    """One line for the sinks, only when one of them lost or failed alerts."""
+    if not outputs or not any(s["dropped"] or s["failed"] for s in outputs.values()):
+        return []
+    return [
+        "Outputs: "
+        + "; ".join(
+            f"{name}: {s['delivered']} delivered, {s['dropped']} dropped, {s['failed']} failed"
+            for name, s in outputs.items()
+        )
+    ]
 
 
 def _drop_lines(monitor: dict[str, Any] | None, capture: dict[str, Any] | None) -> list[str]:
@@ -265,6 +308,7 @@ class AlertFormatter:
         self._options = options or JsonOptions()
         self._priorities: dict[str, Priority] = {}
         self._templates: dict[tuple[CompiledRule, str], AlertTemplate] = {}
+        self._identity: Callable[[Any], dict[str, int] | None] | None = None
 
     def priority(self, rule: CompiledRule) -> Priority:
         cached = self._priorities.get(rule.priority)
@@ -298,7 +342,22 @@ class AlertFormatter:
         )
         time_ns = event.ts
         line = text_line(time_ns, priority, output, self.iso8601)
-        return Alert(line, self.template(rule, source).document(time_ns, line, output, fields))
+        return Alert(
+            line,
+            self.template(rule, source).document(time_ns, line, output, fields),
+            self._origin(event) if source == SYSCALL else None,
+        )
+
+    def _origin(self, event: Any) -> dict[str, int] | None:
+        """The event's process identity, for response actions (process:terminate)."""
+        if self._identity is None:
+            from engine.sources.syscall.catalog import process_identity
+
+            self._identity = process_identity
+        try:
+            return self._identity(event)
+        except AttributeError:  # an event without process state (a test's stand-in)
+            return None
 
 
 class Detector:
@@ -387,6 +446,10 @@ class RunRequest:
     plugins_dir: str = ""
     # where loads of rules files are kept between runs (None: not kept)
     rules_cache_dir: Path | None = None
+    # webhook listener bounds (None: engine.sources.webhooks.WebhookLimits' defaults)
+    webhook_limits: WebhookLimits | None = None
+    # alerts queued per output sink
+    queue_capacity: int | None = None
 
 
 @contextlib.contextmanager
@@ -538,8 +601,13 @@ def run(
     _check_mode(request, source)
     if source not in switch.current.by_source:
         log.warning("no enabled rule is for the %s source: no alert can be raised", source)
-    capacity = 0 if request.replay else LIVE_QUEUE_CAPACITY
-    outputs = OutputQueue([*_build_sinks(request), *extra_sinks], capacity=capacity)
+    replay = bool(request.replay)
+    outputs = OutputQueue(
+        [*_build_sinks(request), *extra_sinks],
+        capacity=request.queue_capacity
+        or (REPLAY_QUEUE_CAPACITY if replay else LIVE_QUEUE_CAPACITY),
+        block=replay,  # a replay waits for room (backpressure); a live run drops, counted
+    )
     formatter = AlertFormatter(request.iso8601, options=request.json_options)
     detector = Detector(switch, outputs, formatter, request.all_events)
     monitor = None
@@ -581,6 +649,9 @@ def run(
         outputs.close()
         signals.restore()
         detector.stats.dropped_alerts = max(detector.stats.dropped_alerts, outputs.stats.overflow)
+        detector.stats.outputs = {
+            name: sink.as_json() for name, sink in outputs.sink_stats().items()
+        }
     return detector.stats
 
 
@@ -730,9 +801,48 @@ def _serve(
                 "the github webhook needs a shared secret",
                 hint=f"set {GITHUB_SECRET_ENV} to the webhook's secret",
             )
-        server = github_webhook(request.listen, deliver, secret)
+        server = github_webhook(request.listen, deliver, secret, limits=request.webhook_limits)
     else:
-        server = k8s_audit_webhook(request.listen, deliver)
+        server = k8s_audit_webhook(request.listen, deliver, limits=request.webhook_limits)
+    reporter = WebhookDropReporter(detector)
     with server:  # the server logs the URL it listens on
-        while not stop.wait(0.5):
-            pass
+        try:
+            while not stop.wait(0.5):
+                detector.stats.webhook = server.stats.as_json()
+                reporter.check(detector.stats.webhook)
+        finally:
+            detector.stats.webhook = server.stats.as_json()
+
+
+# Clients dropped by the webhook's limits for their pace or size (idle keep-alive closes are
+# routine, not reported).
+_REPORTED_DROPS = ("slow", "headers", "busy", "buffer")
+
+
+class WebhookDropReporter:
+    """A rate-limited internal alert when the webhook listener drops clients at its limits."""
+
+    def __init__(self, detector: Detector, interval: float = 10.0) -> None:
+        self.detector, self.interval = detector, interval
+        self._reported = 0
+        self._last = -interval
+
+    def check(self, stats: dict[str, Any], now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        dropped = {k: v for k, v in stats["dropped"].items() if k in _REPORTED_DROPS}
+        total = sum(dropped.values())
+        if total <= self._reported or now - self._last < self.interval:
+            return False
+        new, self._reported, self._last = total - self._reported, total, now
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in dropped.items())
+        self.detector.outputs.put(
+            internal_alert(
+                "Falco internal: webhook clients dropped",
+                f"Falco internal: webhook clients dropped at the listener's limits, {new} "
+                f"since the last report (total by reason: {reasons})",
+                Priority.WARNING,
+                {"n_drops": new, "n_drops_total": total, "n_drops_by_reason": dropped},
+                self.detector.formatter.hostname,
+            )
+        )
+        return True

@@ -259,6 +259,53 @@ def _settings() -> list[Setting]:
             "Names of the `plugins` entries `falconet run` loads (unset: all of them; "
             "`--plugin NAME` adds one).",
         ),
+        # Bounds of `falconet run`'s I/O (docs/security.md "Sinks, webhooks and responses")
+        Setting("webhook.max_connections", "int", 64, "Webhook: connections served at once."),
+        Setting(
+            "webhook.idle_timeout", "float", 10.0, "Webhook: seconds without a byte before close."
+        ),
+        Setting(
+            "webhook.request_timeout",
+            "float",
+            30.0,
+            "Webhook: seconds for a request's line, headers and body (+ the body-rate allowance).",
+        ),
+        Setting(
+            "webhook.min_body_rate",
+            "int",
+            65536,
+            "Webhook: bytes/s a body may be sent at (Content-Length / rate added to the deadline).",
+        ),
+        Setting(
+            "webhook.max_header_bytes", "int", 65536, "Webhook: request line + headers, in bytes."
+        ),
+        Setting("webhook.max_body", "int", 12 * 1024 * 1024, "Webhook: one request body, bytes."),
+        Setting(
+            "webhook.max_buffered_bytes",
+            "int",
+            48 * 1024 * 1024,
+            "Webhook: request bodies held by all connections together, bytes.",
+        ),
+        Setting(
+            "outputs.queue_capacity",
+            "int",
+            10_000,
+            "Alerts queued per output sink (live: dropped beyond it, counted; replay: waits).",
+        ),
+        Setting("outputs.http.timeout", "float", 5.0, "HTTP output: deadline of one attempt, s."),
+        Setting("outputs.http.retries", "int", 2, "HTTP output: retries of a failed attempt."),
+        Setting(
+            "outputs.http.breaker_failures",
+            "int",
+            3,
+            "HTTP output: failed alerts in a row that open the circuit breaker.",
+        ),
+        Setting(
+            "outputs.http.breaker_cooldown",
+            "float",
+            30.0,
+            "HTTP output: seconds the breaker stays open (alerts dropped, counted).",
+        ),
         Setting(
             "credentials.docker_config",
             "str",

@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from feeds.config import Config
+from feeds.errors import ConfigError
 
 if TYPE_CHECKING:
     from bpf.options import LiveOptions
     from engine.drops_monitor import DropsConfig
     from engine.sources.plugin_host import PluginConfig
+    from engine.sources.webhooks import WebhookLimits
 
 LIVE_SETTINGS = (
     "base_syscalls.custom_set",
@@ -60,6 +62,55 @@ def plugin_settings(
         load = list(config["load_plugins"])
     load += extra or []
     return configs, load, config["artifact.install.plugins_dir"]
+
+
+WEBHOOK_SETTINGS = (
+    "max_connections",
+    "idle_timeout",
+    "request_timeout",
+    "min_body_rate",
+    "max_header_bytes",
+    "max_body",
+    "max_buffered_bytes",
+)
+HTTP_OUTPUT_SETTINGS = ("timeout", "retries", "breaker_failures", "breaker_cooldown")
+
+
+def webhook_limits(config: Config) -> WebhookLimits:
+    """The webhook listener's bounds (`webhook.*`); each must be positive."""
+    from engine.sources.webhooks import WebhookLimits
+
+    return WebhookLimits(
+        **{name: _positive(config, f"webhook.{name}") for name in WEBHOOK_SETTINGS}
+    )
+
+
+def output_queue_capacity(config: Config) -> int:
+    return int(_positive(config, "outputs.queue_capacity"))
+
+
+def http_output_options(config: Config) -> dict[str, float]:
+    """Options of the HTTP sink (`outputs.http.*`), as engine.sinks.HttpSink takes them."""
+    options = {name: config[f"outputs.http.{name}"] for name in HTTP_OUTPUT_SETTINGS}
+    for name, value in options.items():
+        minimum = 0 if name == "retries" else 1e-9
+        if value < minimum:
+            key = f"outputs.http.{name}"
+            raise ConfigError(
+                f"{_origin_text(key, config.values[key].origin)}: {value} is too small",
+                hint="retries may be 0; the others must be positive",
+            )
+    return options
+
+
+def _positive(config: Config, key: str) -> float:
+    value = config[key]
+    if value <= 0:
+        raise ConfigError(
+            f"{_origin_text(key, config.values[key].origin)}: {value} must be positive",
+            hint=f"see `falconet config show` for {key}'s default",
+        )
+    return value
 
 
 def _origin_text(key: str, origin: str) -> str:

@@ -49,14 +49,14 @@ while time.monotonic() < deadline:
 """
 
 
-def test_live_alert_terminates_the_offending_process(falconet_home: Path, tmp_path: Path) -> None:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+def run_until_terminated(
+    rules: Path, response_text: str, binary_name: str, falconet_home: Path, tmp_path: Path
+) -> list[dict]:
+    """Run `falconet run -r RULES --response ...` live, start a copy of python named
+    `binary_name` that reads /etc/shadow in a loop, assert the response terminated it (SIGTERM)
+    and falconet stopped cleanly; returns every JSON line falconet printed."""
     response = tmp_path / "response.yaml"
-    response.write_text(RESPONSE)
+    response.write_text(response_text)
     env = dict(
         os.environ,
         FALCONET_HOME=str(falconet_home),
@@ -81,7 +81,7 @@ def test_live_alert_terminates_the_offending_process(falconet_home: Path, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
-    looper = _copy_binary(sys.executable, tmp_path / "shadowloop")
+    looper = _copy_binary(sys.executable, tmp_path / binary_name)
     victim = subprocess.Popen([str(looper), "-c", LOOP])
     try:
         started = time.monotonic()
@@ -94,7 +94,16 @@ def test_live_alert_terminates_the_offending_process(falconet_home: Path, tmp_pa
         falconet.send_signal(signal.SIGTERM)
         stdout, stderr = falconet.communicate(timeout=60)
     assert falconet.returncode == 0, stderr
-    printed = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_live_alert_terminates_the_offending_process(falconet_home: Path, tmp_path: Path) -> None:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    printed = run_until_terminated(rules, RESPONSE, "shadowloop", falconet_home, tmp_path)
     alerts = [a for a in printed if a["rule"] == "Shadow read by shadowloop"]
     outcomes = [a for a in printed if a["source"] == "response"]
     assert alerts and alerts[0]["output_fields"]["proc.name"] == "shadowloop"

@@ -140,7 +140,14 @@ def run(
     _check_choice("--time-format", time_format, (None, "iso8601"))
     from cli.context import ENV
     from feeds.config import load_config
-    from feeds.run_settings import drops_config, live_options, plugin_settings
+    from feeds.run_settings import (
+        drops_config,
+        http_output_options,
+        live_options,
+        output_queue_capacity,
+        plugin_settings,
+        webhook_limits,
+    )
     from feeds.source_settings import connector_for, source_flags
 
     flags = source_flags(
@@ -186,7 +193,9 @@ def run(
             matching=rule_matching,  # type: ignore[arg-type]  # checked by the ruleset
             only_rules=tuple(only_rules or ()),
         ),
-        outputs=_sink_specs(output_file, output_http, output_program, output_syslog),
+        outputs=_sink_specs(
+            output_file, output_http, output_program, output_syslog, http_output_options(config)
+        ),
         drops=drops,
         live=live,
         connector=connector,
@@ -195,6 +204,8 @@ def run(
         plugins_dir=plugins_dir,
         # Not with native plugins: their fields are not part of the cache key.
         rules_cache_dir=None if load_plugins else Path(config["cache.dir"]) / "rules",
+        webhook_limits=webhook_limits(config),
+        queue_capacity=output_queue_capacity(config),
     )
     from engine.daemon import DaemonOptions, run_daemon
 
@@ -322,13 +333,17 @@ def _installed_selection() -> list[str] | None:
 
 
 def _sink_specs(
-    file: str | None, http: str | None, program: str | None, syslog: str | None
-) -> list[dict[str, str]]:
-    specs = []
+    file: str | None,
+    http: str | None,
+    program: str | None,
+    syslog: str | None,
+    http_options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
     if file:
         specs.append({"type": "file", "path": file})
     if http:
-        specs.append({"type": "http", "url": http})
+        specs.append({"type": "http", "url": http, **(http_options or {})})
     if program:
         specs.append({"type": "program", "command": program})
     if syslog:

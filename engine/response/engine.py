@@ -24,7 +24,7 @@ from engine.response.errors import ActionError, ActionRefused, ResponseRulesErro
 from engine.response.outcome import SOURCE, ActionOutcome
 from engine.response.ratelimit import TokenBucket
 from engine.response.rules import ActionSpec, ResponseRule, ResponseRules
-from engine.response.templating import render
+from engine.response.templating import EVENT_KEY
 from engine.sinks import Alert
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,13 @@ class PlannedAction:
 
 
 def _document(alert: Alert | Mapping[str, Any]) -> Mapping[str, Any]:
-    return alert.document if isinstance(alert, Alert) else alert
+    """What rules match and actions read: the JSON alert, plus the event's own process
+    identity under EVENT_KEY when the engine knows it (syscall alerts)."""
+    if not isinstance(alert, Alert):
+        return alert
+    if alert.origin is None:
+        return alert.document
+    return {**alert.document, EVENT_KEY: dict(alert.origin)}
 
 
 def _error_text(error: BaseException | None) -> str | None:
@@ -127,7 +133,7 @@ class ResponseEngine:
             for spec in rule.actions:
                 error = None
                 try:
-                    parameters = render(spec.parameters, document)
+                    parameters = spec.plugin.render_parameters(spec.parameters, document)
                 except ResponseRulesError as failure:
                     parameters, error = dict(spec.parameters), str(failure)
                 planned.append(
@@ -221,7 +227,7 @@ class ResponseEngine:
         started = time.perf_counter()
         parameters: dict[str, Any] = {}
         try:
-            parameters = render(spec.parameters, alert)
+            parameters = spec.plugin.render_parameters(spec.parameters, alert)
             if self._dry_run(rules, rule, spec):
                 return self._outcome(rule, spec, alert, "dry_run", parameters, started=started)
             changed = self._action(spec.action, spec.plugin).run(parameters, alert)

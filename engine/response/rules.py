@@ -38,7 +38,6 @@ from engine.response.actions.base import Action, action_class
 from engine.response.alert_fields import compile_alert_condition
 from engine.response.errors import ResponseRulesError
 from engine.response.ratelimit import RateLimit
-from engine.response.templating import check_template
 
 # Alert priorities as Falco writes them ("Critical"), looked up once per alert and rule.
 _PRIORITIES = {p.falco_name.lower(): p for p in Priority} | {"info": Priority.INFORMATIONAL}
@@ -166,7 +165,7 @@ def _action(spec: Mapping[str, Any], where: str) -> ActionSpec:
     try:
         plugin = action_class(spec["action"])
         parameters = plugin.with_defaults(given)
-        check_template(given)
+        plugin.check_parameters(parameters)
     except ResponseRulesError as error:
         raise ResponseRulesError(f"{where}: {error}", error.hint) from None
     return ActionSpec(

@@ -1,15 +1,25 @@
 """Action parameters rendered from an alert: `${proc.pid}`, `${rule}`, `${output_fields.fd.name}`.
 
-A placeholder names an output field (`${fd.name}`) or a top-level alert key (`${rule}`,
-`${priority}`, `${hostname}`, `${source}`, `${time}`, `${output}`, `${tags}`). A string that is
+A placeholder names an output field (`${fd.name}`), a top-level alert key (`${rule}`,
+`${priority}`, `${hostname}`, `${source}`, `${time}`, `${output}`, `${tags}`), or one of the
+event's own process fields the engine knows whatever the output prints (`${proc.pid}`,
+`${proc.pid.ts}`, `${thread.tid}`, syscall alerts only). A string that is
 exactly one placeholder keeps the value's JSON type (so `${proc.pid}` stays a number); inside
 longer text, values are inserted as text. A field the alert lacks renders as null / `<NA>`, like
 Falco's outputs. Nested lists and mappings are rendered item by item.
+
+Commands (`exec:script`) follow a stricter rule, `render_argv`: the command is split into
+arguments first (a string like POSIX sh words, with shlex; a list as given), and only then is
+each argument rendered, as text, on its own. A value is never split, joined or re-parsed, and
+no shell ever sees it: whatever quotes, spaces or semicolons an event field carries, it ends up
+inside the one argument whose template named it. The program (the first argument) may not
+contain a placeholder: event data never chooses what runs.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +28,9 @@ from engine.output import NOT_AVAILABLE
 from engine.response.errors import ResponseRulesError
 
 _ALERT_KEYS = ("rule", "priority", "hostname", "source", "time", "output", "tags")
+# The event's own process identity (engine.sinks.Alert.origin), added by the response engine to
+# the alert it hands actions: `${proc.pid}` resolves even when the output does not print it.
+EVENT_KEY = "falconet.event"
 
 
 class _FieldTemplate(string.Template):
@@ -37,7 +50,7 @@ def alert_value(alert: Mapping[str, Any], name: str) -> Any:
         return fields.get(name.removeprefix("output_fields."))
     if name in _ALERT_KEYS:
         return alert.get(name)
-    return None
+    return (alert.get(EVENT_KEY) or {}).get(name)
 
 
 def _text(value: Any) -> str:
@@ -77,3 +90,43 @@ def render(value: Any, alert: Mapping[str, Any]) -> Any:
 def check_template(value: Any) -> None:
     """Raise ResponseRulesError for a malformed placeholder, at load time."""
     render(value, {})
+
+
+def _split_command(command: Any) -> list[str]:
+    if isinstance(command, str):
+        try:
+            return shlex.split(command)
+        except ValueError as error:
+            raise ResponseRulesError(f"cannot split command {command!r}: {error}") from None
+    if isinstance(command, list):
+        return [str(item) for item in command]
+    raise ResponseRulesError(f"a command is a string or a list, not {type(command).__name__}")
+
+
+def check_argv(command: Any) -> None:
+    """Raise ResponseRulesError (load time) for a command that cannot be split, is empty, or
+    takes its program from a placeholder."""
+    argv = _split_command(command)
+    if not argv:
+        raise ResponseRulesError("the command is empty")
+    if "$" in argv[0] and _FieldTemplate(argv[0]).get_identifiers():
+        raise ResponseRulesError(
+            f"the program {argv[0]!r} contains a placeholder",
+            "name the program literally; pass event fields as its arguments",
+        )
+    for argument in argv:
+        check_template(argument)
+
+
+def render_argv(command: Any, alert: Mapping[str, Any]) -> list[str]:
+    """The argument vector of `command` for `alert`: split first, then each argument rendered
+    as text on its own (see the module's rule). One argument in, one argument out."""
+    argv = _split_command(command)
+    check_argv(argv)
+    rendered = [argv[0]]
+    for argument in argv[1:]:
+        try:
+            rendered.append(_FieldTemplate(argument).substitute(_AlertLookup(alert)))
+        except ValueError as error:
+            raise ResponseRulesError(f"bad placeholder in {argument!r}: {error}") from error
+    return rendered

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from engine.response.errors import ResponseRulesError
+from engine.response.templating import check_template, render
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class Action:
                     f"action {cls.name}: parameter {param.name!r} is required", param.help
                 )
         return {**{p.name: p.default for p in cls.params}, **given}
+
+    @classmethod
+    def check_parameters(cls, given: Mapping[str, Any]) -> None:
+        """Load-time check of the parameters as written (placeholders well formed)."""
+        check_template(dict(given))
+
+    @classmethod
+    def render_parameters(
+        cls, parameters: Mapping[str, Any], alert: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The parameters for one alert, placeholders replaced (engine.response.templating)."""
+        rendered: dict[str, Any] = render(dict(parameters), alert)
+        return rendered
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

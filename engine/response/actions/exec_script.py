@@ -1,7 +1,10 @@
 """`exec:script`: run a program with the alert JSON on stdin, under a timeout, capturing output.
 
-The program is run directly (no shell) from an argument list; a string is split like a shell
-would (shlex). Output kept in the outcome is truncated to `max_output` bytes per stream.
+The program is run directly (no shell) from an argument list. A string command is split like
+sh words (shlex) *before* placeholders are replaced, and each argument is then rendered on its
+own (engine.response.templating.render_argv): an event field can never add, remove or split an
+argument, whatever it contains. Output kept in the outcome is truncated to `max_output` bytes
+per stream.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from engine.response.actions.base import Action, Param, register_action
 from engine.response.errors import ActionError
+from engine.response.templating import check_argv, check_template, render, render_argv
 
 
 @register_action
@@ -33,8 +37,23 @@ class RunScript(Action):
         Param("max_output", "integer", "bytes of stdout/stderr kept in the outcome", 4096),
     )
 
+    @classmethod
+    def check_parameters(cls, given: Mapping[str, Any]) -> None:
+        check_argv(given["command"])
+        check_template({k: v for k, v in given.items() if k != "command"})
+
+    @classmethod
+    def render_parameters(
+        cls, parameters: Mapping[str, Any], alert: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """`command` becomes its argument vector, split before any value is put in."""
+        rest = {k: v for k, v in parameters.items() if k != "command"}
+        rendered: dict[str, Any] = render(rest, alert)
+        return {**rendered, "command": render_argv(parameters["command"], alert)}
+
     def run(self, params: dict[str, Any], alert: Mapping[str, Any]) -> dict[str, Any]:
         command = params["command"]
+        # The engine hands a rendered list; a string here is a literal command (no values).
         argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
         if not argv:
             raise ActionError("exec:script has an empty command")

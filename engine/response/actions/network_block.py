@@ -1,5 +1,9 @@
 """`network:block`: drop traffic to and from an address with nftables, for a TTL.
 
+Addresses are normalised and checked first (engine.response.protected_addresses): loopback,
+link-local, multicast, broadcast, unspecified, the host's own addresses, gateways and DNS
+servers are refused unless the rule lists them under `dangerously_allow`.
+
 Addresses go into timeout sets of a table falconet owns (`inet falconet`), so the kernel itself
 removes an element when its TTL expires; the chains drop traffic whose source or destination is
 in a set. On shutdown, the elements this engine added are deleted when `remove_on_shutdown`.
@@ -7,7 +11,6 @@ in a set. On shutdown, the elements this engine added are deleted when `remove_o
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import subprocess
 import threading
@@ -15,7 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.response.actions.base import Action, Param, register_action
-from engine.response.errors import ActionError, ActionRefused
+from engine.response.errors import ActionError, ResponseRulesError
+from engine.response.protected_addresses import (
+    check_blockable,
+    host_addresses,
+    normalise,
+    parse_allowed,
+)
+from engine.response.templating import check_template
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +68,6 @@ def run_nft(script: str, netns: str | None = None) -> str:
     return done.stdout
 
 
-def _address(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        address = ipaddress.ip_address(str(value))
-    except ValueError:
-        raise ActionError(
-            f"no usable address in the alert ({value!r})", "add %fd.rip to the rule's output"
-        ) from None
-    if address.is_loopback or address.is_unspecified or address.is_multicast:
-        raise ActionRefused(f"refusing to block {address} (loopback, unspecified or multicast)")
-    return address
-
-
 @register_action
 class BlockAddress(Action):
     name = "network:block"
@@ -80,7 +78,24 @@ class BlockAddress(Action):
         Param("table", "string", "nftables table (family inet) owned by falconet", "falconet"),
         Param("remove_on_shutdown", "boolean", "delete the blocks when falconet stops", False),
         Param("netns", "string", "named network namespace to apply the rule in", None),
+        Param(
+            "dangerously_allow",
+            "list",
+            "addresses or networks (written in the rule, never from the alert) that may be "
+            "blocked although protected: loopback, link-local, the host's own, gateways, DNS",
+            [],
+        ),
     )
+
+    @classmethod
+    def check_parameters(cls, given: Mapping[str, Any]) -> None:
+        allowed = given.get("dangerously_allow") or []
+        if not isinstance(allowed, list) or any("$" in str(item) for item in allowed):
+            raise ResponseRulesError(
+                "network:block: dangerously_allow is a list of literal addresses",
+                "event data never decides what may be blocked",
+            )
+        check_template(dict(given))
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -99,11 +114,15 @@ class BlockAddress(Action):
     def run(self, params: dict[str, Any], alert: Mapping[str, Any]) -> dict[str, Any]:
         raw = params["addresses"]
         values = raw if isinstance(raw, list) else [raw]
-        addresses = [_address(v) for v in values if v is not None]
+        addresses = list(dict.fromkeys(normalise(v) for v in values if v is not None))
         if not addresses:
             raise ActionError("no address to block", "add %fd.rip to the rule's output")
         ttl = int(params["ttl"])
         netns, table = params["netns"], str(params["table"])
+        allowed = parse_allowed(params["dangerously_allow"] or [])
+        protected = host_addresses(netns)
+        for address in addresses:
+            check_blockable(address, protected, allowed)
         lines = []
         for address in addresses:
             set_name = "blocked4" if address.version == 4 else "blocked6"

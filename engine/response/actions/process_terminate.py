@@ -3,6 +3,13 @@
 Safety first: pid 1, falconet itself and its ancestors are refused, and the pid must still be
 the alert's process. A pidfd is opened *before* the identity check, so the process that is
 checked is the one that is signalled even if the pid is recycled in between.
+
+Responses run in the detection process, which knows the event's own process whatever the rule's
+output prints: `${proc.pid}` resolves to it (engine.response.templating.EVENT_KEY), and when the
+pid to signal is that process, its start time from the engine is what identifies it. So an
+upstream rule whose output has no `%proc.pid` (e.g. `Read sensitive file untrusted`) can be
+answered with a terminate, safely. A pid that is not a positive process id (-1 means "every
+process" to kill(2)) or is above the kernel's pid_max is refused before any system call.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 from engine.response.actions.base import Action, Param, register_action
 from engine.response.errors import ActionError, ActionRefused
+from engine.response.templating import EVENT_KEY
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # /proc starttime is in clock ticks; the alert's proc.pid.ts is in ns: allow a few ticks.
@@ -110,9 +118,11 @@ class TerminateProcess(Action):
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             raise ActionError(f"process {pid} no longer exists") from None
+        except OSError as error:
+            raise ActionError(f"cannot open process {pid}: {error.strerror}") from None
         try:
             if params["verify"]:
-                mismatch = _identity_mismatch(pid, alert.get("output_fields") or {})
+                mismatch = _identity_mismatch(pid, _identity_fields(pid, alert))
                 if mismatch is not None:
                     raise ActionRefused(f"pid {pid} was reused: it {mismatch}")
             if params["process_group"]:
@@ -141,11 +151,42 @@ class TerminateProcess(Action):
         return {"pid": pid, "process_group": group, "signal": "SIGKILL", "exited": exited}
 
 
+def _identity_fields(pid: int, alert: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What identifies `pid`: the event's own process as the engine saw it when `pid` is that
+    process (authoritative, whatever the output printed), else the alert's output fields."""
+    fields = alert.get("output_fields") or {}
+    origin = alert.get(EVENT_KEY) or {}
+    if origin.get("proc.pid") == pid and origin.get("proc.pid.ts") is not None:
+        return {**fields, "proc.pid.ts": origin["proc.pid.ts"]}
+    return fields
+
+
+def pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 4_194_304  # the kernel's PID_MAX_LIMIT on 64-bit
+
+
 def _as_pid(value: Any) -> int:
+    """A process id from a rendered parameter; ActionError when there is none, ActionRefused
+    when it is no process id (kill(2) reads 0 and negative pids as groups or everyone)."""
+    if value is None or isinstance(value, bool):
+        raise ActionError(
+            f"no usable pid in the alert ({value!r})", "add %proc.pid to the rule's output"
+        )
     try:
         pid = int(value)
-    except (TypeError, ValueError):
+        if isinstance(value, float) and value != pid:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
         raise ActionError(
             f"no usable pid in the alert ({value!r})", "add %proc.pid to the rule's output"
         ) from None
+    limit = pid_max()
+    if not 1 <= pid <= limit:
+        raise ActionRefused(
+            f"refusing pid {pid}: not a process id (1..{limit})",
+            "check the action's pid parameter and the alert's field",
+        )
     return pid

@@ -81,6 +81,20 @@ def _main(event: SyscallEvent) -> Thread | None:
     return state.main_thread(thread) if state is not None else thread
 
 
+def process_identity(event: SyscallEvent) -> dict[str, int] | None:
+    """The event's process as a response action must check it: pid, thread id and, when the
+    tracker saw it, the start time (ns since the epoch), whatever the rule's output prints."""
+    main = _main(event)
+    if main is None:
+        return None
+    thread = event.thread
+    assert thread is not None
+    identity = {"proc.pid": main.pid, "thread.tid": thread.tid}
+    if main.clone_ts is not None:
+        identity["proc.pid.ts"] = main.clone_ts
+    return identity
+
+
 def _parent(event: SyscallEvent) -> Thread | None:
     thread = event.thread
     state = event.state
