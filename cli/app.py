@@ -41,6 +41,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.response",
     "cli.commands.follow",
     "cli.commands.bpf",
+    "cli.commands.ui",
 ]
 
 
