@@ -76,7 +76,7 @@ class UiServer:
             target=self._server.serve_forever, name="falconet-ui", daemon=True
         )
         self._thread.start()
-        log.info("web UI on %s/ui/", self.url)
+        log.debug("web UI on %s/ui/", self.url)
         return self
 
     def serve_forever(self) -> None:
