@@ -119,8 +119,9 @@ function renderStats(stats) {
   const top = Math.max(1, ...counts);
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("viewBox", `0 0 ${width} ${height + 16}`);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("role", "img");
+  svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("aria-label", `Alerts over time: ${stats.total} in ${counts.length} intervals, at most ${top} in one`);
   const step = width / counts.length;
   counts.forEach((count, index) => {
@@ -135,12 +136,10 @@ function renderStats(stats) {
     bar.append(title);
     svg.append(bar);
   });
-  const label = document.createElementNS(ns, "text");
-  label.setAttribute("x", "0");
-  label.setAttribute("y", String(height + 13));
-  label.textContent = timeText(stats.start_ns).slice(0, 16);
-  svg.append(label);
-  figure.replaceChildren(el("figcaption", { text: `Alerts over time (max ${top} per interval)` }), svg);
+  const axis = el("div", { class: "axis" },
+    el("span", { text: timeText(stats.start_ns).slice(0, 16) }),
+    el("span", { text: timeText(stats.start_ns + counts.length * stats.bucket_ns).slice(0, 16) }));
+  figure.replaceChildren(el("figcaption", { text: `Alerts over time (max ${top} per interval)` }), svg, axis);
   for (const [id, items] of [["#top-rules", stats.top_rules], ["#top-hosts", stats.top_hosts]]) {
     $(id).replaceChildren(...items.map((item) => el("li", {}, el("span", { text: item.name || "(none)" }), " ", el("span", { class: "count", text: item.count }))));
   }
@@ -283,7 +282,7 @@ async function initCompliance() {
     const body = await api("frameworks");
     select.replaceChildren(...body.frameworks.map((f) => el("option", { value: f.id, text: `${f.name} (${f.controls} controls)` })));
     const wanted = new URLSearchParams(location.search).get("framework");
-    if (wanted) select.value = wanted;
+    if (wanted && body.frameworks.some((f) => f.id === wanted)) select.value = wanted;
     select.addEventListener("change", () => {
       history.replaceState(null, "", "?framework=" + encodeURIComponent(select.value));
       loadCompliance(select.value);
