@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from html import escape
 
+from engine.output import Priority
+
 PAGES = {
     "alerts": "Alerts",
     "feeds": "Feeds",
@@ -14,16 +16,7 @@ PAGES = {
     "rules": "Rules",
 }
 
-PRIORITIES = (
-    "Emergency",
-    "Alert",
-    "Critical",
-    "Error",
-    "Warning",
-    "Notice",
-    "Informational",
-    "Debug",
-)
+PRIORITIES = tuple(priority.falco_name for priority in Priority)  # most severe first
 RANGE_CHOICES = (
     ("15m", "Last 15 minutes"),
     ("1h", "Last hour"),
