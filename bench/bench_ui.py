@@ -249,6 +249,13 @@ def run_store(name: str, url: str, args: argparse.Namespace, is_pg: bool) -> Non
     )
     store = AlertStore(url, Retention(None, None))
     filled = fill(store, args.alerts)
+    # The steady state of a running UI: its writer refreshes SQLite's statistics every minute;
+    # PostgreSQL's autovacuum analyzes (and sets the visibility map) after such a load.
+    store.analyze()
+    if is_pg:
+        with store.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("VACUUM ANALYZE")
     print(
         f"fill: {filled['alerts']:,} alerts in {filled['wall_s']:.1f} s = "
         f"{filled['rate']:,.0f} alerts/s (CPU {filled['cpu_s']:.1f} s)"

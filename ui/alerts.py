@@ -54,7 +54,6 @@ class AlertRow:
             "hostname": self.hostname,
             "tags": self.tags,
             "output": self.output,
-            "document": self.document,
             "size": len(self.document),
             "alert_rule": self.response_rule or None,
         }

@@ -179,5 +179,6 @@ class Ingest:
         self._next_prune = now + PRUNE_PERIOD
         try:
             self.store.prune()
+            self.store.analyze()
         except Exception:
             log.exception("alert store: retention failed (retried in %.0f s)", PRUNE_PERIOD)

@@ -52,7 +52,6 @@ alerts = Table(
     Column("hostname", String(512), nullable=False),
     Column("tags", Text, nullable=False),  # "|a|b|"
     Column("output", Text, nullable=False),
-    Column("document", Text, nullable=False),  # the whole alert JSON
     Column("size", Integer, nullable=False),
     Column("alert_rule", String(512)),  # response outcomes: the rule of the alert acted on
     Column("alert_id", RowId),  # ... and that alert, when the store has it
@@ -60,12 +59,23 @@ alerts = Table(
 
 # The filters the alerts page offers, each newest first.
 ALERT_INDEXES = (
-    Index("alerts_time", alerts.c.time_ns),
+    # Newest first, and the page's counts and top rules/hosts over a time range read from
+    # this index alone (it covers them), never from the wide rows.
+    Index("alerts_time", alerts.c.time_ns, alerts.c.rule, alerts.c.hostname),
     Index("alerts_received", alerts.c.received_ns),  # retention by age: time in the store
     Index("alerts_rule_time", alerts.c.rule, alerts.c.time_ns),
     Index("alerts_host_time", alerts.c.hostname, alerts.c.time_ns),
     Index("alerts_priority_time", alerts.c.priority_level, alerts.c.time_ns),
     Index("alerts_source_time", alerts.c.source, alerts.c.time_ns),
+)
+
+# The whole alert JSON, apart: a scan of the alerts table (free text over the output) reads
+# narrow rows, ~8x less than with the documents inline.
+alert_documents = Table(
+    "alert_documents",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=False),  # alerts.id
+    Column("document", Text, nullable=False),
 )
 
 nodes = Table(
@@ -78,7 +88,7 @@ nodes = Table(
 
 
 def _v1(connection: Connection) -> None:
-    for table in (alerts, nodes):
+    for table in (alerts, alert_documents, nodes):
         table.create(connection, checkfirst=True)  # creates its indexes too
 
 
