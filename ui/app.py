@@ -155,7 +155,10 @@ class UiApp:
     def _api(self, handler: BaseHTTPRequestHandler, name: str, query: dict[str, str]) -> None:
         if name == "alerts":
             where = AlertFilter.from_query(query)
-            body: Any = {"alerts": self.store.alerts(where), "latest_id": self.store.latest_id()}
+            # Read before the query: a page then asking for after_id=latest_id misses nothing
+            # stored meanwhile (it may see an alert twice, which it drops).
+            latest = self.store.latest_id()
+            body: Any = {"alerts": self.store.alerts(where), "latest_id": latest}
         elif name.startswith("alerts/"):
             ident = name.removeprefix("alerts/")
             found = self.store.alert(int(ident)) if ident.isdigit() else None
@@ -209,7 +212,10 @@ class UiApp:
             handler.close_connection = True
             notifier = self.ingest.notifier
             seen = notifier.generation
-            handler.wfile.write(b"retry: 2000\n\n")
+            # The latest id at once: alerts stored between the page's first query and this
+            # connection are fetched now, not at the next store.
+            data = json.dumps({"latest_id": self.store.latest_id()})
+            handler.wfile.write(f"retry: 2000\n\nevent: alerts\ndata: {data}\n\n".encode())
             handler.wfile.flush()
             while not notifier.closed:
                 generation = notifier.wait(seen, self.options.stream_keepalive)
