@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-import yaml
 
 from tests.support.ui_fixtures import (  # noqa: F401  # fixtures
     RunningUi,
+    installed_home,
     postgres,
     store_url,
     ui_factory,
@@ -80,27 +80,6 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     driver.quit()
 
 
-@pytest.fixture
-def installed_home(falconet_home: Path) -> Path:
-    """The embedded, signed default feed installed (offline: only the embedded index), and
-    followed: what `falconet run` sets up on a fresh host."""
-    from feeds.context import FeedsContext
-    from feeds.indexes import EMBEDDED_INDEX_NAME, embedded_index_path
-    from feeds.run_rules import rules_for_run
-
-    config = falconet_home / "config" / "falconet.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    index = {"name": EMBEDDED_INDEX_NAME, "url": str(embedded_index_path()), "backend": "file"}
-    settings = {
-        "index": {"defaults": False},
-        "indexes": [index],
-        "artifact": {"follow": {"refs": ["falconet-rules"], "every": "6h"}},
-    }
-    config.write_text(yaml.safe_dump(settings))
-    assert rules_for_run(FeedsContext.load())
-    return falconet_home
-
-
 def wait(driver: Any, predicate: Callable[[Any], Any], timeout: float = 20) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -137,7 +116,7 @@ def rows(driver: Any) -> list[str]:
 def test_every_page_in_chromium(
     browser: Any,
     ui_factory: Callable[..., RunningUi],  # noqa: F811
-    installed_home: Path,
+    installed_home: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.by import By

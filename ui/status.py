@@ -112,8 +112,31 @@ def rules_status(files: Sequence[str | Path], alert_counts: dict[str, int]) -> l
     ]
 
 
+_SUMMARIES: dict[tuple, list[dict[str, Any]]] = {}  # by the files' (path, size, mtime)
+
+
+def _files_key(files: Sequence[str | Path]) -> tuple:
+    key = []
+    for path in files:
+        try:
+            stat = Path(path).stat()
+            key.append((str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            key.append((str(path), -1, -1))
+    return tuple(key)
+
+
 def compliance_summary(files: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Per framework, the totals `falconet compliance report` prints (the same function)."""
+    """Per framework, the totals `falconet compliance report` prints (the same function);
+    computed again only when a rules file changed (a node reports every minute)."""
+    key = _files_key(files)
+    if key not in _SUMMARIES:
+        _SUMMARIES.clear()
+        _SUMMARIES[key] = _compliance_summary(files)
+    return _SUMMARIES[key]
+
+
+def _compliance_summary(files: Sequence[str | Path]) -> list[dict[str, Any]]:
     from feeds.compliance.operations import coverage_report, list_frameworks
 
     summary = []

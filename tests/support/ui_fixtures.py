@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.postgres import PostgresServer, missing_reason, postgres_server
 
@@ -79,3 +80,24 @@ def ui_factory(tmp_path: Path, store_url: str) -> Iterator[Callable[..., Running
     for running in reversed(started):
         running.server.stop()  # type: ignore[attr-defined]
         running.ui.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def installed_home(falconet_home: Path) -> Path:
+    """The embedded, signed default feed installed (offline: only the embedded index), and
+    followed: what `falconet run` sets up on a fresh host."""
+    from feeds.context import FeedsContext
+    from feeds.indexes import EMBEDDED_INDEX_NAME, embedded_index_path
+    from feeds.run_rules import rules_for_run
+
+    config = falconet_home / "config" / "falconet.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    index = {"name": EMBEDDED_INDEX_NAME, "url": str(embedded_index_path()), "backend": "file"}
+    settings = {
+        "index": {"defaults": False},
+        "indexes": [index],
+        "artifact": {"follow": {"refs": ["falconet-rules"], "every": "6h"}},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    assert rules_for_run(FeedsContext.load())
+    return falconet_home
