@@ -243,7 +243,8 @@ def run_store(name: str, url: str, args: argparse.Namespace, is_pg: bool) -> Non
     pg = f", postgres CPU {ingest['postgres_cpu_s']:.1f} s" if is_pg else ""
     print(
         f"ingest over HTTP: {ingest['alerts']} alerts in {ingest['wall_s']:.2f} s = "
-        f"{ingest['rate']:,.0f} alerts/s (goal >= 5,000: {ingest['rate'] / 5000:.1f}x); "
+        f"{ingest['rate']:,.0f} alerts/s (goal >= 5,000: {ingest['rate'] / 5000:.1f}x), "
+        f"{ingest['alerts'] / ingest['server_cpu_s']:,.0f} per UI CPU-second; "
         f"CPU: UI {ingest['server_cpu_s']:.1f} s, client {ingest['client_cpu_s']:.1f} s{pg}; "
         f"dropped {ingest['dropped']}"
     )
