@@ -160,3 +160,35 @@ def test_ingest_without_credentials_configured_is_off(ui_factory: Factory, path:
     assert page.status_code == 200
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_connections_beyond_the_cap_are_closed_and_counted(
+    ui_factory: Factory,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ui.server
+
+    monkeypatch.setattr(ui.server, "MAX_CONNECTIONS", 3)
+    running = ui_factory()
+    running.ui.app.options.stream_keepalive = 0.2  # type: ignore[attr-defined]  # quick to notice
+    streams = [
+        requests.get(running.url + "/ui/api/stream", stream=True, timeout=30) for _ in range(3)
+    ]
+    try:
+        for stream in streams:  # each holds its connection's thread
+            assert stream.status_code == 200
+        server = running.server._server  # type: ignore[attr-defined]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(running.url + "/ui/alerts", timeout=30)
+        assert server.refused == 1
+    finally:
+        for stream in streams:
+            stream.close()
+
+    def served() -> bool:  # the streams' threads end once they find their client gone
+        try:
+            return requests.get(running.url + "/ui/alerts", timeout=30).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(served)

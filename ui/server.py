@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from signal import SIGINT, SIGTERM
+from typing import Any
 
 from ui.app import UiApp, UiOptions
 from ui.errors import UsageError
@@ -24,6 +25,32 @@ from ui.views import LocalViews
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 30.0  # a client that stops sending mid-request is dropped
+MAX_CONNECTIONS = 128  # connections served at once (one thread each); beyond, closed at once
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS of them: a flood of connections is
+    refused (closed, counted) instead of growing threads without bound."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 @dataclass
@@ -57,13 +84,12 @@ def build_ui(
 class UiServer:
     def __init__(self, app: UiApp, host: str = "127.0.0.1", port: int = 8766) -> None:
         try:
-            self._server = ThreadingHTTPServer((host, port), _handler(app))
+            self._server = _BoundedServer((host, port), _handler(app))
         except OSError as error:
             raise UsageError(
                 f"cannot listen on {host}:{port}: {error.strerror}",
                 "choose another address with --listen HOST:PORT",
             ) from None
-        self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
