@@ -177,7 +177,11 @@ class UiApp:
             framework = query.get("framework", "")
             if not framework:
                 raise _Reply(400, "framework= is required (see /ui/api/frameworks)")
-            body = self.views.compliance(framework[:64])
+            report = self.views.compliance(framework[:64])
+            # The drill-down shows each rule's tags (the coverage report names the rules).
+            tags = {rule["name"]: rule["tags"] for rule in self.views.rules({})}
+            rules = report.get("rules") or {}
+            body = {**report, "rule_tags": {name: tags.get(name, []) for name in rules}}
         elif name == "responses":
             body = {"responses": self.store.responses()}
         elif name == "rules":

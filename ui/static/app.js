@@ -266,7 +266,9 @@ async function loadCompliance(framework) {
       const rules = c.rules.length ? el("details", {}, el("summary", { text: `${c.rules.length} rules` }),
         el("ul", {}, ...c.rules.map((name) => {
           const ref = report.rules[name] || {};
-          return el("li", {}, el("span", { text: name }), " ", el("small", { text: [ref.priority, ref.source, ref.enabled === false ? "disabled" : ""].filter(Boolean).join(" · ") }));
+          const tags = (report.rule_tags || {})[name] || [];
+          return el("li", {}, el("span", { text: name }), " ", el("small", { text: [ref.priority, ref.source, ref.enabled === false ? "disabled" : ""].filter(Boolean).join(" · ") }),
+            tags.length ? el("div", { class: "tags", text: tags.join(", ") }) : null);
         }))) : "—";
       return [c.id, c.title, rules];
     });
