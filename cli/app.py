@@ -45,6 +45,7 @@ COMMAND_MODULES: list[str] = [
     "cli.commands.follow",
     "cli.commands.bpf",
     "cli.commands.plugin",
+    "cli.commands.ui",
 ]
 
 

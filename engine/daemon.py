@@ -339,6 +339,7 @@ class DaemonOptions:
     follow: Callable[[Reloader, Metrics], Any] | None = None  # returns an object with stop()
     response_rules: str | None = None
     extra_sinks: Sequence[Sink] = ()
+    web_extra: Callable[[Any, str], bool] | None = None  # more routes (engine.web ExtraRoutes)
 
 
 def run_daemon(request: RunRequest, options: DaemonOptions) -> RunStats:
@@ -364,7 +365,9 @@ def run_daemon(request: RunRequest, options: DaemonOptions) -> RunStats:
     stoppers: list[Any] = [pump.start()]
     try:
         if options.web:
-            stoppers.extend(_web(options.web, options.web_required, metrics, reloader))
+            stoppers.extend(
+                _web(options.web, options.web_required, metrics, reloader, options.web_extra)
+            )
         if options.watch_rules:
             watcher = RulesFileWatcher(lambda: reloader.files, reloader.reload)
             stoppers.append(watcher.start())
@@ -407,7 +410,11 @@ def _restore_sighup(previous: Any) -> None:
 
 
 def _web(
-    address: tuple[str, int], required: bool, metrics: Metrics, reloader: Reloader
+    address: tuple[str, int],
+    required: bool,
+    metrics: Metrics,
+    reloader: Reloader,
+    extra: Callable[[Any, str], bool] | None = None,
 ) -> list[Any]:
     """The web server, started; none when the default address is busy (another falconet or
     Falco's own webserver): detection matters more than its endpoints."""
@@ -419,6 +426,7 @@ def _web(
             address[1],
             metrics,
             rules=lambda: reloader.document,
+            extra=extra,
         )
     except WebServerError as error:
         if required:

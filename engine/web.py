@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 RulesProvider = Callable[[], dict[str, Any]]
 HealthProvider = Callable[[], bool]
+# More routes on the same server (`falconet run --ui`): called with the request handler and the
+# method for every path not served here; returns True when it answered.
+ExtraRoutes = Callable[[BaseHTTPRequestHandler, str], bool]
+CORE_PATHS = ("/healthz", "/versions", "/metrics", "/rules")
 
 
 class WebServerError(EngineError):
@@ -56,8 +60,10 @@ class WebServer:
         metrics: Metrics | None = None,
         rules: RulesProvider | None = None,
         healthy: HealthProvider | None = None,
+        extra: ExtraRoutes | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.extra = extra
         self.rules = rules or (lambda: rules_document([], 0))
         self.healthy = healthy or (lambda: True)
         try:
@@ -116,7 +122,18 @@ class WebServer:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("web: " + format, *args)
 
+            def do_POST(self) -> None:
+                if server.extra is None or not server.extra(self, "POST"):
+                    self.send_error(405 if self.path in CORE_PATHS else 404)
+
             def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if (
+                    path not in CORE_PATHS
+                    and server.extra is not None
+                    and server.extra(self, "GET")
+                ):
+                    return
                 try:
                     status, body, content_type = server._respond(self.path.split("?", 1)[0])
                 except Exception as error:  # an endpoint failing must not kill the server

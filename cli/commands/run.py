@@ -12,6 +12,7 @@ from cli.commands import run_sources as live_sources
 from cli.options import RingbufSize, Strength
 
 DEFAULT_WEB = "127.0.0.1:8765"
+REPORT_EVERY = 60.0  # seconds between two --report-to status posts
 SOURCES = (
     "syscall|k8s_audit|aws_cloudtrail|github|okta|gcp_auditlog|keycloak|nomad|json"
     "|a loaded plugin's"
@@ -111,6 +112,22 @@ def run(
         ),
     ] = None,
     no_web: Annotated[bool, typer.Option("--no-web", help="No web endpoints.")] = False,
+    ui: Annotated[
+        bool,
+        typer.Option("--ui", help="Also serve the web UI (/ui/) on the --web address."),
+    ] = False,
+    ui_store: Annotated[
+        str | None,
+        typer.Option("--ui-store", help="--ui alert store: SQLite file or postgresql:// URL."),
+    ] = None,
+    report_to: Annotated[
+        str | None,
+        typer.Option("--report-to", help="POST this node's status to a UI's /ingest/status."),
+    ] = None,
+    report_auth_file: Annotated[
+        str | None,
+        typer.Option("--report-auth-file", help="Credentials for --report-to (token/USER:PW)."),
+    ] = None,
     response: Annotated[
         str | None, typer.Option("--response", help="Response rules file (hot-reloaded).")
     ] = None,
@@ -209,23 +226,55 @@ def run(
     )
     from engine.daemon import DaemonOptions, run_daemon
 
+    if ui and no_web:
+        raise typer.BadParameter("--ui serves on the --web address: drop --no-web")
+    extras = _ui_extras(ui, ui_store, report_to, report_auth_file, rules_files)
     options = DaemonOptions(
-        web=_web_address(web, no_web, replay),
+        web=_web_address(web, no_web, None if ui else replay),
         web_required=web is not None,
-        follow=_follower(follow, every, cron, startup),
+        follow=_follower(follow, every, cron, startup, extras),
         response_rules=response,
+        extra_sinks=extras.sinks if extras else (),
+        web_extra=extras.web_extra if extras else None,
     )
     from engine.drops_monitor import DropsExitError
     from engine.runner import native_plugins
 
-    daemon = options.follow or options.web or response or not replay
+    daemon = options.follow or options.web or response or not replay or extras
     try:
         with native_plugins(request):
             stats = run_daemon(request, options) if daemon else run_detection(request)
     except DropsExitError as error:  # Falco prints its summary before exiting on drops
         _write_summary(error.run_stats, output)
         raise
+    finally:
+        if extras:
+            extras.close()
     _write_summary(stats, output)
+
+
+def _ui_extras(
+    ui: bool,
+    store: str | None,
+    report_to: str | None,
+    report_auth_file: str | None,
+    rules_files: list[str],
+) -> Any:
+    """--ui / --report-to: the UI's routes, sinks and status reporter (ui.run_wiring)."""
+    if not ui and not report_to:
+        return None
+    from cli.context import ENV
+    from ui.run_wiring import run_extras
+
+    return run_extras(
+        ui=ui,
+        store=store,
+        report_to=report_to,
+        report_auth_file=report_auth_file,
+        report_every=REPORT_EVERY,
+        config_path=ENV.config_path,
+        rules_files=rules_files,
+    )
 
 
 def _write_summary(stats: Any, output: str) -> None:
@@ -249,7 +298,11 @@ def _web_address(web: str | None, no_web: bool, replay: str | None) -> tuple[str
 
 
 def _follower(
-    refs: list[str] | None, every: str | None, cron: str | None, startup: str | None
+    refs: list[str] | None,
+    every: str | None,
+    cron: str | None,
+    startup: str | None,
+    extras: Any = None,
 ) -> Callable[[Any, Any], Any] | None:
     """A factory the daemon calls with its Reloader and Metrics: the feed follower, whose updates
     reload the running rules; None when nothing is followed (flags or artifact.follow.refs)."""
@@ -276,6 +329,7 @@ def _follower(
             on_update=reloader.reload,
             on_alert=reloader.refuse_update,
             metrics=metrics,
+            on_tick=extras.follow_log.record if extras else None,
         )
         assert follower is not None  # refs were checked above
         follower.start()
