@@ -233,6 +233,17 @@ class HttpSink(Sink):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SinkError(f"invalid alert URL {url!r}", "use http:// or https://")
+        credentials: dict[str, str] = {}
+        if parts.username is not None:
+            # user:password@ in the URL is basic auth, as curl (Falco's http_output) and
+            # falcosidekick read it; the URL kept for messages carries no password.
+            import base64
+            from urllib.parse import unquote
+
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            credentials["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+            url = parts._replace(netloc=netloc).geturl()
         self.url, self.timeout, self.retries = url, float(timeout), int(retries)
         self._https = parts.scheme == "https"
         self._host = parts.hostname
@@ -241,6 +252,7 @@ class HttpSink(Sink):
         self._headers = {
             "Content-Type": "application/json",
             "User-Agent": "falconet",
+            **credentials,
             **(headers or {}),
         }
         self._context: ssl.SSLContext | None = None

@@ -183,3 +183,14 @@ def test_file_sink_writes_a_batch_as_lines(tmp_path: Path) -> None:
     sink.close()
     rules = [json.loads(line)["rule"] for line in path.read_text().splitlines()]
     assert rules == ["Rule 0", "Rule 1", "Rule 2"]
+
+
+def test_http_sink_takes_basic_auth_from_the_url_and_never_shows_the_password() -> None:
+    import base64
+
+    from engine.sinks import HttpSink
+
+    sink = HttpSink("http://node-1:p%40ss@127.0.0.1:9/ingest")
+    assert "p%40ss" not in sink.url and "p@ss" not in sink.url
+    expected = "Basic " + base64.b64encode(b"node-1:p@ss").decode()
+    assert sink._headers["Authorization"] == expected
