@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import os
 import queue
 import socket
 import ssl
@@ -95,13 +96,34 @@ class StdoutSink(Sink):
     def __init__(self, json_output: bool = False, stream: TextIO | None = None) -> None:
         super().__init__(json_output)
         self.stream = stream or sys.stdout
+        self.closed = False  # the reader went away (`falconet run ... | head`)
 
     def write(self, alert: Alert) -> None:
         self.write_batch([alert])
 
     def write_batch(self, alerts: list[Alert]) -> None:
-        self.stream.write(_lines(alerts, self.json_output))
-        self.stream.flush()
+        if self.closed:
+            return
+        try:
+            self.stream.write(_lines(alerts, self.json_output))
+            self.stream.flush()
+        except BrokenPipeError:
+            # As a shell tool: a closed pipe ends this output quietly (no error per alert);
+            # other sinks and the run go on. Pointing the descriptor at /dev/null keeps the
+            # interpreter's final flush from failing too.
+            self.closed = True
+            self._silence()
+
+    def _silence(self) -> None:
+        try:
+            fileno = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fileno)
+        finally:
+            os.close(devnull)
 
 
 class FileSink(Sink):

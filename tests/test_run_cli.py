@@ -315,3 +315,35 @@ def test_http_gets_json_alerts_while_stdout_and_program_get_text(
     assert [p["output"] for p in posted] == text and len(text) == 4
     assert all(p["rule"] == "open_from_cat" for p in posted)
     assert piped.read_text().splitlines() == text
+
+
+def test_a_closed_stdout_pipe_ends_the_output_quietly(tmp_path: Path, falconet_home: Path) -> None:
+    """`falconet run ... | head -1`: the reader goes away after one line; no error per alert."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "- rule: Any create\n  desc: d\n  condition: ka.verb=create\n"
+        "  output: created (user=%ka.user.name)\n  priority: WARNING\n  source: k8s_audit\n"
+    )
+    event = {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a", "level": "Request",
+        "stage": "ResponseComplete", "verb": "create", "user": {"username": "u"},
+        "objectRef": {"resource": "pods", "namespace": "n", "name": "p"},
+        "stageTimestamp": "2026-12-08T00:00:00.000000Z",
+    }  # fmt: skip
+    events = tmp_path / "events.json"
+    events.write_text("\n".join(json.dumps({**event, "auditID": str(i)}) for i in range(5000)))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FALCONET_HOME": str(falconet_home)}
+    command = [sys.executable, "-m", "cli", "run", "--source", "k8s_audit", "--replay",
+               str(events), "-r", str(rules)]  # fmt: skip
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()  # as `head -1` exits
+        stderr = process.stderr.read().decode()
+        status = process.wait(timeout=120)
+    assert b"created (user=u)" in first
+    assert status == 0, stderr
+    assert "Broken pipe" not in stderr and "error" not in stderr.lower()
+    assert "Events detected: 5000" in stderr  # the run went to its end, summary on stderr
