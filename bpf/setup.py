@@ -223,6 +223,17 @@ def run_checks(repair: bool = True) -> list[Check]:
     ]
 
 
+def check_privileges() -> None:
+    """The checks a user without privileges fails, alone (no repair, no bcc import): cheap
+    enough to run before any other work of a live run."""
+    for check in (check_capabilities(), check_bpf_permitted()):
+        if not check.ok:
+            raise BpfRequirementError(
+                f"{check.name}: {check.detail}: live capture is not possible",
+                hint=f"{check.fix}; or replay a capture instead: falconet run --replay FILE",
+            )
+
+
 def ensure_ready() -> ModuleType:
     """Repair what can be repaired and return bcc, or raise with the first blocking fix."""
     for check in run_checks(repair=True):

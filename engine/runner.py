@@ -474,6 +474,14 @@ def _plugin_source(source: str) -> Any:
     return plugins.by_source(source) if plugins is not None else None
 
 
+def live_preflight() -> None:
+    """The privileges live capture needs, checked before any other work of a live run
+    (installing the default feed, opening web endpoints): raises the bpf requirement error."""
+    from bpf.setup import check_privileges
+
+    check_privileges()
+
+
 def choose_source(requested: str | None, rule_sources: Iterable[str]) -> str:
     """The source asked for; else the only source the rules are written for; else syscall."""
     if requested:

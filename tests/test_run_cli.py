@@ -156,6 +156,24 @@ def test_live_syscall_capture_without_privileges_is_refused_with_a_hint(
     assert done.returncode == 7
     assert "error: capabilities" in done.stderr
     assert "hint: run as root, or grant CAP_BPF" in done.stderr
+    assert "falconet run --replay FILE" in done.stderr
+
+
+def test_the_main_job_without_privileges_fails_before_any_work(tmp_path: Path) -> None:
+    """`falconet run` (install the default feed, then capture live): an unprivileged user is
+    told what is missing before anything is installed or any endpoint opened."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run the command as an unprivileged user")
+    home = Path("/tmp/falconet-nobody")
+    shutil.rmtree(home, ignore_errors=True)
+    done = _run_unprivileged(setpriv, ["run", "--web", "127.0.0.1:0"])
+    assert done.returncode == 7, done.stderr
+    assert "capabilities" in done.stderr and "--replay" in done.stderr
+    assert "installing" not in done.stderr
+    assert not (home / "rules").exists()  # nothing installed
 
 
 def _run_unprivileged(setpriv: str, args: list[str]) -> Any:

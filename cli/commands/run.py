@@ -183,8 +183,11 @@ def run(
     plugin_configs, load_plugins, plugins_dir = plugin_settings(config, plugin)
     connector = connector_for(config, source, replay, listen)
     live = None if replay or listen or connector else live_options(config)
-    from engine.runner import RunRequest, Selection
+    from engine.runner import RunRequest, Selection, live_preflight
     from engine.runner import run as run_detection
+
+    if live is not None and not load_plugins and (source == "syscall" or not (source or rules)):
+        live_preflight()  # before installing feeds or opening web endpoints
 
     rules_files = rules or _installed_rules()
     only_rules = _compliance_selection(
