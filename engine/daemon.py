@@ -257,6 +257,10 @@ class MetricsPump:
     def attach(self, detector: Detector, outputs: OutputQueue) -> None:
         self.detector, self.outputs = detector, outputs
 
+    def source_open(self) -> bool:
+        """/healthz: ok once the run's input is open (the probe attached, a listener up)."""
+        return self.detector is not None and self.detector.stats.source_open
+
     def pump(self) -> None:
         if self.detector is None or self.outputs is None:
             return
@@ -366,7 +370,14 @@ def run_daemon(request: RunRequest, options: DaemonOptions) -> RunStats:
     try:
         if options.web:
             stoppers.extend(
-                _web(options.web, options.web_required, metrics, reloader, options.web_extra)
+                _web(
+                    options.web,
+                    options.web_required,
+                    metrics,
+                    reloader,
+                    options.web_extra,
+                    healthy=pump.source_open,
+                )
             )
         if options.watch_rules:
             watcher = RulesFileWatcher(lambda: reloader.files, reloader.reload)
@@ -415,6 +426,7 @@ def _web(
     metrics: Metrics,
     reloader: Reloader,
     extra: Callable[[Any, str], bool] | None = None,
+    healthy: Callable[[], bool] | None = None,
 ) -> list[Any]:
     """The web server, started; none when the default address is busy (another falconet or
     Falco's own webserver): detection matters more than its endpoints."""
@@ -426,6 +438,7 @@ def _web(
             address[1],
             metrics,
             rules=lambda: reloader.document,
+            healthy=healthy,
             extra=extra,
         )
     except WebServerError as error:

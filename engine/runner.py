@@ -188,6 +188,9 @@ class RunStats:
     capture_now: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
     # syscall source: the state tracker's counters (evictions of full thread/fd tables), live
     state: StateCounters | None = field(default=None, repr=False)
+    # The input is open (the probe attached, the listener listening, the replay started):
+    # /healthz says ok only from then on, so a pod is ready only once it detects.
+    source_open: bool = field(default=False, repr=False)
 
     @property
     def events(self) -> int:
@@ -635,6 +638,7 @@ def run(
     started = time.perf_counter()
     try:
         if request.replay:
+            detector.stats.source_open = True
             _replay(detector, source, request.replay, swappable, monitor, tracker)
         elif request.connector is not None:
             _connect(request.connector, detector, outputs, formatter.hostname, signals.stop)
@@ -707,6 +711,7 @@ def _connect(
     from engine.sinks import internal_alert
 
     source = connector.source
+    detector.stats.source_open = True  # the connector reconnects on its own from here
 
     def deliver(events: list[Any]) -> None:
         detector.process_batch(events, source)
@@ -728,6 +733,7 @@ def _plugin_stream(detector: Detector, source: str, stop: threading.Event) -> No
     assert plugins is not None
     owner = plugins.by_source(source)
     with PluginStream(owner, plugins, stop) as stream:
+        detector.stats.source_open = True
         detector.process(stream.events(), source)
     log.info("plugin %s: %s", owner.name, stream.stats)
 
@@ -773,6 +779,7 @@ def _live(
             yield event
 
     with live:
+        detector.stats.source_open = True  # the probe is attached
         detector.stats.capture_now = capture_now
         try:
             detector.process(events(), SYSCALL)
@@ -814,6 +821,7 @@ def _serve(
         server = k8s_audit_webhook(request.listen, deliver, limits=request.webhook_limits)
     reporter = WebhookDropReporter(detector)
     with server:  # the server logs the URL it listens on
+        detector.stats.source_open = True
         try:
             while not stop.wait(0.5):
                 detector.stats.webhook = server.stats.as_json()

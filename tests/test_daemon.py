@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,15 @@ def _rule(name: str, output: str) -> str:
     )
 
 
+def _healthz(web: str) -> int:
+    """The status of /healthz: 503 until the run's input is open, then 200."""
+    try:
+        with urllib.request.urlopen(f"{web}/healthz", timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
@@ -51,7 +61,7 @@ class Daemon:
         # Port 0 and the addresses the daemon logs: no port can be taken between choice and bind.
         announced = self._announced("listening on", "web endpoints on")
         self.hook, self.web = announced["listening on"], announced["web endpoints on"]
-        wait_for(lambda: "ok" in _get(f"{self.web}/healthz"))
+        wait_for(lambda: _healthz(self.web) == 200)
 
     def _announced(self, *what: str) -> dict[str, str]:
         """The URLs of the stderr lines naming each of `what` (the daemon logs them at start)."""

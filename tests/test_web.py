@@ -149,3 +149,24 @@ def test_falcos_metric_families_as_falcos_dashboard_reads_them(web: WebServer) -
                      "falcosecurity_falco_start_timestamp_nanoseconds"):  # fmt: skip
         assert expected in names, expected
     assert 0 < series[("falcosecurity_falco_memory_rss_bytes", ())] < 4 << 30
+
+
+def test_healthz_is_503_until_the_source_is_open(tmp_path: Path) -> None:
+    """A live run's /healthz (the chart's startup probe) says ok only once the input is open."""
+    from engine.daemon import MetricsPump
+    from engine.runner import RunStats
+
+    class _Detector:
+        stats = RunStats()
+
+    pump = MetricsPump(Metrics())
+    server = WebServer("127.0.0.1", 0, healthy=pump.source_open).start()
+    try:
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 503
+        detector = _Detector()
+        pump.attach(detector, None)  # type: ignore[arg-type]
+        assert requests.get(f"{server.url}/healthz", timeout=5).status_code == 503
+        detector.stats.source_open = True
+        assert requests.get(f"{server.url}/healthz", timeout=5).json() == {"status": "ok"}
+    finally:
+        server.stop()
