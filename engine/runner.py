@@ -477,6 +477,26 @@ def _plugin_source(source: str) -> Any:
     return plugins.by_source(source) if plugins is not None else None
 
 
+def check_run_options(min_priority: str, listen: str | None) -> None:
+    """Option values a run would only reach after installing feeds or opening endpoints,
+    checked first: a typo costs nothing and leaves nothing behind."""
+    from engine.ruleset import PRIORITIES, RulesSelectionError, parse_priority
+
+    if parse_priority(min_priority) is None:
+        raise RulesSelectionError(
+            f"--min-priority: unknown priority {min_priority!r}",
+            hint="use one of: " + ", ".join(PRIORITIES),
+        )
+    if listen is not None:
+        from engine.sources.errors import SourceError
+        from engine.sources.webhooks import parse_listen
+
+        try:
+            parse_listen(listen)
+        except SourceError as error:  # an option's value: a usage error
+            raise RunUsageError(f"--listen: {error}", hint=error.hint) from error
+
+
 def live_preflight() -> None:
     """The privileges live capture needs, checked before any other work of a live run
     (installing the default feed, opening web endpoints): raises the bpf requirement error."""

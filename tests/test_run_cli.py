@@ -365,3 +365,23 @@ def test_a_closed_stdout_pipe_ends_the_output_quietly(tmp_path: Path, falconet_h
     assert status == 0, stderr
     assert "Broken pipe" not in stderr and "error" not in stderr.lower()
     assert "Events detected: 5000" in stderr  # the run went to its end, summary on stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--min-priority", "bogus"], "unknown priority 'bogus'"),
+        (["--source", "k8s_audit", "--listen", "bogus"], "invalid listen address 'bogus'"),
+        (["--web", "nonsense"], "is not HOST:PORT"),
+        (["--log-format", "xml"], "text|json|color"),
+    ],
+)
+def test_option_values_are_checked_before_any_work(
+    run_cli: Any, falconet_home: Path, args: list[str], message: str
+) -> None:
+    """No rules installed, no endpoint opened, for a value the run would refuse later."""
+    done = run_cli("run", *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert not (falconet_home / "rules").exists()
+    assert "web endpoints on" not in done.stderr

@@ -183,9 +183,11 @@ def run(
     plugin_configs, load_plugins, plugins_dir = plugin_settings(config, plugin)
     connector = connector_for(config, source, replay, listen)
     live = None if replay or listen or connector else live_options(config)
-    from engine.runner import RunRequest, Selection, live_preflight
+    from engine.runner import RunRequest, Selection, check_run_options, live_preflight
     from engine.runner import run as run_detection
 
+    check_run_options(min_priority, listen)
+    web_address = _web_address(web, no_web, None if ui else replay)
     if live is not None and not load_plugins and (source == "syscall" or not (source or rules)):
         live_preflight()  # before installing feeds or opening web endpoints
 
@@ -233,7 +235,7 @@ def run(
         raise typer.BadParameter("--ui serves on the --web address: drop --no-web")
     extras = _ui_extras(ui, ui_store, report_to, report_auth_file, rules_files)
     options = DaemonOptions(
-        web=_web_address(web, no_web, None if ui else replay),
+        web=web_address,
         web_required=web is not None,
         follow=_follower(follow, every, cron, startup, extras),
         response_rules=response,
