@@ -24,3 +24,5 @@ mkdir "$context/wheels"
 "$python" -m pip wheel --quiet -w "$context/wheels" . 2> >(grep -v 'is ignored: it is neither' >&2) >/dev/null
 cp deploy/image/Containerfile "$context/"
 podman build --quiet --network=host --build-arg BASE="$base" -t "localhost/falconet:$tag" "$context"
+# A rebuild leaves the previous image untagged: drop those (hundreds of MB each).
+podman image prune -f >/dev/null
