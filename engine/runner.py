@@ -101,6 +101,9 @@ class Selection:
     matching: Matching = "first"
     # Exactly these rules (a compliance selection, falconet's `rules:` fragment); then the rest.
     only_rules: Sequence[str] = ()
+    # falco.yaml's `rules:` enable/disable entries, applied first and in order (as Falco
+    # applies its configuration's selection before the command line's -t/-T/-D).
+    config_steps: Sequence[SelectionStep] = ()
 
     def steps(self) -> list[SelectionStep]:
         if self.tags and (self.disable_tags or self.disable_rules):
@@ -109,7 +112,7 @@ class Selection:
                 "--tag cannot be combined with --disable-tag or --disable-rule",
                 hint="select with --tag alone, or disable with --disable-tag/--disable-rule",
             )
-        steps = []
+        steps = list(self.config_steps)
         if self.only_rules:
             steps.append(SelectionStep(enable=False, rule="*"))
             steps += [SelectionStep(enable=True, rule=name) for name in self.only_rules]
