@@ -333,3 +333,73 @@ def test_outputs_and_services_map_to_sinks(setup: dict) -> None:
     assert settings.settings["base_syscalls.custom_set"] == ["openat"]
     assert "web" not in read_falco_config(falco, replay=True).options
     assert settings.sink_specs({"output_http"}) == [program]
+
+
+def test_http_output_with_mtls_and_compression(run_cli: Any, setup: dict) -> None:
+    """http_output as falcosidekick users set it: a real TLS server on loopback that requires
+    a client certificate, the CA from ca_cert, gzip bodies and Falco's user agent."""
+    import gzip
+    import ssl
+
+    from tests.support.certificates import TestCA
+    from tests.support.http_server import StaticServer
+
+    ca = TestCA(setup["dir"] / "pki")
+    client_cert, client_key = ca.issue_client()
+    server = StaticServer().start()
+    assert server._server is not None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca.ca_cert))
+    context.load_cert_chain(ca.server_cert, ca.server_key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+    port = server._server.server_address[1]
+    falco = _falco_yaml(setup, priority="warning")
+    text = falco.read_text()
+    start, end = text.index("http_output:\n"), text.index("program_output:\n")
+    text = (
+        text[:start]
+        + (
+            "http_output:\n  enabled: true\n"
+            f"  url: https://127.0.0.1:{port}/falco\n  user_agent: falcosecurity/falco\n"
+            f"  ca_cert: {ca.ca_cert}\n  mtls: true\n"
+            f"  client_cert: {client_cert}\n  client_key: {client_key}\n"
+            "  compress_uploads: true\n  keep_alive: false\n"
+        )
+        + text[end:]
+    )
+    falco.write_text(text)
+    try:
+        done = _run(run_cli, setup, falco)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    (request,) = server.requests
+    assert request.path == "/falco" and request.headers["User-Agent"] == "falcosecurity/falco"
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(request.body))["rule"] == "Pod created"
+    assert "http_output.keep_alive: ignored" in done.stderr
+
+
+def test_program_output_without_keep_alive_starts_one_program_per_alert(
+    run_cli: Any, setup: dict
+) -> None:
+    out = setup["dir"] / "program.txt"
+    falco = _falco_yaml(setup, json_output="true")
+    text = falco.read_text()
+    start, end = text.index("program_output:\n"), text.index("webserver:\n")
+    program = f"cat >> {out}; echo end >> {out}"
+    text = (
+        text[:start]
+        + (f"program_output:\n  enabled: true\n  keep_alive: false\n  program: '{program}'\n")
+        + text[end:]
+    )
+    falco.write_text(text.replace("stdout_output:\n  enabled: true", "stdout_output: {}"))
+    done = _run(run_cli, setup, falco)
+    assert done.returncode == 0, done.stderr
+    lines = out.read_text().splitlines()
+    assert lines[1::2] == ["end"] * 3  # one program run per alert
+    assert [json.loads(line)["rule"] for line in lines[0::2]] == [
+        "Pod created",
+        "Pod deleted",
+        "Configmap created",
+    ]
