@@ -335,6 +335,11 @@ def _rules(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Path
     if files is not None:
         # Missing entries are skipped, as Falco does; directories give their .yaml/.yml files.
         out.options["rules"] = [str(f) for f in files if Path(str(f)).exists()]
+        out.ignored += [
+            f"{main}: rules_files: {f} is absent: skipped"
+            for f in files
+            if not Path(str(f)).exists()
+        ]
     for index, entry in enumerate(typed("rules", list, [])):
         where = f"{main}: rules[{index}]"
         if (

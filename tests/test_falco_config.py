@@ -278,6 +278,31 @@ def test_config_d_next_to_the_file_without_config_files(setup: dict) -> None:
     # append strategy: the fragment's rules_files follow the main file's; absent ones skipped
     assert settings.options["rules"] == [str(setup["rules"])]
     assert settings.options["output"] == "json"
+    assert f"{falco}: rules_files: /nonexistent/rules.yaml is absent: skipped" in settings.ignored
+
+
+def test_rules_file_singular_grpc_and_conflicts(setup: dict) -> None:
+    falco = setup["dir"] / "old.yaml"
+    falco.write_text(
+        f"config_files: []\nrules_file: [{setup['rules']}]\n"
+        "grpc: {enabled: false}\ngrpc_output: {enabled: false}\n"
+    )
+    settings = read_falco_config(falco)
+    assert settings.options["rules"] == [str(setup["rules"])]
+    assert f"{falco}: grpc: ignored (no effect in falconet)" in settings.ignored
+    assert f"{falco}: grpc_output: ignored (no effect in falconet)" in settings.ignored
+    falco.write_text(f"rules_file: [{setup['rules']}]\nrules_files: []\n")
+    with pytest.raises(ConfigError, match="both rules_files and rules_file"):
+        read_falco_config(falco)
+    falco.write_text("rules:\n  - enable: {rule: a, tag: b}\n")
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.enable"):
+        read_falco_config(falco)
+    falco.write_text("priority: loud\n")
+    with pytest.raises(ConfigError, match="priority: Unknown priority 'loud'"):
+        read_falco_config(falco)
+    falco.write_text("json_output: yes please\n")
+    with pytest.raises(ConfigError, match="json_output: must be a bool"):
+        read_falco_config(falco)
 
 
 def test_misspelt_keys_exit_2_with_a_suggestion(run_cli: Any, setup: dict) -> None:
