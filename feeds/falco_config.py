@@ -342,30 +342,20 @@ def _rules(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Path
         ]
     for index, entry in enumerate(typed("rules", list, [])):
         where = f"{main}: rules[{index}]"
-        if (
-            not isinstance(entry, dict)
-            or len(entry) != 1
-            or next(iter(entry))
-            not in (
-                "enable",
-                "disable",
-            )
-        ):
-            raise ConfigError(f"{where}: must be one of enable: or disable:", "see falco.yaml")
-        action, target = next(iter(entry.items()))
-        if (
-            not isinstance(target, dict)
-            or len(target) != 1
-            or next(iter(target))
-            not in (
-                "rule",
-                "tag",
-            )
-        ):
-            raise ConfigError(f"{where}.{action}: must be rule: NAME or tag: TAG", "one of each")
-        kind, name = next(iter(target.items()))
-        step = SelectionStep(enable=action == "enable", **{kind: str(name)})
-        out.steps.append(step)
+        action, target = _single(entry, ("enable", "disable"), where)
+        kind, name = _single(target, ("rule", "tag"), f"{where}.{action}")
+        out.steps.append(SelectionStep(enable=action == "enable", **{kind: str(name)}))
+
+
+def _single(entry: Any, keys: tuple[str, str], where: str) -> tuple[str, Any]:
+    """The one `key: value` of a `rules:` entry or of its enable/disable mapping."""
+    if not isinstance(entry, dict) or len(entry) != 1 or next(iter(entry)) not in keys:
+        raise ConfigError(
+            f"{where}: must be a mapping with one of {' or '.join(keys)}",
+            "e.g. - disable: {tag: network}",
+        )
+    key, value = next(iter(entry.items()))
+    return key, value
 
 
 def _outputs(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Path) -> None:
