@@ -4,8 +4,15 @@ fragments, driving replays of k8s audit events."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import re
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +20,11 @@ import pytest
 
 from feeds.errors import ConfigError
 from feeds.falco_config import read_falco_config
+from tests.conftest import REPO_ROOT
+from tests.support.certificates import TestCA
+from tests.support.http_server import StaticServer
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 RULES = """
 - rule: Pod created
@@ -363,12 +375,6 @@ def test_outputs_and_services_map_to_sinks(setup: dict) -> None:
 def test_http_output_with_mtls_and_compression(run_cli: Any, setup: dict) -> None:
     """http_output as falcosidekick users set it: a real TLS server on loopback that requires
     a client certificate, the CA from ca_cert, gzip bodies and Falco's user agent."""
-    import gzip
-    import ssl
-
-    from tests.support.certificates import TestCA
-    from tests.support.http_server import StaticServer
-
     ca = TestCA(setup["dir"] / "pki")
     client_cert, client_key = ca.issue_client()
     server = StaticServer().start()
@@ -428,3 +434,58 @@ def test_program_output_without_keep_alive_starts_one_program_per_alert(
         "Pod deleted",
         "Configmap created",
     ]
+
+
+def test_webserver_of_a_live_run_follows_falco_yaml(falconet_home: Path, setup: dict) -> None:
+    """A live k8s audit webhook run: falco.yaml's webserver address serves /healthz; alerts as
+    falco.yaml's json_output says; SIGTERM ends it."""
+    port = free_port()
+    falco = setup["dir"] / "live.yaml"
+    falco.write_text(
+        f"config_files: []\nrules_files: [{setup['rules']}]\njson_output: true\n"
+        "syslog_output: {enabled: false}\n"
+        f"webserver: {{enabled: true, listen_address: 127.0.0.1, listen_port: {port}}}\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), FALCONET_HOME=str(falconet_home))
+    command = [sys.executable, "-m", "cli", "run", "--falco-config", str(falco),
+               "--source", "k8s_audit", "--listen", "127.0.0.1:0"]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stderr is not None
+        line = ""
+        for line in process.stderr:  # log lines come first; the process writes or exits
+            if "listening on" in line:
+                break
+        assert "listening on http://127.0.0.1:" in line, line
+        url = line.split()[-1]
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=30)
+        body = json.dumps(
+            {
+                "kind": "EventList",
+                "apiVersion": "audit.k8s.io/v1",
+                "items": [_event("create", "pods", 1)],
+            }
+        ).encode()
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert _rules_fired(stdout) == ["Pod created"]
