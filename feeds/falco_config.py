@@ -14,6 +14,7 @@ size-capped and alias-expansion-checked (engine.yamlfile.safe_load).
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +204,51 @@ def _load(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping", "see Falco's falco.yaml")
-    return data
+    return {key: _with_env(value) for key, value in data.items()}
+
+
+def _with_env(value: Any) -> Any:
+    """Falco resolves `${VAR}` in every scalar of its configuration when loading it (and
+    `$${...}` to a literal `${...}`); the result is then read with the key's type."""
+    if isinstance(value, dict):
+        return {key: _with_env(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_env(item) for item in value]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+    expanded = expand_env(value)
+    if expanded == value:
+        return value
+    try:  # `enabled: ${FLAG}` with FLAG=true is a boolean, as yaml-cpp reads it
+        typed = yaml.safe_load(expanded) if "\n" not in expanded else expanded
+    except yaml.YAMLError:
+        return expanded
+    return typed if isinstance(typed, bool | int | float) else expanded
+
+
+def expand_env(text: str) -> str:
+    """Falco's `${VAR}` substitution: unset variables become empty; `$${` is a literal `${`;
+    a `$` followed by neither ends the scan, as in Falco. Substituted text is not scanned
+    again (Falco's would loop forever on VAR='${VAR}')."""
+    position = text.find("$")
+    while position != -1:
+        rest = text[position:]
+        if rest.startswith("${"):
+            end = rest.find("}")
+            if end == -1:
+                break
+            value = os.environ.get(rest[2:end], "")
+            text = text[:position] + value + text[position + end + 1 :]
+            position += len(value)
+        elif rest.startswith("$${"):
+            if "}" not in rest:
+                break
+            text = text[:position] + text[position + 1 :]
+            position += 2
+        else:
+            break
+        position = text.find("$", position)
+    return text
 
 
 def _fragments(main: Path, entries: Any) -> list[tuple[Path, str]]:

@@ -489,3 +489,24 @@ def test_webserver_of_a_live_run_follows_falco_yaml(falconet_home: Path, setup: 
             process.wait()
     assert process.returncode == 0, stderr
     assert _rules_fired(stdout) == ["Pod created"]
+
+
+def test_environment_variables_are_resolved_as_falco_does(
+    setup: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from feeds.falco_config import expand_env
+
+    monkeypatch.setenv("FC_JSON", "true")
+    monkeypatch.setenv("FC_DIR", str(setup["dir"]))
+    monkeypatch.setenv("FC_LOOP", "${FC_LOOP}")
+    monkeypatch.delenv("FC_UNSET", raising=False)
+    assert expand_env("a${FC_UNSET}b $${HOME} ${FC_LOOP}") == "ab ${HOME} ${FC_LOOP}"
+    assert expand_env("cost $5 ${FC_JSON}") == "cost $5 ${FC_JSON}"  # a bare $ ends the scan
+    falco = setup["dir"] / "env.yaml"
+    falco.write_text(
+        "config_files: []\njson_output: ${FC_JSON}\n"
+        "file_output: {enabled: true, filename: '${FC_DIR}/alerts.json'}\n"
+    )
+    settings = read_falco_config(falco)
+    assert settings.options["output"] == "json"
+    assert settings.sinks[0]["path"] == f"{setup['dir']}/alerts.json"
