@@ -10,6 +10,7 @@ reference assignment (`RulesetSwitch.swap`): no event is lost or evaluated twice
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -104,6 +105,8 @@ class Selection:
     # falco.yaml's `rules:` enable/disable entries, applied first and in order (as Falco
     # applies its configuration's selection before the command line's -t/-T/-D).
     config_steps: Sequence[SelectionStep] = ()
+    # falco.yaml's append_output entries (engine.append_output.AppendOutput)
+    append_output: Sequence[Any] = ()
 
     def steps(self) -> list[SelectionStep]:
         if self.tags and (self.disable_tags or self.disable_rules):
@@ -166,6 +169,11 @@ def load_rulesets(
     else:
         loaded = load_rules_files(files, cache_dir=cache_dir)
     check_requirements(loaded)
+    if selection.append_output:
+        from engine.append_output import with_appended_output
+
+        rules = with_appended_output(loaded.rules, selection.append_output)
+        loaded = dataclasses.replace(loaded, rules=rules)
     rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
     return loaded, rulesets
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from engine.append_output import AppendOutput
 from engine.output import JsonOptions, Priority
 from engine.ruleset import SelectionStep
 from engine.yamlfile import safe_load
@@ -142,6 +143,12 @@ class FalcoRunSettings:
     settings: dict[str, Any] = field(default_factory=dict)  # feeds.config keys
     watch: bool = True
     ignored: list[str] = field(default_factory=list)
+    appends: list[AppendOutput] = field(default_factory=list)  # append_output
+
+    @property
+    def selection(self) -> dict[str, Any]:
+        """engine.runner.Selection fields: the `rules:` steps and append_output."""
+        return {"config_steps": tuple(self.steps), "append_output": tuple(self.appends)}
 
     def pick(self, name: str, current: Any, given: set[str]) -> Any:
         """An option's value: the command line's when given there, else falco.yaml's."""
@@ -447,9 +454,42 @@ def _outputs(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Pa
         for key in ("echo", "keep_alive", "max_consecutive_timeouts"):
             if typed(f"http_output.{key}", (bool, int)) is not None:
                 out.ignored.append(f"{main}: http_output.{key}: ignored (no effect in falconet)")
-    appends = typed("append_output", list, [])
-    if any(not (isinstance(a, dict) and set(a) <= {"suggested_output"}) for a in appends):
-        out.ignored.append(f"{main}: append_output: ignored (not implemented in falconet)")
+    for index, entry in enumerate(typed("append_output", list, [])):
+        appended = _append_entry(entry, f"{main}: append_output[{index}]")
+        if appended is not None:
+            out.appends.append(appended)
+
+
+def _append_entry(entry: Any, where: str) -> AppendOutput | None:
+    """One append_output entry (Falco's schema); None when it only sets suggested_output
+    (fields plugins suggest: none in falconet's built-in sources)."""
+    keys = ("match", "extra_output", "extra_fields", "suggested_output")
+    if not isinstance(entry, dict) or not set(entry) <= set(keys):
+        raise ConfigError(f"{where}: a mapping of {', '.join(keys)}", "see falco.yaml")
+    match = entry.get("match") or {}
+    if not isinstance(match, dict) or not set(match) <= {"source", "tags", "rule"}:
+        raise ConfigError(f"{where}.match: a mapping of source, tags, rule", "see falco.yaml")
+    tags = match.get("tags") or []
+    extra_output = entry.get("extra_output") or ""
+    fields: list[tuple[str, str]] = []
+    for item in entry.get("extra_fields") or []:
+        if isinstance(item, str):
+            fields.append((item, "%" + item))
+        elif isinstance(item, dict) and all(isinstance(v, str) for v in item.values()):
+            fields += [(str(name), value) for name, value in item.items()]
+        else:
+            raise ConfigError(f"{where}.extra_fields: {item!r}", "a field name or NAME: FORMAT")
+    if not isinstance(tags, list) or not isinstance(extra_output, str):
+        raise ConfigError(f"{where}: match.tags is a list, extra_output a string", "see falco.yaml")
+    if not extra_output and not fields:
+        return None
+    return AppendOutput(
+        source=None if match.get("source") is None else str(match["source"]),
+        rule=None if match.get("rule") is None else str(match["rule"]),
+        tags=tuple(str(t) for t in tags),
+        extra_output=extra_output,
+        extra_fields=tuple(fields),
+    )
 
 
 def _services(

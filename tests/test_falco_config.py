@@ -174,10 +174,12 @@ def _falco_yaml(setup: dict[str, Path], extra: str = "", **replace: str) -> Path
     return path
 
 
-def _run(run_cli: Any, setup: dict[str, Path], falco: Path, *args: str) -> Any:
+def _run(
+    run_cli: Any, setup: dict[str, Path], falco: Path, *args: str, env: dict | None = None
+) -> Any:
     return run_cli(
         "run", "--falco-config", str(falco), "--replay", str(setup["events"]),
-        "--source", "k8s_audit", *args,
+        "--source", "k8s_audit", *args, env=env,
     )  # fmt: skip
 
 
@@ -510,3 +512,41 @@ def test_environment_variables_are_resolved_as_falco_does(
     settings = read_falco_config(falco)
     assert settings.options["output"] == "json"
     assert settings.sinks[0]["path"] == f"{setup['dir']}/alerts.json"
+
+
+def test_append_output_by_tag_rule_and_source(run_cli: Any, setup: dict) -> None:
+    extra = """append_output:
+  - suggested_output: true
+  - match:
+      tags: [k8s, pods]
+    extra_output: "in %ka.target.namespace"
+    extra_fields:
+      - team: "${FC_TEAM}"
+      - ka.verb
+  - match:
+      source: k8s_audit
+      rule: Configmap created
+    extra_output: "(cm)"
+  - match:
+      source: syscall
+    extra_output: "never"
+"""
+    falco = _falco_yaml(setup, json_output="true")
+    text = falco.read_text().replace("append_output:\n  - suggested_output: true\n", extra)
+    falco.write_text(text)
+    done = _run(run_cli, setup, falco, env={"FC_TEAM": "blue"})
+    assert done.returncode == 0, done.stderr
+    alerts = [json.loads(line) for line in done.stdout.splitlines()]
+    created, deleted, configmap = alerts
+    assert created["output"].endswith("pod created (user=alice) in n")
+    assert created["output_fields"]["team"] == "blue"
+    assert created["output_fields"]["ka.verb"] == "create"
+    assert deleted["output"].endswith("pod deleted (user=alice)")
+    assert "team" not in deleted["output_fields"]
+    assert configmap["output"].endswith("configmap created (user=alice) (cm)")
+    bad = text.replace('extra_output: "(cm)"', 'extra_output: "%ka.nosuchfield"')
+    falco.write_text(bad)
+    refused = _run(run_cli, setup, falco)
+    assert (
+        refused.returncode == 2 and "append_output for rule 'Configmap created'" in refused.stderr
+    )

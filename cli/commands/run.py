@@ -234,7 +234,7 @@ def run(
             min_priority=min_priority,
             matching=rule_matching,  # type: ignore[arg-type]  # checked by the ruleset
             only_rules=tuple(only_rules or ()),
-            config_steps=tuple(falco.steps if falco else ()),
+            **(falco.selection if falco else {}),
         ),
         outputs=_sink_specs(
             output_file, output_http, output_program, output_syslog, http_output_options(config)
