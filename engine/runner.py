@@ -102,8 +102,8 @@ class Selection:
     matching: Matching = "first"
     # Exactly these rules (a compliance selection, falconet's `rules:` fragment); then the rest.
     only_rules: Sequence[str] = ()
-    # falco.yaml's `rules:` enable/disable entries, applied first and in order (as Falco
-    # applies its configuration's selection before the command line's -t/-T/-D).
+    # falco.yaml's `rules:` enable/disable entries, in order: after only_rules (what the rules
+    # files enable), before the command line's -t/-T/-D, as Falco applies them.
     config_steps: Sequence[SelectionStep] = ()
     # falco.yaml's append_output entries (engine.append_output.AppendOutput)
     append_output: Sequence[Any] = ()
@@ -115,10 +115,11 @@ class Selection:
                 "--tag cannot be combined with --disable-tag or --disable-rule",
                 hint="select with --tag alone, or disable with --disable-tag/--disable-rule",
             )
-        steps = list(self.config_steps)
+        steps = []
         if self.only_rules:
             steps.append(SelectionStep(enable=False, rule="*"))
             steps += [SelectionStep(enable=True, rule=name) for name in self.only_rules]
+        steps += self.config_steps
         if self.tags:
             # falco -t: every rule off, then the rules carrying any of the tags on.
             steps.append(SelectionStep(enable=False, rule="*"))
