@@ -144,6 +144,7 @@ class FalcoRunSettings:
     watch: bool = True
     ignored: list[str] = field(default_factory=list)
     appends: list[AppendOutput] = field(default_factory=list)  # append_output
+    origins: dict[str, str] = field(default_factory=dict)  # top-level key -> file that set it
 
     @property
     def selection(self) -> dict[str, Any]:
@@ -158,6 +159,10 @@ class FalcoRunSettings:
         """falco.yaml's outputs, less those an explicit --output-* flag replaces."""
         return [s for s in self.sinks if f"output_{s['type']}" not in given]
 
+    def where(self, key: str) -> str:
+        """The file that set a key (its top-level part): the main file or a fragment."""
+        return self.origins.get(key.split(".", 1)[0].split("[", 1)[0], str(self.path))
+
     def layered(self, config: Config) -> Config:
         return with_file_values(config, self.settings, self.path)
 
@@ -167,6 +172,7 @@ def read_falco_config(path: str | Path, replay: bool = False) -> FalcoRunSetting
     `replay`: Falco starts no webserver for a capture file, and neither does this."""
     main = Path(path)
     merged = _load(main)
+    origins = dict.fromkeys(merged, str(main))
     files = [str(main)]
     for fragment, strategy in _fragments(main, merged.get("config_files")):
         values = _load(fragment)
@@ -176,14 +182,14 @@ def read_falco_config(path: str | Path, replay: bool = False) -> FalcoRunSetting
                 "list every fragment in the main falco.yaml (Falco does not nest them)",
             )
         files.append(str(fragment))
-        _merge(merged, values, strategy, fragment)
+        _merge(merged, values, strategy, fragment, origins)
         if len(files) > MAX_FRAGMENTS:
             raise ConfigError(
                 f"{main}: config_files: more than {MAX_FRAGMENTS} files", "merge some fragments"
             )
-    result = FalcoRunSettings(path=main, files=files)
+    result = FalcoRunSettings(path=main, files=files, origins=origins)
     for key in merged:
-        _check_key(key, merged[key], main)
+        _check_key(key, merged[key], Path(origins[key]))
     _interpret(merged, result, main, replay)
     return result
 
@@ -296,12 +302,19 @@ def _fragments(main: Path, entries: Any) -> list[tuple[Path, str]]:
     return found
 
 
-def _merge(merged: dict[str, Any], values: Mapping[str, Any], strategy: str, where: Path) -> None:
+def _merge(
+    merged: dict[str, Any],
+    values: Mapping[str, Any],
+    strategy: str,
+    where: Path,
+    origins: dict[str, str],
+) -> None:
     # Falco merges top-level keys only: a fragment's `file_output` replaces the whole section.
     for key, value in values.items():
-        if strategy == "add-only":
-            merged.setdefault(key, value)
-        elif strategy == "append" and isinstance(value, list) and key in merged:
+        if strategy == "add-only" and key in merged:
+            continue
+        origins[key] = str(where)
+        if strategy == "append" and isinstance(value, list) and key in merged:
             if not isinstance(merged[key], list):
                 raise ConfigError(f"{where}: {key}: a list, not mergeable", "match the main file")
             merged[key] = [*merged[key], *value]
@@ -341,12 +354,14 @@ def _interpret(values: dict[str, Any], out: FalcoRunSettings, main: Path, replay
             return default
         if not isinstance(node, kind) or (kind is int and isinstance(node, bool)):
             name = kind.__name__ if isinstance(kind, type) else kind[0].__name__
-            raise ConfigError(f"{main}: {key}: must be a {name}, got {node!r}", "see falco.yaml")
+            raise ConfigError(
+                f"{out.where(key)}: {key}: must be a {name}, got {node!r}", "see falco.yaml"
+            )
         return node
 
     for key in values:
         if key in IGNORED:
-            out.ignored.append(f"{main}: {key}: ignored (no effect in falconet)")
+            out.ignored.append(f"{out.where(key)}: {key}: ignored (no effect in falconet)")
     _rules(values, typed, out, main)
     if (json := typed("json_output", bool)) is not None:
         out.options["output"] = "json" if json else "text"
@@ -356,10 +371,14 @@ def _interpret(values: dict[str, Any], out: FalcoRunSettings, main: Path, replay
         try:
             out.options["min_priority"] = Priority.parse(priority).falco_name.lower()
         except ValueError as error:
-            raise ConfigError(f"{main}: priority: {error}", "e.g. priority: warning") from None
+            raise ConfigError(
+                f"{out.where('priority')}: priority: {error}", "e.g. priority: warning"
+            ) from None
     if (matching := typed("rule_matching", str)) is not None:
         if matching not in ("first", "all"):
-            raise ConfigError(f"{main}: rule_matching: {matching!r}", "use first or all")
+            raise ConfigError(
+                f"{out.where('rule_matching')}: rule_matching: {matching!r}", "use first or all"
+            )
         out.options["rule_matching"] = matching
     defaults = JsonOptions()
     out.request["json_options"] = JsonOptions(
@@ -381,19 +400,20 @@ def _rules(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Path
     plural, singular = typed("rules_files", list), typed("rules_file", list)
     if plural is not None and singular is not None:
         raise ConfigError(
-            f"{main}: both rules_files and rules_file are set", "keep rules_files (plural)"
+            f"{out.where('rules_files')}: both rules_files and rules_file are set",
+            "keep rules_files (plural)",
         )
     files = plural if plural is not None else singular
     if files is not None:
         # Missing entries are skipped, as Falco does; directories give their .yaml/.yml files.
         out.options["rules"] = [str(f) for f in files if Path(str(f)).exists()]
         out.ignored += [
-            f"{main}: rules_files: {f} is absent: skipped"
+            f"{out.where('rules_files')}: rules_files: {f} is absent: skipped"
             for f in files
             if not Path(str(f)).exists()
         ]
     for index, entry in enumerate(typed("rules", list, [])):
-        where = f"{main}: rules[{index}]"
+        where = f"{out.where('rules')}: rules[{index}]"
         action, target = _single(entry, ("enable", "disable"), where)
         kind, name = _single(target, ("rule", "tag"), f"{where}.{action}")
         out.steps.append(SelectionStep(enable=action == "enable", **{kind: str(name)}))
@@ -422,7 +442,9 @@ def _outputs(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Pa
     if typed("program_output.enabled", bool, False):
         program = typed("program_output.program", str, "")
         if not program:
-            raise ConfigError(f"{main}: program_output.program: empty", "name the program")
+            raise ConfigError(
+                f"{out.where('program_output')}: program_output.program: empty", "name the program"
+            )
         spec = {"type": "program", "command": program}
         if not typed("program_output.keep_alive", bool, False):
             spec["keep_alive"] = False
@@ -431,11 +453,15 @@ def _outputs(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Pa
         if Path(SYSLOG_SOCKET).exists():
             out.sinks.append({"type": "syslog", "address": SYSLOG_SOCKET})
         else:
-            out.ignored.append(f"{main}: syslog_output: ignored ({SYSLOG_SOCKET} is absent)")
+            out.ignored.append(
+                f"{out.where('syslog_output')}: syslog_output: ignored ({SYSLOG_SOCKET} is absent)"
+            )
     if typed("http_output.enabled", bool, False):
         url = typed("http_output.url", str, "")
         if not url:
-            raise ConfigError(f"{main}: http_output.url: empty", "the collector's URL")
+            raise ConfigError(
+                f"{out.where('http_output')}: http_output.url: empty", "the collector's URL"
+            )
         spec = {
             "type": "http",
             "url": url,
@@ -453,9 +479,12 @@ def _outputs(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: Pa
         out.sinks.append(spec)
         for key in ("echo", "keep_alive", "max_consecutive_timeouts"):
             if typed(f"http_output.{key}", (bool, int)) is not None:
-                out.ignored.append(f"{main}: http_output.{key}: ignored (no effect in falconet)")
+                out.ignored.append(
+                    f"{out.where('http_output')}: http_output.{key}: ignored "
+                    "(no effect in falconet)"
+                )
     for index, entry in enumerate(typed("append_output", list, [])):
-        appended = _append_entry(entry, f"{main}: append_output[{index}]")
+        appended = _append_entry(entry, f"{out.where('append_output')}: append_output[{index}]")
         if appended is not None:
             out.appends.append(appended)
 
@@ -505,11 +534,13 @@ def _services(
     endpoint = typed("webserver.k8s_healthz_endpoint", str, "/healthz")
     if endpoint != "/healthz":
         out.ignored.append(
-            f"{main}: webserver.k8s_healthz_endpoint: ignored (falconet serves /healthz)"
+            f"{out.where('webserver')}: webserver.k8s_healthz_endpoint: ignored "
+            "(falconet serves /healthz)"
         )
     if typed("metrics.enabled", bool) is not None:
         out.ignored.append(
-            f"{main}: metrics: ignored (falconet serves /metrics on the webserver address)"
+            f"{out.where('metrics')}: metrics: ignored "
+            "(falconet serves /metrics on the webserver address)"
         )
 
 
@@ -521,7 +552,10 @@ def _settings(values: dict[str, Any], typed: Any, out: FalcoRunSettings, main: P
                 out.settings[f"{section}.{inner}"] = value
     capacity = typed("outputs_queue.capacity", int, 0)
     if capacity < 0:
-        raise ConfigError(f"{main}: outputs_queue.capacity: {capacity} < 0", "0 is unbounded")
+        raise ConfigError(
+            f"{out.where('outputs_queue')}: outputs_queue.capacity: {capacity} < 0",
+            "0 is unbounded",
+        )
     if capacity:  # Falco's 0 (unbounded) keeps falconet's bounded default
         out.settings["outputs.queue_capacity"] = capacity
     if "plugins" in values:

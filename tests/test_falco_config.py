@@ -292,7 +292,10 @@ def test_config_d_next_to_the_file_without_config_files(setup: dict) -> None:
     # append strategy: the fragment's rules_files follow the main file's; absent ones skipped
     assert settings.options["rules"] == [str(setup["rules"])]
     assert settings.options["output"] == "json"
-    assert f"{falco}: rules_files: /nonexistent/rules.yaml is absent: skipped" in settings.ignored
+    fragment = setup["config_d"] / "a.yaml"  # the last file to set the key
+    assert (
+        f"{fragment}: rules_files: /nonexistent/rules.yaml is absent: skipped" in settings.ignored
+    )
 
 
 def test_rules_file_singular_grpc_and_conflicts(setup: dict) -> None:
@@ -550,3 +553,15 @@ def test_append_output_by_tag_rule_and_source(run_cli: Any, setup: dict) -> None
     assert (
         refused.returncode == 2 and "append_output for rule 'Configmap created'" in refused.stderr
     )
+
+
+def test_errors_name_the_fragment_that_set_the_key(setup: dict) -> None:
+    falco = setup["dir"] / "falco.yaml"
+    falco.write_text("priority: debug\n")
+    fragment = setup["config_d"] / "50-bad.yaml"
+    fragment.write_text("priority: loud\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(fragment))}: priority: "):
+        read_falco_config(falco)
+    fragment.write_text("stdout_output: {enabeld: false}\n")
+    with pytest.raises(ConfigError, match=r"50-bad\.yaml: stdout_output\.enabeld: .*'enabled'"):
+        read_falco_config(falco)
