@@ -10,6 +10,7 @@ reference assignment (`RulesetSwitch.swap`): no event is lost or evaluated twice
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -101,6 +102,11 @@ class Selection:
     matching: Matching = "first"
     # Exactly these rules (a compliance selection, falconet's `rules:` fragment); then the rest.
     only_rules: Sequence[str] = ()
+    # falco.yaml's `rules:` enable/disable entries, in order: after only_rules (what the rules
+    # files enable), before the command line's -t/-T/-D, as Falco applies them.
+    config_steps: Sequence[SelectionStep] = ()
+    # falco.yaml's append_output entries (engine.append_output.AppendOutput)
+    append_output: Sequence[Any] = ()
 
     def steps(self) -> list[SelectionStep]:
         if self.tags and (self.disable_tags or self.disable_rules):
@@ -113,6 +119,7 @@ class Selection:
         if self.only_rules:
             steps.append(SelectionStep(enable=False, rule="*"))
             steps += [SelectionStep(enable=True, rule=name) for name in self.only_rules]
+        steps += self.config_steps
         if self.tags:
             # falco -t: every rule off, then the rules carrying any of the tags on.
             steps.append(SelectionStep(enable=False, rule="*"))
@@ -163,6 +170,11 @@ def load_rulesets(
     else:
         loaded = load_rules_files(files, cache_dir=cache_dir)
     check_requirements(loaded)
+    if selection.append_output:
+        from engine.append_output import with_appended_output
+
+        rules = with_appended_output(loaded.rules, selection.append_output)
+        loaded = dataclasses.replace(loaded, rules=rules)
     rulesets = rulesets_for(loaded, selection.steps(), selection.min_priority, selection.matching)
     return loaded, rulesets
 

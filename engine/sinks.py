@@ -250,6 +250,10 @@ class HttpSink(Sink):
         headers: Mapping[str, str] | None = None,
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
+        ca_path: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+        compress: bool = False,
     ) -> None:
         super().__init__(True)
         parts = urlsplit(url)
@@ -279,10 +283,20 @@ class HttpSink(Sink):
         }
         self._context: ssl.SSLContext | None = None
         if self._https:
-            self._context = ssl.create_default_context(cafile=ca_file)
+            try:
+                self._context = ssl.create_default_context(cafile=ca_file, capath=ca_path)
+                if client_cert:  # mutual TLS (falco.yaml's http_output.mtls)
+                    self._context.load_cert_chain(client_cert, client_key or None)
+            except (OSError, ssl.SSLError) as error:
+                raise SinkError(
+                    f"alert URL {url}: TLS files: {error}", "check the CA and client cert paths"
+                ) from error
             if insecure:
                 self._context.check_hostname = False
                 self._context.verify_mode = ssl.CERT_NONE
+        self.compress = compress  # gzip bodies (falco.yaml's http_output.compress_uploads)
+        if compress:
+            self._headers["Content-Encoding"] = "gzip"
         self.breaker = CircuitBreaker(int(breaker_failures), float(breaker_cooldown))
         self._connection: http.client.HTTPConnection | None = None
 
@@ -335,6 +349,10 @@ class HttpSink(Sink):
                 f"circuit open for {self.breaker.cooldown:g} s"
             )
         body = alert.json_text.encode()
+        if self.compress:
+            import gzip
+
+            body = gzip.compress(body)
         problem = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -363,9 +381,11 @@ class ProgramSink(Sink):
 
     kind = "program"
 
-    def __init__(self, command: str, json_output: bool = False) -> None:
+    def __init__(self, command: str, json_output: bool = False, keep_alive: bool = True) -> None:
         super().__init__(json_output)
         self.command = command
+        # False: one process per alert (falco.yaml's program_output.keep_alive: false)
+        self.keep_alive = keep_alive
         self._process: subprocess.Popen[str] | None = None
 
     def _ensure(self) -> subprocess.Popen[str]:
@@ -384,6 +404,9 @@ class ProgramSink(Sink):
         except BrokenPipeError as error:
             self._process = None
             raise SinkError(f"alert program {self.command!r} exited") from error
+        if not self.keep_alive:
+            self.close()
+            self._process = None
 
     def close(self) -> None:
         if self._process is not None and self._process.stdin is not None:

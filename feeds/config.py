@@ -433,6 +433,17 @@ def load_config(explicit_path: str | None = None, flags: Mapping[str, Any] | Non
     return config
 
 
+def with_file_values(config: Config, values: Mapping[str, Any], path: Path) -> Config:
+    """`config` with settings read from another file (falco.yaml's base_syscalls, plugins...)
+    laid over it, each checked as falconet.yaml's would be; values given as flags stay."""
+    settings = {s.key: s for s in _settings()}
+    merged = dict(config.values)
+    for key, value in values.items():
+        if merged[key].origin != "flag":
+            merged[key] = Value(_checked(settings[key], value, path), f"file:{path}")
+    return Config(merged, config.file, config.looked_for)
+
+
 def _read_file(path: Path, settings: dict[str, Setting]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}

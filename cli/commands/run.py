@@ -24,6 +24,7 @@ def register(root: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
 
 def run(
+    ctx: typer.Context,
     rules: Annotated[
         list[str] | None,
         typer.Option(
@@ -140,6 +141,14 @@ def run(
     topic: live_sources.Topic = None,
     namespace: live_sources.Namespace = None,
     webhook_secret_file: live_sources.WebhookSecretFile = None,
+    falco_config: Annotated[
+        str | None,
+        typer.Option(
+            "--falco-config",
+            help="Read Falco's falco.yaml (and its config_files fragments); flags given here "
+            "override it (docs/run.md).",
+        ),
+    ] = None,
     plugin: Annotated[
         list[str] | None,
         typer.Option(
@@ -179,6 +188,19 @@ def run(
         webhook_secret_file,
     )
     config = load_config(ENV.config_path, flags={"engine.ringbuf_size": ringbuf_size, **flags})
+    falco, given = _falco_settings(ctx, falco_config, replay)
+    if falco is not None:
+        from feeds.falco_config import OPTION_NAMES
+
+        config = falco.layered(config)
+        rules, output, min_priority, time_format, rule_matching, web, no_web = (
+            falco.pick(name, value, given)
+            for name, value in zip(
+                OPTION_NAMES,
+                (rules, output, min_priority, time_format, rule_matching, web, no_web),
+                strict=True,
+            )
+        )
     drops = drops_config(config)  # all checked before any work
     plugin_configs, load_plugins, plugins_dir = plugin_settings(config, plugin)
     connector = connector_for(config, source, replay, listen)
@@ -214,10 +236,12 @@ def run(
             min_priority=min_priority,
             matching=rule_matching,  # type: ignore[arg-type]  # checked by the ruleset
             only_rules=tuple(only_rules or ()),
+            **(falco.selection if falco else {}),
         ),
         outputs=_sink_specs(
             output_file, output_http, output_program, output_syslog, http_output_options(config)
-        ),
+        )
+        + (falco.sink_specs(given) if falco else []),
         drops=drops,
         live=live,
         connector=connector,
@@ -228,6 +252,7 @@ def run(
         rules_cache_dir=None if load_plugins else Path(config["cache.dir"]) / "rules",
         webhook_limits=webhook_limits(config),
         queue_capacity=output_queue_capacity(config),
+        **(falco.request if falco else {}),
     )
     from engine.daemon import DaemonOptions, run_daemon
 
@@ -235,6 +260,7 @@ def run(
         raise typer.BadParameter("--ui serves on the --web address: drop --no-web")
     extras = _ui_extras(ui, ui_store, report_to, report_auth_file, rules_files)
     options = DaemonOptions(
+        watch_rules=falco.watch if falco else True,
         web=web_address,
         web_required=web is not None,
         follow=_follower(follow, every, cron, startup, extras),
@@ -256,6 +282,28 @@ def run(
         if extras:
             extras.close()
     _write_summary(stats, output)
+
+
+def _falco_settings(
+    ctx: typer.Context, path: str | None, replay: str | None
+) -> tuple[Any, set[str]]:
+    """--falco-config: falco.yaml's settings (feeds.falco_config), its ignored keys logged, and
+    the options given on the command line (those keep their value)."""
+    if path is None:
+        return None, set()
+    import logging
+
+    from feeds.falco_config import read_falco_config
+
+    given = {
+        name
+        for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    }
+    settings = read_falco_config(path, replay=replay is not None)
+    for line in settings.ignored:
+        logging.getLogger("falconet.falco_config").info(line)
+    return settings, given
 
 
 def _ui_extras(
