@@ -129,6 +129,23 @@ def test_response_outcomes_are_linked_to_their_alert(store: AlertStore) -> None:
     assert store.alert(10**9) is None
 
 
+def test_an_outcome_stored_before_its_alert_is_linked_when_read(store: AlertStore) -> None:
+    """Posts from a fleet arrive in any order: the outcome may be stored first."""
+    outcome = alert(
+        "Falconet response action",
+        "Notice",
+        source="response",
+        output="Response action process:terminate succeeded",
+        output_fields={"response.action": "process:terminate", "alert.rule": "Shell in container"},
+        time="2026-12-08T03:00:01Z",
+    )
+    put(store, outcome)
+    put(store, alert())
+    acted_on = store.alerts(AlertFilter(rule="Shell in container"))[0]
+    (response,) = store.responses()
+    assert response["alert_id"] == acted_on["id"]
+
+
 def test_retention_by_age_then_by_size(store: AlertStore) -> None:
     put(store, alert("Old"), received_ns=NOW - 40 * 86400 * NS)
     put(store, *[alert(f"New {i}", output="x" * 2000) for i in range(10)], received_ns=NOW)

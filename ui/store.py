@@ -448,7 +448,25 @@ class AlertStore:
             item["response_rule"] = fields.get("response.rule")
             item["alert_rule"] = fields.get("alert.rule")
             item["error"] = fields.get("response.error")
+        self._link_late_alerts(found)
         return found
+
+    def _link_late_alerts(self, found: list[dict[str, Any]]) -> None:
+        """An outcome stored before its alert (posts from a fleet arrive in any order, and a
+        node posts outcomes and alerts separately) is linked when read: the latest alert of
+        that rule on that host at or before the outcome."""
+        late = [item for item in found if item.get("alert_id") is None and item["alert_rule"]]
+        if not late:
+            return
+        with self.engine.connect() as connection:
+            for item in late:
+                item["alert_id"] = connection.execute(
+                    select(func.max(alerts.c.id)).where(
+                        alerts.c.rule == item["alert_rule"],
+                        alerts.c.hostname == item["hostname"],
+                        alerts.c.time_ns <= item["time_ns"],
+                    )
+                ).scalar()
 
 
 def _reason(error: SQLAlchemyError) -> str:
