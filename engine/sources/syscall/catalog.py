@@ -646,14 +646,58 @@ def _container_id(event: SyscallEvent) -> str | None:
     return None if thread is None else thread.container_id
 
 
+def _container_info(event: SyscallEvent) -> Any:
+    """The runtime's metadata of the event's container (container_runtime: asked once per
+    container in the background; absent until it answered)."""
+    cid = _container_id(event)
+    if cid is None or cid == "host":
+        return None
+    from engine.sources.syscall.container_runtime import resolver
+
+    return resolver().get(cid)
+
+
 def _container_name(event: SyscallEvent) -> str | None:
-    # The host has a name; a container's name needs its runtime's API, which is not consulted.
-    return "host" if _container_id(event) == "host" else None
+    if _container_id(event) == "host":
+        return "host"
+    info = _container_info(event)
+    return None if info is None else info.name
 
 
 def _container_type(event: SyscallEvent) -> str | None:
     cid = _container_id(event)
-    return None if cid is None or cid == "host" else "container"
+    if cid is None or cid == "host":
+        return None
+    from engine.sources.syscall.container_runtime import container_type
+
+    thread = event.thread
+    return container_type(thread.cgroups if thread is not None else ())
+
+
+def _container_full_id(event: SyscallEvent) -> str | None:
+    info = _container_info(event)
+    return info.full_id if info is not None else _container_id(event)
+
+
+def _info_attr(attribute: str) -> Extractor:
+    def extract(event: SyscallEvent) -> Any:
+        info = _container_info(event)
+        return None if info is None else (getattr(info, attribute) or None)
+
+    return extract
+
+
+def _privileged(event: SyscallEvent) -> bool | None:
+    info = _container_info(event)
+    return None if info is None else info.privileged
+
+
+def _container_label_factory(arg: str | None) -> Extractor:
+    def extract(event: SyscallEvent) -> str | None:
+        info = _container_info(event)
+        return None if info is None or arg is None else info.label(arg)
+
+    return extract
 
 
 def _absent(event: SyscallEvent) -> None:
@@ -1164,8 +1208,9 @@ def _cgroup_factory(arg: str | None) -> Extractor:
 
 def _add_container_fields(simple: Any, with_arg: Any) -> None:
     """The container plugin's fields (plugins/container). The container id comes from the cgroups;
-    the host reads as 'host'. What only a runtime API knows (names, images, labels, mounts,
-    privileges, k8s metadata) cannot be extracted here and reads as absent."""
+    the host reads as 'host'. Name, image, labels, privileges and the pod's name, namespace and
+    uid come from the runtime's API (container_runtime, asked in the background); mounts, IPs,
+    probes, resources and pod labels are not read yet and read as absent."""
     simple(
         "container.id",
         "string",
@@ -1175,8 +1220,8 @@ def _add_container_fields(simple: Any, with_arg: Any) -> None:
     simple(
         "container.full_id",
         "string",
-        _container_id,
-        "the container id (falconet keeps the 12-character form).",
+        _container_full_id,
+        "the full container id (from the runtime; the 12-character id until it answered).",
     )
     simple("container.name", "string", _container_name, "the container name ('host' on the host).")
     simple("container.type", "string", _container_type, "the container runtime type.")
@@ -1192,15 +1237,24 @@ def _add_container_fields(simple: Any, with_arg: Any) -> None:
         lambda e: None if (s := _container_start_ts(e)) is None else e.ts - s,
         "ns since the container started.",
     )
+    # From the runtime's API (engine/sources/syscall/container_runtime.py).
+    runtime_doc = "from the container runtime's API (absent until it answered)."
+    for name, attribute in (
+        ("container.image", "image"),
+        ("container.image.id", "image_id"),
+        ("container.image.repository", "image_repository"),
+        ("container.image.tag", "image_tag"),
+        ("container.image.digest", "image_digest"),
+        ("container.labels", "labels_text"),
+        ("k8s.pod.name", "pod_name"),
+        ("k8s.pod.uid", "pod_uid"),
+        ("k8s.ns.name", "pod_namespace"),
+    ):
+        simple(name, "string", _info_attr(attribute), runtime_doc)
+    simple("container.privileged", "bool", _privileged, runtime_doc)
+    with_arg("container.label", "string", _container_label_factory, "required", runtime_doc)
     for name, ftype in (
-        ("container.image", "string"),
-        ("container.image.id", "string"),
-        ("container.image.repository", "string"),
-        ("container.image.tag", "string"),
-        ("container.image.digest", "string"),
-        ("container.privileged", "bool"),
         ("container.mounts", "string"),
-        ("container.labels", "string"),
         ("container.ip", "string"),
         ("container.cni.json", "string"),
         ("container.healthcheck", "string"),
@@ -1215,15 +1269,12 @@ def _add_container_fields(simple: Any, with_arg: Any) -> None:
         ("proc.is_container_healthcheck", "bool"),
         ("proc.is_container_liveness_probe", "bool"),
         ("proc.is_container_readiness_probe", "bool"),
-        ("k8s.pod.name", "string"),
         ("k8s.pod.id", "string"),
-        ("k8s.pod.uid", "string"),
         ("k8s.pod.sandbox_id", "string"),
         ("k8s.pod.full_sandbox_id", "string"),
         ("k8s.pod.labels", "string"),
         ("k8s.pod.ip", "string"),
         ("k8s.pod.cni.json", "string"),
-        ("k8s.ns.name", "string"),
     ):
         simple(name, ftype, _absent, "from the container runtime (not available to falconet).")
     for name in (
@@ -1233,7 +1284,6 @@ def _add_container_fields(simple: Any, with_arg: Any) -> None:
         "container.mount.mode",
         "container.mount.rdwr",
         "container.mount.propagation",
-        "container.label",
         "k8s.pod.label",
     ):
         with_arg(

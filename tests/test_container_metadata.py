@@ -1,0 +1,156 @@
+"""Container and pod metadata from a real runtime: podman (containers.md) with its
+Docker-compatible API on a unix socket of the test's own, a container with Kubernetes-style
+labels and a privileged one, looked up asynchronously by the resolver and read through the
+syscall source's `container.*` and `k8s.*` fields."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from engine.sources.syscall import container_runtime
+from engine.sources.syscall.container_runtime import (
+    ContainerResolver,
+    container_type,
+    parse_inspect,
+    split_image,
+)
+from tests.support.source_fields import extract
+from tests.support.waiting import wait_for
+
+IMAGE = "localhost/falconet-bbox:1"
+
+
+@pytest.mark.parametrize(
+    ("reference", "parts"),
+    [
+        ("localhost/falconet-bbox:1", ("localhost/falconet-bbox", "1", "")),
+        ("registry:5000/team/app", ("registry:5000/team/app", "", "")),
+        ("nginx:1.27@sha256:" + "a" * 64, ("nginx", "1.27", "sha256:" + "a" * 64)),
+        ("ghcr.io/x/y@sha256:" + "b" * 64, ("ghcr.io/x/y", "", "sha256:" + "b" * 64)),
+    ],
+)
+def test_image_references_split_as_the_container_plugin_does(reference, parts) -> None:
+    assert split_image(reference) == parts
+
+
+def test_cgroup_paths_name_the_runtime() -> None:
+    hexid = "c" * 64
+    assert container_type((f"0::/libpod_parent/libpod-{hexid}",)) == "podman"
+    assert container_type((f"0::/system.slice/docker-{hexid}.scope",)) == "docker"
+    assert container_type((f"0::/kubepods/besteffort/pod1/{hexid}",)) == "containerd"
+    assert container_type((f"0::/system.slice/crio-{hexid}.scope",)) == "cri-o"
+
+
+def test_hostile_answers_are_not_metadata() -> None:
+    assert parse_inspect([], "docker") is None
+    assert parse_inspect({"Id": 5}, "docker") is None
+    info = parse_inspect({"Id": "d" * 64, "Config": {"Labels": ["not", "a", "map"]}}, "docker")
+    assert info is not None and info.labels == {} and info.name == ""
+    with pytest.raises(ValueError):
+        container_runtime.inspect("/nonexistent.sock", "../../etc/passwd")
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "running containers with podman needs root here"
+    if shutil.which("podman") is None:
+        return "podman is not installed (make install adds it)"
+    if not Path("/bin/busybox").exists():
+        return "busybox-static is not installed (make install adds it)"
+    return None
+
+
+def _podman(*args: str) -> str:
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def podman_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("containers")
+    root = work / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    for directory in ("etc", "proc", "sys", "dev", "tmp"):
+        (root / directory).mkdir()
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for applet in ("sh", "sleep", "cat"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
+    subprocess.run(
+        ["podman", "import", "--change", 'CMD ["/bin/sh"]', "-", IMAGE],
+        input=tar.stdout, capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+    names = [f"falconet-meta-{os.getpid()}-{n}" for n in ("labelled", "privileged")]
+    labelled = _podman(
+        "run", "-d", "--name", names[0],
+        "--label", "io.kubernetes.pod.name=web-1", "--label", "io.kubernetes.pod.namespace=prod",
+        "--label", "io.kubernetes.pod.uid=1234-abcd", "--label", "team=<b>sec</b>",
+        IMAGE, "sleep", "300",
+    )  # fmt: skip
+    privileged = _podman("run", "-d", "--name", names[1], "--privileged", IMAGE, "sleep", "300")
+    sock = work / "podman.sock"
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(sock.exists, timeout=60)
+        yield {"socket": str(sock), "labelled": labelled, "privileged": privileged}
+    finally:
+        service.kill()
+        service.wait()
+        subprocess.run(["podman", "rm", "-f", "-t", "0", *names], capture_output=True)
+
+
+def _event(container_id: str, cgroup: str) -> Any:
+    return SimpleNamespace(thread=SimpleNamespace(container_id=container_id, cgroups=(cgroup,)))
+
+
+def test_a_podman_containers_metadata_fills_the_fields(podman_api, monkeypatch) -> None:
+    resolver = ContainerResolver((podman_api["socket"],))
+    monkeypatch.setattr(container_runtime, "_RESOLVER", resolver)
+    full_id = podman_api["labelled"]
+    event = _event(full_id[:12], f"0::/libpod_parent/libpod-{full_id}")
+    # Before the runtime has answered: absent (the lookup runs on the resolver's thread).
+    assert extract("syscall", "container.name", event) is None
+    assert resolver.wait_idle()
+    assert extract("syscall", "container.name", event) == f"falconet-meta-{os.getpid()}-labelled"
+    assert extract("syscall", "container.full_id", event) == full_id
+    assert extract("syscall", "container.id", event) == full_id[:12]
+    assert extract("syscall", "container.type", event) == "podman"
+    assert extract("syscall", "container.image.repository", event) == "localhost/falconet-bbox"
+    assert extract("syscall", "container.image.tag", event) == "1"
+    assert extract("syscall", "container.image", event) == IMAGE
+    assert extract("syscall", "container.privileged", event) is False
+    assert extract("syscall", "container.label[team]", event) == "<b>sec</b>"
+    assert extract("syscall", "k8s.pod.name", event) == "web-1"
+    assert extract("syscall", "k8s.ns.name", event) == "prod"
+    assert extract("syscall", "k8s.pod.uid", event) == "1234-abcd"
+    assert "io.kubernetes.pod.name:web-1" in extract("syscall", "container.labels", event)
+    privileged = podman_api["privileged"]
+    other = _event(privileged[:12], f"0::/libpod_parent/libpod-{privileged}")
+    extract("syscall", "container.privileged", other)
+    assert resolver.wait_idle()
+    assert extract("syscall", "container.privileged", other) is True
+    assert resolver.stats.answered == 2 and resolver.stats.failures == 0
+
+
+def test_unknown_containers_and_missing_sockets_read_as_absent(podman_api, tmp_path) -> None:
+    resolver = ContainerResolver((str(tmp_path / "missing.sock"), podman_api["socket"]))
+    assert resolver.get("0123456789ab") is None
+    assert resolver.wait_idle()
+    assert resolver.get("0123456789ab") is None  # remembered: not asked again at once
+    assert resolver.stats.unknown == 1 and resolver.stats.lookups == 1
