@@ -154,3 +154,73 @@ def test_unknown_containers_and_missing_sockets_read_as_absent(podman_api, tmp_p
     assert resolver.wait_idle()
     assert resolver.get("0123456789ab") is None  # remembered: not asked again at once
     assert resolver.stats.unknown == 1 and resolver.stats.lookups == 1
+
+
+RULE = """\
+- rule: Passwd read in a container
+  desc: a process in a container reads /etc/passwd
+  condition: >
+    evt.type in (open, openat, openat2) and fd.name = /etc/passwd and container.id != host
+  output: >
+    passwd read in container (name=%container.name image=%container.image.repository
+    pod=%k8s.pod.name ns=%k8s.ns.name privileged=%container.privileged cid=%container.id)
+  priority: WARNING
+"""
+
+
+@pytest.mark.usefixtures("live_ebpf_shared")
+def test_live_container_activity_carries_the_runtimes_metadata(
+    podman_api, tmp_path: Path, falconet_home: Path
+) -> None:
+    """The live probe sees a process in the labelled container; its alert names the container,
+    image and pod, looked up from podman's API while detection went on."""
+    import json
+    import signal
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    from tests.support.live_ebpf import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULE)
+    alerts = tmp_path / "alerts.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FALCONET_HOME": str(falconet_home),
+           "FALCONET_CONTAINER_SOCKETS": podman_api["socket"]}  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--source", "syscall", "-r", str(rules),
+         "-o", "json", "--output-file", str(alerts), "--no-web"],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    container = podman_api["labelled"]
+
+    def named_alert() -> dict | None:
+        # The first reads may come before podman's answer (their fields are <NA>): read again.
+        subprocess.run(
+            ["podman", "exec", container, "sh", "-c", "cat /etc/passwd >/dev/null; sleep 1"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        lines = alerts.read_text().splitlines() if alerts.exists() else []
+        documents = [json.loads(line) for line in lines]
+        return next(
+            (
+                d
+                for d in documents
+                if d["output_fields"].get("container.name") not in (None, "<NA>")
+            ),
+            None,
+        )
+
+    try:
+        found = wait_for(named_alert, timeout=120)  # the probe compiles first
+    finally:
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    fields = found["output_fields"]
+    assert fields["container.name"] == f"falconet-meta-{os.getpid()}-labelled", err
+    assert fields["container.image.repository"] == "localhost/falconet-bbox"
+    assert fields["k8s.pod.name"] == "web-1" and fields["k8s.ns.name"] == "prod"
+    assert fields["container.privileged"] is False
+    assert fields["container.id"] == container[:12]
