@@ -24,6 +24,10 @@ from engine.sources.syscall.state import PPM_EXE_FROM_MEMFD
 HDR = struct.Struct("<QIIIIiH3HB11xq6Q16s")
 _HEAD = struct.Struct("<QIIIIiH3HB11xq6Q")  # HDR without comm
 _COMM = _HEAD.size
+# The hot path's view of the header: pid, uid, gid and the truncation flags skipped as padding
+# (plain syscalls do not read them), so each record builds 15 values instead of 18.
+_HOT = struct.Struct("<QI12xiH3H12xq6Q")
+assert _HOT.size == _HEAD.size
 STR_MAX = 256
 SYS_REC_SIZE = HDR.size + 2 * STR_MAX + SA_MAX
 _S0, _S1, _SA = HDR.size, HDR.size + STR_MAX, HDR.size + 2 * STR_MAX
@@ -124,13 +128,13 @@ class RecordDecoder:
         # runs for every live event, and each call or attribute access is a measurable share.
         events: list[SyscallEvent] = []
         append = events.append
-        unpack = _HEAD.unpack_from
+        unpack = _HOT.unpack_from
         plain = _PLAIN_BY_ID
         boot_offset = self.boot_offset
         num = self.num
         try:
             for at in offsets:
-                ts, tid, _, _, _, sysid, kind, l0, l1, l2, _, ret, *args = unpack(buffer, at)
+                ts, tid, sysid, kind, l0, l1, l2, ret, *args = unpack(buffer, at)
                 num += 1
                 ts += boot_offset
                 if kind == KIND_SYSCALL:
