@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 DEB_PKGS := docker-registry skopeo apache2-utils openssl ca-certificates \
 	bpfcc-tools python3-bpfcc linux-headers-amd64 nftables iproute2 chromium chromium-driver \
 	postgresql unzip podman runc containernetworking-plugins netavark aardvark-dns \
-	fuse-overlayfs catatonit mmdebstrap gcc libc6-dev busybox-static
+	fuse-overlayfs catatonit mmdebstrap gcc libc6-dev busybox-static containerd
 PYTEST_ARGS ?= -n 2
 
 .PHONY: install run test lint format bench clean debs venv bpf-setup helm containers image

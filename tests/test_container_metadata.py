@@ -224,3 +224,88 @@ def test_live_container_activity_carries_the_runtimes_metadata(
     assert fields["k8s.pod.name"] == "web-1" and fields["k8s.ns.name"] == "prod"
     assert fields["container.privileged"] is False
     assert fields["container.id"] == container[:12]
+
+
+@pytest.fixture(scope="module")
+def containerd_api(
+    podman_api, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A containerd of the test's own (root, state and socket in a temp dir), with the test
+    image imported into the k8s.io namespace and two containers: CRI-labelled and privileged."""
+    if shutil.which("containerd") is None or shutil.which("ctr") is None:
+        pytest.skip("containerd is not installed (make install adds it)")
+    work = tmp_path_factory.mktemp("containerd")
+    sock = work / "containerd.sock"
+    config = work / "config.toml"
+    config.write_text(
+        f'version = 2\nroot = "{work}/root"\nstate = "{work}/state"\n[grpc]\n  address = "{sock}"\n'
+    )
+    daemon = subprocess.Popen(
+        ["containerd", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ctr = ["ctr", "-a", str(sock), "-n", "k8s.io"]
+    ids = [os.urandom(32).hex() for _ in range(2)]
+    try:
+        wait_for(sock.exists, timeout=60)
+        archive = work / "image.tar"
+        _podman("save", "--format", "oci-archive", "-o", str(archive), IMAGE)
+        subprocess.run([*ctr, "images", "import", str(archive)], capture_output=True, check=True)
+        subprocess.run(
+            [*ctr, "run", "-d", "--label", "io.kubernetes.pod.name=web-2",
+             "--label", "io.kubernetes.pod.namespace=staging",
+             "--label", "io.kubernetes.container.name=app", IMAGE, ids[0], "sleep", "300"],
+            capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        subprocess.run(
+            [*ctr, "run", "-d", "--privileged", IMAGE, ids[1], "sleep", "300"],
+            capture_output=True, check=True, timeout=120,
+        )  # fmt: skip
+        yield {"socket": str(sock), "labelled": ids[0], "privileged": ids[1]}
+    finally:
+        for ident in ids:
+            subprocess.run([*ctr, "tasks", "kill", "-s", "SIGKILL", ident], capture_output=True)
+        for ident in ids:
+            wait_for(lambda ident=ident: _task_removed(ctr, ident), timeout=30)
+            subprocess.run([*ctr, "containers", "rm", ident], capture_output=True)
+        daemon.kill()
+        daemon.wait()
+        for group in Path("/sys/fs/cgroup").glob("*/k8s.io/*"):
+            if group.name in ids:
+                group.rmdir()
+
+
+def _task_removed(ctr: list[str], ident: str) -> bool:
+    """`ctr tasks rm` succeeds once the killed task has stopped (or it is already gone)."""
+    if subprocess.run([*ctr, "tasks", "rm", ident], capture_output=True).returncode == 0:
+        return True
+    listed = subprocess.run([*ctr, "tasks", "ls", "-q"], capture_output=True, text=True).stdout
+    return ident not in listed
+
+
+def test_a_containerd_containers_metadata_fills_the_fields(containerd_api, monkeypatch) -> None:
+    resolver = ContainerResolver((containerd_api["socket"],))
+    monkeypatch.setattr(container_runtime, "_RESOLVER", resolver)
+    full_id = containerd_api["labelled"]
+    event = _event(full_id[:12], f"8:pids:/k8s.io/{full_id}")
+    assert extract("syscall", "container.name", event) is None  # asked in the background
+    assert resolver.wait_idle()
+    assert extract("syscall", "container.name", event) == "app"
+    assert extract("syscall", "container.full_id", event) == full_id
+    assert extract("syscall", "container.type", event) == "containerd"
+    assert extract("syscall", "container.image.repository", event) == "localhost/falconet-bbox"
+    assert extract("syscall", "k8s.pod.name", event) == "web-2"
+    assert extract("syscall", "k8s.ns.name", event) == "staging"
+    assert extract("syscall", "container.privileged", event) is False
+    privileged = containerd_api["privileged"]
+    other = _event(privileged[:12], f"8:pids:/k8s.io/{privileged}")
+    extract("syscall", "container.privileged", other)
+    assert resolver.wait_idle()
+    assert extract("syscall", "container.privileged", other) is True
+
+
+def test_container_ids_come_from_containerd_cgroup_paths() -> None:
+    from engine.sources.syscall.state import container_id_from_cgroups
+
+    hexid = "e" * 64
+    assert container_id_from_cgroups((f"8:pids:/k8s.io/{hexid}",)) == hexid[:12]

@@ -1,12 +1,16 @@
 """Container metadata from the runtime's API, as Falco's container plugin fills `container.*`
 and `k8s.*`: looked up asynchronously by container id and cached, never on the event path.
 
-Runtimes: the Docker-compatible REST API on a unix socket (docker, and podman's
-`podman system service`): `GET /v1.41/containers/<id>/json` gives the name, the image
-reference and id, the labels and HostConfig.Privileged. Kubernetes pod fields come from the
-CRI labels a kubelet puts on its containers (`io.kubernetes.pod.name`, `.namespace`, `.uid`).
-containerd's own gRPC API and CRI-O are not queried yet: their containers' ids still come from
-the cgroups, and their metadata reads as absent (`<NA>`).
+Runtimes:
+- the Docker-compatible REST API on a unix socket (docker, and podman's `podman system
+  service`): `GET /v1.41/containers/<id>/json` gives the name, the image reference and id,
+  the labels and HostConfig.Privileged;
+- containerd's gRPC API (`containerd.services.containers.v1.Containers/List`, filtered by the
+  id prefix, in the `k8s.io` namespace the kubelet's CRI uses, then `default`): labels, image,
+  and the OCI spec (privileged: every capability in the bounding set). The few protobuf
+  messages are encoded and decoded here (no generated stubs).
+Kubernetes pod fields come from the CRI labels a kubelet puts on its containers
+(`io.kubernetes.pod.name`, `.namespace`, `.uid`). CRI-O is not queried yet.
 
 An event that arrives before the lookup has answered reads the metadata fields as absent
 (`<NA>`); every later event of that container has them (Falco's plugin fills the fields of the
@@ -14,8 +18,9 @@ events after its lookup too). Every answer is bounded (size, time); the cache is
 evictions counted; the lookup queue is bounded, and a full queue defers the lookup to a later
 event (counted), never blocking it.
 
-Sockets: FALCONET_CONTAINER_SOCKETS (`:`-separated paths), else the defaults below, where the
-Helm chart mounts the node's sockets under /host. Missing sockets are skipped quietly.
+Sockets: FALCONET_CONTAINER_SOCKETS (`,`-separated; an entry is a path, or `KIND:PATH` with
+KIND docker, podman or containerd when the path's name does not say), else the defaults below,
+where the Helm chart mounts the node's sockets under /host. Missing sockets are skipped.
 """
 
 from __future__ import annotations
@@ -38,9 +43,12 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKETS = (
     "/var/run/docker.sock",
     "/run/podman/podman.sock",
+    "/run/containerd/containerd.sock",
     "/host/var/run/docker.sock",
     "/host/run/podman/podman.sock",
+    "/host/run/containerd/containerd.sock",
 )
+CONTAINERD_NAMESPACES = ("k8s.io", "default")
 MAX_ANSWER_BYTES = 1 << 20  # a container's inspect document is a few KiB
 ANSWER_TIMEOUT_S = 2.0
 CACHE_ENTRIES = 4096
@@ -154,8 +162,131 @@ def inspect(socket_path: str, container_id: str, timeout: float = ANSWER_TIMEOUT
         connection.close()
 
 
+RUNTIME_KINDS = ("docker", "podman", "containerd")
+
+
+def _socket_kind(entry: str) -> tuple[str, str]:
+    """(runtime, path) of a socket entry: `containerd:/path` names its runtime; a bare path
+    is recognised by its name (containerd's sockets speak gRPC, the others HTTP)."""
+    kind, separator, path = entry.partition(":")
+    if separator and kind in RUNTIME_KINDS:
+        return kind, path
+    if "containerd" in entry:
+        return "containerd", entry
+    return ("podman" if "podman" in entry else "docker"), entry
+
+
 def _runtime_name(socket_path: str) -> str:
-    return "podman" if "podman" in socket_path else "docker"
+    return _socket_kind(socket_path)[0]
+
+
+# -- containerd's gRPC API, on the wire -----------------------------------------------------------
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field_bytes(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _fields(message: bytes) -> list[tuple[int, Any]]:
+    """(field number, value) pairs of a protobuf message: varints as int, length-delimited as
+    bytes; fixed-width fields skipped. Raises ValueError on a malformed message."""
+    found: list[tuple[int, Any]] = []
+    position = 0
+
+    def varint() -> int:
+        nonlocal position
+        shift = result = 0
+        while True:
+            if position >= len(message) or shift > 63:
+                raise ValueError("truncated varint")
+            byte = message[position]
+            position += 1
+            result |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return result
+
+    while position < len(message):
+        key = varint()
+        number, kind = key >> 3, key & 7
+        if kind == 0:
+            found.append((number, varint()))
+        elif kind == 2:
+            length = varint()
+            if position + length > len(message):
+                raise ValueError("truncated field")
+            found.append((number, message[position : position + length]))
+            position += length
+        elif kind == 1:
+            position += 8
+        elif kind == 5:
+            position += 4
+        else:
+            raise ValueError(f"unsupported wire type {kind}")
+    return found
+
+
+def _containerd_info(container: bytes) -> ContainerInfo:
+    """A containerd `Container` message: id 1, labels 2 (map), image 3, spec 5 (Any)."""
+    identifier, image, labels, privileged = "", "", {}, False
+    for number, value in _fields(container):
+        if number == 1:
+            identifier = value.decode("utf-8", "replace")
+        elif number == 2:
+            entry = dict(_fields(value))
+            labels[entry.get(1, b"").decode("utf-8", "replace")] = entry.get(2, b"").decode(
+                "utf-8", "replace"
+            )
+        elif number == 3:
+            image = value.decode("utf-8", "replace")
+        elif number == 5:
+            privileged = _spec_privileged(dict(_fields(value)).get(2, b""))
+    name = labels.get("io.kubernetes.container.name") or identifier[:12]
+    return ContainerInfo(identifier, name, "containerd", image, "", privileged, labels)
+
+
+def _spec_privileged(spec_json: bytes) -> bool:
+    """A privileged container's OCI spec keeps every capability in its bounding set (what CRI
+    and `ctr run --privileged` give): CAP_SYS_ADMIN there is the sign."""
+    try:
+        spec = json.loads(spec_json)
+        bounding = spec["process"]["capabilities"]["bounding"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(bounding, list) and "CAP_SYS_ADMIN" in bounding
+
+
+def containerd_container(
+    socket_path: str, container_id: str, timeout: float = ANSWER_TIMEOUT_S
+) -> ContainerInfo | None:
+    """The containerd container whose id starts with `container_id`, searched in the k8s.io
+    then the default namespace; None when neither has it."""
+    if not re.fullmatch(r"[0-9a-f]{12,64}", container_id):
+        raise ValueError(f"not a container id: {container_id!r}")
+    import grpc
+
+    request = _field_bytes(1, f"id~=^{container_id}".encode())  # ListContainersRequest.filters
+    with grpc.insecure_channel(f"unix://{socket_path}") as channel:
+        call = channel.unary_unary(
+            "/containerd.services.containers.v1.Containers/List",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        for namespace in CONTAINERD_NAMESPACES:
+            answer = call(request, timeout=timeout, metadata=(("containerd-namespace", namespace),))
+            if len(answer) > MAX_ANSWER_BYTES:
+                raise ValueError(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+            containers = [value for number, value in _fields(answer) if number == 1]
+            if containers:
+                return _containerd_info(containers[0])
+    return None
 
 
 @dataclass
@@ -219,16 +350,20 @@ class ContainerResolver:
 
     def _lookup(self, container_id: str) -> ContainerInfo | None:
         self.stats.lookups += 1
-        for path in self.sockets:
+        for entry in self.sockets:
+            kind, path = _socket_kind(entry)
             if not os.path.exists(path):
                 continue
             try:
-                document = inspect(path, container_id)
-            except (OSError, ValueError, http.client.HTTPException) as error:
+                if kind == "containerd":
+                    info = containerd_container(path, container_id)
+                else:
+                    document = inspect(path, container_id)
+                    info = parse_inspect(document, kind) if document else None
+            except Exception as error:
                 self.stats.failures += 1
                 log.debug("container %s: %s: %s", container_id, path, error)
                 continue
-            info = parse_inspect(document, _runtime_name(path)) if document else None
             if info is not None:
                 self.stats.answered += 1
                 return info
@@ -256,7 +391,7 @@ class ContainerResolver:
 def configured_sockets() -> tuple[str, ...]:
     value = os.environ.get("FALCONET_CONTAINER_SOCKETS")
     if value is not None:
-        return tuple(path for path in value.split(":") if path)
+        return tuple(entry.strip() for entry in value.split(",") if entry.strip())
     return DEFAULT_SOCKETS
 
 
@@ -280,6 +415,11 @@ def container_type(cgroups: tuple[str, ...]) -> str:
             return "docker"
         if "/crio-" in entry:
             return "cri-o"
-        if "/cri-containerd-" in entry or "/kubepods" in entry or "/containerd-" in entry:
+        if (
+            "/cri-containerd-" in entry
+            or "/kubepods" in entry
+            or "/containerd-" in entry
+            or "/k8s.io/" in entry
+        ):
             return "containerd"
     return "container"

@@ -93,7 +93,7 @@ IPPROTO_ICMPV6 = 58
 
 _CONTAINER_ID = re.compile(
     r"(?:/docker/|/docker-|/crio-|/cri-containerd-|/libpod-|/containerd-"
-    r"|/kubepods[^ ]*/(?:pod[^/]+/)?)([0-9a-f]{64})"
+    r"|/kubepods[^ ]*/(?:pod[^/]+/)?|/k8s\.io/)([0-9a-f]{64})"
 )
 
 
