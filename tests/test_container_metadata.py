@@ -88,6 +88,7 @@ def podman_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     for applet in ("sh", "sleep", "cat"):
         (root / "bin" / applet).symlink_to("busybox")
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
     tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True)
     subprocess.run(
         ["podman", "import", "--change", 'CMD ["/bin/sh"]', "-", IMAGE],
@@ -309,3 +310,73 @@ def test_container_ids_come_from_containerd_cgroup_paths() -> None:
 
     hexid = "e" * 64
     assert container_id_from_cgroups((f"8:pids:/k8s.io/{hexid}",)) == hexid[:12]
+
+
+FALCO_YAML = """\
+append_output:
+  - match:
+      source: syscall
+    extra_output: "container_id=%container.id container_name=%container.name"
+    extra_fields:
+      - container.name
+      - container.image.repository
+      - k8s.pod.name
+"""
+
+
+@pytest.mark.usefixtures("live_ebpf_shared")
+def test_upstream_rules_fire_on_a_real_container_with_its_metadata(
+    podman_api, shared_dir: Path, tmp_path: Path, falconet_home: Path
+) -> None:
+    """Falco's own stable rules, unchanged, on a real podman container's activity: `cat
+    /etc/shadow` in it raises "Read sensitive file untrusted", and falco.yaml's append_output
+    (as Falco's container plugin set-up adds container fields) carries the runtime's metadata."""
+    import json
+    import signal
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    from tests.support.live_ebpf import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    falco_yaml = tmp_path / "falco.yaml"
+    falco_yaml.write_text(FALCO_YAML)
+    alerts = tmp_path / "alerts.json"
+    rules = shared_dir / "upstream-rules" / "falco_rules.yaml"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "FALCONET_HOME": str(falconet_home),
+           "FALCONET_CONTAINER_SOCKETS": podman_api["socket"]}  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--source", "syscall", "-r", str(rules),
+         "--falco-config", str(falco_yaml), "-o", "json", "--output-file", str(alerts),
+         "--no-web"],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    container = podman_api["labelled"]
+
+    def named_alert() -> dict | None:
+        subprocess.run(
+            ["podman", "exec", container, "sh", "-c", "cat /etc/shadow >/dev/null; sleep 1"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        lines = alerts.read_text().splitlines() if alerts.exists() else []
+        return next(
+            (
+                d for d in map(json.loads, lines)
+                if d["rule"] == "Read sensitive file untrusted"
+                and d["output_fields"].get("container.name") not in (None, "<NA>", "host")
+            ),
+            None,
+        )  # fmt: skip
+
+    try:
+        found = wait_for(named_alert, timeout=180)  # the probe compiles first
+    finally:
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    fields = found["output_fields"]
+    assert fields["container.name"] == f"falconet-meta-{os.getpid()}-labelled", err
+    assert fields["container.image.repository"] == "localhost/falconet-bbox"
+    assert fields["k8s.pod.name"] == "web-1"
+    assert f"container_id={container[:12]}" in found["output"]
